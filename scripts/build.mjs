@@ -1,0 +1,39 @@
+// Builds pyro: the CLI and SDK as ESM bundles with code splitting (heavy modules such as the
+// MCP SDK load only when used, which keeps `pyro` start-up fast), the in-sandbox agent as one
+// self-contained file (it runs inside environments that have no node_modules), and types.
+import { build } from "esbuild";
+import { execFileSync } from "node:child_process";
+import { rmSync } from "node:fs";
+
+const banner = {
+  // CommonJS dependencies bundled into ESM still call require() for node built-ins.
+  js: 'import { createRequire as __pyroCreateRequire } from "node:module"; const require = __pyroCreateRequire(import.meta.url);',
+};
+
+rmSync("dist", { recursive: true, force: true });
+await Promise.all([
+  build({
+    entryPoints: { "cli/main": "src/cli/main.ts", "sdk/index": "src/sdk/index.ts" },
+    outdir: "dist",
+    bundle: true,
+    splitting: true,
+    format: "esm",
+    platform: "node",
+    target: "node20",
+    sourcemap: true,
+    chunkNames: "chunks/[name]-[hash]",
+    banner,
+    logLevel: "warning",
+  }),
+  build({
+    entryPoints: ["src/agent/main.ts"],
+    outfile: "dist/agent/pyro-agent.mjs",
+    bundle: true,
+    format: "esm",
+    platform: "node",
+    target: "node20",
+    banner,
+    logLevel: "warning",
+  }),
+]);
+execFileSync("npx", ["tsc", "-p", "tsconfig.build.json"], { stdio: "inherit" });

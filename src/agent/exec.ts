@@ -1,0 +1,137 @@
+/**
+ * Runs one command inside the sandbox: argv or shell form, separate capped stdout/stderr,
+ * stdin bytes, and a timeout that kills the whole process tree — including children that
+ * changed process group or session — by tagging every process of the exec with an
+ * environment marker and sweeping /proc for it.
+ */
+import { spawn } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import fs from "node:fs";
+import { HeadTailBuffer } from "../shared/output-cap.js";
+import type { ExecRequest, ExecResultHeader } from "../protocol/messages.js";
+import { AgentFailure } from "./failure.js";
+
+/** Environment variable carried by every process an exec starts; see killExecTree. */
+export const EXEC_MARKER_VAR = "PYRO_EXEC_ID";
+/** After the command exits, how long to wait for background children to release stdout/stderr. */
+const STDIO_DRAIN_MS = 200;
+
+function validate(req: ExecRequest): void {
+  const hasArgv = Array.isArray(req.argv) && req.argv.length > 0 && req.argv.every((a) => typeof a === "string");
+  const hasShell = typeof req.shell === "string" && req.shell.length > 0;
+  if (hasArgv === hasShell) throw new AgentFailure("invalid_request", "exec needs exactly one of argv or shell");
+  if (typeof req.cwd !== "string" || !req.cwd.startsWith("/")) throw new AgentFailure("invalid_request", "exec cwd must be absolute");
+  if (!Number.isFinite(req.timeoutMs) || req.timeoutMs <= 0) throw new AgentFailure("invalid_request", "exec timeout must be positive");
+  if (!Number.isSafeInteger(req.maxOutputBytes) || req.maxOutputBytes <= 0) throw new AgentFailure("invalid_request", "bad maxOutputBytes");
+}
+
+/** Every pid in this sandbox whose environment carries the marker (they all belong to the exec). */
+function markedPids(marker: string): number[] {
+  const needle = Buffer.from(`${EXEC_MARKER_VAR}=${marker}\0`);
+  const pids: number[] = [];
+  for (const name of fs.readdirSync("/proc")) {
+    if (!/^\d+$/.test(name)) continue;
+    const pid = Number(name);
+    if (pid === process.pid) continue;
+    try {
+      if (fs.readFileSync(`/proc/${name}/environ`).includes(needle)) pids.push(pid);
+    } catch {
+      // The process exited while we looked: nothing to kill.
+    }
+  }
+  return pids;
+}
+
+export function killExecTree(rootPid: number | undefined, marker: string): void {
+  if (rootPid !== undefined) {
+    try {
+      process.kill(-rootPid, "SIGKILL");
+    } catch {
+      // group already gone
+    }
+  }
+  // Processes that left the group (setsid, double fork) still carry the marker.
+  for (let round = 0; round < 3; round++) {
+    const pids = markedPids(marker);
+    if (pids.length === 0) return;
+    for (const pid of pids) {
+      try {
+        process.kill(pid, "SIGKILL");
+      } catch {
+        // already gone
+      }
+    }
+  }
+}
+
+export async function runExec(req: ExecRequest, stdin: Buffer): Promise<{ header: ExecResultHeader; payload: Buffer }> {
+  validate(req);
+  const marker = randomBytes(8).toString("hex");
+  const argv = req.argv && req.argv.length > 0 ? req.argv : ["/bin/sh", "-c", req.shell!];
+  const stdout = new HeadTailBuffer(req.maxOutputBytes);
+  const stderr = new HeadTailBuffer(req.maxOutputBytes);
+  const startedAt = new Date();
+  const t0 = performance.now();
+
+  const result = await new Promise<Pick<ExecResultHeader, "exitCode" | "signal" | "timedOut" | "startError">>((resolve) => {
+    let settled = false;
+    let timedOut = false;
+    const child = spawn(argv[0]!, argv.slice(1), {
+      cwd: req.cwd,
+      env: { ...req.env, [EXEC_MARKER_VAR]: marker },
+      stdio: [req.stdinBytes > 0 ? "pipe" : "ignore", "pipe", "pipe"],
+      detached: true,
+    });
+    const finish = (value: Pick<ExecResultHeader, "exitCode" | "signal" | "timedOut" | "startError">) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      resolve(value);
+    };
+    const timer = setTimeout(() => {
+      timedOut = true;
+      killExecTree(child.pid, marker);
+    }, req.timeoutMs);
+    child.stdout!.on("data", (d: Buffer) => stdout.push(d));
+    child.stderr!.on("data", (d: Buffer) => stderr.push(d));
+    if (child.stdin) {
+      child.stdin.on("error", () => {
+        // The command may exit without reading its input; that is not our failure.
+      });
+      child.stdin.end(stdin.subarray(0, req.stdinBytes));
+    }
+    child.on("error", (err: NodeJS.ErrnoException) => {
+      const startError = err.code === "ENOENT" ? "command_not_found" : err.code === "EACCES" ? "permission_denied" : `spawn_failed: ${err.message}`;
+      const message = startError === "command_not_found" ? `pyro: command not found: ${argv[0]}\n` : `pyro: cannot start ${argv[0]}: ${err.message}\n`;
+      stderr.push(Buffer.from(message));
+      finish({ exitCode: startError === "command_not_found" ? 127 : 126, signal: null, timedOut: false, startError });
+    });
+    child.on("exit", (code, signal) => {
+      // Background children may still hold the pipes; give them a moment, then stop reading
+      // so one `cmd &` does not hold the call open until the timeout.
+      const done = () => finish({ exitCode: code, signal: signal ?? null, timedOut, startError: null });
+      if (child.stdout!.readableEnded && child.stderr!.readableEnded) return done();
+      let closed = 0;
+      const onClose = () => {
+        if (++closed === 2) done();
+      };
+      child.stdout!.once("close", onClose);
+      child.stderr!.once("close", onClose);
+      setTimeout(() => {
+        child.stdout!.destroy();
+        child.stderr!.destroy();
+        done();
+      }, STDIO_DRAIN_MS).unref();
+    });
+  });
+  if (result.timedOut) killExecTree(undefined, marker);
+
+  const header: ExecResultHeader = {
+    ...result,
+    durationMs: Math.round((performance.now() - t0) * 1000) / 1000,
+    startedAt: startedAt.toISOString(),
+    stdout: stdout.info(),
+    stderr: stderr.info(),
+  };
+  return { header, payload: Buffer.concat([stdout.bytes(), stderr.bytes()]) };
+}

@@ -1,0 +1,410 @@
+/**
+ * The `pyro` command line: parses arguments with commander, calls the SDK, renders results.
+ * Human-readable by default, `--json` everywhere (errors included, with their stable code).
+ * Heavy modules (the MCP server) load only for the commands that use them, to keep every
+ * other call fast. No behaviour lives here that the SDK does not also offer.
+ */
+import { Command, CommanderError, Option } from "commander";
+import { Pyro } from "../sdk/pyro.js";
+import { PyroError, asPyroError } from "../shared/errors.js";
+import { parseKeyValues } from "../core/validate.js";
+import { MAX_STDIN_BYTES } from "../core/manager.js";
+import type { RawExecResult } from "../core/types.js";
+import * as render from "./render.js";
+
+const VERSION = "0.1.0";
+
+interface GlobalState {
+  json: boolean;
+}
+const state: GlobalState = { json: process.argv.includes("--json") };
+
+let pyroInstance: Pyro | undefined;
+function pyro(): Pyro {
+  pyroInstance ??= new Pyro();
+  return pyroInstance;
+}
+
+function out(text: string): void {
+  process.stdout.write(text.endsWith("\n") ? text : `${text}\n`);
+}
+
+function printJson(value: unknown): void {
+  out(JSON.stringify(value, null, 2));
+}
+
+function fail(err: unknown, exitCode = 1): never {
+  const e = asPyroError(err);
+  if (state.json) printJson({ error: e.toJSON() });
+  else process.stderr.write(render.error(e));
+  pyroInstance?.close();
+  process.exit(exitCode);
+}
+
+function collect(value: string, previous: string[] = []): string[] {
+  return [...previous, value];
+}
+
+function number(flag: string) {
+  return (value: string): number => {
+    const n = Number(value);
+    if (value.trim() === "" || !Number.isFinite(n)) throw new PyroError("invalid_argument", `${flag} expects a number, got ${JSON.stringify(value)}`);
+    return n;
+  };
+}
+
+async function readStdin(): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of process.stdin) {
+    size += (chunk as Buffer).length;
+    if (size > MAX_STDIN_BYTES) throw new PyroError("invalid_argument", `stdin is larger than ${MAX_STDIN_BYTES} bytes`, { hint: "Put large inputs in a file in the workspace instead." });
+    chunks.push(chunk as Buffer);
+  }
+  return Buffer.concat(chunks);
+}
+
+/** Action wrapper: runs the handler, turns any error into the one error rendering. */
+function action<A extends unknown[]>(fn: (...args: A) => Promise<void>) {
+  return async (...args: A) => {
+    try {
+      await fn(...args);
+      pyroInstance?.close();
+    } catch (err) {
+      fail(err);
+    }
+  };
+}
+
+/** Exit code for an exec: the command's own, 128+signal, or 124 on timeout (as timeout(1)). */
+function execExitCode(raw: RawExecResult): number {
+  const r = raw.result;
+  if (r.timed_out) return 124;
+  if (r.exit_code !== null) return r.exit_code;
+  const signals: Record<string, number> = { SIGHUP: 1, SIGINT: 2, SIGQUIT: 3, SIGKILL: 9, SIGSEGV: 11, SIGPIPE: 13, SIGTERM: 15, SIGABRT: 6 };
+  return 128 + (signals[r.signal ?? ""] ?? 0);
+}
+
+function writeExec(raw: RawExecResult): void {
+  if (state.json) {
+    printJson(raw.result);
+    return;
+  }
+  process.stdout.write(raw.stdoutBytes.subarray(0, raw.result.stdout_info.headBytes));
+  if (raw.result.stdout_info.omittedBytes > 0) process.stdout.write(`\n[... ${raw.result.stdout_info.omittedBytes} bytes of stdout omitted; raise --max-output-bytes to see more ...]\n`);
+  process.stdout.write(raw.stdoutBytes.subarray(raw.result.stdout_info.headBytes));
+  process.stderr.write(raw.stderrBytes.subarray(0, raw.result.stderr_info.headBytes));
+  if (raw.result.stderr_info.omittedBytes > 0) process.stderr.write(`\n[... ${raw.result.stderr_info.omittedBytes} bytes of stderr omitted ...]\n`);
+  process.stderr.write(raw.stderrBytes.subarray(raw.result.stderr_info.headBytes));
+  const note = render.execNote(raw.result);
+  if (note) process.stderr.write(note);
+}
+
+function execInput(commandArgs: string[], opts: { shell?: string; env?: string[]; timeoutSeconds?: number; cwd?: string; maxOutputBytes?: number }, stdin: Buffer | undefined) {
+  if (opts.shell !== undefined && commandArgs.length > 0) throw new PyroError("invalid_argument", "give either --shell STRING or `-- COMMAND ARGS…`, not both");
+  if (opts.shell === undefined && commandArgs.length === 0) {
+    throw new PyroError("invalid_argument", "no command given", { hint: "Put the command after `--`, e.g. `-- make test`, or use --shell 'make test | tail'." });
+  }
+  return {
+    command: opts.shell ?? commandArgs,
+    ...(opts.timeoutSeconds !== undefined ? { timeoutSeconds: opts.timeoutSeconds } : {}),
+    ...(opts.env ? { env: parseKeyValues(opts.env, "env") } : {}),
+    ...(opts.cwd !== undefined ? { cwd: opts.cwd } : {}),
+    ...(opts.maxOutputBytes !== undefined ? { maxOutputBytes: opts.maxOutputBytes } : {}),
+    ...(stdin !== undefined ? { stdin } : {}),
+  };
+}
+
+function buildProgram(): Command {
+  const program = new Command("pyro")
+    .description("Disposable, isolated Linux workspaces for chat-driven coding agents: one-shot runs, persistent workspaces, and an MCP server.")
+    .version(VERSION, "--version")
+    .showHelpAfterError(false)
+    .exitOverride()
+    .configureOutput({ writeErr: () => undefined, outputError: () => undefined });
+
+  const json = () => new Option("--json", "print structured JSON instead of human-readable text");
+
+  program
+    .command("doctor")
+    .description("Check this host: bubblewrap, namespaces, overlayfs, cgroups, state directory; show the backend and limits that will be used")
+    .addOption(json())
+    .action(
+      action(async () => {
+        const report = await pyro().doctor();
+        if (state.json) printJson(report);
+        else out(render.doctor(report));
+        if (!report.ok) process.exitCode = 1;
+      }),
+    );
+
+  program
+    .command("demo")
+    .description("Pull debian:12, seed a small sample repo into a workspace, run its tests, show the result, delete the workspace")
+    .addOption(json())
+    .action(
+      action(async () => {
+        const { runDemo } = await import("./demo.js");
+        await runDemo(pyro(), state.json);
+      }),
+    );
+
+  const env = program.command("env").description("Environments: Debian root filesystems built locally from Debian packages");
+  env
+    .command("list")
+    .description("List environments, installed or not, with their size")
+    .addOption(json())
+    .action(
+      action(async () => {
+        const list = await pyro().listEnvironments();
+        if (state.json) printJson({ count: list.length, environments: list });
+        else out(render.environments(list));
+      }),
+    );
+  env
+    .command("pull")
+    .description("Build an environment from Debian packages (debootstrap) and cache it; fast when already cached")
+    .argument("<environment>", "environment name, e.g. debian:12")
+    .option("--mirror <url>", "Debian mirror (default: PYRO_DEBIAN_MIRROR, else the host's apt sources)")
+    .option("--force", "rebuild even if cached")
+    .addOption(json())
+    .action(
+      action(async (name: string, opts: { mirror?: string; force?: boolean }) => {
+        const manifest = await pyro().pullEnvironment(name, {
+          ...(opts.mirror ? { mirror: opts.mirror } : {}),
+          ...(opts.force ? { force: true } : {}),
+          onProgress: (e) => {
+            if (!state.json) process.stderr.write(`[pull] phase=${e.phase} environment=${e.environment} ${e.message}\n`);
+          },
+        });
+        if (state.json) printJson(manifest);
+        else out(render.manifest(manifest));
+      }),
+    );
+  env
+    .command("inspect")
+    .description("Show an environment's manifest: packages, size, created, digest")
+    .argument("<environment>")
+    .addOption(json())
+    .action(
+      action(async (name: string) => {
+        const manifest = await pyro().inspectEnvironment(name);
+        if (state.json) printJson(manifest);
+        else out(render.manifest(manifest, true));
+      }),
+    );
+  env
+    .command("prune")
+    .description("Remove cached environments that no workspace uses")
+    .addOption(json())
+    .action(
+      action(async () => {
+        const result = await pyro().pruneEnvironments();
+        if (state.json) printJson(result);
+        else out(result.removed.length ? `Removed: ${result.removed.join(", ")} (${render.bytes(result.freedBytes)} freed)` : "Nothing to prune.");
+      }),
+    );
+  env
+    .command("import")
+    .description("Import a root filesystem from a directory or .tar/.tar.gz/.tgz as an environment (for hosts without a Debian mirror)")
+    .argument("<environment>", "name to import as")
+    .argument("<path>", "directory or archive")
+    .addOption(json())
+    .action(
+      action(async (name: string, source: string) => {
+        const manifest = await pyro().importEnvironment(name, source);
+        if (state.json) printJson(manifest);
+        else out(render.manifest(manifest));
+      }),
+    );
+
+  program
+    .command("run")
+    .description("One-shot: create a workspace, run one command, delete the workspace; exits with the command's exit code")
+    .argument("<environment>", "environment name, e.g. debian:12")
+    .argument("[command...]", "command and arguments after `--`")
+    .option("--vcpu-count <n>", "CPU limit in vCPUs (default 1)", number("--vcpu-count"))
+    .option("--mem-mib <n>", "memory limit in MiB (default 1024)", number("--mem-mib"))
+    .option("--timeout-seconds <n>", "kill the command after this many seconds (default 30)", number("--timeout-seconds"))
+    .option("--ttl-seconds <n>", "upper bound on the workspace's life", number("--ttl-seconds"))
+    .option("--env <KEY=VALUE>", "environment variable for the command (repeatable)", collect)
+    .option("--shell <string>", "run this string with /bin/sh -c instead of an argv after `--`")
+    .option("--stdin", "forward this process's stdin to the command")
+    .option("--max-output-bytes <n>", "cap per output stream, head and tail kept (default 65536)", number("--max-output-bytes"))
+    .addOption(json())
+    .action(
+      action(async (environment: string, commandArgs: string[], opts: { vcpuCount?: number; memMib?: number; ttlSeconds?: number; stdin?: boolean; shell?: string; env?: string[]; timeoutSeconds?: number; maxOutputBytes?: number }) => {
+        const p = pyro();
+        const onSignal = (signal: NodeJS.Signals) => {
+          // Whatever was started is torn down before we go: no sandbox, mount or directory stays.
+          void p.abortRuns().finally(() => process.exit(signal === "SIGINT" ? 130 : 143));
+        };
+        process.once("SIGINT", onSignal);
+        process.once("SIGTERM", onSignal);
+        const stdin = opts.stdin ? await readStdin() : undefined;
+        const raw = await p.runInVmRaw({
+          environment,
+          ...execInput(commandArgs, opts, stdin),
+          ...(opts.vcpuCount !== undefined ? { vcpuCount: opts.vcpuCount } : {}),
+          ...(opts.memMib !== undefined ? { memMib: opts.memMib } : {}),
+          ...(opts.ttlSeconds !== undefined ? { ttlSeconds: opts.ttlSeconds } : {}),
+        });
+        if (state.json) printJson({ ...raw.result, environment, cleaned_up: true });
+        else writeExec(raw);
+        process.exitCode = execExitCode(raw);
+      }),
+    );
+
+  const ws = program.command("workspace").description("Persistent workspaces: a sandbox with a /workspace that outlives each call");
+  ws.command("create")
+    .description("Create and start a workspace, optionally seeded from a host directory or archive")
+    .argument("<environment>", "environment name, e.g. debian:12")
+    .option("--name <name>", "unique name to find the workspace by")
+    .option("--label <KEY=VALUE>", "label (repeatable)", collect)
+    .option("--seed-path <path>", "directory, .tar, .tar.gz or .tgz copied into /workspace")
+    .option("--vcpu-count <n>", "CPU limit in vCPUs (default 1)", number("--vcpu-count"))
+    .option("--mem-mib <n>", "memory limit in MiB (default 1024)", number("--mem-mib"))
+    .option("--ttl-seconds <n>", "delete the workspace after this many seconds (reaped, never while in use)", number("--ttl-seconds"))
+    .addOption(json())
+    .option("--id-only", "print only the workspace id")
+    .action(
+      action(async (environment: string, opts: { name?: string; label?: string[]; seedPath?: string; vcpuCount?: number; memMib?: number; ttlSeconds?: number; idOnly?: boolean }) => {
+        const info = await pyro().createWorkspace({
+          environment,
+          ...(opts.name !== undefined ? { name: opts.name } : {}),
+          ...(opts.label ? { labels: parseKeyValues(opts.label, "label") } : {}),
+          ...(opts.seedPath !== undefined ? { seedPath: opts.seedPath } : {}),
+          ...(opts.vcpuCount !== undefined ? { vcpuCount: opts.vcpuCount } : {}),
+          ...(opts.memMib !== undefined ? { memMib: opts.memMib } : {}),
+          ...(opts.ttlSeconds !== undefined ? { ttlSeconds: opts.ttlSeconds } : {}),
+        });
+        if (opts.idOnly) out(info.workspace_id);
+        else if (state.json) printJson(info);
+        else out(render.workspace(info));
+      }),
+    );
+  ws.command("list")
+    .description("List workspaces, most recent activity first")
+    .addOption(json())
+    .action(
+      action(async () => {
+        const result = await pyro().listWorkspaces();
+        if (state.json) printJson(result);
+        else out(render.workspaceList(result));
+      }),
+    );
+  ws.command("status")
+    .description("Show one workspace: state, backend, limits, seed, last command")
+    .argument("<workspace>", "id or name")
+    .addOption(json())
+    .action(
+      action(async (ref: string) => {
+        const info = await pyro().statusWorkspace(ref);
+        if (state.json) printJson(info);
+        else out(render.workspace(info));
+      }),
+    );
+  ws.command("update")
+    .description("Rename a workspace or change its labels")
+    .argument("<workspace>", "id or name")
+    .option("--name <name>", "new unique name")
+    .option("--label <KEY=VALUE>", "set a label (repeatable)", collect)
+    .option("--clear-label <KEY>", "remove a label (repeatable)", collect)
+    .addOption(json())
+    .action(
+      action(async (ref: string, opts: { name?: string; label?: string[]; clearLabel?: string[] }) => {
+        const info = await pyro().updateWorkspace(ref, {
+          ...(opts.name !== undefined ? { name: opts.name } : {}),
+          ...(opts.label ? { labels: parseKeyValues(opts.label, "label") } : {}),
+          ...(opts.clearLabel ? { clearLabels: opts.clearLabel } : {}),
+        });
+        if (state.json) printJson(info);
+        else out(render.workspace(info));
+      }),
+    );
+  ws.command("exec")
+    .description("Run a command in /workspace; exits with the command's exit code (124 on timeout)")
+    .argument("<workspace>", "id or name")
+    .argument("[command...]", "command and arguments after `--`")
+    .option("--timeout-seconds <n>", "kill the command's whole process tree after this many seconds (default 30)", number("--timeout-seconds"))
+    .option("--env <KEY=VALUE>", "environment variable (repeatable)", collect)
+    .option("--cwd <dir>", "working directory, relative to /workspace (default /workspace)")
+    .option("--shell <string>", "run this string with /bin/sh -c instead of an argv after `--`")
+    .option("--stdin", "forward this process's stdin to the command")
+    .option("--max-output-bytes <n>", "cap per output stream, head and tail kept (default 65536)", number("--max-output-bytes"))
+    .addOption(json())
+    .action(
+      action(async (ref: string, commandArgs: string[], opts: { stdin?: boolean; shell?: string; env?: string[]; timeoutSeconds?: number; cwd?: string; maxOutputBytes?: number }) => {
+        const stdin = opts.stdin ? await readStdin() : undefined;
+        const raw = await pyro().execWorkspaceRaw(ref, execInput(commandArgs, opts, stdin));
+        writeExec(raw);
+        process.exitCode = execExitCode(raw);
+      }),
+    );
+  ws.command("logs")
+    .description("Command history: argv, exit code, duration, time, output sizes")
+    .argument("<workspace>", "id or name")
+    .option("--limit <n>", "most recent N commands (default 50)", number("--limit"))
+    .addOption(json())
+    .action(
+      action(async (ref: string, opts: { limit?: number }) => {
+        const logs = await pyro().logsWorkspace(ref, opts.limit !== undefined ? { limit: opts.limit } : {});
+        if (state.json) printJson(logs);
+        else out(render.logs(logs));
+      }),
+    );
+  for (const [name, description] of [
+    ["stop", "Stop the sandbox; /workspace and installed packages are kept"],
+    ["start", "Start a stopped or failed workspace again, /workspace unchanged"],
+    ["delete", "Stop the workspace and remove everything it had"],
+  ] as const) {
+    ws.command(name)
+      .description(description)
+      .argument("<workspace>", "id or name")
+      .addOption(json())
+      .action(
+        action(async (ref: string) => {
+          const p = pyro();
+          const result = name === "stop" ? await p.stopWorkspace(ref) : name === "start" ? await p.startWorkspace(ref) : await p.deleteWorkspace(ref);
+          if (state.json) printJson(result);
+          else out("deleted" in result ? `Deleted workspace ${result.workspace_id}` : render.workspace(result));
+        }),
+      );
+  }
+  ws.command("reap")
+    .description("Delete workspaces whose TTL has passed (never one with a call in flight)")
+    .addOption(json())
+    .action(
+      action(async () => {
+        const result = await pyro().reapExpired();
+        if (state.json) printJson(result);
+        else out(result.reaped.length ? `Reaped: ${result.reaped.join(", ")}` : "Nothing to reap.");
+      }),
+    );
+
+  const mcp = program.command("mcp").description("Model Context Protocol server");
+  mcp.command("serve")
+    .description("Serve pyro's tools over MCP on stdio")
+    .action(
+      action(async () => {
+        const { serveStdio } = await import("../mcp/server.js");
+        await serveStdio(pyro());
+      }),
+    );
+  return program;
+}
+
+async function main(): Promise<void> {
+  const program = buildProgram();
+  try {
+    await program.parseAsync(process.argv);
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      if (err.code === "commander.helpDisplayed" || err.code === "commander.version" || err.code === "commander.help") process.exit(0);
+      fail(new PyroError("usage_error", err.message.replace(/^error: /, ""), { hint: "Run `pyro --help` or `pyro COMMAND --help`." }), 2);
+    }
+    fail(err);
+  }
+}
+
+void main();

@@ -1,0 +1,114 @@
+/**
+ * Human-readable renderings of SDK results for the terminal. Pure string functions; the JSON
+ * form (`--json`) is the SDK result itself and never passes through here.
+ */
+import type { PyroError } from "../shared/errors.js";
+import type { DoctorReport } from "../core/doctor.js";
+import type { CommandRecord, ExecResult, WorkspaceInfo } from "../core/types.js";
+import type { EnvironmentManifest, EnvironmentSummary } from "../environments/index.js";
+
+export function bytes(n: number | null | undefined): string {
+  if (n === null || n === undefined) return "-";
+  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
+  let v = n;
+  let i = 0;
+  while (v >= 1024 && i < units.length - 1) {
+    v /= 1024;
+    i++;
+  }
+  return `${i === 0 ? v : v.toFixed(1)} ${units[i]}`;
+}
+
+export function error(e: PyroError): string {
+  return `error [${e.code}]: ${e.message}\n${e.hint ? `hint: ${e.hint}\n` : ""}`;
+}
+
+export function doctor(r: DoctorReport): string {
+  const lines = [`Platform: ${r.platform}`, `Backend: ${r.backend} — ${r.isolation}`, `State directory: ${r.state_dir}`];
+  lines.push(`Defaults: ${r.defaults.vcpu_count} vCPU / ${r.defaults.mem_mib} MiB / ${r.defaults.pids_max} pids`);
+  lines.push(`Limits: ${r.limits.note ?? `enforced through cgroup v${r.limits.cgroupVersion} (memory, pids, cpu)`}`);
+  lines.push(`Network: ${r.network}`);
+  lines.push(`Environments: ${r.environments.map((e) => `${e.name} [${e.installed ? "installed" : "not installed"}]`).join(", ")}`);
+  lines.push("");
+  for (const c of r.checks) {
+    lines.push(`${c.ok ? "PASS" : "FAIL"} ${c.name}: ${c.detail}`);
+    if (!c.ok && c.hint) lines.push(`     ${c.hint}`);
+  }
+  lines.push("", r.ok ? "Ready." : "Not ready: fix the FAIL lines above.");
+  return lines.join("\n");
+}
+
+export function environments(list: EnvironmentSummary[]): string {
+  return list
+    .map((e) => `${e.name.padEnd(18)} ${(e.installed ? "[installed]" : "[not installed]").padEnd(16)} ${bytes(e.sizeBytes).padStart(10)}  ${e.description}`)
+    .join("\n");
+}
+
+export function manifest(m: EnvironmentManifest, withPackages = false): string {
+  const lines = [
+    `Environment: ${m.name}`,
+    `Description: ${m.description}`,
+    `Parent: ${m.parent ?? "-"}`,
+    `Digest: ${m.digest}`,
+    `Size: ${bytes(m.sizeBytes)} (layer), ${bytes(m.totalSizeBytes)} (with parents)`,
+    `Created: ${m.createdAt}`,
+    `Source: ${m.source}${m.mirror ? ` (${m.mirror})` : ""}`,
+    `Packages: ${m.packages.length}`,
+  ];
+  if (withPackages) lines.push(...m.packages.map((p) => `  ${p}`));
+  return lines.join("\n");
+}
+
+export function workspace(w: WorkspaceInfo): string {
+  const lines = [
+    `Workspace: ${w.workspace_id}${w.name ? ` (${w.name})` : ""}`,
+    `Environment: ${w.environment}`,
+    `State: ${w.state}${w.state_reason ? ` — ${w.state_reason}` : ""}`,
+    `Backend: ${w.isolation}`,
+    `Workspace path: ${w.workspace_path}`,
+    `Resources: ${w.vcpu_count} vCPU / ${w.mem_mib} MiB${w.limits ? (w.limits.note ? ` (${w.limits.note})` : " (enforced)") : ""}`,
+    `Network: ${w.network_policy}`,
+  ];
+  const labels = Object.entries(w.labels);
+  if (labels.length) lines.push(`Labels: ${labels.map(([k, v]) => `${k}=${v}`).join(", ")}`);
+  if (w.workspace_seed.mode !== "empty") lines.push(`Seed: ${w.workspace_seed.mode} ${w.workspace_seed.seed_path} (${w.workspace_seed.entries} entries, ${bytes(w.workspace_seed.bytes)})`);
+  if (w.expires_at) lines.push(`Expires: ${w.expires_at}`);
+  lines.push(`Last activity: ${w.last_activity_at}`);
+  lines.push(`Command count: ${w.command_count}`);
+  if (w.last_command) lines.push(`Last command: ${w.last_command.command} (exit_code=${w.last_command.exit_code ?? "-"}${w.last_command.timed_out ? ", timed out" : ""})`);
+  if (w.failure) lines.push(`Failure: ${w.failure.reason}`, ...(w.failure.log_tail ? w.failure.log_tail.split("\n").map((l) => `  | ${l}`) : []));
+  return lines.join("\n");
+}
+
+export function workspaceList(r: { count: number; workspaces: WorkspaceInfo[]; reaped: string[] }): string {
+  const lines: string[] = [];
+  if (r.reaped.length) lines.push(`Reaped expired: ${r.reaped.join(", ")}`);
+  if (r.count === 0) {
+    lines.push("No workspaces. Create one with `pyro workspace create debian:12`.");
+    return lines.join("\n");
+  }
+  for (const w of r.workspaces) {
+    const labels = Object.entries(w.labels).map(([k, v]) => `${k}=${v}`).join(",");
+    lines.push(`${w.workspace_id}  ${(w.name ?? "-").padEnd(16)} ${w.state.padEnd(8)} ${w.environment.padEnd(16)} ${w.last_activity_at}  cmds=${w.command_count}${labels ? `  ${labels}` : ""}`);
+  }
+  return lines.join("\n");
+}
+
+export function logs(l: { workspace_id: string; count: number; total: number; commands: CommandRecord[] }): string {
+  if (l.total === 0) return `No commands run in ${l.workspace_id} yet.`;
+  const lines = l.commands.map(
+    (c) =>
+      `#${c.sequence} ${c.started_at} exit=${c.exit_code ?? "-"}${c.signal ? ` signal=${c.signal}` : ""}${c.timed_out ? " timed_out" : ""} ${c.duration_ms.toFixed(0)}ms out=${bytes(c.stdout_bytes)} err=${bytes(c.stderr_bytes)}  ${c.shell ? c.command[0] : JSON.stringify(c.command)}`,
+  );
+  if (l.count < l.total) lines.unshift(`(showing the last ${l.count} of ${l.total}; --limit N for more)`);
+  return lines.join("\n");
+}
+
+/** A one-line note after exec output when something needs saying (timeout, signal, caps). */
+export function execNote(r: ExecResult): string {
+  const notes: string[] = [];
+  if (r.timed_out) notes.push(`timed out after ${(r.duration_ms / 1000).toFixed(1)}s; the command's process tree was killed`);
+  else if (r.signal) notes.push(`killed by ${r.signal}`);
+  if (r.outcome === "not_started") notes.push("the command could not be started");
+  return notes.length ? `[pyro] ${notes.join("; ")}\n` : "";
+}

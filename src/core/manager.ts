@@ -1,0 +1,613 @@
+/**
+ * The workspace manager: lifecycle (create, start, stop, delete, reap), discovery (list,
+ * status, names, labels), exec with history, all on top of the state store and an isolation
+ * backend. Every mutating step holds the workspace's lock; long-running commands do not, so
+ * several execs run at once while metadata updates stay serialized. Host-side; file contents
+ * inside a workspace are only ever reached through the agent.
+ */
+import fs from "node:fs";
+import fsp from "node:fs/promises";
+import path from "node:path";
+import { createReadStream } from "node:fs";
+import { Readable } from "node:stream";
+import * as tar from "tar";
+import type { Backend, SandboxRecord } from "../runtime/backend.js";
+import { SANDBOX_PATH } from "../runtime/namespace/backend.js";
+import { AgentClient } from "../protocol/client.js";
+import { WORKSPACE_GUEST_PATH } from "../protocol/messages.js";
+import type { ArchiveImportResult, ExecResultHeader } from "../protocol/messages.js";
+import { PyroError } from "../shared/errors.js";
+import { archiveKind, checkArchiveEntry, DEFAULT_ARCHIVE_MAX_BYTES, DEFAULT_ARCHIVE_MAX_ENTRIES } from "../shared/archive.js";
+import type { ArchiveProblem, ArchiveTally } from "../shared/archive.js";
+import { DEFAULT_MAX_OUTPUT_BYTES, MAX_OUTPUT_BYTES_LIMIT, renderCapped } from "../shared/output-cap.js";
+import type { EnvironmentStore } from "../environments/index.js";
+import { StateStore } from "./store.js";
+import { newWorkspaceId } from "./ids.js";
+import { validateEnv, validateLabels, validateName, validatePositive, validatePositiveInt } from "./validate.js";
+import type { CommandRecord, ExecResult, RawExecResult, WorkspaceInfo, WorkspaceRecord, WorkspaceSeed } from "./types.js";
+
+export const DEFAULT_VCPU_COUNT = 1;
+export const DEFAULT_MEM_MIB = 1024;
+export const DEFAULT_TIMEOUT_SECONDS = 30;
+export const MAX_TIMEOUT_SECONDS = 24 * 3600;
+export const MAX_TTL_SECONDS = 30 * 24 * 3600;
+export const DEFAULT_PIDS_MAX = 4096;
+/** stdin is carried in one frame; larger inputs belong in a file (sync push / file write). */
+export const MAX_STDIN_BYTES = 16 * 1024 * 1024;
+
+export interface CreateWorkspaceOptions {
+  environment: string;
+  name?: string;
+  labels?: Record<string, string>;
+  seedPath?: string;
+  vcpuCount?: number;
+  memMib?: number;
+  ttlSeconds?: number;
+  /** Internal: one-shot `run` workspaces. */
+  ephemeral?: boolean;
+}
+
+export interface ExecOptions {
+  /** argv form (no shell). Exactly one of command / shell. */
+  command?: string[];
+  /** Shell-string form, run by /bin/sh -c. */
+  shell?: string;
+  timeoutSeconds?: number;
+  env?: Record<string, string>;
+  cwd?: string;
+  stdin?: Uint8Array;
+  maxOutputBytes?: number;
+}
+
+export interface UpdateWorkspaceOptions {
+  name?: string;
+  labels?: Record<string, string>;
+  clearLabels?: string[];
+}
+
+const nowIso = () => new Date().toISOString();
+
+function isolationText(record: WorkspaceRecord): string {
+  return record.backend === "namespace"
+    ? "namespace backend (bubblewrap: mount, pid, ipc, uts, net namespaces; shares the host kernel)"
+    : record.backend;
+}
+
+export class WorkspaceManager {
+  readonly store: StateStore;
+  private readonly clients = new Map<string, { key: string; client: Promise<AgentClient> }>();
+
+  constructor(
+    home: string,
+    private readonly backend: Backend,
+    private readonly environments: EnvironmentStore,
+  ) {
+    this.store = new StateStore(home);
+  }
+
+  // ---------- discovery ----------
+
+  /** Resolves an id, unique id prefix or name to a workspace id. */
+  async resolve(ref: string): Promise<string> {
+    if (typeof ref !== "string" || ref.length === 0) throw new PyroError("invalid_argument", "workspace reference is empty");
+    if (!ref.includes("/") && !ref.startsWith(".") && fs.existsSync(this.store.paths(ref).record)) return ref;
+    const records = (await this.store.readAll()).filter((r) => !r.ephemeral);
+    const byName = records.filter((r) => r.name === ref);
+    const byPrefix = ref.length >= 4 ? records.filter((r) => r.workspace_id.startsWith(ref)) : [];
+    const matches = [...new Set([...byName, ...byPrefix])];
+    if (matches.length === 1) return matches[0]!.workspace_id;
+    if (matches.length === 0) {
+      throw new PyroError("workspace_not_found", `no workspace has the id or name ${JSON.stringify(ref)}`, {
+        hint: "Run `pyro workspace list` (MCP: workspace_list) to see workspaces.",
+      });
+    }
+    throw new PyroError("workspace_name_ambiguous", `${JSON.stringify(ref)} matches ${matches.length} workspaces`, {
+      details: { matches: matches.map((m) => ({ workspace_id: m.workspace_id, name: m.name })) },
+      hint: "Use the full workspace id.",
+    });
+  }
+
+  private async load(id: string): Promise<WorkspaceRecord> {
+    const record = await this.store.read(id);
+    if (!record) throw new PyroError("workspace_not_found", `workspace ${id} does not exist`, { hint: "Run `pyro workspace list` to see workspaces." });
+    return record;
+  }
+
+  /**
+   * Brings a record in line with reality: a `running` workspace whose sandbox is gone becomes
+   * `stopped` (host rebooted) or `failed` (sandbox died), with the reason. Caller holds the lock.
+   */
+  private async reconcile(record: WorkspaceRecord): Promise<{ record: WorkspaceRecord; reason: string | null }> {
+    if (record.state === "creating" && record.owner_pid !== null && !pidAlive(record.owner_pid)) {
+      record.state = "failed";
+      record.failure = { reason: "the process creating this workspace exited before it finished", log_tail: "", at: nowIso() };
+      await this.store.write(record);
+      return { record, reason: record.failure.reason };
+    }
+    if (record.state !== "running" || !record.sandbox) return { record, reason: null };
+    const liveness = this.backend.liveness(record.sandbox);
+    if (liveness === "alive") return { record, reason: null };
+    const sandbox = record.sandbox;
+    await this.backend.stop(sandbox);
+    record.sandbox = null;
+    let reason: string;
+    if (liveness === "host-rebooted") {
+      record.state = "stopped";
+      reason = "the host rebooted since this workspace was started; /workspace is intact, call start";
+    } else {
+      record.state = "failed";
+      reason = "the workspace sandbox exited unexpectedly; /workspace is intact, call start to recover";
+      record.failure = { reason, log_tail: await logTail(this.store.paths(record.workspace_id).log), at: nowIso() };
+    }
+    await this.store.write(record);
+    return { record, reason };
+  }
+
+  async status(ref: string): Promise<WorkspaceInfo> {
+    const id = await this.resolve(ref);
+    return this.store.withLock(id, async () => {
+      const { record, reason } = await this.reconcile(await this.load(id));
+      return this.info(record, reason);
+    });
+  }
+
+  /** Lists workspaces, most recent activity first. Reaps expired ones first, and says so. */
+  async list(): Promise<{ count: number; workspaces: WorkspaceInfo[]; reaped: string[] }> {
+    const { reaped } = await this.reapExpired();
+    const records = (await this.store.readAll()).filter((r) => !r.ephemeral);
+    const infos: WorkspaceInfo[] = [];
+    for (const r of records) {
+      const { record, reason } = r.state === "running" ? await this.store.withLock(r.workspace_id, async () => this.reconcile((await this.store.read(r.workspace_id)) ?? r)) : { record: r, reason: null };
+      infos.push(this.info(record, reason));
+    }
+    infos.sort((a, b) => b.last_activity_at.localeCompare(a.last_activity_at));
+    return { count: infos.length, workspaces: infos, reaped };
+  }
+
+  info(record: WorkspaceRecord, reason: string | null = null): WorkspaceInfo {
+    return {
+      workspace_id: record.workspace_id,
+      name: record.name,
+      labels: record.labels,
+      environment: record.environment,
+      state: record.state,
+      backend: record.backend,
+      isolation: isolationText(record),
+      workspace_path: WORKSPACE_GUEST_PATH,
+      created_at: record.created_at,
+      last_activity_at: record.last_activity_at,
+      ttl_seconds: record.ttl_seconds,
+      expires_at: record.expires_at,
+      vcpu_count: record.vcpu_count,
+      mem_mib: record.mem_mib,
+      limits: record.sandbox?.enforcement ?? null,
+      network_policy: record.network_policy,
+      workspace_seed: record.workspace_seed,
+      command_count: record.command_count,
+      last_command: record.last_command,
+      failure: record.failure,
+      state_reason: reason,
+    };
+  }
+
+  // ---------- lifecycle ----------
+
+  async create(opts: CreateWorkspaceOptions): Promise<WorkspaceInfo> {
+    await this.store.init();
+    const name = opts.name === undefined ? null : validateName(opts.name);
+    const labels = validateLabels({ ...(opts.labels ?? {}) });
+    const vcpuCount = validatePositiveInt(opts.vcpuCount ?? DEFAULT_VCPU_COUNT, "vcpu_count", 64);
+    const memMib = validatePositiveInt(opts.memMib ?? DEFAULT_MEM_MIB, "mem_mib", 1024 * 1024);
+    const ttlSeconds = opts.ttlSeconds === undefined ? null : validatePositive(opts.ttlSeconds, "ttl_seconds", MAX_TTL_SECONDS);
+    const layers = await this.environments.layers(opts.environment);
+    const digest = await this.environments
+      .inspect(opts.environment)
+      .then((m) => m.digest)
+      .catch(() => null);
+    const seed = opts.seedPath === undefined ? null : await inspectSeed(opts.seedPath);
+
+    const id = newWorkspaceId();
+    const created = nowIso();
+    const record: WorkspaceRecord = {
+      schema: 1,
+      workspace_id: id,
+      name,
+      labels,
+      environment: opts.environment,
+      environment_digest: digest,
+      backend: this.backend.name,
+      state: "creating",
+      created_at: created,
+      last_activity_at: created,
+      ttl_seconds: ttlSeconds,
+      expires_at: ttlSeconds === null ? null : new Date(Date.now() + ttlSeconds * 1000).toISOString(),
+      vcpu_count: vcpuCount,
+      mem_mib: memMib,
+      network_policy: "off",
+      ephemeral: opts.ephemeral ?? false,
+      owner_pid: process.pid,
+      workspace_seed: { mode: "empty", seed_path: null, origin_kind: "empty", origin_ref: null, entries: 0, bytes: 0 },
+      sandbox: null,
+      failure: null,
+      command_count: 0,
+      last_command: null,
+    };
+    const paths = this.store.paths(id);
+    // Name reservation and the record's first write happen under one registry lock, so two
+    // concurrent creates can never both take a name.
+    await this.store.withLock("registry", async () => {
+      if (name !== null) await this.assertNameFree(name, id);
+      await fsp.mkdir(paths.dir, { recursive: true, mode: 0o700 });
+      await fsp.mkdir(paths.workspace, { recursive: true, mode: 0o755 });
+      await this.store.write(record);
+    });
+    try {
+      record.sandbox = await this.backend.start(this.sandboxSpec(record, layers));
+      // Persist the sandbox before seeding: the agent connection is found through the record,
+      // and a crash from here on must leave a record that names the sandbox to clean up.
+      await this.store.withLock(id, () => this.store.write(record));
+      if (seed) {
+        const imported = await this.importSeed(id, seed);
+        record.workspace_seed = {
+          mode: seed.kind === "directory" ? "directory" : "archive",
+          seed_path: seed.path,
+          origin_kind: "host_path",
+          origin_ref: seed.path,
+          entries: imported.entries,
+          bytes: imported.bytes,
+        };
+      }
+      record.state = "running";
+      record.owner_pid = opts.ephemeral ? process.pid : null;
+      await this.store.withLock(id, () => this.store.write(record));
+    } catch (err) {
+      // Roll back completely: no half-made workspace, sandbox, cgroup or directory remains.
+      this.dropClient(id);
+      if (record.sandbox) await this.backend.stop(record.sandbox).catch(() => undefined);
+      await this.store.removeWorkspace(id).catch(() => undefined);
+      throw err;
+    }
+    return this.info(record);
+  }
+
+  private async assertNameFree(name: string, selfId: string): Promise<void> {
+    const taken = (await this.store.readAll()).find((r) => r.name === name && r.workspace_id !== selfId);
+    if (taken) {
+      throw new PyroError("workspace_name_taken", `the name ${JSON.stringify(name)} is used by workspace ${taken.workspace_id}`, {
+        hint: "Choose another name, or delete or rename the other workspace.",
+      });
+    }
+  }
+
+  private sandboxSpec(record: WorkspaceRecord, layers: string[]) {
+    const p = this.store.paths(record.workspace_id);
+    return {
+      sandboxId: record.workspace_id,
+      hostname: (record.name ?? `pyro-${record.workspace_id}`).toLowerCase().replace(/[^a-z0-9-]/g, "-").slice(0, 63),
+      layers,
+      stateDir: p.sandboxState,
+      workspaceDir: p.workspace,
+      socketPath: p.socket,
+      logPath: p.log,
+      limits: { vcpuCount: record.vcpu_count, memMib: record.mem_mib, pidsMax: DEFAULT_PIDS_MAX },
+    };
+  }
+
+  private async importSeed(id: string, seed: SeedSource): Promise<ArchiveImportResult> {
+    const client = await this.client(id);
+    const source: AsyncIterable<Buffer> =
+      seed.kind === "directory"
+        ? (tar.c({ cwd: seed.path, portable: true, follow: false }, await fsp.readdir(seed.path)) as unknown as AsyncIterable<Buffer>)
+        : createReadStream(seed.path);
+    const frame = await client.requestStream(
+      {
+        type: "archive_import",
+        dest: WORKSPACE_GUEST_PATH,
+        gzip: seed.kind === "tar.gz",
+        maxEntries: DEFAULT_ARCHIVE_MAX_ENTRIES,
+        maxBytes: DEFAULT_ARCHIVE_MAX_BYTES,
+        replace: true,
+      },
+      source instanceof Readable ? source : Readable.from(source),
+    );
+    const h = frame.header;
+    return { entries: Number(h.entries) || 0, bytes: Number(h.bytes) || 0, dest: String(h.dest) };
+  }
+
+  async start(ref: string): Promise<WorkspaceInfo> {
+    const id = await this.resolve(ref);
+    return this.store.withLock(id, async () => {
+      const { record } = await this.reconcile(await this.load(id));
+      if (record.state === "running") return this.info(record);
+      if (record.state === "creating") throw new PyroError("workspace_busy", "the workspace is still being created");
+      const layers = await this.environments.layers(record.environment);
+      this.dropClient(id);
+      record.sandbox = await this.backend.start(this.sandboxSpec(record, layers));
+      record.state = "running";
+      record.failure = null;
+      record.last_activity_at = nowIso();
+      await this.store.write(record);
+      return this.info(record);
+    });
+  }
+
+  async stop(ref: string): Promise<WorkspaceInfo> {
+    const id = await this.resolve(ref);
+    return this.store.withLock(id, async () => {
+      const record = await this.load(id);
+      this.dropClient(id);
+      if (record.sandbox) await this.backend.stop(record.sandbox);
+      record.sandbox = null;
+      if (record.state !== "failed") record.state = "stopped";
+      record.last_activity_at = nowIso();
+      await this.store.write(record);
+      return this.info(record);
+    });
+  }
+
+  async delete(ref: string): Promise<{ workspace_id: string; deleted: true }> {
+    const id = await this.resolve(ref);
+    await this.store.withLock(id, async () => {
+      const record = await this.store.read(id);
+      this.dropClient(id);
+      if (record?.sandbox) await this.backend.stop(record.sandbox);
+      await this.store.removeWorkspace(id);
+    });
+    return { workspace_id: id, deleted: true };
+  }
+
+  async update(ref: string, opts: UpdateWorkspaceOptions): Promise<WorkspaceInfo> {
+    const id = await this.resolve(ref);
+    const newName = opts.name === undefined ? undefined : validateName(opts.name);
+    const labels = validateLabels({ ...(opts.labels ?? {}) });
+    const apply = async () =>
+      this.store.withLock(id, async () => {
+        const record = await this.load(id);
+        if (newName !== undefined) record.name = newName;
+        for (const key of opts.clearLabels ?? []) delete record.labels[key];
+        Object.assign(record.labels, labels);
+        validateLabels(record.labels);
+        record.last_activity_at = nowIso();
+        await this.store.write(record);
+        return this.info(record);
+      });
+    if (newName === undefined) return apply();
+    return this.store.withLock("registry", async () => {
+      await this.assertNameFree(newName, id);
+      return apply();
+    });
+  }
+
+  /**
+   * Deletes workspaces whose TTL has passed, and one-shot workspaces whose owner died. A
+   * workspace with an operation in flight is never reaped.
+   */
+  async reapExpired(): Promise<{ reaped: string[] }> {
+    const reaped: string[] = [];
+    const now = Date.now();
+    for (const r of await this.store.readAll()) {
+      const expired = r.expires_at !== null && Date.parse(r.expires_at) <= now;
+      const orphaned = r.ephemeral && r.owner_pid !== null && !pidAlive(r.owner_pid);
+      if (!expired && !orphaned) continue;
+      if (this.store.hasLiveOperations(r.workspace_id)) continue;
+      try {
+        await this.delete(r.workspace_id);
+        reaped.push(r.workspace_id);
+      } catch {
+        // Someone else reaped or deleted it first.
+      }
+    }
+    return { reaped };
+  }
+
+  // ---------- exec ----------
+
+  async exec(ref: string, opts: ExecOptions): Promise<ExecResult> {
+    return (await this.execRaw(ref, opts)).result;
+  }
+
+  async execRaw(ref: string, opts: ExecOptions): Promise<RawExecResult> {
+    const id = await this.resolve(ref);
+    const hasCommand = Array.isArray(opts.command) && opts.command.length > 0;
+    const hasShell = typeof opts.shell === "string" && opts.shell.length > 0;
+    if (hasCommand === hasShell) {
+      throw new PyroError("invalid_argument", "give exactly one of command (argv) or shell (a shell string)", {
+        hint: "CLI: `pyro workspace exec WS -- CMD ARGS…` or `--shell 'CMD | CMD'`.",
+      });
+    }
+    const timeoutSeconds = validatePositive(opts.timeoutSeconds ?? DEFAULT_TIMEOUT_SECONDS, "timeout_seconds", MAX_TIMEOUT_SECONDS, "invalid_timeout");
+    const maxOutputBytes = validatePositiveInt(opts.maxOutputBytes ?? DEFAULT_MAX_OUTPUT_BYTES, "max_output_bytes", MAX_OUTPUT_BYTES_LIMIT);
+    const env = validateEnv({ ...(opts.env ?? {}) });
+    const cwd = path.posix.resolve(WORKSPACE_GUEST_PATH, opts.cwd ?? ".");
+    const stdin = opts.stdin ? Buffer.from(opts.stdin) : Buffer.alloc(0);
+    if (stdin.length > MAX_STDIN_BYTES) throw new PyroError("invalid_argument", `stdin larger than ${MAX_STDIN_BYTES} bytes`);
+
+    const record = await this.requireRunning(id);
+    const endOperation = await this.store.beginOperation(id);
+    let frame;
+    try {
+      const client = await this.client(id);
+      frame = await client.request(
+        {
+          type: "exec",
+          ...(hasCommand ? { argv: opts.command } : { shell: opts.shell }),
+          cwd,
+          env: { PATH: SANDBOX_PATH, HOME: "/root", LANG: "C.UTF-8", HOSTNAME: record.name ?? id, ...env },
+          timeoutMs: Math.round(timeoutSeconds * 1000),
+          maxOutputBytes,
+          stdinBytes: stdin.length,
+        },
+        stdin,
+      );
+    } finally {
+      await endOperation();
+    }
+    const header = frame.header as unknown as ExecResultHeader;
+    const { stdoutBytes, stderrBytes } = splitOutput(frame.payload, header);
+    const command = hasCommand ? opts.command! : [opts.shell!];
+
+    const entry = await this.store.withLock(id, async () => {
+      const current = await this.load(id);
+      current.command_count += 1;
+      current.last_activity_at = nowIso();
+      const e: CommandRecord = {
+        sequence: current.command_count,
+        command,
+        shell: hasShell,
+        cwd,
+        exit_code: header.exitCode,
+        signal: header.signal,
+        timed_out: header.timedOut,
+        duration_ms: header.durationMs,
+        started_at: header.startedAt,
+        stdout_bytes: header.stdout.totalBytes,
+        stderr_bytes: header.stderr.totalBytes,
+      };
+      current.last_command = { sequence: e.sequence, command: command.join(" ").slice(0, 200), exit_code: e.exit_code, timed_out: e.timed_out, at: current.last_activity_at };
+      await this.store.write(current);
+      await this.store.appendHistory(id, e);
+      return e;
+    });
+    const result: ExecResult = {
+      workspace_id: id,
+      sequence: entry.sequence,
+      command,
+      shell: hasShell,
+      cwd,
+      exit_code: header.exitCode,
+      signal: header.signal,
+      timed_out: header.timedOut,
+      outcome: header.timedOut ? "timed_out" : header.startError ? "not_started" : header.signal ? "signaled" : "exited",
+      duration_ms: header.durationMs,
+      started_at: header.startedAt,
+      stdout: renderCapped(stdoutBytes, header.stdout),
+      stderr: renderCapped(stderrBytes, header.stderr),
+      stdout_info: header.stdout,
+      stderr_info: header.stderr,
+      truncated: header.stdout.omittedBytes > 0 || header.stderr.omittedBytes > 0,
+    };
+    return { result, stdoutBytes, stderrBytes };
+  }
+
+  async logs(ref: string, limit = 50): Promise<{ workspace_id: string; count: number; total: number; commands: CommandRecord[] }> {
+    const id = await this.resolve(ref);
+    const all = await this.store.readHistory(id);
+    const commands = all.slice(-Math.max(1, limit));
+    return { workspace_id: id, count: commands.length, total: all.length, commands };
+  }
+
+  private async requireRunning(id: string): Promise<WorkspaceRecord> {
+    const record = await this.store.withLock(id, async () => (await this.reconcile(await this.load(id))).record);
+    if (record.state !== "running") {
+      throw new PyroError("workspace_stopped", `workspace ${record.name ?? id} is ${record.state}`, {
+        hint: `Call workspace_start (CLI: \`pyro workspace start ${record.name ?? id}\`) first.`,
+        details: { state: record.state, ...(record.failure ? { failure: record.failure.reason } : {}) },
+      });
+    }
+    return record;
+  }
+
+  /** A cached agent connection, re-made when the sandbox restarted or the connection dropped. */
+  private async client(id: string): Promise<AgentClient> {
+    const record = await this.load(id);
+    const sandbox = record.sandbox as SandboxRecord | null;
+    if (!sandbox) throw new PyroError("workspace_stopped", `workspace ${id} is not running`);
+    const key = `${sandbox.pid}:${sandbox.startTime}`;
+    const cached = this.clients.get(id);
+    if (cached && cached.key === key) {
+      const c = await cached.client.catch(() => null);
+      if (c && !c.closed) return c;
+    }
+    const client = AgentClient.connect(this.store.paths(id).socket);
+    this.clients.set(id, { key, client });
+    client.catch(() => this.clients.delete(id));
+    return client;
+  }
+
+  private dropClient(id: string): void {
+    const cached = this.clients.get(id);
+    this.clients.delete(id);
+    cached?.client.then((c) => c.close()).catch(() => undefined);
+  }
+
+  /** Closes cached agent connections so the process can exit. */
+  close(): void {
+    for (const id of [...this.clients.keys()]) this.dropClient(id);
+  }
+}
+
+// ---------- helpers ----------
+
+export function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === "EPERM";
+  }
+}
+
+async function logTail(file: string): Promise<string> {
+  try {
+    const text = await fsp.readFile(file, "utf8");
+    return text.split("\n").slice(-20).join("\n").slice(-4000);
+  } catch {
+    return "";
+  }
+}
+
+/** Splits an exec payload into stdout and stderr, trusting no length the agent claims. */
+function splitOutput(payload: Buffer, header: ExecResultHeader): { stdoutBytes: Buffer; stderrBytes: Buffer } {
+  const so = header.stdout?.headBytes + header.stdout?.tailBytes;
+  const se = header.stderr?.headBytes + header.stderr?.tailBytes;
+  if (!Number.isSafeInteger(so) || !Number.isSafeInteger(se) || so < 0 || se < 0 || so + se !== payload.length) {
+    throw new PyroError("agent_protocol_error", "exec result lengths do not match its payload");
+  }
+  return { stdoutBytes: payload.subarray(0, so), stderrBytes: payload.subarray(so) };
+}
+
+interface SeedSource {
+  path: string;
+  kind: "directory" | "tar" | "tar.gz";
+}
+
+/** Checks a seed path on the host before anything is created; archives are scanned entry by entry. */
+async function inspectSeed(seedPath: string): Promise<SeedSource> {
+  const abs = path.resolve(seedPath);
+  let stat: fs.Stats;
+  try {
+    stat = await fsp.stat(abs);
+  } catch {
+    throw new PyroError("seed_path_not_found", `seed path ${abs} does not exist`, { hint: "Pass an existing directory or .tar/.tar.gz/.tgz file." });
+  }
+  if (stat.isDirectory()) return { path: abs, kind: "directory" };
+  const kind = archiveKind(abs);
+  if (!stat.isFile() || kind === null) {
+    throw new PyroError("seed_path_invalid", `seed path ${abs} is not a directory or a .tar/.tar.gz/.tgz archive`, {
+      hint: "Pass a directory, or an archive whose name ends in .tar, .tar.gz or .tgz.",
+    });
+  }
+  await scanArchive(abs);
+  return { path: abs, kind };
+}
+
+/** Reads every header of a host archive and applies the archive policy; content is not extracted. */
+export async function scanArchive(file: string): Promise<ArchiveTally> {
+  const tally: ArchiveTally = { entries: 0, bytes: 0 };
+  const found: { problem: ArchiveProblem | null } = { problem: null };
+  try {
+    await tar.t({
+      file,
+      strict: true,
+      onReadEntry: (entry) => {
+        found.problem ??= checkArchiveEntry(entry, tally, { maxEntries: DEFAULT_ARCHIVE_MAX_ENTRIES, maxBytes: DEFAULT_ARCHIVE_MAX_BYTES });
+        entry.resume();
+      },
+    });
+  } catch (err) {
+    throw new PyroError("seed_path_invalid", `cannot read archive ${file}: ${(err as Error).message}`);
+  }
+  const p = found.problem;
+  if (p) throw new PyroError(p.code, `archive ${path.basename(file)}: entry ${JSON.stringify(p.entry)}: ${p.reason}`, { details: { entry: p.entry } });
+  return tally;
+}

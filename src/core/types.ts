@@ -1,0 +1,129 @@
+/**
+ * The persisted records and public result shapes of workspaces. Results use snake_case keys:
+ * the same JSON objects are returned by the SDK, printed by `--json` and sent as MCP
+ * structured content, so one shape serves all three surfaces. Types only.
+ */
+import type { SandboxRecord } from "../runtime/backend.js";
+import type { LimitEnforcement } from "../runtime/namespace/cgroups.js";
+import type { CapturedStreamInfo } from "../protocol/messages.js";
+
+export type WorkspaceState = "creating" | "running" | "stopped" | "failed";
+export type NetworkPolicy = "off";
+
+export interface WorkspaceSeed {
+  mode: "empty" | "directory" | "archive";
+  seed_path: string | null;
+  origin_kind: "empty" | "host_path";
+  origin_ref: string | null;
+  entries: number;
+  bytes: number;
+}
+
+export interface FailureInfo {
+  reason: string;
+  log_tail: string;
+  at: string;
+}
+
+export interface LastCommand {
+  sequence: number;
+  command: string;
+  exit_code: number | null;
+  timed_out: boolean;
+  at: string;
+}
+
+/** workspace.json. `schema` guards future migrations. */
+export interface WorkspaceRecord {
+  schema: 1;
+  workspace_id: string;
+  name: string | null;
+  labels: Record<string, string>;
+  environment: string;
+  environment_digest: string | null;
+  backend: "namespace";
+  state: WorkspaceState;
+  created_at: string;
+  last_activity_at: string;
+  ttl_seconds: number | null;
+  expires_at: string | null;
+  vcpu_count: number;
+  mem_mib: number;
+  network_policy: NetworkPolicy;
+  /** One-shot `pyro run` workspaces: hidden from `list`, reaped when their owner dies. */
+  ephemeral: boolean;
+  owner_pid: number | null;
+  workspace_seed: WorkspaceSeed;
+  sandbox: SandboxRecord | null;
+  failure: FailureInfo | null;
+  command_count: number;
+  last_command: LastCommand | null;
+}
+
+/** What status/list/create return. */
+export interface WorkspaceInfo {
+  workspace_id: string;
+  name: string | null;
+  labels: Record<string, string>;
+  environment: string;
+  state: WorkspaceState;
+  backend: "namespace";
+  isolation: string;
+  workspace_path: "/workspace";
+  created_at: string;
+  last_activity_at: string;
+  ttl_seconds: number | null;
+  expires_at: string | null;
+  vcpu_count: number;
+  mem_mib: number;
+  limits: LimitEnforcement | null;
+  network_policy: NetworkPolicy;
+  workspace_seed: WorkspaceSeed;
+  command_count: number;
+  last_command: LastCommand | null;
+  failure: FailureInfo | null;
+  /** Set when the state changed because the sandbox was found gone. */
+  state_reason: string | null;
+}
+
+/** One line of history.jsonl, and one entry of `workspace logs`. */
+export interface CommandRecord {
+  sequence: number;
+  command: string[];
+  shell: boolean;
+  cwd: string;
+  exit_code: number | null;
+  signal: string | null;
+  timed_out: boolean;
+  duration_ms: number;
+  started_at: string;
+  stdout_bytes: number;
+  stderr_bytes: number;
+}
+
+export interface ExecResult {
+  workspace_id: string;
+  sequence: number;
+  command: string[];
+  shell: boolean;
+  cwd: string;
+  exit_code: number | null;
+  signal: string | null;
+  timed_out: boolean;
+  /** "exited", "signaled", "timed_out" or "not_started": what happened, without decoding numbers. */
+  outcome: "exited" | "signaled" | "timed_out" | "not_started";
+  duration_ms: number;
+  started_at: string;
+  stdout: string;
+  stderr: string;
+  stdout_info: CapturedStreamInfo;
+  stderr_info: CapturedStreamInfo;
+  truncated: boolean;
+}
+
+/** The raw form: output bytes as the command wrote them (head and tail kept). */
+export interface RawExecResult {
+  result: ExecResult;
+  stdoutBytes: Buffer;
+  stderrBytes: Buffer;
+}

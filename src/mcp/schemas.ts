@@ -1,0 +1,100 @@
+/**
+ * zod schemas of MCP tool inputs and outputs. Output schemas describe exactly the JSON the SDK
+ * returns (the MCP client validates structured content against them), so a drift between the
+ * SDK and MCP shows up as a failing test rather than a confused model. Pure.
+ */
+import * as z from "zod";
+
+export const workspaceRef = z
+  .string()
+  .min(1)
+  .describe("Workspace id (or its unique name), as returned by workspace_create or workspace_list.");
+
+export const commandInput = z
+  .union([z.string().min(1), z.array(z.string()).min(1)])
+  .describe("A string runs through /bin/sh -c (pipes and && work); an array runs as argv with no shell.");
+
+const streamInfo = z.object({
+  totalBytes: z.number(),
+  headBytes: z.number(),
+  tailBytes: z.number(),
+  omittedBytes: z.number(),
+});
+
+const limits = z
+  .object({
+    cgroupVersion: z.union([z.literal(1), z.literal(2), z.null()]),
+    memory: z.boolean(),
+    pids: z.boolean(),
+    cpu: z.boolean(),
+    note: z.string().nullable(),
+  })
+  .nullable();
+
+export const workspaceInfo = z.object({
+  workspace_id: z.string(),
+  name: z.string().nullable(),
+  labels: z.record(z.string(), z.string()),
+  environment: z.string(),
+  state: z.enum(["creating", "running", "stopped", "failed"]),
+  backend: z.string(),
+  isolation: z.string(),
+  workspace_path: z.string(),
+  created_at: z.string(),
+  last_activity_at: z.string(),
+  ttl_seconds: z.number().nullable(),
+  expires_at: z.string().nullable(),
+  vcpu_count: z.number(),
+  mem_mib: z.number(),
+  limits,
+  network_policy: z.string(),
+  workspace_seed: z.object({
+    mode: z.string(),
+    seed_path: z.string().nullable(),
+    origin_kind: z.string(),
+    origin_ref: z.string().nullable(),
+    entries: z.number(),
+    bytes: z.number(),
+  }),
+  command_count: z.number(),
+  last_command: z
+    .object({ sequence: z.number(), command: z.string(), exit_code: z.number().nullable(), timed_out: z.boolean(), at: z.string() })
+    .nullable(),
+  failure: z.object({ reason: z.string(), log_tail: z.string(), at: z.string() }).nullable(),
+  state_reason: z.string().nullable(),
+});
+
+export const execResult = {
+  workspace_id: z.string(),
+  sequence: z.number(),
+  command: z.array(z.string()),
+  shell: z.boolean(),
+  cwd: z.string(),
+  exit_code: z.number().nullable(),
+  signal: z.string().nullable(),
+  timed_out: z.boolean(),
+  outcome: z.enum(["exited", "signaled", "timed_out", "not_started"]),
+  duration_ms: z.number(),
+  started_at: z.string(),
+  stdout: z.string(),
+  stderr: z.string(),
+  stdout_info: streamInfo,
+  stderr_info: streamInfo,
+  truncated: z.boolean(),
+};
+
+export const runResult = { ...execResult, environment: z.string(), cleaned_up: z.boolean() };
+
+export const commandRecord = z.object({
+  sequence: z.number(),
+  command: z.array(z.string()),
+  shell: z.boolean(),
+  cwd: z.string(),
+  exit_code: z.number().nullable(),
+  signal: z.string().nullable(),
+  timed_out: z.boolean(),
+  duration_ms: z.number(),
+  started_at: z.string(),
+  stdout_bytes: z.number(),
+  stderr_bytes: z.number(),
+});

@@ -1,0 +1,81 @@
+/**
+ * The agent protocol's message vocabulary, shared by the host client and the in-sandbox agent.
+ * Transport-agnostic: the same frames travel over a unix socket (namespace backend) or a
+ * virtio-serial / vsock channel (VM backend). Bump PROTOCOL_VERSION on any incompatible change;
+ * the host refuses an agent that speaks another version. Pure types and constants.
+ */
+
+export const PROTOCOL_VERSION = 1;
+
+/** Where the agent runtime (node, its libraries, the agent bundle) appears inside a sandbox. */
+export const AGENT_RUNTIME_DIR = "/run/pyro/agent";
+export const WORKSPACE_GUEST_PATH = "/workspace";
+
+export interface HelloRequest {
+  type: "hello";
+  protocol: number;
+}
+export interface HelloResult {
+  protocol: number;
+  agentVersion: string;
+  pid: number;
+  capabilities: string[];
+}
+
+/** Byte accounting for one captured output stream (stdout or stderr). */
+export interface CapturedStreamInfo {
+  /** Bytes the command wrote in total. */
+  totalBytes: number;
+  /** Bytes kept from the start of the stream. */
+  headBytes: number;
+  /** Bytes kept from the end of the stream. */
+  tailBytes: number;
+  /** Bytes dropped between head and tail. */
+  omittedBytes: number;
+}
+
+export interface ExecRequest {
+  type: "exec";
+  /** argv form: executed directly, no shell. Exactly one of argv / shell. */
+  argv?: string[];
+  /** shell-string form: run by /bin/sh -c. */
+  shell?: string;
+  cwd: string;
+  env: Record<string, string>;
+  timeoutMs: number;
+  /** Cap per stream; head and tail halves are kept. */
+  maxOutputBytes: number;
+  /** Length of stdin bytes carried in this frame's payload (0 = stdin is /dev/null). */
+  stdinBytes: number;
+}
+
+/** Result header of an exec; payload = stdout kept bytes followed by stderr kept bytes. */
+export interface ExecResultHeader {
+  exitCode: number | null;
+  signal: string | null;
+  timedOut: boolean;
+  durationMs: number;
+  startedAt: string;
+  stdout: CapturedStreamInfo;
+  stderr: CapturedStreamInfo;
+  /** Set when the command could not be started (e.g. "command_not_found"). */
+  startError: string | null;
+}
+
+export interface ArchiveImportRequest {
+  type: "archive_import";
+  /** Destination directory inside the sandbox; must be /workspace or below it. */
+  dest: string;
+  gzip: boolean;
+  maxEntries: number;
+  maxBytes: number;
+  /** Replace the destination's contents atomically (seed) rather than merging into it. */
+  replace: boolean;
+}
+export interface ArchiveImportResult {
+  entries: number;
+  bytes: number;
+  dest: string;
+}
+
+export type AgentErrorCode = "invalid_request" | "archive_unsafe_entry" | "archive_too_large" | "path_outside_workspace" | "not_found" | "internal";

@@ -1,0 +1,225 @@
+/**
+ * The namespace backend: one bubblewrap sandbox per workspace. The environment's layers and a
+ * per-workspace upper directory are joined by an overlay mounted inside a private mount
+ * namespace (so the mount dies with the sandbox and never appears in the host's mount table),
+ * the agent runtime is bind-mounted read-only, and the agent inherits its already-bound
+ * listening socket as fd 3. Host-side; never reads a path inside the sandbox.
+ */
+import { spawn } from "node:child_process";
+import fs from "node:fs";
+import net from "node:net";
+import path from "node:path";
+import { randomBytes } from "node:crypto";
+import type { Backend, SandboxLiveness, SandboxRecord, SandboxSpec } from "../backend.js";
+import { agentRuntime } from "../agent-runtime.js";
+import { createSandboxCgroup, destroySandboxCgroup, cgroupDirsFor, probeCgroups } from "./cgroups.js";
+import { AgentClient } from "../../protocol/client.js";
+import { PyroError } from "../../shared/errors.js";
+import { WORKSPACE_GUEST_PATH } from "../../protocol/messages.js";
+
+/**
+ * Capabilities kept inside the sandbox: what package managers and build tools need as root
+ * (the same set container engines grant by default). Everything else — mounts, raw network,
+ * ptrace, modules, time — is dropped.
+ */
+const SANDBOX_CAPS = [
+  "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FOWNER", "CAP_FSETID", "CAP_KILL", "CAP_SETGID", "CAP_SETUID",
+  "CAP_SETPCAP", "CAP_NET_BIND_SERVICE", "CAP_SYS_CHROOT", "CAP_SETFCAP", "CAP_AUDIT_WRITE", "CAP_MKNOD",
+];
+
+export const SANDBOX_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/** Joins the cgroup, mounts the overlay in the private namespace, then becomes bubblewrap. */
+const LAUNCHER = [
+  "set -e",
+  'for f in $PYRO_CGROUP_PROCS; do echo $$ > "$f"; done',
+  'mount -t overlay pyro -o "$1" "$2"',
+  "shift 2",
+  'exec bwrap "$@"',
+].join("\n");
+
+/** Paths go into overlay's comma/colon separated option string; refuse what would break it. */
+function assertOverlaySafe(p: string): void {
+  if (/[,:\n]/.test(p)) {
+    throw new PyroError("host_unsupported", `path ${p} contains ',' or ':', which overlayfs options cannot carry`, {
+      hint: "Set PYRO_HOME to a directory whose path has no ',' or ':'.",
+    });
+  }
+}
+
+export function readBootId(): string {
+  try {
+    return fs.readFileSync("/proc/sys/kernel/random/boot_id", "utf8").trim();
+  } catch {
+    return "unknown";
+  }
+}
+
+/** Kernel start time of a pid (field 22 of /proc/PID/stat), or null if no such process. */
+export function processStartTime(pid: number): number | null {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, "utf8");
+    // The command name (field 2) may contain spaces and parentheses; fields restart after the last ')'.
+    const rest = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    return Number(rest[19]);
+  } catch {
+    return null;
+  }
+}
+
+export function bwrapArgs(spec: SandboxSpec, mergedDir: string): string[] {
+  const runtime = agentRuntime();
+  const args = [
+    "--bind", mergedDir, "/",
+    "--bind", spec.workspaceDir, WORKSPACE_GUEST_PATH,
+    "--proc", "/proc",
+    "--dev", "/dev",
+    "--tmpfs", "/run",
+  ];
+  for (const bind of runtime.binds) args.push("--ro-bind", bind.source, bind.target);
+  args.push(
+    "--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts", "--unshare-cgroup-try",
+    "--hostname", spec.hostname,
+    "--new-session",
+    "--cap-drop", "ALL",
+    ...SANDBOX_CAPS.flatMap((cap) => ["--cap-add", cap]),
+    "--clearenv",
+    "--setenv", "PATH", SANDBOX_PATH,
+    "--setenv", "HOME", "/root",
+    "--setenv", "LANG", "C.UTF-8",
+    "--setenv", "HOSTNAME", spec.hostname,
+    "--chdir", WORKSPACE_GUEST_PATH,
+    "--info-fd", "4",
+    "--",
+    ...runtime.command,
+  );
+  return args;
+}
+
+function tail(file: string, lines = 20): string {
+  try {
+    const text = fs.readFileSync(file, "utf8");
+    return text.split("\n").slice(-lines).join("\n").slice(-4000);
+  } catch {
+    return "";
+  }
+}
+
+async function waitForExit(pid: number, startTime: number, timeoutMs: number): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (processStartTime(pid) !== startTime) return true;
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  return processStartTime(pid) !== startTime;
+}
+
+export class NamespaceBackend implements Backend {
+  readonly name = "namespace" as const;
+
+  async start(spec: SandboxSpec): Promise<SandboxRecord> {
+    const upper = path.join(spec.stateDir, "rootfs-upper");
+    const work = path.join(spec.stateDir, "rootfs-work");
+    const merged = path.join(spec.stateDir, "rootfs");
+    for (const p of [...spec.layers, upper, work, merged]) assertOverlaySafe(p);
+    for (const dir of [upper, work, merged, spec.workspaceDir, path.dirname(spec.socketPath)]) fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+    // A crashed predecessor may have left its cgroup behind; a fresh start begins clean.
+    await destroySandboxCgroup(cgroupDirsFor(spec.sandboxId));
+    const cgroup = createSandboxCgroup(spec.sandboxId, spec.limits);
+
+    // Bind the socket under a temporary name, hand its fd to the sandbox, then rename it into
+    // place: closing our copy of the server would otherwise unlink the path the agent serves.
+    const tmpSocket = `${spec.socketPath}.${randomBytes(4).toString("hex")}`;
+    fs.rmSync(spec.socketPath, { force: true });
+    const server = net.createServer();
+    await new Promise<void>((resolve, reject) => {
+      server.once("error", reject);
+      server.listen(tmpSocket, () => resolve());
+    });
+    fs.chmodSync(tmpSocket, 0o600);
+    const serverFd = (server as unknown as { _handle: { fd: number } })._handle.fd;
+    const infoPath = path.join(spec.stateDir, "sandbox-info.json");
+    const log = fs.openSync(spec.logPath, "a", 0o600);
+    const info = fs.openSync(infoPath, "w", 0o600);
+    const overlayOptions = `lowerdir=${spec.layers.join(":")},upperdir=${upper},workdir=${work}`;
+    let child;
+    try {
+      child = spawn("unshare", ["--mount", "--propagation", "private", "/bin/sh", "-c", LAUNCHER, "pyro-launch", overlayOptions, merged, ...bwrapArgs(spec, merged)], {
+        detached: true,
+        stdio: ["ignore", log, log, serverFd, info],
+        env: { PATH: process.env.PATH ?? SANDBOX_PATH, PYRO_CGROUP_PROCS: cgroup?.procsFiles.join(" ") ?? "" },
+      });
+    } finally {
+      fs.closeSync(log);
+      fs.closeSync(info);
+    }
+    fs.renameSync(tmpSocket, spec.socketPath);
+    server.close();
+    const pid = child.pid;
+    if (pid === undefined) throw new PyroError("sandbox_start_failed", "could not spawn the sandbox launcher (is util-linux `unshare` installed?)");
+    let exited = false;
+    child.once("exit", () => {
+      exited = true;
+    });
+    child.unref();
+    const startTime = processStartTime(pid) ?? 0;
+    const record: SandboxRecord = {
+      backend: "namespace",
+      pid,
+      startTime,
+      sandboxPid: null,
+      bootId: readBootId(),
+      cgroupDirs: cgroup?.dirs ?? [],
+      enforcement: cgroup?.enforcement ?? probeCgroups(),
+      startedAt: new Date().toISOString(),
+    };
+
+    try {
+      const client = await AgentClient.connect(spec.socketPath, 10_000);
+      client.close();
+    } catch (err) {
+      await new Promise((r) => setTimeout(r, exited ? 0 : 50));
+      await this.stop(record);
+      throw new PyroError("sandbox_start_failed", `the sandbox did not start: ${(err as Error).message}`, {
+        details: { log_tail: tail(spec.logPath) },
+        hint: "Run `pyro doctor` to check bubblewrap, overlayfs and namespaces on this host.",
+      });
+    }
+    try {
+      const parsed = JSON.parse(fs.readFileSync(infoPath, "utf8")) as { "child-pid"?: number };
+      record.sandboxPid = typeof parsed["child-pid"] === "number" ? parsed["child-pid"] : null;
+    } catch {
+      record.sandboxPid = null;
+    }
+    return record;
+  }
+
+  liveness(record: SandboxRecord): SandboxLiveness {
+    if (record.bootId !== readBootId()) return "host-rebooted";
+    return processStartTime(record.pid) === record.startTime ? "alive" : "dead";
+  }
+
+  async stop(record: SandboxRecord): Promise<void> {
+    const sameBoot = record.bootId === readBootId();
+    if (sameBoot) {
+      // Killing the sandbox's init takes down its whole pid namespace at once.
+      if (record.sandboxPid !== null && record.sandboxPid > 1) {
+        try {
+          process.kill(record.sandboxPid, "SIGKILL");
+        } catch {
+          // already gone
+        }
+      }
+      if (processStartTime(record.pid) === record.startTime) {
+        try {
+          process.kill(record.pid, "SIGKILL");
+        } catch {
+          // already gone
+        }
+      }
+    }
+    // The cgroup catches anything else that belongs to the sandbox.
+    await destroySandboxCgroup(record.cgroupDirs);
+    if (sameBoot) await waitForExit(record.pid, record.startTime, 2000);
+  }
+}

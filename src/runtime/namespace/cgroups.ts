@@ -1,0 +1,168 @@
+/**
+ * Memory, pids and CPU limits for a sandbox through cgroups, v2 (unified) or v1 (per-controller
+ * hierarchies), whichever this host offers and lets us write. Limits that cannot be enforced
+ * are reported as such, never silently assumed. Host-side; touches only /sys/fs/cgroup/.../pyro.
+ */
+import fs from "node:fs";
+import path from "node:path";
+
+const CGROUP_ROOT = "/sys/fs/cgroup";
+const GROUP = "pyro";
+
+export interface Limits {
+  vcpuCount: number;
+  memMib: number;
+  pidsMax: number;
+}
+
+export interface LimitEnforcement {
+  cgroupVersion: 1 | 2 | null;
+  memory: boolean;
+  pids: boolean;
+  cpu: boolean;
+  /** Why some or all limits are not enforced, in one sentence; null when all are. */
+  note: string | null;
+}
+
+export interface SandboxCgroup {
+  version: 1 | 2;
+  /** Leaf directories created for this sandbox (one per v1 controller, one for v2). */
+  dirs: string[];
+  /** cgroup.procs files the launcher writes its pid into before starting the sandbox. */
+  procsFiles: string[];
+  enforcement: LimitEnforcement;
+}
+
+function writeable(file: string): boolean {
+  try {
+    fs.accessSync(file, fs.constants.W_OK);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function tryWrite(file: string, value: string): boolean {
+  try {
+    fs.writeFileSync(file, value);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** What this host can enforce, without creating anything. */
+export function probeCgroups(): LimitEnforcement {
+  if (fs.existsSync(path.join(CGROUP_ROOT, "cgroup.controllers"))) {
+    const controllers = fs.readFileSync(path.join(CGROUP_ROOT, "cgroup.controllers"), "utf8").split(/\s+/);
+    const ok = writeable(path.join(CGROUP_ROOT, "cgroup.subtree_control"));
+    const has = (c: string) => ok && controllers.includes(c);
+    return summarize(2, has("memory"), has("pids"), has("cpu"));
+  }
+  const v1 = (c: string) => writeable(path.join(CGROUP_ROOT, c));
+  if (["memory", "pids", "cpu"].some(v1)) return summarize(1, v1("memory"), v1("pids"), v1("cpu"));
+  return summarize(null, false, false, false);
+}
+
+function summarize(version: 1 | 2 | null, memory: boolean, pids: boolean, cpu: boolean): LimitEnforcement {
+  const missing = [memory ? null : "memory", pids ? null : "pids", cpu ? null : "cpu"].filter(Boolean);
+  const note =
+    missing.length === 0
+      ? null
+      : version === null
+        ? "no writable cgroup hierarchy: memory, pids and CPU limits are not enforced"
+        : `cgroup v${version} controllers not available to pyro: ${missing.join(", ")} limits are not enforced`;
+  return { cgroupVersion: version, memory, pids, cpu, note };
+}
+
+/** Creates the sandbox's cgroup(s) and writes its limits. Returns null when none can be made. */
+export function createSandboxCgroup(sandboxId: string, limits: Limits): SandboxCgroup | null {
+  const probe = probeCgroups();
+  if (probe.cgroupVersion === null) return null;
+  const quota = Math.max(1000, Math.round(limits.vcpuCount * 100_000));
+  const memBytes = String(limits.memMib * 1024 * 1024);
+  if (probe.cgroupVersion === 2) {
+    const parent = path.join(CGROUP_ROOT, GROUP);
+    fs.mkdirSync(parent, { recursive: true });
+    for (const c of ["memory", "pids", "cpu"]) tryWrite(path.join(CGROUP_ROOT, "cgroup.subtree_control"), `+${c}`);
+    for (const c of ["memory", "pids", "cpu"]) tryWrite(path.join(parent, "cgroup.subtree_control"), `+${c}`);
+    const dir = path.join(parent, sandboxId);
+    fs.mkdirSync(dir, { recursive: true });
+    const enforcement = summarize(
+      2,
+      tryWrite(path.join(dir, "memory.max"), memBytes) && (tryWrite(path.join(dir, "memory.swap.max"), "0") || true),
+      tryWrite(path.join(dir, "pids.max"), String(limits.pidsMax)),
+      tryWrite(path.join(dir, "cpu.max"), `${quota} 100000`),
+    );
+    return { version: 2, dirs: [dir], procsFiles: [path.join(dir, "cgroup.procs")], enforcement };
+  }
+  const dirs: string[] = [];
+  const make = (controller: string, settings: Record<string, string>): boolean => {
+    const root = path.join(CGROUP_ROOT, controller);
+    if (!writeable(root)) return false;
+    const dir = path.join(root, GROUP, sandboxId);
+    try {
+      fs.mkdirSync(dir, { recursive: true });
+    } catch {
+      return false;
+    }
+    dirs.push(dir);
+    return Object.entries(settings).every(([file, value]) => tryWrite(path.join(dir, file), value));
+  };
+  const memory = make("memory", { "memory.limit_in_bytes": memBytes });
+  // memsw is optional (only with swap accounting); without it swap is not limited.
+  if (memory) tryWrite(path.join(CGROUP_ROOT, "memory", GROUP, sandboxId, "memory.memsw.limit_in_bytes"), memBytes);
+  const pids = make("pids", { "pids.max": String(limits.pidsMax) });
+  const cpu = make("cpu", { "cpu.cfs_period_us": "100000", "cpu.cfs_quota_us": String(quota) });
+  return { version: 1, dirs, procsFiles: dirs.map((d) => path.join(d, "cgroup.procs")), enforcement: summarize(1, memory, pids, cpu) };
+}
+
+/** Pids currently in the sandbox's cgroup (the whole sandbox, wherever its processes wandered). */
+export function cgroupPids(dirs: string[]): number[] {
+  const pids = new Set<number>();
+  for (const dir of dirs) {
+    try {
+      for (const line of fs.readFileSync(path.join(dir, "cgroup.procs"), "utf8").split("\n")) {
+        if (line.trim()) pids.add(Number(line));
+      }
+    } catch {
+      // directory already gone
+    }
+  }
+  return [...pids];
+}
+
+/** Kills every process in the cgroup and removes its directories. */
+export async function destroySandboxCgroup(dirs: string[]): Promise<void> {
+  for (let attempt = 0; attempt < 50; attempt++) {
+    for (const pid of cgroupPids(dirs)) {
+      try {
+        process.kill(pid, "SIGKILL");
+      } catch {
+        // already gone
+      }
+    }
+    let remaining = 0;
+    for (const dir of dirs) {
+      try {
+        fs.rmdirSync(dir);
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== "ENOENT") remaining++;
+      }
+    }
+    if (remaining === 0) return;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+/** Removes cgroups left by sandboxes that no longer exist (e.g. after a crash). */
+export function cgroupDirsFor(sandboxId: string): string[] {
+  const dirs: string[] = [];
+  const v2 = path.join(CGROUP_ROOT, GROUP, sandboxId);
+  if (fs.existsSync(v2)) dirs.push(v2);
+  for (const c of ["memory", "pids", "cpu"]) {
+    const d = path.join(CGROUP_ROOT, c, GROUP, sandboxId);
+    if (fs.existsSync(d)) dirs.push(d);
+  }
+  return dirs;
+}

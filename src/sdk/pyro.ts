@@ -1,0 +1,213 @@
+/**
+ * `Pyro`: the one public API. The CLI and the MCP server are thin layers over this class.
+ * Method names mirror the reference system in camelCase; results are the same snake_case
+ * JSON objects that `--json` prints and MCP returns as structured content.
+ */
+import { resolvePyroHome } from "../shared/home.js";
+import { PyroError } from "../shared/errors.js";
+import { EnvironmentStore } from "../environments/index.js";
+import type { EnvironmentManifest, EnvironmentSummary, PullProgress } from "../environments/index.js";
+import { WorkspaceManager } from "../core/manager.js";
+import type { CreateWorkspaceOptions, ExecOptions, UpdateWorkspaceOptions } from "../core/manager.js";
+import type { CommandRecord, ExecResult, RawExecResult, WorkspaceInfo } from "../core/types.js";
+import { NamespaceBackend } from "../runtime/namespace/backend.js";
+import { runDoctor } from "../core/doctor.js";
+import type { DoctorReport } from "../core/doctor.js";
+import { Workspace } from "./workspace.js";
+
+export interface PyroOptions {
+  /** State directory; default `$PYRO_HOME`, else `$XDG_STATE_HOME/pyro`, else `~/.local/state/pyro`. */
+  home?: string;
+}
+
+export interface ExecWorkspaceOptions {
+  /** A string runs through `/bin/sh -c`; an array runs as argv with no shell. */
+  command: string | string[];
+  /** Default 30. The whole process tree is killed when it passes. */
+  timeoutSeconds?: number;
+  /** Extra environment variables. */
+  env?: Record<string, string>;
+  /** Working directory; relative paths resolve against /workspace (the default). */
+  cwd?: string;
+  /** Bytes given to the command's stdin (default: none, stdin is /dev/null). */
+  stdin?: Uint8Array | string;
+  /** Cap per output stream, head and tail kept; default 65536. */
+  maxOutputBytes?: number;
+}
+
+export interface RunInVmOptions extends ExecWorkspaceOptions {
+  environment: string;
+  vcpuCount?: number;
+  memMib?: number;
+  ttlSeconds?: number;
+}
+
+export interface RunResult extends ExecResult {
+  environment: string;
+  /** The one-shot workspace is always deleted; this says it was. */
+  cleaned_up: boolean;
+}
+
+export type CreateWorkspaceInput = Omit<CreateWorkspaceOptions, "ephemeral">;
+
+function toExecOptions(opts: ExecWorkspaceOptions): ExecOptions {
+  if (opts === null || typeof opts !== "object") throw new PyroError("invalid_argument", "exec options are required");
+  const { command } = opts;
+  const stdin = typeof opts.stdin === "string" ? Buffer.from(opts.stdin) : opts.stdin;
+  return {
+    ...(Array.isArray(command) ? { command } : { shell: command }),
+    ...(opts.timeoutSeconds !== undefined ? { timeoutSeconds: opts.timeoutSeconds } : {}),
+    ...(opts.env !== undefined ? { env: opts.env } : {}),
+    ...(opts.cwd !== undefined ? { cwd: opts.cwd } : {}),
+    ...(stdin !== undefined ? { stdin } : {}),
+    ...(opts.maxOutputBytes !== undefined ? { maxOutputBytes: opts.maxOutputBytes } : {}),
+  };
+}
+
+export class Pyro {
+  readonly home: string;
+  readonly environments: EnvironmentStore;
+  readonly manager: WorkspaceManager;
+  /** One-shot runs in flight, so an interrupted caller can still clean them up. */
+  private readonly runs = new Map<symbol, { created: Promise<WorkspaceInfo | null> }>();
+
+  constructor(options: PyroOptions = {}) {
+    this.home = options.home ?? resolvePyroHome();
+    this.environments = new EnvironmentStore(this.home);
+    this.manager = new WorkspaceManager(this.home, new NamespaceBackend(), this.environments);
+  }
+
+  // ---------- host and environments ----------
+
+  doctor(options: { environment?: string } = {}): Promise<DoctorReport> {
+    return runDoctor(this.home, this.environments, options);
+  }
+
+  listEnvironments(): Promise<EnvironmentSummary[]> {
+    return this.environments.list();
+  }
+
+  pullEnvironment(environment: string, options: { mirror?: string; force?: boolean; onProgress?: (e: PullProgress) => void } = {}): Promise<EnvironmentManifest> {
+    return this.environments.pull(environment, options);
+  }
+
+  inspectEnvironment(environment: string): Promise<EnvironmentManifest> {
+    return this.environments.inspect(environment);
+  }
+
+  importEnvironment(environment: string, sourcePath: string): Promise<EnvironmentManifest> {
+    return this.environments.import(environment, sourcePath);
+  }
+
+  /** Removes cached environments that no workspace uses. */
+  async pruneEnvironments(): Promise<{ removed: string[]; freedBytes: number }> {
+    const inUse = new Set((await this.manager.store.readAll()).map((r) => r.environment));
+    return this.environments.prune(inUse);
+  }
+
+  // ---------- one-shot ----------
+
+  /** Creates a workspace, runs one command, and deletes the workspace whatever happens. */
+  async runInVm(options: RunInVmOptions): Promise<RunResult> {
+    const raw = await this.runInVmRaw(options);
+    return { ...raw.result, environment: raw.environment, cleaned_up: true };
+  }
+
+  /** Raw variant used by the CLI: output as bytes, exactly as written (head and tail kept). */
+  async runInVmRaw(options: RunInVmOptions): Promise<RawExecResult & { environment: string }> {
+    const key = Symbol("run");
+    const created = this.manager.create({
+      environment: options.environment,
+      ephemeral: true,
+      ...(options.vcpuCount !== undefined ? { vcpuCount: options.vcpuCount } : {}),
+      ...(options.memMib !== undefined ? { memMib: options.memMib } : {}),
+      ...(options.ttlSeconds !== undefined ? { ttlSeconds: options.ttlSeconds } : {}),
+    });
+    this.runs.set(key, { created: created.catch(() => null) });
+    let info: WorkspaceInfo | undefined;
+    try {
+      info = await created;
+      const raw = await this.manager.execRaw(info.workspace_id, toExecOptions(options));
+      return { ...raw, environment: options.environment };
+    } finally {
+      if (info) await this.manager.delete(info.workspace_id);
+      this.runs.delete(key);
+    }
+  }
+
+  /** Deletes the workspaces of one-shot runs still in flight (used on SIGINT/SIGTERM). */
+  async abortRuns(): Promise<void> {
+    const pending = [...this.runs.values()];
+    this.runs.clear();
+    await Promise.all(
+      pending.map(async ({ created }) => {
+        const info = await created;
+        if (info) await this.manager.delete(info.workspace_id).catch(() => undefined);
+      }),
+    );
+  }
+
+  // ---------- workspaces ----------
+
+  createWorkspace(options: CreateWorkspaceInput): Promise<WorkspaceInfo> {
+    if (options === null || typeof options !== "object") throw new PyroError("invalid_argument", "createWorkspace needs an options object");
+    return this.manager.create({ ...options, ephemeral: false });
+  }
+
+  listWorkspaces(): Promise<{ count: number; workspaces: WorkspaceInfo[]; reaped: string[] }> {
+    return this.manager.list();
+  }
+
+  statusWorkspace(workspace: string): Promise<WorkspaceInfo> {
+    return this.manager.status(workspace);
+  }
+
+  updateWorkspace(workspace: string, options: UpdateWorkspaceOptions): Promise<WorkspaceInfo> {
+    return this.manager.update(workspace, options);
+  }
+
+  execWorkspace(workspace: string, options: ExecWorkspaceOptions): Promise<ExecResult> {
+    return this.manager.exec(workspace, toExecOptions(options));
+  }
+
+  execWorkspaceRaw(workspace: string, options: ExecWorkspaceOptions): Promise<RawExecResult> {
+    return this.manager.execRaw(workspace, toExecOptions(options));
+  }
+
+  logsWorkspace(workspace: string, options: { limit?: number } = {}): Promise<{ workspace_id: string; count: number; total: number; commands: CommandRecord[] }> {
+    return this.manager.logs(workspace, options.limit);
+  }
+
+  stopWorkspace(workspace: string): Promise<WorkspaceInfo> {
+    return this.manager.stop(workspace);
+  }
+
+  startWorkspace(workspace: string): Promise<WorkspaceInfo> {
+    return this.manager.start(workspace);
+  }
+
+  deleteWorkspace(workspace: string): Promise<{ workspace_id: string; deleted: true }> {
+    return this.manager.delete(workspace);
+  }
+
+  /** Deletes workspaces past their TTL (never one with a call in flight). */
+  reapExpired(): Promise<{ reaped: string[] }> {
+    return this.manager.reapExpired();
+  }
+
+  /** A handle bound to one workspace (by id or name). */
+  workspace(ref: string): Workspace {
+    return new Workspace(this, ref);
+  }
+
+  /** Creates an MCP server exposing this instance's workspaces (see `pyro mcp serve`). */
+  async createServer(options: { profile?: string } = {}) {
+    const { createMcpServer } = await import("../mcp/server.js");
+    return createMcpServer(this, options);
+  }
+
+  /** Closes cached agent connections; the workspaces keep running. */
+  close(): void {
+    this.manager.close();
+  }
+}

@@ -1,0 +1,44 @@
+/**
+ * `Workspace`: a convenience handle bound to one workspace, so SDK users write
+ * `ws.exec("make test")` instead of threading an id through every call. Every method is the
+ * matching `Pyro` method; nothing here has behaviour of its own.
+ */
+import type { Pyro, ExecWorkspaceOptions } from "./pyro.js";
+import type { UpdateWorkspaceOptions } from "../core/manager.js";
+
+export class Workspace {
+  constructor(
+    private readonly pyro: Pyro,
+    /** Workspace id or name. */
+    readonly ref: string,
+  ) {}
+
+  status() {
+    return this.pyro.statusWorkspace(this.ref);
+  }
+
+  /** A string runs through `/bin/sh -c`; an array runs as argv. */
+  exec(command: string | string[], options: Omit<ExecWorkspaceOptions, "command"> = {}) {
+    return this.pyro.execWorkspace(this.ref, { ...options, command });
+  }
+
+  logs(options: { limit?: number } = {}) {
+    return this.pyro.logsWorkspace(this.ref, options);
+  }
+
+  update(options: UpdateWorkspaceOptions) {
+    return this.pyro.updateWorkspace(this.ref, options);
+  }
+
+  stop() {
+    return this.pyro.stopWorkspace(this.ref);
+  }
+
+  start() {
+    return this.pyro.startWorkspace(this.ref);
+  }
+
+  delete() {
+    return this.pyro.deleteWorkspace(this.ref);
+  }
+}

@@ -1,0 +1,81 @@
+/**
+ * The one error type of pyro. Every failure a user can cause or meet carries a stable `code`
+ * (part of the public contract: CLI `--json`, SDK `PyroError.code`, MCP `isError` results) and a
+ * one-sentence `hint` saying what to do next. Pure; no I/O.
+ */
+
+/** Stable error codes. Renaming one is a breaking change; add new ones at the end of a group. */
+export const ERROR_CODES = {
+  // input
+  invalid_argument: "An argument has an invalid value.",
+  usage_error: "The command line could not be parsed (unknown flag, missing argument).",
+  invalid_label: "A label is not KEY=VALUE with a valid key.",
+  invalid_name: "A workspace name is not valid.",
+  invalid_timeout: "A timeout is not a positive number.",
+  // workspaces
+  workspace_not_found: "No workspace has this id or name.",
+  workspace_name_ambiguous: "More than one workspace matches this reference.",
+  workspace_name_taken: "Another live workspace already uses this name.",
+  workspace_stopped: "The workspace is not running.",
+  workspace_busy: "Another caller holds the workspace lock.",
+  workspace_failed: "The workspace's sandbox died; see the reason.",
+  workspace_expired: "The workspace's TTL has passed.",
+  // seeding and archives
+  seed_path_not_found: "The seed path does not exist.",
+  seed_path_invalid: "The seed path is neither a directory nor a .tar/.tar.gz/.tgz archive.",
+  archive_unsafe_entry: "An archive entry would escape its destination or is not allowed.",
+  archive_too_large: "An archive exceeds the size or entry-count limit.",
+  // environments
+  environment_unknown: "No environment has this name.",
+  environment_not_installed: "The environment is known but not built on this machine.",
+  environment_in_use: "The environment is used by a workspace.",
+  environment_build_failed: "Building the environment failed.",
+  // host and sandbox
+  host_unsupported: "This host cannot run the requested backend.",
+  sandbox_start_failed: "The sandbox could not be started.",
+  agent_unreachable: "The in-sandbox agent did not answer.",
+  agent_protocol_error: "The in-sandbox agent sent something that is not valid protocol.",
+  exec_failed: "The command could not be started inside the workspace.",
+  internal_error: "An unexpected internal error.",
+} as const;
+
+export type ErrorCode = keyof typeof ERROR_CODES;
+
+export interface PyroErrorOptions {
+  /** One sentence telling the caller what to do next. */
+  hint?: string;
+  /** Structured details safe to show to a model (never secrets). */
+  details?: Record<string, unknown>;
+  cause?: unknown;
+}
+
+export class PyroError extends Error {
+  readonly code: ErrorCode;
+  readonly hint: string | undefined;
+  readonly details: Record<string, unknown> | undefined;
+
+  constructor(code: ErrorCode, message: string, options: PyroErrorOptions = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = "PyroError";
+    this.code = code;
+    this.hint = options.hint;
+    this.details = options.details;
+  }
+
+  /** The shape every surface renders: CLI `--json`, MCP error results. */
+  toJSON(): { code: ErrorCode; message: string; hint?: string; details?: Record<string, unknown> } {
+    return {
+      code: this.code,
+      message: this.message,
+      ...(this.hint ? { hint: this.hint } : {}),
+      ...(this.details ? { details: this.details } : {}),
+    };
+  }
+}
+
+/** Wraps anything thrown into a PyroError so surfaces only ever render one shape. */
+export function asPyroError(err: unknown): PyroError {
+  if (err instanceof PyroError) return err;
+  const message = err instanceof Error ? err.message : String(err);
+  return new PyroError("internal_error", message, { cause: err });
+}

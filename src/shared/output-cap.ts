@@ -1,0 +1,88 @@
+/**
+ * The one output-capping helper. Keeps the first and last halves of a byte stream up to a
+ * budget and counts what it dropped, so a model sees how a command started and how it ended
+ * without an unbounded blob in its context. Used by the agent for exec output and by the host
+ * for anything else it bounds. Pure; no I/O.
+ */
+import type { CapturedStreamInfo } from "../protocol/messages.js";
+
+/** Default budget per stream: ~16k tokens, enough for a test run's summary and its failures. */
+export const DEFAULT_MAX_OUTPUT_BYTES = 65536;
+/** Upper bound a caller may ask for. */
+export const MAX_OUTPUT_BYTES_LIMIT = 64 * 1024 * 1024;
+
+export class HeadTailBuffer {
+  private readonly headLimit: number;
+  private readonly tailLimit: number;
+  private head: Buffer[] = [];
+  private headBytes = 0;
+  /** Tail kept as a list of chunks trimmed from the front once over budget. */
+  private tail: Buffer[] = [];
+  private tailBytes = 0;
+  private total = 0;
+
+  constructor(maxBytes: number) {
+    this.headLimit = Math.ceil(maxBytes / 2);
+    this.tailLimit = Math.floor(maxBytes / 2);
+  }
+
+  push(chunk: Buffer): void {
+    this.total += chunk.length;
+    if (this.headBytes < this.headLimit) {
+      const take = Math.min(chunk.length, this.headLimit - this.headBytes);
+      this.head.push(chunk.subarray(0, take));
+      this.headBytes += take;
+      chunk = chunk.subarray(take);
+    }
+    if (chunk.length === 0 || this.tailLimit === 0) return;
+    this.tail.push(chunk);
+    this.tailBytes += chunk.length;
+    while (this.tailBytes > this.tailLimit) {
+      const first = this.tail[0]!;
+      const excess = this.tailBytes - this.tailLimit;
+      if (first.length <= excess) {
+        this.tail.shift();
+        this.tailBytes -= first.length;
+      } else {
+        this.tail[0] = first.subarray(excess);
+        this.tailBytes -= excess;
+      }
+    }
+  }
+
+  info(): CapturedStreamInfo {
+    return {
+      totalBytes: this.total,
+      headBytes: this.headBytes,
+      tailBytes: this.tailBytes,
+      omittedBytes: this.total - this.headBytes - this.tailBytes,
+    };
+  }
+
+  /** Head bytes then tail bytes, contiguous; `info()` says where the gap is. */
+  bytes(): Buffer {
+    return Buffer.concat([...this.head, ...this.tail]);
+  }
+}
+
+/** Caps an in-memory string or buffer the same way the stream buffer does. */
+export function capBytes(data: Buffer, maxBytes: number): { bytes: Buffer; info: CapturedStreamInfo } {
+  const buffer = new HeadTailBuffer(maxBytes);
+  buffer.push(data);
+  return { bytes: buffer.bytes(), info: buffer.info() };
+}
+
+/**
+ * Renders kept bytes as text with an explicit marker where bytes were dropped, so neither a
+ * human nor a model mistakes a capped stream for the whole of it.
+ */
+export function renderCapped(bytes: Buffer, info: CapturedStreamInfo): string {
+  if (info.omittedBytes === 0) return bytes.toString("utf8");
+  const head = bytes.subarray(0, info.headBytes).toString("utf8");
+  const tail = bytes.subarray(info.headBytes).toString("utf8");
+  return `${head}\n[... ${info.omittedBytes} bytes omitted of ${info.totalBytes}; raise max_output_bytes to see more ...]\n${tail}`;
+}
+
+export function validateMaxOutputBytes(value: number): boolean {
+  return Number.isSafeInteger(value) && value > 0 && value <= MAX_OUTPUT_BYTES_LIMIT;
+}

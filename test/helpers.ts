@@ -1,0 +1,75 @@
+/**
+ * Shared test plumbing: a per-file state directory whose environments are a link to one shared,
+ * once-built cache (so the suite builds debian:12 once), and leak checks that prove a test left
+ * no sandbox process, mount, cgroup, socket or directory behind.
+ */
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { spawnSync } from "node:child_process";
+
+export const REPO = path.resolve(import.meta.dirname, "..");
+export const SHARED_HOME = process.env.PYRO_TEST_HOME ? path.resolve(process.env.PYRO_TEST_HOME) : path.join(REPO, ".pyro-test", "home");
+export const TEST_ENVIRONMENT = "debian:12";
+export const CLI = path.join(REPO, "bin", "pyro.js");
+
+/** A fresh state directory sharing the environment cache. */
+export function testHome(label: string): string {
+  const home = fs.mkdtempSync(path.join(os.tmpdir(), `pyro-${label}-`));
+  fs.mkdirSync(path.join(SHARED_HOME, "environments"), { recursive: true });
+  fs.symlinkSync(path.join(SHARED_HOME, "environments"), path.join(home, "environments"));
+  return home;
+}
+
+export interface Leaks {
+  workspaces: string[];
+  sockets: string[];
+  processes: string[];
+  mounts: string[];
+  cgroups: string[];
+}
+
+/** Everything a state directory's workspaces could leave behind on the host. */
+export function findLeaks(home: string): Leaks {
+  const list = (dir: string) => {
+    try {
+      return fs.readdirSync(dir);
+    } catch {
+      return [];
+    }
+  };
+  const processes: string[] = [];
+  for (const pid of list("/proc").filter((n) => /^\d+$/.test(n))) {
+    try {
+      const cmd = fs.readFileSync(`/proc/${pid}/cmdline`, "utf8").replace(/\0/g, " ");
+      if (cmd.includes(home) && (cmd.includes("bwrap") || cmd.includes("unshare"))) processes.push(`${pid}: ${cmd.slice(0, 120)}`);
+    } catch {
+      // exited
+    }
+  }
+  const mounts = fs.readFileSync("/proc/mounts", "utf8").split("\n").filter((l) => l.includes(home));
+  const ids = list(path.join(home, "workspaces"));
+  const cgroups: string[] = [];
+  for (const c of ["memory", "pids", "cpu", ""]) {
+    for (const id of ids) {
+      const d = path.join("/sys/fs/cgroup", c, "pyro", id);
+      if (fs.existsSync(d)) cgroups.push(d);
+    }
+  }
+  return { workspaces: ids, sockets: list(path.join(home, "run")), processes, mounts, cgroups };
+}
+
+export function noLeaks(): Leaks {
+  return { workspaces: [], sockets: [], processes: [], mounts: [], cgroups: [] };
+}
+
+/** Runs the CLI as a user would, with the given state directory. */
+export function cli(home: string, args: string[], options: { input?: string; timeoutMs?: number } = {}) {
+  const r = spawnSync(process.execPath, [CLI, ...args], {
+    env: { ...process.env, PYRO_HOME: home },
+    encoding: "utf8",
+    input: options.input ?? "",
+    timeout: options.timeoutMs ?? 120_000,
+  });
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr, json: () => JSON.parse(r.stdout) as Record<string, any> };
+}
