@@ -124,8 +124,9 @@ describe("isolation", () => {
     expect(ws.limits).not.toBeNull();
     expect(ws.isolation).toContain("namespace");
     if (ws.limits!.memory) {
-      const r = await pyro.execWorkspace(ws.workspace_id, { command: "head -c 400m /dev/zero | tail > /dev/null; echo survived" });
-      expect(r.stdout).not.toContain("survived");
+      // tail holds its whole (newline-free) input in memory: 400 MiB cannot fit in 256 MiB
+      const r = await pyro.execWorkspace(ws.workspace_id, { command: "head -c 400m /dev/zero | tail > /dev/null; echo rc=$?" });
+      expect(r.stdout).toBe("rc=137\n");
     }
   });
 });
@@ -238,7 +239,7 @@ describe("seeding", () => {
     fs.symlinkSync("pkg/a.txt", path.join(src, "link"));
     const fromDir = await pyro.createWorkspace({ environment: TEST_ENVIRONMENT, seedPath: src });
     expect(fromDir.workspace_seed).toMatchObject({ mode: "directory", origin_kind: "host_path", seed_path: src });
-    expect((await pyro.execWorkspace(fromDir.workspace_id, { command: "cat pkg/a.txt .hidden link; readlink link" })).stdout).toBe("AHA\npkg/a.txt\n");
+    expect((await pyro.execWorkspace(fromDir.workspace_id, { command: "cat pkg/a.txt .hidden link; echo; readlink link" })).stdout).toBe("AHA\npkg/a.txt\n");
 
     const tarFile = path.join(os.tmpdir(), `pyro-seed-${process.pid}.tar`);
     const tgzFile = path.join(os.tmpdir(), `pyro-seed-${process.pid}.tgz`);
