@@ -7,7 +7,6 @@
 import fs from "node:fs";
 import path from "node:path/posix";
 import { PassThrough } from "node:stream";
-import { Unpack } from "tar";
 import { checkArchiveEntry } from "../shared/archive.js";
 import type { ArchiveProblem, ArchiveTally } from "../shared/archive.js";
 import { WORKSPACE_GUEST_PATH } from "../protocol/messages.js";
@@ -46,6 +45,9 @@ export class ArchiveImport {
     fs.mkdirSync(dest, { recursive: true });
     const tally: ArchiveTally = { entries: 0, bytes: 0 };
     let problem: ArchiveProblem | null = null;
+    // tar is loaded on first use: it costs ~25 ms of agent start-up, which every workspace
+    // create would otherwise pay even when nothing is seeded.
+    const { Unpack } = await import("tar");
     await new Promise<void>((resolve, reject) => {
       const unpack = new Unpack({
         cwd: dest,

@@ -11,7 +11,7 @@ import path from "node:path";
 import { createReadStream } from "node:fs";
 import { Readable } from "node:stream";
 import * as tar from "tar";
-import type { Backend, SandboxRecord } from "../runtime/backend.js";
+import type { Backend, SandboxRecord, StartedSandbox } from "../runtime/backend.js";
 import { SANDBOX_PATH } from "../runtime/namespace/backend.js";
 import { AgentClient } from "../protocol/client.js";
 import { WORKSPACE_GUEST_PATH } from "../protocol/messages.js";
@@ -242,7 +242,7 @@ export class WorkspaceManager {
       await this.store.write(record);
     });
     try {
-      record.sandbox = await this.backend.start(this.sandboxSpec(record, layers));
+      record.sandbox = this.adopt(id, await this.backend.start(this.sandboxSpec(record, layers)));
       // Persist the sandbox before seeding: the agent connection is found through the record,
       // and a crash from here on must leave a record that names the sandbox to clean up.
       await this.store.withLock(id, () => this.store.write(record));
@@ -322,7 +322,7 @@ export class WorkspaceManager {
       if (record.state === "creating") throw new PyroError("workspace_busy", "the workspace is still being created");
       const layers = await this.environments.layers(record.environment);
       this.dropClient(id);
-      record.sandbox = await this.backend.start(this.sandboxSpec(record, layers));
+      record.sandbox = this.adopt(id, await this.backend.start(this.sandboxSpec(record, layers)));
       record.state = "running";
       record.failure = null;
       record.last_activity_at = nowIso();
@@ -497,7 +497,10 @@ export class WorkspaceManager {
   }
 
   private async requireRunning(id: string): Promise<WorkspaceRecord> {
-    const record = await this.store.withLock(id, async () => (await this.reconcile(await this.load(id))).record);
+    // Fast path without the lock: a running workspace whose sandbox is alive needs no repair.
+    const seen = await this.load(id);
+    const healthy = seen.state === "running" && seen.sandbox !== null && this.backend.liveness(seen.sandbox) === "alive";
+    const record = healthy ? seen : await this.store.withLock(id, async () => (await this.reconcile(await this.load(id))).record);
     if (record.state !== "running") {
       throw new PyroError("workspace_stopped", `workspace ${record.name ?? id} is ${record.state}`, {
         hint: `Call workspace_start (CLI: \`pyro workspace start ${record.name ?? id}\`) first.`,
@@ -522,6 +525,12 @@ export class WorkspaceManager {
     this.clients.set(id, { key, client });
     client.catch(() => this.clients.delete(id));
     return client;
+  }
+
+  /** Keeps the connection a start already opened, so the first exec does not reconnect. */
+  private adopt(id: string, started: StartedSandbox): SandboxRecord {
+    this.clients.set(id, { key: `${started.record.pid}:${started.record.startTime}`, client: Promise.resolve(started.client) });
+    return started.record;
   }
 
   private dropClient(id: string): void {

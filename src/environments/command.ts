@@ -20,6 +20,8 @@ export interface CommandResult {
 
 export interface RunOptions {
   signal?: AbortSignal;
+  /** The `hint` of the `environment_build_failed` error when the step fails. */
+  failureHint?: string;
   /** Piped to the child's stdin (e.g. an archive stream); stdin is /dev/null otherwise. */
   stdin?: Readable;
 }
@@ -128,7 +130,7 @@ export async function runBuildStep(
   if (result.exitCode !== 0) {
     const how = result.signal ? `was killed by ${result.signal}` : `exited with status ${result.exitCode}`;
     throw new PyroError("environment_build_failed", `Building ${environment} failed: ${step} ${how}.`, {
-      hint: "Check that the Debian mirror is reachable (or set PYRO_DEBIAN_MIRROR), then run the pull again.",
+      hint: options.failureHint ?? "Check that the Debian mirror is reachable (or set PYRO_DEBIAN_MIRROR), then run the pull again.",
       details: { environment, step, exitCode: result.exitCode, signal: result.signal, output: result.tail },
     });
   }

@@ -144,7 +144,11 @@ export async function extractArchiveSandboxed(environment: string, archive: stri
     "-f",
     "-",
   ];
-  await runBuildStep(environment, "tar extract", argv, { signal, stdin: await archiveStream(archive) });
+  await runBuildStep(environment, "tar extract", argv, {
+    signal,
+    stdin: await archiveStream(archive),
+    failureHint: "GNU tar could not extract the archive (see details.output); fix or re-create the archive and import again.",
+  });
 }
 
 /** Plain tar bytes: gzip is undone here, by magic number, so the sandbox needs no gzip binary. */
@@ -196,5 +200,8 @@ export async function copyDirectory(environment: string, source: string, target:
       hint: "Import a directory that holds only the root filesystem.",
     });
   }
-  await runBuildStep(environment, "cp -a", ["cp", "-a", "--reflink=auto", "--", `${realSource}/.`, realTarget], { signal });
+  await runBuildStep(environment, "cp -a", ["cp", "-a", "--reflink=auto", "--", `${realSource}/.`, realTarget], {
+    signal,
+    failureHint: "Copying the directory failed (see details.output); check that it is readable and the disk has space.",
+  });
 }

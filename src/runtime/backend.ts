@@ -4,6 +4,7 @@
  * narrow on purpose: a VM launcher or a cluster backend is one more implementation. Types only.
  */
 import type { LimitEnforcement, Limits } from "./namespace/cgroups.js";
+import type { AgentClient } from "../protocol/client.js";
 
 export type BackendName = "namespace";
 
@@ -39,11 +40,17 @@ export interface SandboxRecord {
   startedAt: string;
 }
 
+/** A started sandbox: what to persist, and the agent connection the start already opened. */
+export interface StartedSandbox {
+  record: SandboxRecord;
+  client: AgentClient;
+}
+
 export type SandboxLiveness = "alive" | "dead" | "host-rebooted";
 
 export interface Backend {
   readonly name: BackendName;
-  start(spec: SandboxSpec): Promise<SandboxRecord>;
+  start(spec: SandboxSpec): Promise<StartedSandbox>;
   /** Stops the sandbox and every process in it; idempotent. */
   stop(record: SandboxRecord): Promise<void>;
   liveness(record: SandboxRecord): SandboxLiveness;

@@ -10,7 +10,7 @@ import fs from "node:fs";
 import net from "node:net";
 import path from "node:path";
 import { randomBytes } from "node:crypto";
-import type { Backend, SandboxLiveness, SandboxRecord, SandboxSpec } from "../backend.js";
+import type { Backend, SandboxLiveness, SandboxRecord, SandboxSpec, StartedSandbox } from "../backend.js";
 import { agentRuntime } from "../agent-runtime.js";
 import { createSandboxCgroup, destroySandboxCgroup, cgroupDirsFor, probeCgroups } from "./cgroups.js";
 import { AgentClient } from "../../protocol/client.js";
@@ -117,7 +117,7 @@ async function waitForExit(pid: number, startTime: number, timeoutMs: number): P
 export class NamespaceBackend implements Backend {
   readonly name = "namespace" as const;
 
-  async start(spec: SandboxSpec): Promise<SandboxRecord> {
+  async start(spec: SandboxSpec): Promise<StartedSandbox> {
     const upper = path.join(spec.stateDir, "rootfs-upper");
     const work = path.join(spec.stateDir, "rootfs-work");
     const merged = path.join(spec.stateDir, "rootfs");
@@ -174,9 +174,9 @@ export class NamespaceBackend implements Backend {
       startedAt: new Date().toISOString(),
     };
 
+    let client: AgentClient;
     try {
-      const client = await AgentClient.connect(spec.socketPath, 10_000);
-      client.close();
+      client = await AgentClient.connect(spec.socketPath, 10_000);
     } catch (err) {
       await new Promise((r) => setTimeout(r, exited ? 0 : 50));
       await this.stop(record);
@@ -191,7 +191,7 @@ export class NamespaceBackend implements Backend {
     } catch {
       record.sandboxPid = null;
     }
-    return record;
+    return { record, client };
   }
 
   liveness(record: SandboxRecord): SandboxLiveness {
