@@ -24,7 +24,7 @@ import type { EnvironmentStore } from "../environments/index.js";
 import { StateStore } from "./store.js";
 import { newWorkspaceId } from "./ids.js";
 import { validateEnv, validateLabels, validateName, validatePositive, validatePositiveInt } from "./validate.js";
-import type { CommandRecord, ExecResult, RawExecResult, WorkspaceInfo, WorkspaceRecord, WorkspaceSeed } from "./types.js";
+import type { CommandRecord, ExecResult, RawExecResult, WorkspaceInfo, WorkspaceRecord } from "./types.js";
 
 export const DEFAULT_VCPU_COUNT = 1;
 export const DEFAULT_MEM_MIB = 1024;
@@ -199,7 +199,8 @@ export class WorkspaceManager {
     const vcpuCount = validatePositiveInt(opts.vcpuCount ?? DEFAULT_VCPU_COUNT, "vcpu_count", 64);
     const memMib = validatePositiveInt(opts.memMib ?? DEFAULT_MEM_MIB, "mem_mib", 1024 * 1024);
     const ttlSeconds = opts.ttlSeconds === undefined ? null : validatePositive(opts.ttlSeconds, "ttl_seconds", MAX_TTL_SECONDS);
-    const layers = await this.environments.layers(opts.environment);
+    // Fails early (environment_unknown / environment_not_installed) before anything is made.
+    await this.environments.layers(opts.environment);
     const digest = await this.environments
       .inspect(opts.environment)
       .then((m) => m.digest)
@@ -215,6 +216,7 @@ export class WorkspaceManager {
       labels,
       environment: opts.environment,
       environment_digest: digest,
+      layers: [],
       backend: this.backend.name,
       state: "creating",
       created_at: created,
@@ -233,16 +235,18 @@ export class WorkspaceManager {
       last_command: null,
     };
     const paths = this.store.paths(id);
-    // Name reservation and the record's first write happen under one registry lock, so two
-    // concurrent creates can never both take a name.
+    // Name reservation, layer pinning and the record's first write happen under one registry
+    // lock: two creates can never both take a name, and `env prune` (same lock) never removes
+    // layers a workspace is about to use.
     await this.store.withLock("registry", async () => {
       if (name !== null) await this.assertNameFree(name, id);
+      record.layers = await this.environments.layers(opts.environment);
       await fsp.mkdir(paths.dir, { recursive: true, mode: 0o700 });
       await fsp.mkdir(paths.workspace, { recursive: true, mode: 0o755 });
       await this.store.write(record);
     });
     try {
-      record.sandbox = this.adopt(id, await this.backend.start(this.sandboxSpec(record, layers)));
+      record.sandbox = this.adopt(id, await this.backend.start(this.sandboxSpec(record)));
       // Persist the sandbox before seeding: the agent connection is found through the record,
       // and a crash from here on must leave a record that names the sandbox to clean up.
       await this.store.withLock(id, () => this.store.write(record));
@@ -279,12 +283,12 @@ export class WorkspaceManager {
     }
   }
 
-  private sandboxSpec(record: WorkspaceRecord, layers: string[]) {
+  private sandboxSpec(record: WorkspaceRecord) {
     const p = this.store.paths(record.workspace_id);
     return {
       sandboxId: record.workspace_id,
       hostname: (record.name ?? `pyro-${record.workspace_id}`).toLowerCase().replace(/[^a-z0-9-]/g, "-").slice(0, 63),
-      layers,
+      layers: record.layers,
       stateDir: p.sandboxState,
       workspaceDir: p.workspace,
       socketPath: p.socket,
@@ -320,9 +324,9 @@ export class WorkspaceManager {
       const { record } = await this.reconcile(await this.load(id));
       if (record.state === "running") return this.info(record);
       if (record.state === "creating") throw new PyroError("workspace_busy", "the workspace is still being created");
-      const layers = await this.environments.layers(record.environment);
+      if (record.layers.length === 0) record.layers = await this.environments.layers(record.environment);
       this.dropClient(id);
-      record.sandbox = this.adopt(id, await this.backend.start(this.sandboxSpec(record, layers)));
+      record.sandbox = this.adopt(id, await this.backend.start(this.sandboxSpec(record)));
       record.state = "running";
       record.failure = null;
       record.last_activity_at = nowIso();

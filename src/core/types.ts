@@ -41,6 +41,8 @@ export interface WorkspaceRecord {
   labels: Record<string, string>;
   environment: string;
   environment_digest: string | null;
+  /** Environment layers pinned at create time, so a later re-pull never changes what lies under this workspace's upper layer. */
+  layers: string[];
   backend: "namespace";
   state: WorkspaceState;
   created_at: string;

@@ -13,8 +13,8 @@ import { PyroError } from "../shared/errors.js";
  * belongs to a dead process and is taken over. Generous values, because a build keeps the
  * event loop busy hashing hundreds of megabytes.
  */
-const LOCK_STALE_MS = 30_000;
-const LOCK_UPDATE_MS = 5_000;
+const LOCK_STALE_MS = 15_000;
+const LOCK_UPDATE_MS = 3_000;
 const LOCK_POLL_MS = 500;
 
 export interface HeldLock {

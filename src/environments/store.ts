@@ -532,6 +532,10 @@ export class EnvironmentStore {
       freed += await diskUsage(dir);
       await removeTree(dir);
     }
+    // writeJsonAtomic's temporary files, left if a process died between write and rename.
+    for (const name of await fs.readdir(this.manifestsDir).catch(() => [] as string[])) {
+      if (name.startsWith(".") && name.endsWith(".tmp")) await fs.rm(path.join(this.manifestsDir, name), { force: true });
+    }
     return freed;
   }
 }

@@ -30,10 +30,17 @@ function ok(structured: object, text: string): CallToolResult {
   return { content: [{ type: "text", text }], structuredContent: structured as Record<string, unknown> };
 }
 
+/**
+ * Errors are results with `isError`, the stable code first in the text, and the structured
+ * error under `_meta["pyro/error"]`. Not in `structuredContent`: MCP clients validate that
+ * against the tool's output schema even for errors, and an error is not the tool's output.
+ */
+export const ERROR_META_KEY = "pyro/error";
+
 function errorResult(err: unknown): CallToolResult {
   const e = asPyroError(err);
   const text = `[${e.code}] ${e.message}${e.hint ? `\nNext: ${e.hint}` : ""}`;
-  return { isError: true, content: [{ type: "text", text }], structuredContent: { error: e.toJSON() } };
+  return { isError: true, content: [{ type: "text", text }], _meta: { [ERROR_META_KEY]: e.toJSON() } };
 }
 
 /** Wraps a tool body: any thrown error becomes an isError result with its code. */

@@ -101,8 +101,12 @@ export class Pyro {
 
   /** Removes cached environments that no workspace uses. */
   async pruneEnvironments(): Promise<{ removed: string[]; freedBytes: number }> {
-    const inUse = new Set((await this.manager.store.readAll()).map((r) => r.environment));
-    return this.environments.prune(inUse);
+    await this.manager.store.init();
+    // Under the registry lock: no create can pin an environment's layers while we decide.
+    return this.manager.store.withLock("registry", async () => {
+      const inUse = new Set((await this.manager.store.readAll()).map((r) => r.environment));
+      return this.environments.prune(inUse);
+    });
   }
 
   // ---------- one-shot ----------

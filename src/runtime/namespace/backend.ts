@@ -19,12 +19,13 @@ import { WORKSPACE_GUEST_PATH } from "../../protocol/messages.js";
 
 /**
  * Capabilities kept inside the sandbox: what package managers and build tools need as root
- * (the same set container engines grant by default). Everything else — mounts, raw network,
- * ptrace, modules, time — is dropped.
+ * (the container-engine default set, minus CAP_MKNOD: without a devices cgroup a device node
+ * made in the sandbox could reach host devices). Everything else — mounts, raw network, ptrace,
+ * modules, time — is dropped, and every mount is nodev besides.
  */
 const SANDBOX_CAPS = [
   "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FOWNER", "CAP_FSETID", "CAP_KILL", "CAP_SETGID", "CAP_SETUID",
-  "CAP_SETPCAP", "CAP_NET_BIND_SERVICE", "CAP_SYS_CHROOT", "CAP_SETFCAP", "CAP_AUDIT_WRITE", "CAP_MKNOD",
+  "CAP_SETPCAP", "CAP_NET_BIND_SERVICE", "CAP_SYS_CHROOT", "CAP_SETFCAP", "CAP_AUDIT_WRITE",
 ];
 
 export const SANDBOX_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -33,7 +34,7 @@ export const SANDBOX_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/
 const LAUNCHER = [
   "set -e",
   'for f in $PYRO_CGROUP_PROCS; do echo $$ > "$f"; done',
-  'mount -t overlay pyro -o "$1" "$2"',
+  'mount -t overlay pyro -o "$1" -o nodev,nosuid "$2"',
   "shift 2",
   'exec bwrap "$@"',
 ].join("\n");
