@@ -23,7 +23,7 @@ export const CLI_COMMANDS: readonly CliCommandContract[] = [
   { command: "env import", flags: [JSON_FLAG] },
   {
     command: "run",
-    flags: ["--vcpu-count", "--mem-mib", "--timeout-seconds", "--ttl-seconds", "--env", "--shell", "--max-output-bytes", JSON_FLAG],
+    flags: ["--vcpu-count", "--mem-mib", "--timeout-seconds", "--ttl-seconds", "--env", "--shell", "--stdin", "--max-output-bytes", JSON_FLAG],
   },
   {
     command: "workspace create",
@@ -32,7 +32,7 @@ export const CLI_COMMANDS: readonly CliCommandContract[] = [
   { command: "workspace list", flags: [JSON_FLAG] },
   { command: "workspace status", flags: [JSON_FLAG] },
   { command: "workspace update", flags: ["--name", "--label", "--clear-label", JSON_FLAG] },
-  { command: "workspace exec", flags: ["--timeout-seconds", "--env", "--cwd", "--shell", "--max-output-bytes", JSON_FLAG] },
+  { command: "workspace exec", flags: ["--timeout-seconds", "--env", "--cwd", "--shell", "--stdin", "--max-output-bytes", JSON_FLAG] },
   { command: "workspace logs", flags: ["--limit", JSON_FLAG] },
   { command: "workspace stop", flags: [JSON_FLAG] },
   { command: "workspace start", flags: [JSON_FLAG] },

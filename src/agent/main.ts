@@ -6,72 +6,67 @@
  * a path the host would later follow. It trusts nothing the host did not check either way.
  */
 import net from "node:net";
+import { Duplex } from "node:stream";
 import { FrameDecoder, encodeFrame, FrameError } from "../protocol/frames.js";
 import type { Frame, FrameHeader } from "../protocol/frames.js";
 import { PROTOCOL_VERSION } from "../protocol/messages.js";
-import type { ArchiveImportRequest, ExecRequest } from "../protocol/messages.js";
+import type { ExecRequest } from "../protocol/messages.js";
 import { runExec } from "./exec.js";
-import { ArchiveImport } from "./archive-import.js";
+import { fileList, fileRead, fileWrite } from "./files.js";
+import { patchApply } from "./patch.js";
+import { treeDiff } from "./diff.js";
+import { exportCopy } from "./export.js";
 import { AgentFailure } from "./failure.js";
 
 const AGENT_VERSION = "1";
-const CAPABILITIES = ["exec", "archive_import"];
 
-/** A streamed request in progress on one connection (chunks follow its first frame). */
-interface Stream {
-  chunk(payload: Buffer): void;
-  end(): void;
-}
-
-function send(socket: net.Socket, header: FrameHeader, payload?: Uint8Array): void {
+function send(socket: Duplex, header: FrameHeader, payload?: Uint8Array): void {
   if (!socket.destroyed) socket.write(encodeFrame(header, payload));
 }
 
-function sendError(socket: net.Socket, id: number, err: unknown): void {
+function sendError(socket: Duplex, id: number, err: unknown): void {
   const failure = err instanceof AgentFailure ? err : new AgentFailure("internal", err instanceof Error ? err.message : String(err));
   send(socket, { id, type: "error", code: failure.code, message: failure.message, ...(failure.details ? { details: failure.details } : {}) });
 }
 
-async function handle(socket: net.Socket, frame: Frame, streams: Map<number, Stream>): Promise<void> {
-  const { header, payload } = frame;
-  const id = header.id;
-  switch (header.type) {
-    case "hello":
-      send(socket, { id, type: "result", protocol: PROTOCOL_VERSION, agentVersion: AGENT_VERSION, pid: process.pid, capabilities: CAPABILITIES });
-      return;
-    case "ping":
-      send(socket, { id, type: "result" });
-      return;
-    case "exec": {
-      const { header: result, payload: output } = await runExec(header as unknown as ExecRequest, payload);
-      send(socket, { id, type: "result", ...result }, output);
-      return;
-    }
-    case "archive_import": {
-      const job = new ArchiveImport(header as unknown as ArchiveImportRequest);
-      streams.set(id, job);
-      try {
-        const result = await job.done;
-        send(socket, { id, type: "result", ...result });
-      } finally {
-        streams.delete(id);
-      }
-      return;
-    }
-    case "chunk":
-      streams.get(id)?.chunk(payload);
-      return;
-    case "end":
-      streams.get(id)?.end();
-      return;
-    default:
-      throw new AgentFailure("invalid_request", `unknown request type ${header.type}`);
-  }
+/** A request handler: header fields and payload in, result header fields and payload out. */
+type Handler = (header: FrameHeader, payload: Buffer) => Promise<{ result: object; payload?: Buffer }> | { result: object; payload?: Buffer };
+
+const str = (v: unknown, what: string): string => {
+  if (typeof v !== "string") throw new AgentFailure("invalid_request", `${what} must be a string`);
+  return v;
+};
+const num = (v: unknown, fallback: number): number => (typeof v === "number" && Number.isFinite(v) ? v : fallback);
+
+const HANDLERS: Record<string, Handler> = {
+  hello: () => ({ result: { protocol: PROTOCOL_VERSION, agentVersion: AGENT_VERSION, pid: process.pid, capabilities: Object.keys(HANDLERS) } }),
+  ping: () => ({ result: {} }),
+  exec: async (h, payload) => {
+    const { header, payload: output } = await runExec(h as unknown as ExecRequest, payload);
+    return { result: header, payload: output };
+  },
+  file_list: (h) => ({ result: fileList({ path: str(h.path, "path"), recursive: h.recursive === true, maxEntries: num(h.maxEntries, 1000) }) }),
+  file_read: (h) => {
+    const { header, payload } = fileRead({ path: str(h.path, "path"), offset: num(h.offset, 0), maxBytes: num(h.maxBytes, 65536) });
+    return { result: header, payload };
+  },
+  file_write: (h, payload) => ({ result: fileWrite({ path: str(h.path, "path"), mode: typeof h.mode === "number" ? h.mode : null }, payload) }),
+  patch_apply: (_h, payload) => ({ result: patchApply(payload.toString("utf8")) }),
+  tree_diff: (h) => ({
+    result: treeDiff({ base: str(h.base, "base"), live: str(h.live, "live"), path: typeof h.path === "string" ? h.path : null, maxBytes: num(h.maxBytes, 65536) }),
+  }),
+  export_copy: (h) => ({ result: exportCopy({ path: str(h.path, "path"), name: str(h.name, "name") }) }),
+};
+
+async function handle(socket: Duplex, frame: Frame): Promise<void> {
+  const handler = HANDLERS[frame.header.type];
+  if (!handler) throw new AgentFailure("invalid_request", `unknown request type ${frame.header.type}`);
+  const { result, payload } = await handler(frame.header, frame.payload);
+  send(socket, { ...result, id: frame.header.id, type: "result" }, payload);
 }
 
-function onConnection(socket: net.Socket): void {
+function onConnection(socket: Duplex): void {
   const decoder = new FrameDecoder();
-  const streams = new Map<number, Stream>();
   socket.on("data", (data: Buffer) => {
     let frames: Frame[];
     try {
@@ -82,19 +77,23 @@ function onConnection(socket: net.Socket): void {
       return;
     }
     for (const frame of frames) {
-      handle(socket, frame, streams).catch((err: unknown) => sendError(socket, frame.header.id, err));
+      handle(socket, frame).catch((err: unknown) => sendError(socket, frame.header.id, err));
     }
   });
   socket.on("error", () => socket.destroy());
-  socket.on("close", () => {
-    for (const stream of streams.values()) stream.end();
-  });
 }
 
-const server = net.createServer(onConnection);
-server.on("error", (err) => {
-  process.stderr.write(`pyro-agent: ${err.message}\n`);
-  process.exit(70);
-});
-server.listen({ fd: 3 });
+if (process.argv.includes("--stdio")) {
+  // Utility sandboxes: one connection over stdin/stdout, and exit when the host hangs up.
+  const stdio = Duplex.from({ readable: process.stdin, writable: process.stdout });
+  onConnection(stdio);
+  process.stdin.on("end", () => process.exit(0));
+} else {
+  const server = net.createServer(onConnection);
+  server.on("error", (err) => {
+    process.stderr.write(`pyro-agent: ${err.message}\n`);
+    process.exit(70);
+  });
+  server.listen({ fd: 3 });
+}
 process.on("SIGTERM", () => process.exit(0));

@@ -4,6 +4,7 @@
  * Heavy modules (the MCP server) load only for the commands that use them, to keep every
  * other call fast. No behaviour lives here that the SDK does not also offer.
  */
+import os from "node:os";
 import { Command, CommanderError, Option } from "commander";
 import { Pyro } from "../sdk/pyro.js";
 import { PyroError, asPyroError } from "../shared/errors.js";
@@ -17,7 +18,9 @@ const VERSION = "0.1.0";
 interface GlobalState {
   json: boolean;
 }
-const state: GlobalState = { json: process.argv.includes("--json") };
+// Only pyro's own arguments count: `pyro run debian:12 -- echo --json` is the command's flag.
+const ownArgs = process.argv.indexOf("--") === -1 ? process.argv : process.argv.slice(0, process.argv.indexOf("--"));
+const state: GlobalState = { json: ownArgs.includes("--json") };
 
 let pyroInstance: Pyro | undefined;
 function pyro(): Pyro {
@@ -81,8 +84,7 @@ function execExitCode(raw: RawExecResult): number {
   const r = raw.result;
   if (r.timed_out) return 124;
   if (r.exit_code !== null) return r.exit_code;
-  const signals: Record<string, number> = { SIGHUP: 1, SIGINT: 2, SIGQUIT: 3, SIGKILL: 9, SIGSEGV: 11, SIGPIPE: 13, SIGTERM: 15, SIGABRT: 6 };
-  return 128 + (signals[r.signal ?? ""] ?? 0);
+  return 128 + ((os.constants.signals as Record<string, number>)[r.signal ?? ""] ?? 0);
 }
 
 function writeExec(raw: RawExecResult): void {
@@ -90,12 +92,12 @@ function writeExec(raw: RawExecResult): void {
     printJson(raw.result);
     return;
   }
-  process.stdout.write(raw.stdoutBytes.subarray(0, raw.result.stdout_info.headBytes));
-  if (raw.result.stdout_info.omittedBytes > 0) process.stdout.write(`\n[... ${raw.result.stdout_info.omittedBytes} bytes of stdout omitted; raise --max-output-bytes to see more ...]\n`);
-  process.stdout.write(raw.stdoutBytes.subarray(raw.result.stdout_info.headBytes));
-  process.stderr.write(raw.stderrBytes.subarray(0, raw.result.stderr_info.headBytes));
-  if (raw.result.stderr_info.omittedBytes > 0) process.stderr.write(`\n[... ${raw.result.stderr_info.omittedBytes} bytes of stderr omitted ...]\n`);
-  process.stderr.write(raw.stderrBytes.subarray(raw.result.stderr_info.headBytes));
+  process.stdout.write(raw.stdoutBytes.subarray(0, raw.result.stdout_info.head_bytes));
+  if (raw.result.stdout_info.omitted_bytes > 0) process.stdout.write(`\n[... ${raw.result.stdout_info.omitted_bytes} bytes of stdout omitted; raise --max-output-bytes to see more ...]\n`);
+  process.stdout.write(raw.stdoutBytes.subarray(raw.result.stdout_info.head_bytes));
+  process.stderr.write(raw.stderrBytes.subarray(0, raw.result.stderr_info.head_bytes));
+  if (raw.result.stderr_info.omitted_bytes > 0) process.stderr.write(`\n[... ${raw.result.stderr_info.omitted_bytes} bytes of stderr omitted ...]\n`);
+  process.stderr.write(raw.stderrBytes.subarray(raw.result.stderr_info.head_bytes));
   const note = render.execNote(raw.result);
   if (note) process.stderr.write(note);
 }
@@ -201,7 +203,7 @@ function buildProgram(): Command {
       action(async () => {
         const result = await pyro().pruneEnvironments();
         if (state.json) printJson(result);
-        else out(result.removed.length ? `Removed: ${result.removed.join(", ")} (${render.bytes(result.freedBytes)} freed)` : "Nothing to prune.");
+        else out(result.removed.length ? `Removed: ${result.removed.join(", ")} (${render.bytes(result.freed_bytes)} freed)` : "Nothing to prune.");
       }),
     );
   env

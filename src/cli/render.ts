@@ -5,7 +5,7 @@
 import type { PyroError } from "../shared/errors.js";
 import type { DoctorReport } from "../core/doctor.js";
 import type { CommandRecord, ExecResult, WorkspaceInfo } from "../core/types.js";
-import type { EnvironmentManifest, EnvironmentSummary } from "../environments/index.js";
+import type { EnvironmentDetails, EnvironmentListEntry } from "../environments/index.js";
 
 export function bytes(n: number | null | undefined): string {
   if (n === null || n === undefined) return "-";
@@ -26,7 +26,7 @@ export function error(e: PyroError): string {
 export function doctor(r: DoctorReport): string {
   const lines = [`Platform: ${r.platform}`, `Backend: ${r.backend} — ${r.isolation}`, `State directory: ${r.state_dir}`];
   lines.push(`Defaults: ${r.defaults.vcpu_count} vCPU / ${r.defaults.mem_mib} MiB / ${r.defaults.pids_max} pids`);
-  lines.push(`Limits: ${r.limits.note ?? `enforced through cgroup v${r.limits.cgroupVersion} (memory, pids, cpu)`}`);
+  lines.push(`Limits: ${r.limits.note ?? `enforced through cgroup v${r.limits.cgroup_version} (memory, pids, cpu)`}`);
   lines.push(`Network: ${r.network}`);
   lines.push(`Environments: ${r.environments.map((e) => `${e.name} [${e.installed ? "installed" : "not installed"}]`).join(", ")}`);
   lines.push("");
@@ -38,20 +38,20 @@ export function doctor(r: DoctorReport): string {
   return lines.join("\n");
 }
 
-export function environments(list: EnvironmentSummary[]): string {
+export function environments(list: EnvironmentListEntry[]): string {
   return list
-    .map((e) => `${e.name.padEnd(18)} ${(e.installed ? "[installed]" : "[not installed]").padEnd(16)} ${bytes(e.sizeBytes).padStart(10)}  ${e.description}`)
+    .map((e) => `${e.name.padEnd(18)} ${(e.installed ? "[installed]" : "[not installed]").padEnd(16)} ${bytes(e.size_bytes).padStart(10)}  ${e.description}`)
     .join("\n");
 }
 
-export function manifest(m: EnvironmentManifest, withPackages = false): string {
+export function manifest(m: EnvironmentDetails, withPackages = false): string {
   const lines = [
     `Environment: ${m.name}`,
     `Description: ${m.description}`,
     `Parent: ${m.parent ?? "-"}`,
     `Digest: ${m.digest}`,
-    `Size: ${bytes(m.sizeBytes)} (layer), ${bytes(m.totalSizeBytes)} (with parents)`,
-    `Created: ${m.createdAt}`,
+    `Size: ${bytes(m.size_bytes)} (layer), ${bytes(m.total_size_bytes)} (with parents)`,
+    `Created: ${m.created_at}`,
     `Source: ${m.source}${m.mirror ? ` (${m.mirror})` : ""}`,
     `Packages: ${m.packages.length}`,
   ];

@@ -95,7 +95,7 @@ export async function runDoctor(home: string, environments: EnvironmentStore, _o
   }
 
   const limits = probeCgroups();
-  add({ name: "cgroups", ok: true, detail: limits.note ?? `cgroup v${limits.cgroupVersion}: memory, pids and CPU limits enforced` });
+  add({ name: "cgroups", ok: true, detail: limits.note ?? `cgroup v${limits.cgroup_version}: memory, pids and CPU limits enforced` });
 
   const layout = homeLayout(home);
   let stateOk = true;

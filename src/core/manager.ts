@@ -8,23 +8,20 @@
 import fs from "node:fs";
 import fsp from "node:fs/promises";
 import path from "node:path";
-import { createReadStream } from "node:fs";
-import { Readable } from "node:stream";
-import * as tar from "tar";
 import type { Backend, SandboxRecord, StartedSandbox } from "../runtime/backend.js";
 import { SANDBOX_PATH } from "../runtime/namespace/backend.js";
 import { AgentClient } from "../protocol/client.js";
 import { WORKSPACE_GUEST_PATH } from "../protocol/messages.js";
-import type { ArchiveImportResult, ExecResultHeader } from "../protocol/messages.js";
+import type { ExecResultHeader } from "../protocol/messages.js";
 import { PyroError } from "../shared/errors.js";
-import { archiveKind, checkArchiveEntry, DEFAULT_ARCHIVE_MAX_BYTES, DEFAULT_ARCHIVE_MAX_ENTRIES } from "../shared/archive.js";
-import type { ArchiveProblem, ArchiveTally } from "../shared/archive.js";
 import { DEFAULT_MAX_OUTPUT_BYTES, MAX_OUTPUT_BYTES_LIMIT, renderCapped } from "../shared/output-cap.js";
 import type { EnvironmentStore } from "../environments/index.js";
 import { StateStore } from "./store.js";
+import { importInto, inspectSource } from "./content.js";
+import { BASELINE, SnapshotStore } from "./snapshots.js";
 import { newWorkspaceId } from "./ids.js";
 import { validateEnv, validateLabels, validateName, validatePositive, validatePositiveInt } from "./validate.js";
-import type { CommandRecord, ExecResult, RawExecResult, WorkspaceInfo, WorkspaceRecord } from "./types.js";
+import type { CommandRecord, ExecResult, RawExecResult, WorkspaceEvent, WorkspaceInfo, WorkspaceRecord } from "./types.js";
 
 export const DEFAULT_VCPU_COUNT = 1;
 export const DEFAULT_MEM_MIB = 1024;
@@ -187,6 +184,8 @@ export class WorkspaceManager {
       last_command: record.last_command,
       failure: record.failure,
       state_reason: reason,
+      reset_count: record.reset_count ?? 0,
+      last_reset_at: record.last_reset_at ?? null,
     };
   }
 
@@ -205,7 +204,7 @@ export class WorkspaceManager {
       .inspect(opts.environment)
       .then((m) => m.digest)
       .catch(() => null);
-    const seed = opts.seedPath === undefined ? null : await inspectSeed(opts.seedPath);
+    const seed = opts.seedPath === undefined ? null : await inspectSource(opts.seedPath);
 
     const id = newWorkspaceId();
     const created = nowIso();
@@ -251,7 +250,7 @@ export class WorkspaceManager {
       // and a crash from here on must leave a record that names the sandbox to clean up.
       await this.store.withLock(id, () => this.store.write(record));
       if (seed) {
-        const imported = await this.importSeed(id, seed);
+        const imported = await importInto(paths.workspace, paths.dir, seed, WORKSPACE_GUEST_PATH);
         record.workspace_seed = {
           mode: seed.kind === "directory" ? "directory" : "archive",
           seed_path: seed.path,
@@ -260,6 +259,9 @@ export class WorkspaceManager {
           entries: imported.entries,
           bytes: imported.bytes,
         };
+        await this.snapshots(id).create(BASELINE, paths.workspace);
+      } else {
+        await this.snapshots(id).createEmptyBaseline();
       }
       record.state = "running";
       record.owner_pid = opts.ephemeral ? process.pid : null;
@@ -297,25 +299,20 @@ export class WorkspaceManager {
     };
   }
 
-  private async importSeed(id: string, seed: SeedSource): Promise<ArchiveImportResult> {
-    const client = await this.client(id);
-    const source: AsyncIterable<Buffer> =
-      seed.kind === "directory"
-        ? (tar.c({ cwd: seed.path, portable: true, follow: false }, await fsp.readdir(seed.path)) as unknown as AsyncIterable<Buffer>)
-        : createReadStream(seed.path);
-    const frame = await client.requestStream(
-      {
-        type: "archive_import",
-        dest: WORKSPACE_GUEST_PATH,
-        gzip: seed.kind === "tar.gz",
-        maxEntries: DEFAULT_ARCHIVE_MAX_ENTRIES,
-        maxBytes: DEFAULT_ARCHIVE_MAX_BYTES,
-        replace: true,
-      },
-      source instanceof Readable ? source : Readable.from(source),
-    );
-    const h = frame.header;
-    return { entries: Number(h.entries) || 0, bytes: Number(h.bytes) || 0, dest: String(h.dest) };
+  /** Records activity: bumps last_activity_at and appends to the review journal. */
+  async touch(id: string, kind: WorkspaceEvent["kind"], details: Record<string, unknown> = {}): Promise<void> {
+    const at = nowIso();
+    await this.store.withLock(id, async () => {
+      const record = await this.load(id);
+      record.last_activity_at = at;
+      await this.store.write(record);
+    });
+    await this.store.appendEvent(id, { at, kind, details });
+  }
+
+  /** The snapshot store of one workspace. */
+  snapshots(id: string): SnapshotStore {
+    return new SnapshotStore(this.store.paths(id).snapshots);
   }
 
   async start(ref: string): Promise<WorkspaceInfo> {
@@ -347,6 +344,39 @@ export class WorkspaceManager {
       await this.store.write(record);
       return this.info(record);
     });
+  }
+
+  /**
+   * Recreates the sandbox from its environment plus a snapshot (default: baseline). Keeps
+   * identity, name, labels and the baseline; every process, shell and service is gone, and
+   * packages installed since create are gone with the old root layer.
+   */
+  async reset(ref: string, options: { snapshot?: string } = {}): Promise<WorkspaceInfo & { reset_to: string }> {
+    const id = await this.resolve(ref);
+    const snapshot = options.snapshot ?? BASELINE;
+    const info = await this.store.withLock(id, async () => {
+      const record = await this.load(id);
+      if (record.state === "creating") throw new PyroError("workspace_busy", "the workspace is still being created");
+      await this.snapshots(id).tree(snapshot);
+      this.dropClient(id);
+      if (record.sandbox) await this.backend.stop(record.sandbox);
+      record.sandbox = null;
+      const p = this.store.paths(id);
+      // A fresh root layer: back to exactly what the environment ships.
+      await fsp.rm(p.sandboxState, { recursive: true, force: true });
+      await this.snapshots(id).restore(snapshot, p.workspace);
+      if (record.layers.length === 0) record.layers = await this.environments.layers(record.environment);
+      record.sandbox = this.adopt(id, await this.backend.start(this.sandboxSpec(record)));
+      record.state = "running";
+      record.failure = null;
+      record.last_activity_at = nowIso();
+      record.reset_count = (record.reset_count ?? 0) + 1;
+      record.last_reset_at = record.last_activity_at;
+      await this.store.write(record);
+      return this.info(record);
+    });
+    await this.store.appendEvent(id, { at: info.last_activity_at, kind: "reset", details: { snapshot } });
+    return { ...info, reset_to: snapshot };
   }
 
   async delete(ref: string): Promise<{ workspace_id: string; deleted: true }> {
@@ -464,8 +494,8 @@ export class WorkspaceManager {
         timed_out: header.timedOut,
         duration_ms: header.durationMs,
         started_at: header.startedAt,
-        stdout_bytes: header.stdout.totalBytes,
-        stderr_bytes: header.stderr.totalBytes,
+        stdout_bytes: header.stdout.total_bytes,
+        stderr_bytes: header.stderr.total_bytes,
       };
       current.last_command = { sequence: e.sequence, command: command.join(" ").slice(0, 200), exit_code: e.exit_code, timed_out: e.timed_out, at: current.last_activity_at };
       await this.store.write(current);
@@ -488,19 +518,20 @@ export class WorkspaceManager {
       stderr: renderCapped(stderrBytes, header.stderr),
       stdout_info: header.stdout,
       stderr_info: header.stderr,
-      truncated: header.stdout.omittedBytes > 0 || header.stderr.omittedBytes > 0,
+      truncated: header.stdout.omitted_bytes > 0 || header.stderr.omitted_bytes > 0,
     };
     return { result, stdoutBytes, stderrBytes };
   }
 
   async logs(ref: string, limit = 50): Promise<{ workspace_id: string; count: number; total: number; commands: CommandRecord[] }> {
+    validatePositiveInt(limit, "limit", 100_000);
     const id = await this.resolve(ref);
     const all = await this.store.readHistory(id);
-    const commands = all.slice(-Math.max(1, limit));
+    const commands = all.slice(-limit);
     return { workspace_id: id, count: commands.length, total: all.length, commands };
   }
 
-  private async requireRunning(id: string): Promise<WorkspaceRecord> {
+  async requireRunning(id: string): Promise<WorkspaceRecord> {
     // Fast path without the lock: a running workspace whose sandbox is alive needs no repair.
     const seen = await this.load(id);
     const healthy = seen.state === "running" && seen.sandbox !== null && this.backend.liveness(seen.sandbox) === "alive";
@@ -515,7 +546,7 @@ export class WorkspaceManager {
   }
 
   /** A cached agent connection, re-made when the sandbox restarted or the connection dropped. */
-  private async client(id: string): Promise<AgentClient> {
+  async client(id: string): Promise<AgentClient> {
     const record = await this.load(id);
     const sandbox = record.sandbox as SandboxRecord | null;
     if (!sandbox) throw new PyroError("workspace_stopped", `workspace ${id} is not running`);
@@ -571,56 +602,11 @@ async function logTail(file: string): Promise<string> {
 
 /** Splits an exec payload into stdout and stderr, trusting no length the agent claims. */
 function splitOutput(payload: Buffer, header: ExecResultHeader): { stdoutBytes: Buffer; stderrBytes: Buffer } {
-  const so = header.stdout?.headBytes + header.stdout?.tailBytes;
-  const se = header.stderr?.headBytes + header.stderr?.tailBytes;
+  const so = header.stdout?.head_bytes + header.stdout?.tail_bytes;
+  const se = header.stderr?.head_bytes + header.stderr?.tail_bytes;
   if (!Number.isSafeInteger(so) || !Number.isSafeInteger(se) || so < 0 || se < 0 || so + se !== payload.length) {
     throw new PyroError("agent_protocol_error", "exec result lengths do not match its payload");
   }
   return { stdoutBytes: payload.subarray(0, so), stderrBytes: payload.subarray(so) };
 }
 
-interface SeedSource {
-  path: string;
-  kind: "directory" | "tar" | "tar.gz";
-}
-
-/** Checks a seed path on the host before anything is created; archives are scanned entry by entry. */
-async function inspectSeed(seedPath: string): Promise<SeedSource> {
-  const abs = path.resolve(seedPath);
-  let stat: fs.Stats;
-  try {
-    stat = await fsp.stat(abs);
-  } catch {
-    throw new PyroError("seed_path_not_found", `seed path ${abs} does not exist`, { hint: "Pass an existing directory or .tar/.tar.gz/.tgz file." });
-  }
-  if (stat.isDirectory()) return { path: abs, kind: "directory" };
-  const kind = archiveKind(abs);
-  if (!stat.isFile() || kind === null) {
-    throw new PyroError("seed_path_invalid", `seed path ${abs} is not a directory or a .tar/.tar.gz/.tgz archive`, {
-      hint: "Pass a directory, or an archive whose name ends in .tar, .tar.gz or .tgz.",
-    });
-  }
-  await scanArchive(abs);
-  return { path: abs, kind };
-}
-
-/** Reads every header of a host archive and applies the archive policy; content is not extracted. */
-export async function scanArchive(file: string): Promise<ArchiveTally> {
-  const tally: ArchiveTally = { entries: 0, bytes: 0 };
-  const found: { problem: ArchiveProblem | null } = { problem: null };
-  try {
-    await tar.t({
-      file,
-      strict: true,
-      onReadEntry: (entry) => {
-        found.problem ??= checkArchiveEntry(entry, tally, { maxEntries: DEFAULT_ARCHIVE_MAX_ENTRIES, maxBytes: DEFAULT_ARCHIVE_MAX_BYTES });
-        entry.resume();
-      },
-    });
-  } catch (err) {
-    throw new PyroError("seed_path_invalid", `cannot read archive ${file}: ${(err as Error).message}`);
-  }
-  const p = found.problem;
-  if (p) throw new PyroError(p.code, `archive ${path.basename(file)}: entry ${JSON.stringify(p.entry)}: ${p.reason}`, { details: { entry: p.entry } });
-  return tally;
-}

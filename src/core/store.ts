@@ -11,7 +11,7 @@ import lockfile from "proper-lockfile";
 import { homeLayout } from "../shared/home.js";
 import { readJsonIfExists, writeJsonAtomic } from "../shared/atomic.js";
 import { PyroError } from "../shared/errors.js";
-import type { WorkspaceRecord, CommandRecord } from "./types.js";
+import type { WorkspaceRecord, CommandRecord, WorkspaceEvent } from "./types.js";
 
 /** Locks older than this with no heartbeat belong to a dead process and are taken over. */
 const LOCK_STALE_MS = 10_000;
@@ -43,6 +43,8 @@ export class StateStore {
       workspace: path.join(dir, "workspace"),
       log: path.join(dir, "sandbox.log"),
       ops: path.join(dir, "ops"),
+      snapshots: path.join(dir, "snapshots"),
+      events: path.join(dir, "events.jsonl"),
       socket: path.join(this.layout.run, `${id}.sock`),
     };
   }
@@ -118,6 +120,30 @@ export class StateStore {
       }
     }
     return out;
+  }
+
+  /** The review journal (see `workspace summary`): one JSON line per mutating event. */
+  async appendEvent(id: string, event: WorkspaceEvent): Promise<void> {
+    await fsp.appendFile(this.paths(id).events, JSON.stringify(event) + "\n", { mode: 0o600 });
+  }
+
+  async readEvents(id: string): Promise<WorkspaceEvent[]> {
+    let text: string;
+    try {
+      text = await fsp.readFile(this.paths(id).events, "utf8");
+    } catch {
+      return [];
+    }
+    return text
+      .split("\n")
+      .filter(Boolean)
+      .flatMap((line) => {
+        try {
+          return [JSON.parse(line) as WorkspaceEvent];
+        } catch {
+          return [];
+        }
+      });
   }
 
   /**

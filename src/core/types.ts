@@ -60,6 +60,8 @@ export interface WorkspaceRecord {
   failure: FailureInfo | null;
   command_count: number;
   last_command: LastCommand | null;
+  reset_count?: number;
+  last_reset_at?: string | null;
 }
 
 /** What status/list/create return. */
@@ -86,6 +88,8 @@ export interface WorkspaceInfo {
   failure: FailureInfo | null;
   /** Set when the state changed because the sandbox was found gone. */
   state_reason: string | null;
+  reset_count: number;
+  last_reset_at: string | null;
 }
 
 /** One line of history.jsonl, and one entry of `workspace logs`. */
@@ -128,4 +132,11 @@ export interface RawExecResult {
   result: ExecResult;
   stdoutBytes: Buffer;
   stderrBytes: Buffer;
+}
+
+/** One line of events.jsonl: what changed a workspace, for `workspace summary`. */
+export interface WorkspaceEvent {
+  at: string;
+  kind: "create" | "exec" | "sync_push" | "file_write" | "patch_apply" | "export" | "snapshot_create" | "snapshot_delete" | "reset" | "start" | "stop" | "update";
+  details: Record<string, unknown>;
 }

@@ -7,3 +7,5 @@ export type { CatalogEntry } from "./catalog.js";
 export { detectDebianMirror, DEFAULT_DEBIAN_MIRROR } from "./mirror.js";
 export { EnvironmentStore, BUILDER_VERSION } from "./store.js";
 export type { EnvironmentSummary, EnvironmentManifest, PullProgress, PullOptions, ImportOptions } from "./store.js";
+export { publicManifest, publicSummary } from "./public.js";
+export type { EnvironmentDetails, EnvironmentListEntry } from "./public.js";

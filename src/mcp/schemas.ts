@@ -15,15 +15,15 @@ export const commandInput = z
   .describe("A string runs through /bin/sh -c (pipes and && work); an array runs as argv with no shell.");
 
 const streamInfo = z.object({
-  totalBytes: z.number(),
-  headBytes: z.number(),
-  tailBytes: z.number(),
-  omittedBytes: z.number(),
+  total_bytes: z.number(),
+  head_bytes: z.number(),
+  tail_bytes: z.number(),
+  omitted_bytes: z.number(),
 });
 
 const limits = z
   .object({
-    cgroupVersion: z.union([z.literal(1), z.literal(2), z.null()]),
+    cgroup_version: z.union([z.literal(1), z.literal(2), z.null()]),
     memory: z.boolean(),
     pids: z.boolean(),
     cpu: z.boolean(),
@@ -62,6 +62,8 @@ export const workspaceInfo = z.object({
     .nullable(),
   failure: z.object({ reason: z.string(), log_tail: z.string(), at: z.string() }).nullable(),
   state_reason: z.string().nullable(),
+  reset_count: z.number(),
+  last_reset_at: z.string().nullable(),
 });
 
 export const execResult = {

@@ -98,8 +98,13 @@ export function createMcpServer(pyro: Pyro, _options: { profile?: string } = {})
   const server = new McpServer({ name: "pyro", version: VERSION });
   // Input that fails schema validation is reported by the MCP SDK itself; give it the same
   // stable code every other bad input gets, instead of a bare message.
-  (server as unknown as { createToolError: (message: string) => CallToolResult }).createToolError = (message: string) =>
-    errorResult(new PyroError("invalid_argument", message, { hint: "Fix the arguments to match the tool's input schema and call again." }));
+  (server as unknown as { createToolError: (message: string) => CallToolResult }).createToolError = (message: string) => {
+    if (message.includes("Input validation error")) {
+      return errorResult(new PyroError("invalid_argument", message, { hint: "Fix the arguments to match the tool's input schema and call again." }));
+    }
+    if (/Tool .* not found/.test(message)) return errorResult(new PyroError("invalid_argument", message, { hint: "Call tools/list to see the tools this server offers." }));
+    return errorResult(new PyroError("internal_error", message));
+  };
 
   const registered = new Set<McpToolName>();
   // registerTool's generic signature cannot follow shapes built from spreads; the schemas are
@@ -248,7 +253,7 @@ export function createMcpServer(pyro: Pyro, _options: { profile?: string } = {})
 
   for (const [name, description] of [
     ["workspace_stop", "Stop a workspace's sandbox and all its processes. /workspace and installed packages are kept; workspace_start brings it back."],
-    ["workspace_start", "Start a stopped or failed workspace again; /workspace is unchanged."],
+    ["workspace_start", "Start a stopped or failed workspace again, with /workspace and installed packages unchanged. Call it after workspace_stop, or when a call fails with workspace_stopped."],
   ] as const) {
     register(
       name,
@@ -264,7 +269,7 @@ export function createMcpServer(pyro: Pyro, _options: { profile?: string } = {})
     "workspace_delete",
     {
       title: "Delete a workspace",
-      description: "Stop a workspace and remove everything it had. Cannot be undone.",
+      description: "Stop a workspace and remove everything it had: files, history, snapshots. Cannot be undone; export anything you need first. Use it when the work in the workspace is finished.",
       inputSchema: { workspace_id: workspaceRef },
       outputSchema: { workspace_id: z.string(), deleted: z.boolean() },
       annotations: { destructiveHint: true },

@@ -16,10 +16,9 @@ import type { ErrorCode } from "../shared/errors.js";
 /** Maps the agent's error codes onto the public error codes. */
 const AGENT_CODE_MAP: Record<string, ErrorCode> = {
   invalid_request: "invalid_argument",
-  archive_unsafe_entry: "archive_unsafe_entry",
-  archive_too_large: "archive_too_large",
-  path_outside_workspace: "invalid_argument",
-  not_found: "invalid_argument",
+  path_outside_workspace: "path_outside_workspace",
+  not_found: "path_not_found",
+  patch_failed: "patch_failed",
 };
 
 interface Pending {
@@ -50,6 +49,23 @@ export class AgentClient {
     stream.on("close", () => this.fail(new PyroError("agent_unreachable", "agent connection closed")));
   }
 
+  /** Speaks the protocol over an already-open byte stream (e.g. a utility sandbox's stdio). */
+  static async overStream(stream: Duplex): Promise<AgentClient> {
+    return AgentClient.handshake(new AgentClient(stream));
+  }
+
+  private static async handshake(client: AgentClient): Promise<AgentClient> {
+    const hello = await client.request({ type: "hello", protocol: PROTOCOL_VERSION });
+    const info = hello.header as unknown as HelloResult;
+    if (info.protocol !== PROTOCOL_VERSION) {
+      client.close();
+      throw new PyroError("agent_protocol_error", `agent speaks protocol ${String(info.protocol)}, host speaks ${PROTOCOL_VERSION}`, {
+        hint: "Restart the workspace (`pyro workspace stop` then `start`) so it runs the current agent.",
+      });
+    }
+    return client;
+  }
+
   /** Connects to a unix socket and performs the version handshake. */
   static async connect(socketPath: string, timeoutMs = 5000): Promise<AgentClient> {
     const socket = await new Promise<net.Socket>((resolve, reject) => {
@@ -68,16 +84,7 @@ export class AgentClient {
       });
     });
     socket.setNoDelay(true);
-    const client = new AgentClient(socket);
-    const hello = await client.request({ type: "hello", protocol: PROTOCOL_VERSION });
-    const info = hello.header as unknown as HelloResult;
-    if (info.protocol !== PROTOCOL_VERSION) {
-      client.close();
-      throw new PyroError("agent_protocol_error", `agent speaks protocol ${String(info.protocol)}, host speaks ${PROTOCOL_VERSION}`, {
-        hint: "Restart the workspace (`pyro workspace stop` then `start`) so it runs the current agent.",
-      });
-    }
-    return client;
+    return AgentClient.handshake(new AgentClient(socket));
   }
 
   get closed(): boolean {

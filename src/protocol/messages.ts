@@ -25,13 +25,13 @@ export interface HelloResult {
 /** Byte accounting for one captured output stream (stdout or stderr). */
 export interface CapturedStreamInfo {
   /** Bytes the command wrote in total. */
-  totalBytes: number;
+  total_bytes: number;
   /** Bytes kept from the start of the stream. */
-  headBytes: number;
+  head_bytes: number;
   /** Bytes kept from the end of the stream. */
-  tailBytes: number;
+  tail_bytes: number;
   /** Bytes dropped between head and tail. */
-  omittedBytes: number;
+  omitted_bytes: number;
 }
 
 export interface ExecRequest {
@@ -62,20 +62,4 @@ export interface ExecResultHeader {
   startError: string | null;
 }
 
-export interface ArchiveImportRequest {
-  type: "archive_import";
-  /** Destination directory inside the sandbox; must be /workspace or below it. */
-  dest: string;
-  gzip: boolean;
-  maxEntries: number;
-  maxBytes: number;
-  /** Replace the destination's contents atomically (seed) rather than merging into it. */
-  replace: boolean;
-}
-export interface ArchiveImportResult {
-  entries: number;
-  bytes: number;
-  dest: string;
-}
-
-export type AgentErrorCode = "invalid_request" | "archive_unsafe_entry" | "archive_too_large" | "path_outside_workspace" | "not_found" | "internal";
+export type AgentErrorCode = "invalid_request" | "path_outside_workspace" | "not_found" | "patch_failed" | "internal";

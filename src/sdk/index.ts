@@ -7,7 +7,7 @@ export { Workspace } from "./workspace.js";
 export { PyroError, ERROR_CODES } from "../shared/errors.js";
 export type { ErrorCode } from "../shared/errors.js";
 export type { WorkspaceInfo, ExecResult, CommandRecord, WorkspaceSeed, WorkspaceState } from "../core/types.js";
-export type { EnvironmentManifest, EnvironmentSummary, PullProgress } from "../environments/index.js";
+export type { EnvironmentDetails, EnvironmentListEntry, PullProgress } from "../environments/index.js";
 export type { DoctorReport } from "../core/doctor.js";
 export { CONTRACT } from "../contract.js";
 export async function createServer(options: { profile?: string; home?: string } = {}) {

@@ -5,8 +5,8 @@
  */
 import { resolvePyroHome } from "../shared/home.js";
 import { PyroError } from "../shared/errors.js";
-import { EnvironmentStore } from "../environments/index.js";
-import type { EnvironmentManifest, EnvironmentSummary, PullProgress } from "../environments/index.js";
+import { EnvironmentStore, publicManifest, publicSummary } from "../environments/index.js";
+import type { EnvironmentDetails, EnvironmentListEntry, PullProgress } from "../environments/index.js";
 import { WorkspaceManager } from "../core/manager.js";
 import type { CreateWorkspaceOptions, ExecOptions, UpdateWorkspaceOptions } from "../core/manager.js";
 import type { CommandRecord, ExecResult, RawExecResult, WorkspaceInfo } from "../core/types.js";
@@ -14,6 +14,7 @@ import { NamespaceBackend } from "../runtime/namespace/backend.js";
 import { runDoctor } from "../core/doctor.js";
 import type { DoctorReport } from "../core/doctor.js";
 import { Workspace } from "./workspace.js";
+import { WorkspaceContent } from "../core/workspace-content.js";
 
 export interface PyroOptions {
   /** State directory; default `$PYRO_HOME`, else `$XDG_STATE_HOME/pyro`, else `~/.local/state/pyro`. */
@@ -68,6 +69,7 @@ export class Pyro {
   readonly home: string;
   readonly environments: EnvironmentStore;
   readonly manager: WorkspaceManager;
+  private readonly content: WorkspaceContent;
   /** One-shot runs in flight, so an interrupted caller can still clean them up. */
   private readonly runs = new Map<symbol, { created: Promise<WorkspaceInfo | null> }>();
 
@@ -75,6 +77,7 @@ export class Pyro {
     this.home = options.home ?? resolvePyroHome();
     this.environments = new EnvironmentStore(this.home);
     this.manager = new WorkspaceManager(this.home, new NamespaceBackend(), this.environments);
+    this.content = new WorkspaceContent(this.manager);
   }
 
   // ---------- host and environments ----------
@@ -83,29 +86,30 @@ export class Pyro {
     return runDoctor(this.home, this.environments, options);
   }
 
-  listEnvironments(): Promise<EnvironmentSummary[]> {
-    return this.environments.list();
+  async listEnvironments(): Promise<EnvironmentListEntry[]> {
+    return (await this.environments.list()).map(publicSummary);
   }
 
-  pullEnvironment(environment: string, options: { mirror?: string; force?: boolean; onProgress?: (e: PullProgress) => void } = {}): Promise<EnvironmentManifest> {
-    return this.environments.pull(environment, options);
+  async pullEnvironment(environment: string, options: { mirror?: string; force?: boolean; onProgress?: (e: PullProgress) => void } = {}): Promise<EnvironmentDetails> {
+    return publicManifest(await this.environments.pull(environment, options));
   }
 
-  inspectEnvironment(environment: string): Promise<EnvironmentManifest> {
-    return this.environments.inspect(environment);
+  async inspectEnvironment(environment: string): Promise<EnvironmentDetails> {
+    return publicManifest(await this.environments.inspect(environment));
   }
 
-  importEnvironment(environment: string, sourcePath: string): Promise<EnvironmentManifest> {
-    return this.environments.import(environment, sourcePath);
+  async importEnvironment(environment: string, sourcePath: string): Promise<EnvironmentDetails> {
+    return publicManifest(await this.environments.import(environment, sourcePath));
   }
 
   /** Removes cached environments that no workspace uses. */
-  async pruneEnvironments(): Promise<{ removed: string[]; freedBytes: number }> {
+  async pruneEnvironments(): Promise<{ removed: string[]; freed_bytes: number }> {
     await this.manager.store.init();
     // Under the registry lock: no create can pin an environment's layers while we decide.
     return this.manager.store.withLock("registry", async () => {
       const inUse = new Set((await this.manager.store.readAll()).map((r) => r.environment));
-      return this.environments.prune(inUse);
+      const { removed, freedBytes } = await this.environments.prune(inUse);
+      return { removed, freed_bytes: freedBytes };
     });
   }
 
@@ -192,6 +196,79 @@ export class Pyro {
 
   deleteWorkspace(workspace: string): Promise<{ workspace_id: string; deleted: true }> {
     return this.manager.delete(workspace);
+  }
+
+  // ---------- workspace content ----------
+
+  /** Copies a host directory or .tar/.tar.gz/.tgz into /workspace (or `dest` under it) of a running workspace. */
+  pushWorkspaceSync(workspace: string, source: string, options: { dest?: string } = {}) {
+    return this.content.syncPush(workspace, source, options);
+  }
+
+  /** Lists a directory (or one file) under /workspace: type, size, mode, mtime, symlink target; bounded. */
+  listWorkspaceFiles(workspace: string, options: { path?: string; recursive?: boolean; maxEntries?: number } = {}) {
+    return this.content.fileList(workspace, options);
+  }
+
+  /** Reads a text file, at most `maxBytes` (default 65536) from `offset`; binary files are reported, not returned. */
+  readWorkspaceFile(workspace: string, path: string, options: { maxBytes?: number; offset?: number } = {}) {
+    return this.content.fileRead(workspace, path, options);
+  }
+
+  /** Creates or replaces a file atomically, creating parent directories. */
+  writeWorkspaceFile(workspace: string, path: string, options: { text: string; mode?: string | number }) {
+    if (!options || typeof options.text !== "string") throw new PyroError("invalid_argument", "writeWorkspaceFile needs { text }");
+    return this.content.fileWrite(workspace, path, options.text, options.mode !== undefined ? { mode: options.mode } : {});
+  }
+
+  /** Applies a unified diff to files under /workspace, all or nothing. */
+  applyWorkspacePatch(workspace: string, options: { patch: string }) {
+    if (!options || typeof options.patch !== "string") throw new PyroError("invalid_argument", "applyWorkspacePatch needs { patch }");
+    return this.content.patchApply(workspace, options.patch);
+  }
+
+  /** Copies a file or directory from /workspace to the host; never replaces an existing output unless `force`. */
+  exportWorkspace(workspace: string, path: string, options: { outputPath: string; force?: boolean }) {
+    if (!options || typeof options.outputPath !== "string") throw new PyroError("invalid_argument", "exportWorkspace needs { outputPath }");
+    return this.content.export(workspace, path, options.outputPath, options.force !== undefined ? { force: options.force } : {});
+  }
+
+  /** Compares /workspace with its create-time baseline (or a named snapshot): structured changes and a bounded patch. */
+  diffWorkspace(workspace: string, options: { path?: string; maxBytes?: number; snapshot?: string } = {}) {
+    return this.content.diff(workspace, options);
+  }
+
+  createSnapshot(workspace: string, snapshotName: string) {
+    return this.content.snapshotCreate(workspace, snapshotName);
+  }
+
+  listSnapshots(workspace: string) {
+    return this.content.snapshotList(workspace);
+  }
+
+  deleteSnapshot(workspace: string, snapshotName: string) {
+    return this.content.snapshotDelete(workspace, snapshotName);
+  }
+
+  /** Recreates the sandbox from its environment plus `baseline` (default) or a named snapshot. */
+  resetWorkspace(workspace: string, options: { snapshot?: string } = {}) {
+    return this.manager.reset(workspace, options);
+  }
+
+  /** Stopped workspaces only: lists files without starting the workspace. */
+  listWorkspaceDisk(workspace: string, options: { path?: string; recursive?: boolean; maxEntries?: number } = {}) {
+    return this.content.diskList(workspace, options);
+  }
+
+  /** Stopped workspaces only: reads a file without starting the workspace. */
+  readWorkspaceDisk(workspace: string, path: string, options: { maxBytes?: number; offset?: number } = {}) {
+    return this.content.diskRead(workspace, path, options);
+  }
+
+  /** Stopped workspaces only: writes /workspace as a .tar archive on the host. */
+  exportWorkspaceDisk(workspace: string, options: { outputPath: string; force?: boolean }) {
+    if (!options || typeof options.outputPath !== "string") throw new PyroError("invalid_argument", "exportWorkspaceDisk needs { outputPath }");
+    return this.content.diskExport(workspace, options.outputPath, options.force !== undefined ? { force: options.force } : {});
   }
 
   /** Deletes workspaces past their TTL (never one with a call in flight). */

@@ -30,6 +30,38 @@ export class Workspace {
     return this.pyro.updateWorkspace(this.ref, options);
   }
 
+  readFile(path: string, options: { maxBytes?: number; offset?: number } = {}) {
+    return this.pyro.readWorkspaceFile(this.ref, path, options);
+  }
+
+  writeFile(path: string, text: string, options: { mode?: string | number } = {}) {
+    return this.pyro.writeWorkspaceFile(this.ref, path, { text, ...options });
+  }
+
+  listFiles(options: { path?: string; recursive?: boolean } = {}) {
+    return this.pyro.listWorkspaceFiles(this.ref, options);
+  }
+
+  applyPatch(patch: string) {
+    return this.pyro.applyWorkspacePatch(this.ref, { patch });
+  }
+
+  diff(options: { path?: string; maxBytes?: number; snapshot?: string } = {}) {
+    return this.pyro.diffWorkspace(this.ref, options);
+  }
+
+  export(path: string, outputPath: string, options: { force?: boolean } = {}) {
+    return this.pyro.exportWorkspace(this.ref, path, { outputPath, ...options });
+  }
+
+  snapshot(name: string) {
+    return this.pyro.createSnapshot(this.ref, name);
+  }
+
+  reset(options: { snapshot?: string } = {}) {
+    return this.pyro.resetWorkspace(this.ref, options);
+  }
+
   stop() {
     return this.pyro.stopWorkspace(this.ref);
   }

@@ -25,6 +25,13 @@ export const ERROR_CODES = {
   seed_path_invalid: "The seed path is neither a directory nor a .tar/.tar.gz/.tgz archive.",
   archive_unsafe_entry: "An archive entry would escape its destination or is not allowed.",
   archive_too_large: "An archive exceeds the size or entry-count limit.",
+  // workspace content
+  path_outside_workspace: "A path is outside /workspace, or a symbolic link on it leads outside.",
+  path_not_found: "A path inside the workspace does not exist.",
+  patch_failed: "A patch does not apply; nothing was changed.",
+  output_exists: "The export destination already exists on the host.",
+  snapshot_not_found: "No snapshot has this name.",
+  snapshot_exists: "A snapshot with this name already exists.",
   // environments
   environment_unknown: "No environment has this name.",
   environment_not_installed: "The environment is known but not built on this machine.",

@@ -8,17 +8,17 @@ import type { CapturedStreamInfo } from "../protocol/messages.js";
 
 /** Default budget per stream: ~16k tokens, enough for a test run's summary and its failures. */
 export const DEFAULT_MAX_OUTPUT_BYTES = 65536;
-/** Upper bound a caller may ask for. */
-export const MAX_OUTPUT_BYTES_LIMIT = 64 * 1024 * 1024;
+/** Upper bound a caller may ask for: both streams of one result must fit one 16 MiB protocol frame. */
+export const MAX_OUTPUT_BYTES_LIMIT = 8 * 1024 * 1024;
 
 export class HeadTailBuffer {
   private readonly headLimit: number;
   private readonly tailLimit: number;
   private head: Buffer[] = [];
-  private headBytes = 0;
+  private head_bytes = 0;
   /** Tail kept as a list of chunks trimmed from the front once over budget. */
   private tail: Buffer[] = [];
-  private tailBytes = 0;
+  private tail_bytes = 0;
   private total = 0;
 
   constructor(maxBytes: number) {
@@ -28,34 +28,34 @@ export class HeadTailBuffer {
 
   push(chunk: Buffer): void {
     this.total += chunk.length;
-    if (this.headBytes < this.headLimit) {
-      const take = Math.min(chunk.length, this.headLimit - this.headBytes);
+    if (this.head_bytes < this.headLimit) {
+      const take = Math.min(chunk.length, this.headLimit - this.head_bytes);
       this.head.push(chunk.subarray(0, take));
-      this.headBytes += take;
+      this.head_bytes += take;
       chunk = chunk.subarray(take);
     }
     if (chunk.length === 0 || this.tailLimit === 0) return;
     this.tail.push(chunk);
-    this.tailBytes += chunk.length;
-    while (this.tailBytes > this.tailLimit) {
+    this.tail_bytes += chunk.length;
+    while (this.tail_bytes > this.tailLimit) {
       const first = this.tail[0]!;
-      const excess = this.tailBytes - this.tailLimit;
+      const excess = this.tail_bytes - this.tailLimit;
       if (first.length <= excess) {
         this.tail.shift();
-        this.tailBytes -= first.length;
+        this.tail_bytes -= first.length;
       } else {
         this.tail[0] = first.subarray(excess);
-        this.tailBytes -= excess;
+        this.tail_bytes -= excess;
       }
     }
   }
 
   info(): CapturedStreamInfo {
     return {
-      totalBytes: this.total,
-      headBytes: this.headBytes,
-      tailBytes: this.tailBytes,
-      omittedBytes: this.total - this.headBytes - this.tailBytes,
+      total_bytes: this.total,
+      head_bytes: this.head_bytes,
+      tail_bytes: this.tail_bytes,
+      omitted_bytes: this.total - this.head_bytes - this.tail_bytes,
     };
   }
 
@@ -77,10 +77,10 @@ export function capBytes(data: Buffer, maxBytes: number): { bytes: Buffer; info:
  * human nor a model mistakes a capped stream for the whole of it.
  */
 export function renderCapped(bytes: Buffer, info: CapturedStreamInfo): string {
-  if (info.omittedBytes === 0) return bytes.toString("utf8");
-  const head = bytes.subarray(0, info.headBytes).toString("utf8");
-  const tail = bytes.subarray(info.headBytes).toString("utf8");
-  return `${head}\n[... ${info.omittedBytes} bytes omitted of ${info.totalBytes}; raise max_output_bytes to see more ...]\n${tail}`;
+  if (info.omitted_bytes === 0) return bytes.toString("utf8");
+  const head = bytes.subarray(0, info.head_bytes).toString("utf8");
+  const tail = bytes.subarray(info.head_bytes).toString("utf8");
+  return `${head}\n[... ${info.omitted_bytes} bytes omitted of ${info.total_bytes}; raise max_output_bytes to see more ...]\n${tail}`;
 }
 
 export function validateMaxOutputBytes(value: number): boolean {

@@ -16,7 +16,7 @@ export interface Limits {
 }
 
 export interface LimitEnforcement {
-  cgroupVersion: 1 | 2 | null;
+  cgroup_version: 1 | 2 | null;
   memory: boolean;
   pids: boolean;
   cpu: boolean;
@@ -72,16 +72,16 @@ function summarize(version: 1 | 2 | null, memory: boolean, pids: boolean, cpu: b
       : version === null
         ? "no writable cgroup hierarchy: memory, pids and CPU limits are not enforced"
         : `cgroup v${version} controllers not available to pyro: ${missing.join(", ")} limits are not enforced`;
-  return { cgroupVersion: version, memory, pids, cpu, note };
+  return { cgroup_version: version, memory, pids, cpu, note };
 }
 
 /** Creates the sandbox's cgroup(s) and writes its limits. Returns null when none can be made. */
 export function createSandboxCgroup(sandboxId: string, limits: Limits): SandboxCgroup | null {
   const probe = probeCgroups();
-  if (probe.cgroupVersion === null) return null;
+  if (probe.cgroup_version === null) return null;
   const quota = Math.max(1000, Math.round(limits.vcpuCount * 100_000));
   const memBytes = String(limits.memMib * 1024 * 1024);
-  if (probe.cgroupVersion === 2) {
+  if (probe.cgroup_version === 2) {
     const parent = path.join(CGROUP_ROOT, GROUP);
     fs.mkdirSync(parent, { recursive: true });
     for (const c of ["memory", "pids", "cpu"]) tryWrite(path.join(CGROUP_ROOT, "cgroup.subtree_control"), `+${c}`);

@@ -1,0 +1,232 @@
+/**
+ * Whole-tree comparison of a baseline (or snapshot) tree with the live /workspace, run by the
+ * agent in a utility sandbox that sees both read-only. Reports every added, deleted, modified,
+ * type-changed and mode-changed entry (empty directories, symlinks, binary files and non-UTF-8
+ * names included) and renders a git-style patch of text files and symlinks that `git apply`
+ * accepts against the baseline, bounded by a byte budget. Binary files are listed, not patched.
+ */
+import fs from "node:fs";
+import path from "node:path/posix";
+import { formatPatch, structuredPatch } from "diff";
+import type { StructuredPatch } from "diff";
+import { displayName, entryType, isText } from "./paths.js";
+import type { EntryType } from "./paths.js";
+import { AgentFailure } from "./failure.js";
+
+export interface TreeDiffRequest {
+  base: string;
+  live: string;
+  /** Limit to this path (relative to the tree roots) and below. */
+  path: string | null;
+  maxBytes: number;
+}
+
+export interface DiffChange {
+  path: string;
+  change: "added" | "deleted" | "modified" | "type_changed" | "mode_changed";
+  type: EntryType;
+  old_type: EntryType | null;
+  old_mode: string | null;
+  new_mode: string | null;
+  binary: boolean;
+  size: number | null;
+}
+
+interface Node {
+  type: EntryType;
+  mode: number;
+  size: number;
+}
+
+/** Largest file the diff reads to render a text patch; bigger ones are compared and reported, not rendered. */
+const MAX_RENDER_BYTES = 4 * 1024 * 1024;
+
+function walk(root: string, sub: string | null): Map<string, Node> {
+  const out = new Map<string, Node>();
+  const visit = (rel: string) => {
+    const abs = rel ? `${root}/${rel}` : root;
+    let names: string[];
+    try {
+      names = fs.readdirSync(Buffer.from(abs, "latin1"), { encoding: "latin1" });
+    } catch {
+      return;
+    }
+    for (const name of names) {
+      const childRel = rel ? `${rel}/${name}` : name;
+      let st: fs.Stats;
+      try {
+        st = fs.lstatSync(Buffer.from(`${root}/${childRel}`, "latin1"));
+      } catch {
+        continue;
+      }
+      out.set(childRel, { type: entryType(st), mode: st.mode & 0o7777, size: st.size });
+      if (st.isDirectory()) visit(childRel);
+    }
+  };
+  if (sub) {
+    const abs = `${root}/${sub}`;
+    try {
+      const st = fs.lstatSync(Buffer.from(abs, "latin1"));
+      out.set(sub, { type: entryType(st), mode: st.mode & 0o7777, size: st.size });
+      if (st.isDirectory()) visit(sub);
+    } catch {
+      // absent on this side
+    }
+  } else {
+    visit("");
+  }
+  return out;
+}
+
+function read(root: string, rel: string): Buffer {
+  return fs.readFileSync(Buffer.from(`${root}/${rel}`, "latin1"));
+}
+
+function readLink(root: string, rel: string): string {
+  return fs.readlinkSync(Buffer.from(`${root}/${rel}`, "latin1"), { encoding: "utf8" });
+}
+
+function sameContent(a: string, b: string, rel: string, size: number): boolean {
+  if (size > 64 * 1024 * 1024) {
+    // Stream-compare very large files rather than hold both in memory.
+    const fa = fs.openSync(Buffer.from(`${a}/${rel}`, "latin1"), "r");
+    const fb = fs.openSync(Buffer.from(`${b}/${rel}`, "latin1"), "r");
+    try {
+      const ba = Buffer.alloc(1 << 20);
+      const bb = Buffer.alloc(1 << 20);
+      for (;;) {
+        const na = fs.readSync(fa, ba);
+        const nb = fs.readSync(fb, bb);
+        if (na !== nb || ba.compare(bb, 0, nb, 0, na) !== 0) return false;
+        if (na === 0) return true;
+      }
+    } finally {
+      fs.closeSync(fa);
+      fs.closeSync(fb);
+    }
+  }
+  return read(a, rel).equals(read(b, rel));
+}
+
+const gitMode = (n: Node) => (n.type === "symlink" ? "120000" : n.mode & 0o111 ? "100755" : "100644");
+const patchable = (t: EntryType) => t === "file" || t === "symlink";
+
+export function treeDiff(req: TreeDiffRequest) {
+  if (req.path !== null && (req.path.startsWith("/") || req.path.split("/").includes(".."))) {
+    throw new AgentFailure("path_outside_workspace", `${req.path} must be a path relative to /workspace`);
+  }
+  const sub = req.path ? req.path.replace(/\/+$/, "") || null : null;
+  const base = walk(req.base, sub ? Buffer.from(sub, "utf8").toString("latin1") : null);
+  const live = walk(req.live, sub ? Buffer.from(sub, "utf8").toString("latin1") : null);
+  const names = [...new Set([...base.keys(), ...live.keys()])].sort();
+  const changes: DiffChange[] = [];
+  const patches: { rel: string; patch: StructuredPatch }[] = [];
+  const counts = { added: 0, deleted: 0, modified: 0, type_changed: 0, mode_changed: 0 };
+
+  for (const rel of names) {
+    const b = base.get(rel);
+    const l = live.get(rel);
+    let change: DiffChange["change"] | null = null;
+    let contentChanged = false;
+    if (!b) change = "added";
+    else if (!l) change = "deleted";
+    else if (b.type !== l.type) change = "type_changed";
+    else if (l.type === "file") {
+      contentChanged = b.size !== l.size || !sameContent(req.base, req.live, rel, l.size);
+      change = contentChanged ? "modified" : b.mode !== l.mode ? "mode_changed" : null;
+    } else if (l.type === "symlink") {
+      contentChanged = readLink(req.base, rel) !== readLink(req.live, rel);
+      change = contentChanged ? "modified" : null;
+    } else if (b.mode !== l.mode) change = "mode_changed";
+    if (!change) continue;
+    counts[change]++;
+
+    // Render: text files and symlinks as unified hunks; binary files as git's "Binary files" line.
+    let binary = false;
+    const sides: { node: Node | undefined; root: string }[] = [
+      { node: b, root: req.base },
+      { node: l, root: req.live },
+    ];
+    const texts: (string | null)[] = sides.map(({ node, root }) => {
+      if (!node || !patchable(node.type)) return null;
+      if (node.type === "symlink") return readLink(root, rel);
+      if (node.size > MAX_RENDER_BYTES) {
+        binary = true;
+        return null;
+      }
+      const bytes = read(root, rel);
+      if (!isText(bytes)) binary = true;
+      return bytes.toString("utf8");
+    });
+    const oldPatchable = b !== undefined && patchable(b.type);
+    const newPatchable = l !== undefined && patchable(l.type);
+    changes.push({
+      path: displayName(rel),
+      change,
+      type: (l ?? b)!.type,
+      old_type: b?.type ?? null,
+      old_mode: b ? b.mode.toString(8).padStart(4, "0") : null,
+      new_mode: l ? l.mode.toString(8).padStart(4, "0") : null,
+      binary,
+      size: l?.size ?? null,
+    });
+    if (!oldPatchable && !newPatchable) continue;
+    // A type change that involves a directory is two patch entries in git; we render the file side.
+    const oldText = oldPatchable && !binary ? (texts[0] ?? "") : "";
+    const newText = newPatchable && !binary ? (texts[1] ?? "") : "";
+    // jsdiff quotes names the way git does (octal escapes) when they need it.
+    const aName = `a/${displayName(rel)}`;
+    const bName = `b/${displayName(rel)}`;
+    // Binary content is reported in `changes`, never dumped into the patch; the patch stays
+    // something `git apply` accepts for every text file and symlink.
+    if (binary) continue;
+    if (oldPatchable && newPatchable && b!.type !== l!.type) {
+      // file <-> symlink: git shows a deletion and a creation.
+      patches.push({ rel, patch: makePatch(aName, "/dev/null", oldText, "", { isDelete: true, oldMode: gitMode(b!) }) });
+      patches.push({ rel, patch: makePatch("/dev/null", bName, "", newText, { isCreate: true, newMode: gitMode(l!) }) });
+      continue;
+    }
+    const extra: Partial<StructuredPatch> = {};
+    if (!oldPatchable) Object.assign(extra, { isCreate: true, newMode: gitMode(l!) });
+    else if (!newPatchable) Object.assign(extra, { isDelete: true, oldMode: gitMode(b!) });
+    else if (gitMode(b!) !== gitMode(l!)) Object.assign(extra, { oldMode: gitMode(b!), newMode: gitMode(l!) });
+    if (!contentChanged && oldPatchable && newPatchable && extra.oldMode === undefined) continue;
+    patches.push({
+      rel,
+      patch: makePatch(oldPatchable ? aName : "/dev/null", newPatchable ? bName : "/dev/null", oldText, newText, extra),
+    });
+  }
+
+  // Bounded rendering: whole files until the budget is spent, then a list of what was left out.
+  let text = "";
+  const omitted: string[] = [];
+  for (const p of patches) {
+    const piece = formatPatch(p.patch);
+    if (text.length + piece.length > req.maxBytes) {
+      omitted.push(displayName(p.rel));
+      continue;
+    }
+    text += piece.endsWith("\n") ? piece : `${piece}\n`;
+  }
+  return {
+    changes,
+    summary: { ...counts, total: changes.length },
+    patch: text,
+    patch_truncated: omitted.length > 0,
+    omitted_files: [...new Set(omitted)],
+  };
+}
+
+function makePatch(oldName: string, newName: string, oldText: string, newText: string, extra: Partial<StructuredPatch>): StructuredPatch {
+  const p = structuredPatch(oldName, newName, oldText, newText, undefined, undefined, { context: 3 });
+  return { ...p, oldFileName: oldName, newFileName: newName, isGit: true, ...extra };
+}
+
+/** Relative path helper for callers that pass absolute paths under /workspace. */
+export function relativeToWorkspace(p: string | null): string | null {
+  if (p === null) return null;
+  const abs = path.resolve("/workspace", p);
+  if (abs === "/workspace") return null;
+  if (!abs.startsWith("/workspace/")) throw new AgentFailure("path_outside_workspace", `${p} is outside /workspace`);
+  return abs.slice("/workspace/".length);
+}

@@ -1,0 +1,161 @@
+/**
+ * Model-native file operations inside the sandbox: list, read (bounded, paged, binary-aware)
+ * and write (atomic replace, parents created). Every path passes `safePath` first.
+ */
+import fs from "node:fs";
+import path from "node:path/posix";
+import { randomBytes } from "node:crypto";
+import { AgentFailure } from "./failure.js";
+import { ROOT, displayName, entryType, isText, safePath, utf8SafeLength } from "./paths.js";
+import type { EntryType } from "./paths.js";
+
+export interface FileEntry {
+  path: string;
+  type: EntryType;
+  size: number;
+  mode: string;
+  mtime: string;
+  link_target: string | null;
+}
+
+export interface FileListRequest {
+  path: string;
+  recursive: boolean;
+  maxEntries: number;
+}
+
+function describe(abs: string, st: fs.Stats): FileEntry {
+  let target: string | null = null;
+  if (st.isSymbolicLink()) {
+    try {
+      target = displayName(fs.readlinkSync(abs, { encoding: "latin1" }));
+    } catch {
+      target = null;
+    }
+  }
+  return {
+    path: displayName(abs),
+    type: entryType(st),
+    size: st.size,
+    mode: (st.mode & 0o7777).toString(8).padStart(4, "0"),
+    mtime: st.mtime.toISOString(),
+    link_target: target,
+  };
+}
+
+export function fileList(req: FileListRequest): { path: string; entries: FileEntry[]; truncated: boolean; total_seen: number } {
+  const abs = safePath(req.path ?? ".");
+  let st: fs.Stats;
+  try {
+    st = fs.lstatSync(abs);
+  } catch {
+    throw new AgentFailure("not_found", `${req.path} does not exist`);
+  }
+  if (!st.isDirectory()) return { path: abs, entries: [describe(abs, st)], truncated: false, total_seen: 1 };
+  const entries: FileEntry[] = [];
+  let seen = 0;
+  const walk = (dir: string) => {
+    let names: string[];
+    try {
+      names = fs.readdirSync(Buffer.from(dir, "latin1"), { encoding: "latin1" }).sort();
+    } catch {
+      return;
+    }
+    for (const name of names) {
+      const child = path.join(dir, name);
+      let cst: fs.Stats;
+      try {
+        cst = fs.lstatSync(Buffer.from(child, "latin1"));
+      } catch {
+        continue;
+      }
+      seen++;
+      if (entries.length < req.maxEntries) entries.push(describe(child, cst));
+      // Never descend through a symlink: a listing stays inside the tree it was asked about.
+      if (req.recursive && cst.isDirectory()) walk(child);
+    }
+  };
+  walk(abs);
+  return { path: displayName(abs), entries, truncated: seen > entries.length, total_seen: seen };
+}
+
+export interface FileReadRequest {
+  path: string;
+  offset: number;
+  maxBytes: number;
+}
+
+export interface FileReadResult {
+  path: string;
+  size: number;
+  offset: number;
+  bytes_returned: number;
+  next_offset: number | null;
+  truncated: boolean;
+  binary: boolean;
+}
+
+export function fileRead(req: FileReadRequest): { header: FileReadResult; payload: Buffer } {
+  const abs = safePath(req.path);
+  let st: fs.Stats;
+  try {
+    st = fs.statSync(abs);
+  } catch {
+    throw new AgentFailure("not_found", `${req.path} does not exist`);
+  }
+  if (!st.isFile()) throw new AgentFailure("invalid_request", `${req.path} is a ${entryType(st)}, not a regular file`);
+  const offset = Math.max(0, Math.floor(req.offset ?? 0));
+  // O_NONBLOCK: a FIFO swapped in after the check must not hang the agent.
+  const fd = fs.openSync(abs, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK | fs.constants.O_NOFOLLOW);
+  try {
+    const want = Math.min(req.maxBytes, Math.max(0, st.size - offset));
+    const buf = Buffer.alloc(want);
+    const n = want > 0 ? fs.readSync(fd, buf, 0, want, offset) : 0;
+    let bytes = buf.subarray(0, n);
+    const more = offset + n < st.size;
+    if (more) bytes = bytes.subarray(0, utf8SafeLength(bytes));
+    const binary = !isText(bytes);
+    const returned = binary ? 0 : bytes.length;
+    const next = offset + bytes.length < st.size ? offset + bytes.length : null;
+    return {
+      header: { path: abs, size: st.size, offset, bytes_returned: returned, next_offset: binary ? null : next, truncated: !binary && next !== null, binary },
+      payload: binary ? Buffer.alloc(0) : bytes,
+    };
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+export interface FileWriteRequest {
+  path: string;
+  mode: number | null;
+}
+
+export function fileWrite(req: FileWriteRequest, content: Buffer): { path: string; bytes_written: number; created: boolean } {
+  const abs = safePath(req.path, { followFinal: false });
+  if (abs === ROOT) throw new AgentFailure("invalid_request", "cannot write to /workspace itself");
+  const dir = path.dirname(abs);
+  fs.mkdirSync(dir, { recursive: true });
+  // Re-check after creating parents: an existing symlink among them must not lead outside.
+  safePath(dir);
+  let created = true;
+  let mode = req.mode ?? 0o644;
+  try {
+    const st = fs.lstatSync(abs);
+    if (st.isDirectory()) throw new AgentFailure("invalid_request", `${req.path} is a directory`);
+    created = false;
+    if (req.mode === null && st.isFile()) mode = st.mode & 0o7777;
+  } catch (err) {
+    if (err instanceof AgentFailure) throw err;
+  }
+  const tmp = path.join(dir, `.${path.basename(abs)}.pyro-${randomBytes(4).toString("hex")}`);
+  try {
+    fs.writeFileSync(tmp, content, { mode, flag: "wx" });
+    fs.chmodSync(tmp, mode);
+    fs.renameSync(tmp, abs);
+  } catch (err) {
+    fs.rmSync(tmp, { force: true });
+    throw err;
+  }
+  return { path: abs, bytes_written: content.length, created };
+}

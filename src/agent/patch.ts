@@ -1,0 +1,182 @@
+/**
+ * Applies a unified diff (from `git diff` or `diff -u`) to files under /workspace, all or
+ * nothing: every file is patched in memory first; only when all hunks apply are the files
+ * written, and if a write fails midway the files already written are restored. A hunk that
+ * does not apply is reported with where it was expected and what is there instead.
+ */
+import fs from "node:fs";
+import path from "node:path/posix";
+import { randomBytes } from "node:crypto";
+import { applyPatch, parsePatch } from "diff";
+import type { StructuredPatch, StructuredPatchHunk } from "diff";
+import { AgentFailure } from "./failure.js";
+import { ROOT, safePath } from "./paths.js";
+
+export interface PatchFileResult {
+  path: string;
+  action: "created" | "modified" | "deleted" | "mode_changed";
+  hunks: number;
+}
+
+interface Planned {
+  abs: string;
+  action: PatchFileResult["action"];
+  hunks: number;
+  /** New content (null when deleting). */
+  content: string | null;
+  mode: number | null;
+  symlink: boolean;
+  /** What was there before, for rollback. */
+  before: { kind: "absent" } | { kind: "file"; content: Buffer; mode: number } | { kind: "symlink"; target: string };
+}
+
+/** `a/x` / `b/x` (git, -p1) or plain names (-p0); `/dev/null` means no file. */
+function targetName(p: StructuredPatch): { name: string; create: boolean; del: boolean } {
+  const strip = (n: string | undefined) => (n ?? "").replace(/\t.*$/, "");
+  const oldName = strip(p.oldFileName);
+  const newName = strip(p.newFileName);
+  const create = p.isCreate === true || oldName === "/dev/null";
+  const del = p.isDelete === true || newName === "/dev/null";
+  const git = p.isGit === true || (oldName.startsWith("a/") || oldName === "/dev/null") && (newName.startsWith("b/") || newName === "/dev/null");
+  let name = del ? oldName : newName;
+  if (git) name = name.replace(/^[ab]\//, "");
+  if (!name || name === "/dev/null") throw new AgentFailure("invalid_request", "a file in the patch has no name");
+  return { name, create, del };
+}
+
+function hunkHeader(h: StructuredPatchHunk): string {
+  return `@@ -${h.oldStart},${h.oldLines} +${h.newStart},${h.newLines} @@`;
+}
+
+/** Finds the first hunk that does not apply and explains why. */
+function explainFailure(name: string, source: string, p: StructuredPatch): AgentFailure {
+  for (let i = 0; i < p.hunks.length; i++) {
+    const partial = { ...p, hunks: p.hunks.slice(0, i + 1) };
+    if (applyPatch(source, partial) === false) {
+      const h = p.hunks[i]!;
+      const expected = h.lines.filter((l) => l.startsWith(" ") || l.startsWith("-")).map((l) => l.slice(1));
+      const actual = source.split("\n").slice(Math.max(0, h.oldStart - 1), Math.max(0, h.oldStart - 1) + Math.max(expected.length, 1));
+      return new AgentFailure("patch_failed", `${name}: hunk ${i + 1} of ${p.hunks.length} (${hunkHeader(h)}) does not apply: the file's lines at ${h.oldStart} differ from the patch's context`, {
+        file: name,
+        hunk: i + 1,
+        hunk_header: hunkHeader(h),
+        expected: expected.slice(0, 20),
+        actual: actual.slice(0, 20),
+      });
+    }
+  }
+  return new AgentFailure("patch_failed", `${name}: the patch does not apply`, { file: name });
+}
+
+function parseMode(mode: string | undefined): number | null {
+  if (!mode) return null;
+  const n = parseInt(mode, 8);
+  return Number.isFinite(n) ? n : null;
+}
+
+export function patchApply(text: string): { files: PatchFileResult[]; files_changed: number } {
+  let patches: StructuredPatch[];
+  try {
+    patches = parsePatch(text);
+  } catch (err) {
+    throw new AgentFailure("patch_failed", `not a unified diff: ${(err as Error).message}`);
+  }
+  patches = patches.filter((p) => p.hunks.length > 0 || p.oldMode !== p.newMode || p.isCreate || p.isDelete);
+  if (patches.length === 0) throw new AgentFailure("patch_failed", "the patch contains no file changes");
+
+  const plan: Planned[] = [];
+  const seen = new Set<string>();
+  for (const p of patches) {
+    if (p.isBinary) throw new AgentFailure("patch_failed", `${p.newFileName}: binary patches are not supported; write the file with file_write instead`);
+    if (p.isRename || p.isCopy) throw new AgentFailure("patch_failed", `${p.newFileName}: rename/copy patches are not supported; apply the content change and delete the old file`);
+    const { name, create, del } = targetName(p);
+    const abs = safePath(name, { followFinal: false });
+    if (abs === ROOT) throw new AgentFailure("patch_failed", "the patch targets /workspace itself");
+    if (seen.has(abs)) throw new AgentFailure("patch_failed", `${name} appears twice in the patch`);
+    seen.add(abs);
+    let st: fs.Stats | null = null;
+    try {
+      st = fs.lstatSync(abs);
+    } catch {
+      st = null;
+    }
+    const symlink = (p.newMode ?? p.oldMode) === "120000";
+    let before: Planned["before"] = { kind: "absent" };
+    let source = "";
+    if (st) {
+      if (st.isSymbolicLink()) {
+        const target = fs.readlinkSync(abs);
+        before = { kind: "symlink", target };
+        source = `${target}`;
+      } else if (st.isFile()) {
+        const content = fs.readFileSync(abs);
+        before = { kind: "file", content, mode: st.mode & 0o7777 };
+        source = content.toString("utf8");
+      } else {
+        throw new AgentFailure("patch_failed", `${name} is not a regular file`, { file: name });
+      }
+    }
+    if (create && st) throw new AgentFailure("patch_failed", `${name} already exists but the patch creates it`, { file: name });
+    if (!create && !st) throw new AgentFailure("patch_failed", `${name} does not exist`, { file: name });
+    // git writes a symlink's target without a trailing newline ("\ No newline at end of file").
+    const result = p.hunks.length === 0 ? source : applyPatch(source, p);
+    if (result === false) throw explainFailure(name, source, p);
+    const mode = parseMode(p.newMode);
+    plan.push({
+      abs,
+      action: del ? "deleted" : create ? "created" : p.hunks.length === 0 ? "mode_changed" : "modified",
+      hunks: p.hunks.length,
+      content: del ? null : result,
+      mode: mode === null ? null : mode & 0o7777,
+      symlink,
+      before,
+    });
+  }
+
+  const done: Planned[] = [];
+  try {
+    for (const item of plan) {
+      write(item);
+      done.push(item);
+    }
+  } catch (err) {
+    for (const item of done.reverse()) restore(item);
+    throw new AgentFailure("patch_failed", `writing ${item(done, plan)} failed, every file was restored: ${(err as Error).message}`);
+  }
+  return {
+    files: plan.map((p) => ({ path: p.abs, action: p.action, hunks: p.hunks })),
+    files_changed: plan.length,
+  };
+}
+
+function item(done: Planned[], plan: Planned[]): string {
+  return plan[done.length]?.abs ?? "a file";
+}
+
+function write(p: Planned): void {
+  if (p.content === null) {
+    fs.rmSync(p.abs, { force: true });
+    return;
+  }
+  fs.mkdirSync(path.dirname(p.abs), { recursive: true });
+  safePath(path.dirname(p.abs));
+  const tmp = path.join(path.dirname(p.abs), `.${path.basename(p.abs)}.pyro-${randomBytes(4).toString("hex")}`);
+  if (p.symlink) {
+    fs.symlinkSync(p.content, tmp);
+  } else {
+    const mode = p.mode ?? (p.before.kind === "file" ? p.before.mode : 0o644);
+    fs.writeFileSync(tmp, p.content, { mode, flag: "wx" });
+    fs.chmodSync(tmp, mode);
+  }
+  fs.renameSync(tmp, p.abs);
+}
+
+function restore(p: Planned): void {
+  try {
+    fs.rmSync(p.abs, { force: true });
+    if (p.before.kind === "file") fs.writeFileSync(p.abs, p.before.content, { mode: p.before.mode });
+    else if (p.before.kind === "symlink") fs.symlinkSync(p.before.target, p.abs);
+  } catch {
+    // Best effort: the failure report already says a write failed.
+  }
+}

@@ -1,0 +1,109 @@
+/**
+ * The one path-safety check, applied inside the sandbox to every path an operation names:
+ * relative paths resolve against /workspace, absolute ones must be under it, `..` may not climb
+ * out, and symlinks may not lead out either (checked on the real path of what exists).
+ * Names are carried as latin1 strings when they come from the filesystem, so non-UTF-8 bytes
+ * survive unchanged; `displayName` turns them into text.
+ */
+import fs from "node:fs";
+import path from "node:path/posix";
+import { WORKSPACE_GUEST_PATH } from "../protocol/messages.js";
+import { AgentFailure } from "./failure.js";
+
+export const ROOT = WORKSPACE_GUEST_PATH;
+
+export function within(root: string, p: string): boolean {
+  return p === root || p.startsWith(`${root}/`);
+}
+
+/** Lexical resolution: no filesystem access. */
+export function lexicalPath(p: string, root = ROOT): string {
+  if (typeof p !== "string" || p.length === 0) throw new AgentFailure("invalid_request", "path is empty");
+  if (p.includes("\0")) throw new AgentFailure("invalid_request", "path contains a NUL byte");
+  const resolved = path.resolve(root, p);
+  if (!within(root, resolved)) throw new AgentFailure("path_outside_workspace", `${p} is outside ${root}`);
+  return resolved;
+}
+
+/** Real path of the deepest existing ancestor (or the path itself), resolving symlinks. */
+function realOfExisting(p: string): string {
+  let current = p;
+  const rest: string[] = [];
+  for (;;) {
+    try {
+      const real = fs.realpathSync(current);
+      return rest.length ? path.join(real, ...rest.reverse()) : real;
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code !== "ENOENT" && code !== "ENOTDIR") throw err;
+      rest.push(path.basename(current));
+      const parent = path.dirname(current);
+      if (parent === current) return p;
+      current = parent;
+    }
+  }
+}
+
+/**
+ * Resolves a path and refuses it if it, or a symlink on the way, leads outside the root.
+ * `followFinal: false` checks only the parent (for operations on a link itself: write, delete).
+ */
+export function safePath(p: string, options: { root?: string; followFinal?: boolean } = {}): string {
+  const root = options.root ?? ROOT;
+  const lexical = lexicalPath(p, root);
+  const probe = options.followFinal === false && lexical !== root ? path.dirname(lexical) : lexical;
+  const real = realOfExisting(probe);
+  const realRoot = fs.realpathSync(root);
+  if (!within(realRoot, real)) {
+    throw new AgentFailure("path_outside_workspace", `${p} leads outside ${root} through a symbolic link`);
+  }
+  return lexical;
+}
+
+/** A filesystem name (latin1-carried bytes) as text: UTF-8 when valid, else escaped bytes. */
+export function displayName(latin1: string): string {
+  const bytes = Buffer.from(latin1, "latin1");
+  try {
+    return new TextDecoder("utf-8", { fatal: true }).decode(bytes);
+  } catch {
+    let out = "";
+    for (const b of bytes) out += b >= 0x20 && b < 0x7f ? String.fromCharCode(b) : `\\x${b.toString(16).padStart(2, "0")}`;
+    return out;
+  }
+}
+
+export type EntryType = "file" | "directory" | "symlink" | "fifo" | "socket" | "char_device" | "block_device" | "other";
+
+export function entryType(st: fs.Stats): EntryType {
+  if (st.isFile()) return "file";
+  if (st.isDirectory()) return "directory";
+  if (st.isSymbolicLink()) return "symlink";
+  if (st.isFIFO()) return "fifo";
+  if (st.isSocket()) return "socket";
+  if (st.isCharacterDevice()) return "char_device";
+  if (st.isBlockDevice()) return "block_device";
+  return "other";
+}
+
+/** True when bytes look like text: no NUL and valid UTF-8. */
+export function isText(bytes: Buffer): boolean {
+  if (bytes.includes(0)) return false;
+  try {
+    new TextDecoder("utf-8", { fatal: true }).decode(bytes);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Length of `bytes` without a trailing, incomplete UTF-8 sequence (so a cut never splits a character). */
+export function utf8SafeLength(bytes: Buffer): number {
+  let end = bytes.length;
+  for (let i = 1; i <= 3 && end - i >= 0; i++) {
+    const b = bytes[end - i]!;
+    if ((b & 0xc0) === 0x80) continue; // continuation byte
+    const need = b >= 0xf0 ? 4 : b >= 0xe0 ? 3 : b >= 0xc0 ? 2 : 1;
+    return need > i ? end - i : end;
+  }
+  return end;
+}

@@ -1,0 +1,189 @@
+/**
+ * Moving content into and out of workspaces on the host side: seeding and sync push (a host
+ * directory or a checked archive copied in by a utility sandbox), and export (copied out by
+ * the agent in a utility sandbox, then moved into place on the host without overwriting
+ * anything unless asked). The host never opens a path inside the workspace itself.
+ */
+import fs from "node:fs";
+import fsp from "node:fs/promises";
+import path from "node:path";
+import { randomBytes } from "node:crypto";
+import * as tar from "tar";
+import { runUtility, withUtilityAgent } from "../runtime/namespace/utility.js";
+import type { UtilityBind } from "../runtime/namespace/utility.js";
+import { PyroError } from "../shared/errors.js";
+import { archiveKind, checkArchiveEntry, DEFAULT_ARCHIVE_MAX_BYTES, DEFAULT_ARCHIVE_MAX_ENTRIES } from "../shared/archive.js";
+import type { ArchiveProblem, ArchiveTally } from "../shared/archive.js";
+import { WORKSPACE_GUEST_PATH } from "../protocol/messages.js";
+
+export interface SeedSource {
+  path: string;
+  kind: "directory" | "tar" | "tar.gz";
+}
+
+export interface ImportResult {
+  source: string;
+  kind: SeedSource["kind"];
+  dest: string;
+  entries: number;
+  bytes: number;
+}
+
+export interface ExportOutcome {
+  workspace_path: string;
+  output_path: string;
+  kind: "file" | "directory";
+  files: number;
+  directories: number;
+  symlinks: number;
+  bytes: number;
+  skipped: { path: string; reason: string }[];
+}
+
+/** Checks a host seed/sync source before anything is changed; archives are scanned entry by entry. */
+export async function inspectSource(sourcePath: string): Promise<SeedSource> {
+  const abs = path.resolve(sourcePath);
+  let stat: fs.Stats;
+  try {
+    stat = await fsp.stat(abs);
+  } catch {
+    throw new PyroError("seed_path_not_found", `${abs} does not exist`, { hint: "Pass an existing directory or .tar/.tar.gz/.tgz file." });
+  }
+  if (stat.isDirectory()) return { path: abs, kind: "directory" };
+  const kind = archiveKind(abs);
+  if (!stat.isFile() || kind === null) {
+    throw new PyroError("seed_path_invalid", `${abs} is not a directory or a .tar/.tar.gz/.tgz archive`, {
+      hint: "Pass a directory, or an archive whose name ends in .tar, .tar.gz or .tgz.",
+    });
+  }
+  await scanArchive(abs);
+  return { path: abs, kind };
+}
+
+/** Reads every header of a host archive and applies the archive policy; content is not extracted. */
+export async function scanArchive(file: string): Promise<ArchiveTally> {
+  const tally: ArchiveTally = { entries: 0, bytes: 0 };
+  const found: { problem: ArchiveProblem | null } = { problem: null };
+  try {
+    await tar.t({
+      file,
+      strict: true,
+      onReadEntry: (entry) => {
+        found.problem ??= checkArchiveEntry(entry, tally, { maxEntries: DEFAULT_ARCHIVE_MAX_ENTRIES, maxBytes: DEFAULT_ARCHIVE_MAX_BYTES });
+        entry.resume();
+      },
+    });
+  } catch (err) {
+    throw new PyroError("seed_path_invalid", `cannot read archive ${file}: ${(err as Error).message}`);
+  }
+  const p = found.problem;
+  if (p) throw new PyroError(p.code, `archive ${path.basename(file)}: entry ${JSON.stringify(p.entry)}: ${p.reason}`, { details: { entry: p.entry } });
+  return tally;
+}
+
+/** Destination inside /workspace, lexically; symlinks are checked inside the sandbox. */
+export function guestDestination(dest: string | undefined): string {
+  const resolved = path.posix.resolve(WORKSPACE_GUEST_PATH, dest ?? ".");
+  if (resolved !== WORKSPACE_GUEST_PATH && !resolved.startsWith(`${WORKSPACE_GUEST_PATH}/`)) {
+    throw new PyroError("path_outside_workspace", `${dest} is outside ${WORKSPACE_GUEST_PATH}`, { hint: "Use a path relative to /workspace or absolute under it." });
+  }
+  return resolved;
+}
+
+/**
+ * The copy-in script, run in a utility sandbox. It resolves the destination with symlinks (in
+ * the sandbox's own view, where only /workspace exists) and refuses one that leads outside;
+ * archives are extracted into a staging directory first, so a broken archive changes nothing.
+ * Prints "entries bytes" of what was imported.
+ */
+const IMPORT_SCRIPT = `
+set -e
+dest=$(realpath -m -- "$1"); kind=$2
+case "$dest" in /workspace|/workspace/*) ;; *) echo "destination leads outside /workspace" >&2; exit 3 ;; esac
+if [ "$kind" = directory ]; then
+  src=/source
+else
+  src=/staging
+  tar -xf /source -C /staging --no-same-owner --delay-directory-restore || { echo "archive extraction failed" >&2; exit 4; }
+fi
+mkdir -p -- "$dest"
+[ -d "$dest" ] || { echo "destination is not a directory" >&2; exit 5; }
+cp -R -P --preserve=mode,timestamps,links -- "$src"/. "$dest"/
+n=$(find "$src" -mindepth 1 | wc -l); b=$(du -sb "$src" | cut -f1)
+echo "$n $b"
+`;
+
+/** Copies a checked host source into a workspace directory (host path) at `dest` (guest path). */
+export async function importInto(workspaceDir: string, scratchDir: string, source: SeedSource, dest: string): Promise<ImportResult> {
+  const guestDest = guestDestination(dest);
+  const staging = path.join(scratchDir, `staging-${randomBytes(4).toString("hex")}`);
+  await fsp.mkdir(staging, { recursive: true, mode: 0o700 });
+  try {
+    const binds: UtilityBind[] = [
+      { source: workspaceDir, target: "/workspace", readOnly: false },
+      { source: source.path, target: "/source", readOnly: true },
+      { source: staging, target: "/staging", readOnly: false },
+    ];
+    const r = await runUtility(binds, ["sh", "-c", IMPORT_SCRIPT, "pyro-import", guestDest, source.kind]);
+    if (r.code === 3) throw new PyroError("path_outside_workspace", `${dest} leads outside /workspace through a symbolic link`);
+    if (r.code === 5) throw new PyroError("invalid_argument", `${dest} exists and is not a directory`);
+    if (r.code !== 0) {
+      throw new PyroError(r.code === 4 ? "seed_path_invalid" : "internal_error", `copying ${source.path} into ${guestDest} failed: ${r.stderr.trim().slice(-500)}`, {
+        ...(r.code === 4 ? {} : { hint: "Part of the source may have been written; check with workspace_file_list, or reset the workspace." }),
+      });
+    }
+    const [entries, bytes] = r.stdout.trim().split(/\s+/).map(Number);
+    return { source: source.path, kind: source.kind, dest: guestDest, entries: entries ?? 0, bytes: bytes ?? 0 };
+  } finally {
+    await fsp.rm(staging, { recursive: true, force: true });
+  }
+}
+
+/**
+ * Exports PATH from a workspace directory to a host path. The copy is made into a fresh
+ * directory next to the output and renamed into place, so a failure leaves no partial output
+ * and an existing output is never replaced unless `force`.
+ */
+export async function exportFrom(workspaceDir: string, guestPath: string, output: string, force: boolean): Promise<ExportOutcome> {
+  const out = path.resolve(output);
+  const parent = path.dirname(out);
+  try {
+    if (!(await fsp.stat(parent)).isDirectory()) throw new Error();
+  } catch {
+    throw new PyroError("invalid_argument", `the output's directory ${parent} does not exist`, { hint: "Create it first or choose another --output." });
+  }
+  let exists = false;
+  try {
+    await fsp.lstat(out);
+    exists = true;
+  } catch {
+    exists = false;
+  }
+  if (exists && !force) throw new PyroError("output_exists", `${out} already exists`, { hint: "Choose another output path, or pass --force (MCP: force=true) to replace it." });
+  const temp = path.join(parent, `.pyro-export-${randomBytes(4).toString("hex")}`);
+  await fsp.mkdir(temp, { mode: 0o700 });
+  try {
+    const result = await withUtilityAgent(
+      [
+        { source: workspaceDir, target: "/workspace", readOnly: true },
+        { source: temp, target: "/export", readOnly: false },
+      ],
+      async (client) => (await client.request({ type: "export_copy", path: guestPath, name: "out" })).header,
+    );
+    // Replacing removes the old entry itself (a symlink is removed, never followed).
+    if (exists) await fsp.rm(out, { recursive: true, force: true });
+    await fsp.rename(path.join(temp, "out"), out);
+    return {
+      workspace_path: String(result.source),
+      output_path: out,
+      kind: result.kind === "directory" ? "directory" : "file",
+      files: Number(result.files) || 0,
+      directories: Number(result.directories) || 0,
+      symlinks: Number(result.symlinks) || 0,
+      bytes: Number(result.bytes) || 0,
+      skipped: Array.isArray(result.skipped) ? (result.skipped as { path: string; reason: string }[]).slice(0, 100) : [],
+    };
+  } finally {
+    await fsp.rm(temp, { recursive: true, force: true });
+  }
+}

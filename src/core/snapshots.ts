@@ -1,0 +1,124 @@
+/**
+ * Named snapshots of /workspace: `baseline` (made at create, immutable) and user checkpoints.
+ * A snapshot is a directory copy made by `cp -a --reflink=auto` in a utility sandbox (sharing
+ * data blocks on filesystems with reflinks, a full copy elsewhere) plus a manifest written last:
+ * a snapshot whose copy did not finish has no manifest, is never listed, and is cleaned up.
+ */
+import fsp from "node:fs/promises";
+import path from "node:path";
+import { randomBytes } from "node:crypto";
+import { runUtilityChecked } from "../runtime/namespace/utility.js";
+import { readJsonIfExists, writeJsonAtomic } from "../shared/atomic.js";
+import { PyroError } from "../shared/errors.js";
+import { validateName } from "./validate.js";
+
+export const BASELINE = "baseline";
+
+export interface SnapshotInfo {
+  name: string;
+  created_at: string;
+  /** Files, directories and links in the snapshot. */
+  entries: number;
+  bytes: number;
+  baseline: boolean;
+}
+
+export class SnapshotStore {
+  constructor(private readonly dir: string) {}
+
+  private treeDir(name: string): string {
+    return path.join(this.dir, name);
+  }
+
+  private manifest(name: string): string {
+    return path.join(this.dir, `${name}.json`);
+  }
+
+  /** Host directory holding a complete snapshot's tree; throws snapshot_not_found otherwise. */
+  async tree(name: string): Promise<string> {
+    if (!(await readJsonIfExists<SnapshotInfo>(this.manifest(name)))) {
+      throw new PyroError("snapshot_not_found", `no snapshot named ${JSON.stringify(name)}`, { hint: "List snapshots with `pyro workspace snapshot list WS` (MCP: snapshot_list)." });
+    }
+    return this.treeDir(name);
+  }
+
+  async list(): Promise<SnapshotInfo[]> {
+    let names: string[];
+    try {
+      names = await fsp.readdir(this.dir);
+    } catch {
+      return [];
+    }
+    const infos = await Promise.all(names.filter((n) => n.endsWith(".json") && !n.startsWith(".")).map((n) => readJsonIfExists<SnapshotInfo>(path.join(this.dir, n))));
+    return infos.filter((i): i is SnapshotInfo => i !== undefined).sort((a, b) => a.created_at.localeCompare(b.created_at));
+  }
+
+  /** Copies the live workspace directory into a new snapshot. */
+  async create(name: string, workspaceDir: string, options: { replace?: boolean } = {}): Promise<SnapshotInfo> {
+    if (name !== BASELINE) validateName(name);
+    await fsp.mkdir(this.dir, { recursive: true, mode: 0o700 });
+    if (!options.replace && (await readJsonIfExists(this.manifest(name)))) {
+      throw new PyroError("snapshot_exists", `a snapshot named ${JSON.stringify(name)} already exists`, { hint: "Choose another name or delete the old snapshot first." });
+    }
+    await this.sweep();
+    const tmp = path.join(this.dir, `.tmp-${name}-${randomBytes(4).toString("hex")}`);
+    await fsp.mkdir(tmp, { mode: 0o755 });
+    try {
+      const out = await runUtilityChecked(
+        [
+          { source: workspaceDir, target: "/workspace", readOnly: true },
+          { source: tmp, target: "/snapshot", readOnly: false },
+        ],
+        ["sh", "-c", 'cp -a --reflink=auto /workspace/. /snapshot/ && find /snapshot -mindepth 1 | wc -l && du -sb /snapshot | cut -f1'],
+        "snapshot copy",
+      );
+      const [entries, bytes] = out.trim().split("\n").map(Number);
+      await fsp.rm(this.treeDir(name), { recursive: true, force: true });
+      await fsp.rename(tmp, this.treeDir(name));
+      const info: SnapshotInfo = { name, created_at: new Date().toISOString(), entries: entries ?? 0, bytes: bytes ?? 0, baseline: name === BASELINE };
+      await writeJsonAtomic(this.manifest(name), info);
+      return info;
+    } catch (err) {
+      await fsp.rm(tmp, { recursive: true, force: true });
+      throw err;
+    }
+  }
+
+  /** An empty baseline, without starting a utility sandbox (the common unseeded create). */
+  async createEmptyBaseline(): Promise<SnapshotInfo> {
+    await fsp.mkdir(this.treeDir(BASELINE), { recursive: true, mode: 0o755 });
+    const info: SnapshotInfo = { name: BASELINE, created_at: new Date().toISOString(), entries: 0, bytes: 0, baseline: true };
+    await writeJsonAtomic(this.manifest(BASELINE), info);
+    return info;
+  }
+
+  async delete(name: string): Promise<void> {
+    if (name === BASELINE) throw new PyroError("invalid_argument", "the baseline snapshot cannot be deleted", { hint: "Delete the workspace to remove its baseline." });
+    await this.tree(name);
+    // Manifest first: from this moment the snapshot is not listed and cannot be reset to.
+    await fsp.rm(this.manifest(name), { force: true });
+    await fsp.rm(this.treeDir(name), { recursive: true, force: true });
+  }
+
+  /** Replaces the contents of `workspaceDir` with a snapshot's tree. */
+  async restore(name: string, workspaceDir: string): Promise<void> {
+    const tree = await this.tree(name);
+    // Empty the directory in place (its inode is what running sandboxes would have bound).
+    for (const entry of await fsp.readdir(workspaceDir)) await fsp.rm(path.join(workspaceDir, entry), { recursive: true, force: true });
+    await runUtilityChecked(
+      [
+        { source: tree, target: "/snapshot", readOnly: true },
+        { source: workspaceDir, target: "/workspace", readOnly: false },
+      ],
+      ["cp", "-a", "--reflink=auto", "/snapshot/.", "/workspace/"],
+      "snapshot restore",
+    );
+  }
+
+  /** Removes copies a crash interrupted (they have no manifest). */
+  private async sweep(): Promise<void> {
+    for (const n of await fsp.readdir(this.dir)) {
+      if (n.startsWith(".tmp-")) await fsp.rm(path.join(this.dir, n), { recursive: true, force: true });
+    }
+  }
+}

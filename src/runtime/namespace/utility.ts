@@ -1,0 +1,122 @@
+/**
+ * Utility sandboxes: short-lived bubblewrap sandboxes that do bulk file work on workspace trees
+ * — snapshot copies, restores, seeding, diffs, exports, reading a stopped workspace — so the
+ * host process itself never opens a path inside a workspace. Each sees only the host's
+ * read-only /usr (for cp and tar), the agent runtime, and the directories bound for the job;
+ * whatever a hostile tree contains (symlinks, FIFOs, huge files) stays inside that view.
+ */
+import { spawn } from "node:child_process";
+import fs from "node:fs";
+import { Duplex } from "node:stream";
+import { agentRuntime } from "../agent-runtime.js";
+import { AgentClient } from "../../protocol/client.js";
+import { PyroError } from "../../shared/errors.js";
+import { capBytes, renderCapped } from "../../shared/output-cap.js";
+import { SANDBOX_PATH } from "./backend.js";
+
+export interface UtilityBind {
+  source: string;
+  target: string;
+  readOnly: boolean;
+}
+
+/** Copying a tree faithfully as root needs these; nothing else (no mount, no net, no ptrace). */
+const UTILITY_CAPS = ["CAP_CHOWN", "CAP_FOWNER", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FSETID"];
+
+function utilityArgs(binds: UtilityBind[]): string[] {
+  const args = ["--tmpfs", "/", "--dir", "/tmp", "--proc", "/proc", "--dev", "/dev"];
+  for (const dir of ["/usr", "/bin", "/sbin", "/lib", "/lib64", "/lib32", "/libx32"]) {
+    let stat: fs.Stats;
+    try {
+      stat = fs.lstatSync(dir);
+    } catch {
+      continue;
+    }
+    // Merged-/usr hosts have /bin -> usr/bin: recreate the link, bind real directories.
+    if (stat.isSymbolicLink()) args.push("--symlink", fs.readlinkSync(dir), dir);
+    else args.push("--ro-bind", dir, dir);
+  }
+  for (const b of agentRuntime().binds) args.push("--ro-bind", b.source, b.target);
+  for (const b of binds) args.push(b.readOnly ? "--ro-bind" : "--bind", b.source, b.target);
+  args.push(
+    "--unshare-all",
+    "--die-with-parent",
+    "--new-session",
+    "--cap-drop", "ALL",
+    ...UTILITY_CAPS.flatMap((c) => ["--cap-add", c]),
+    "--clearenv",
+    "--setenv", "PATH", SANDBOX_PATH,
+    "--setenv", "LANG", "C.UTF-8",
+    "--chdir", "/",
+  );
+  return args;
+}
+
+export interface UtilityResult {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs one command (host coreutils/tar) in a utility sandbox; output is capped. */
+export function runUtility(binds: UtilityBind[], argv: string[], timeoutMs = 600_000): Promise<UtilityResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn("bwrap", [...utilityArgs(binds), "--", ...argv], { stdio: ["ignore", "pipe", "pipe"] });
+    const out: Buffer[] = [];
+    const err: Buffer[] = [];
+    child.stdout.on("data", (d: Buffer) => out.push(d));
+    child.stderr.on("data", (d: Buffer) => err.push(d));
+    const timer = setTimeout(() => child.kill("SIGKILL"), timeoutMs);
+    child.on("error", (e) => {
+      clearTimeout(timer);
+      reject(new PyroError("sandbox_start_failed", `cannot start a utility sandbox: ${e.message}`));
+    });
+    child.on("close", (code) => {
+      clearTimeout(timer);
+      const cap = (chunks: Buffer[]) => {
+        const { bytes, info } = capBytes(Buffer.concat(chunks), 8192);
+        return renderCapped(bytes, info);
+      };
+      resolve({ code, stdout: cap(out), stderr: cap(err) });
+    });
+  });
+}
+
+/** Runs a command and throws with its stderr when it fails. */
+export async function runUtilityChecked(binds: UtilityBind[], argv: string[], what: string): Promise<string> {
+  const r = await runUtility(binds, argv);
+  if (r.code !== 0) {
+    throw new PyroError("internal_error", `${what} failed: ${r.stderr.trim().split("\n").slice(-3).join(" ").slice(0, 500) || `exit ${r.code}`}`);
+  }
+  return r.stdout;
+}
+
+/**
+ * Starts the agent in a utility sandbox speaking the protocol over its stdin/stdout, hands the
+ * connected client to `fn`, and tears the sandbox down afterwards.
+ */
+export async function withUtilityAgent<T>(binds: UtilityBind[], fn: (client: AgentClient) => Promise<T>): Promise<T> {
+  const child = spawn("bwrap", [...utilityArgs(binds), "--", ...agentRuntime().command, "--stdio"], { stdio: ["pipe", "pipe", "pipe"] });
+  const stderr: Buffer[] = [];
+  child.stderr.on("data", (d: Buffer) => stderr.push(d));
+  const exited = new Promise<void>((resolve) => child.on("close", () => resolve()));
+  const duplex = Duplex.from({ readable: child.stdout, writable: child.stdin });
+  try {
+    const client = await AgentClient.overStream(duplex);
+    try {
+      return await fn(client);
+    } finally {
+      client.close();
+    }
+  } catch (err) {
+    if (err instanceof PyroError && err.code === "agent_unreachable" && stderr.length > 0) {
+      throw new PyroError("agent_unreachable", `${err.message}: ${Buffer.concat(stderr).toString("utf8").slice(-500)}`);
+    }
+    throw err;
+  } finally {
+    child.stdin.end();
+    const timer = setTimeout(() => child.kill("SIGKILL"), 2000);
+    await exited;
+    clearTimeout(timer);
+  }
+}

@@ -1,0 +1,161 @@
+/**
+ * The public contract (src/contract.ts) is the one list of names every surface must match: CLI
+ * help, the SDK class, the MCP tool list and docs/public-contract.md are each checked against
+ * it, so a flag, method or tool cannot be added, renamed or dropped on one surface only.
+ * Spawns the built CLI (`npm test` builds dist first); starts no sandbox.
+ */
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { spawnSync } from "node:child_process";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { Client } from "@modelcontextprotocol/sdk/client/index.js";
+import { InMemoryTransport } from "@modelcontextprotocol/sdk/inMemory.js";
+import type { Tool } from "@modelcontextprotocol/sdk/types.js";
+import { CLI_COMMANDS, MCP_TOOLS, SDK_METHODS } from "../../src/contract.js";
+import { ERROR_CODES } from "../../src/shared/errors.js";
+import { Pyro } from "../../src/sdk/pyro.js";
+import { createMcpServer } from "../../src/mcp/server.js";
+import { CLI, REPO } from "../helpers.js";
+
+/** Flags commander adds to every command; they are not part of any command's contract. */
+const BUILTIN_FLAGS = new Set(["--help", "-h", "--version"]);
+/** Command groups whose subcommands `pyro <group> --help` lists. "" is the top level. */
+const GROUPS = ["", "env", "workspace", "mcp"];
+
+function help(words: string[]): string {
+  const r = spawnSync(process.execPath, [CLI, ...words, "--help"], { encoding: "utf8", timeout: 30_000 });
+  expect({ words, exit: r.status, stderr: r.stderr }).toEqual({ words, exit: 0, stderr: "" });
+  return r.stdout;
+}
+
+/** Lines of one section ("Options:", "Commands:") of commander's help, up to the next blank line. */
+function section(text: string, title: string): string[] {
+  const lines = text.split("\n");
+  const start = lines.indexOf(title);
+  if (start < 0) return [];
+  const end = lines.findIndex((l, i) => i > start && l.trim() === "");
+  return lines.slice(start + 1, end < 0 ? undefined : end);
+}
+
+/** Long flags declared in a help text's Options section (wrapped description lines ignored). */
+function helpFlags(text: string): string[] {
+  return section(text, "Options:")
+    .map((line) => /^ {2}(?:-[A-Za-z], )?(--[a-z][a-z0-9-]*)/.exec(line)?.[1])
+    .filter((flag): flag is string => flag !== undefined && !BUILTIN_FLAGS.has(flag));
+}
+
+/** Subcommand words a group's help lists, without commander's `help` pseudo-command. */
+function helpSubcommands(text: string): string[] {
+  return section(text, "Commands:")
+    .map((line) => /^ {2}([a-z][a-z0-9-]*)/.exec(line)?.[1])
+    .filter((word): word is string => word !== undefined && word !== "help");
+}
+
+/** The words the contract puts directly under a group: "" → top-level commands. */
+function contractWordsUnder(group: string): string[] {
+  const depth = group === "" ? 0 : group.split(" ").length;
+  const words = CLI_COMMANDS.map((c) => c.command.split(" "))
+    .filter((w) => w.length > depth && w.slice(0, depth).join(" ") === group)
+    .map((w) => w[depth]!);
+  return [...new Set(words)];
+}
+
+describe("the CLI matches the contract", () => {
+  it.each(CLI_COMMANDS.map((c) => [c.command, c.flags] as const))("`pyro %s --help` shows exactly the contract's flags", (command, flags) => {
+    const shown = helpFlags(help(command.split(" ")));
+    const missingFromHelp = flags.filter((f) => !shown.includes(f));
+    const missingFromContract = shown.filter((f) => !flags.includes(f));
+    expect({ missingFromHelp, missingFromContract }).toEqual({ missingFromHelp: [], missingFromContract: [] });
+  });
+
+  it.each(GROUPS)("`pyro %s --help` lists exactly the contract's subcommands", (group) => {
+    const shown = helpSubcommands(help(group === "" ? [] : group.split(" ")));
+    expect(shown.sort()).toEqual(contractWordsUnder(group).sort());
+  });
+
+  it("has a help-listed group for every multi-word command in the contract", () => {
+    const groups = new Set(CLI_COMMANDS.filter((c) => c.command.includes(" ")).map((c) => c.command.split(" ")[0]!));
+    expect([...groups].sort()).toEqual(GROUPS.filter((g) => g !== "").sort());
+  });
+});
+
+describe("the SDK matches the contract", () => {
+  const prototypeMethods = Object.getOwnPropertyNames(Pyro.prototype).filter(
+    (name) => name !== "constructor" && typeof Object.getOwnPropertyDescriptor(Pyro.prototype, name)?.value === "function",
+  );
+
+  it("has every contract method as a function on Pyro", () => {
+    const missing = SDK_METHODS.filter((name) => typeof (Pyro.prototype as unknown as Record<string, unknown>)[name] !== "function");
+    expect(missing).toEqual([]);
+  });
+
+  it("has no public method outside the contract (raw variants and abortRuns are internal helpers)", () => {
+    const publicMethods = prototypeMethods.filter((name) => !name.endsWith("Raw") && name !== "abortRuns");
+    expect(publicMethods.filter((name) => !(SDK_METHODS as readonly string[]).includes(name))).toEqual([]);
+  });
+});
+
+describe("the MCP server matches the contract", () => {
+  let home: string;
+  let pyro: Pyro;
+  let client: Client;
+  let tools: Tool[];
+
+  beforeAll(async () => {
+    home = fs.mkdtempSync(path.join(os.tmpdir(), "pyro-contract-"));
+    pyro = new Pyro({ home });
+    const server = createMcpServer(pyro);
+    const [clientSide, serverSide] = InMemoryTransport.createLinkedPair();
+    client = new Client({ name: "pyro-contract-test", version: "0.0.0" });
+    await Promise.all([server.connect(serverSide), client.connect(clientSide)]);
+    tools = (await client.listTools()).tools;
+  });
+
+  afterAll(async () => {
+    await client?.close();
+    pyro?.close();
+    fs.rmSync(home, { recursive: true, force: true });
+  });
+
+  it("lists exactly the contract's tools, in the contract's order", () => {
+    expect(tools.map((t) => t.name)).toEqual([...MCP_TOOLS]);
+  });
+
+  it.each([...MCP_TOOLS])("describes %s well enough for a model to choose it, with input and output schemas", (name) => {
+    const tool = tools.find((t) => t.name === name)!;
+    expect(tool, `${name} is listed`).toBeDefined();
+    expect(tool.description?.length ?? 0, `${name}: ${JSON.stringify(tool.description)}`).toBeGreaterThanOrEqual(80);
+    expect(tool.inputSchema.type).toBe("object");
+    expect(tool.outputSchema?.type).toBe("object");
+    expect(Object.keys(tool.outputSchema?.properties ?? {}).length).toBeGreaterThan(0);
+  });
+});
+
+describe("docs/public-contract.md matches the contract", () => {
+  const doc = fs.readFileSync(path.join(REPO, "docs", "public-contract.md"), "utf8");
+  /** Every `code span` of the document (single backticks; fenced blocks are not used for names). */
+  const spans = [...doc.matchAll(/`([^`\n]+)`/g)].map((m) => m[1]!.trim());
+  const escape = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+  const mentioned = (re: RegExp) => spans.some((s) => re.test(s));
+
+  it.each(CLI_COMMANDS.map((c) => c.command))("names the command `pyro %s`", (command) => {
+    expect(mentioned(new RegExp(`^pyro ${escape(command)}(?: |$)`))).toBe(true);
+  });
+
+  it.each([...new Set(CLI_COMMANDS.flatMap((c) => c.flags))])("names the flag %s", (flag) => {
+    expect(mentioned(new RegExp(`(?:^|[\\s\\[(])${escape(flag)}(?![a-z0-9-])`))).toBe(true);
+  });
+
+  it.each([...SDK_METHODS])("names the SDK method %s", (method) => {
+    expect(mentioned(new RegExp(`^(?:pyro\\.)?${escape(method)}(?:\\(|$)`))).toBe(true);
+  });
+
+  it.each([...MCP_TOOLS])("names the MCP tool %s", (tool) => {
+    expect(mentioned(new RegExp(`^${escape(tool)}(?:\\(|$)`))).toBe(true);
+  });
+
+  it.each(Object.keys(ERROR_CODES))("names the error code %s", (code) => {
+    expect(spans).toContain(code);
+  });
+});
