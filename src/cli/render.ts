@@ -6,6 +6,8 @@ import type { PyroError } from "../shared/errors.js";
 import type { DoctorReport } from "../core/doctor.js";
 import type { CommandRecord, ExecResult, WorkspaceInfo } from "../core/types.js";
 import type { EnvironmentDetails, EnvironmentListEntry } from "../environments/index.js";
+import type { DiffResult, FileListResult, FileReadResult } from "../core/workspace-content.js";
+import type { ExportOutcome } from "../core/content.js";
 
 export function bytes(n: number | null | undefined): string {
   if (n === null || n === undefined) return "-";
@@ -111,4 +113,39 @@ export function execNote(r: ExecResult): string {
   else if (r.signal) notes.push(`killed by ${r.signal}`);
   if (r.outcome === "not_started") notes.push("the command could not be started");
   return notes.length ? `[pyro] ${notes.join("; ")}\n` : "";
+}
+
+export function fileList(r: FileListResult): string {
+  const lines = [`Workspace path: ${r.path} (recursive=${r.recursive ? "yes" : "no"})`];
+  for (const e of r.entries) lines.push(`${e.mode} ${e.type.padEnd(9)} ${String(e.size).padStart(10)} ${e.mtime}  ${e.path}${e.link_target !== null ? ` -> ${e.link_target}` : ""}`);
+  if (r.truncated) lines.push(`(showing ${r.count} of ${r.total_seen}; --max-entries N for more)`);
+  return lines.join("\n");
+}
+
+/** Content to stdout; the summary (and how to read on) to stderr, so the content stays clean. */
+export function writeFileRead(r: FileReadResult, contentOnly: boolean): void {
+  if (r.binary) {
+    process.stderr.write(`${r.path} is binary (${r.size} bytes); not shown. Export it with \`pyro workspace export\`.\n`);
+    return;
+  }
+  process.stdout.write(r.content);
+  if (contentOnly) return;
+  if (r.content.length > 0 && !r.content.endsWith("\n")) process.stderr.write("\n");
+  process.stderr.write(`[${r.path}: bytes ${r.offset}-${r.offset + r.bytes_returned} of ${r.size}${r.truncated ? `; more: ${r.continue_with}` : ""}]\n`);
+}
+
+export function exported(r: ExportOutcome): string {
+  const lines = [`Exported ${r.workspace_path} to ${r.output_path}: ${r.files} files, ${r.directories} directories, ${r.symlinks} symlinks, ${bytes(r.bytes)}`];
+  for (const s of r.skipped) lines.push(`  skipped ${s.path}: ${s.reason}`);
+  return lines.join("\n");
+}
+
+export function writeDiff(r: DiffResult): void {
+  const s = r.summary;
+  process.stderr.write(`[diff against ${r.against}: ${s.added} added, ${s.modified} modified, ${s.deleted} deleted, ${s.type_changed} type changed, ${s.mode_changed} mode changed]\n`);
+  for (const c of r.changes) {
+    if (c.binary || c.type === "directory" || (c.type !== "file" && c.type !== "symlink")) process.stderr.write(`  ${c.change} ${c.type}${c.binary ? " (binary, not in patch)" : ""}: ${c.path}\n`);
+  }
+  process.stdout.write(r.patch);
+  if (r.patch_truncated) process.stderr.write(`[patch truncated; left out: ${r.omitted_files.join(", ")}; ${r.continue_with}]\n`);
 }

@@ -15,10 +15,11 @@ import type { ExecResult, WorkspaceInfo } from "../core/types.js";
 import { MCP_TOOLS } from "../contract.js";
 import type { McpToolName } from "../contract.js";
 import { commandInput, commandRecord, execResult, runResult, workspaceInfo, workspaceRef } from "./schemas.js";
+import { registerContentTools } from "./content-tools.js";
 
 const VERSION = "0.1.0";
 
-interface ToolConfig {
+export interface ToolConfig {
   title: string;
   description: string;
   inputSchema: z.ZodRawShape;
@@ -26,7 +27,7 @@ interface ToolConfig {
   annotations?: ToolAnnotations;
 }
 
-function ok(structured: object, text: string): CallToolResult {
+export function ok(structured: object, text: string): CallToolResult {
   return { content: [{ type: "text", text }], structuredContent: structured as Record<string, unknown> };
 }
 
@@ -44,7 +45,7 @@ function errorResult(err: unknown): CallToolResult {
 }
 
 /** Wraps a tool body: any thrown error becomes an isError result with its code. */
-function tool<A>(fn: (args: A) => Promise<CallToolResult>) {
+export function tool<A>(fn: (args: A) => Promise<CallToolResult>) {
   return async (args: A): Promise<CallToolResult> => {
     try {
       return await fn(args);
@@ -93,6 +94,8 @@ function execOptions(a: ExecArgs) {
     ...(a.max_output_bytes !== undefined ? { maxOutputBytes: a.max_output_bytes } : {}),
   };
 }
+
+export type Register = (name: McpToolName, config: ToolConfig, handler: (args: never) => Promise<CallToolResult>) => void;
 
 export function createMcpServer(pyro: Pyro, _options: { profile?: string } = {}): McpServer {
   const server = new McpServer({ name: "pyro", version: VERSION });
@@ -279,6 +282,8 @@ export function createMcpServer(pyro: Pyro, _options: { profile?: string } = {})
       return ok(r, `deleted workspace ${r.workspace_id}`);
     }),
   );
+
+  registerContentTools(register, pyro);
 
   for (const name of MCP_TOOLS) {
     if (!registered.has(name)) throw new Error(`MCP tool ${name} is in the contract but not registered`);
