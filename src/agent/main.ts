@@ -17,6 +17,8 @@ import { patchApply } from "./patch.js";
 import { treeDiff } from "./diff.js";
 import { exportCopy } from "./export.js";
 import { AgentFailure } from "./failure.js";
+import type { HandlerMap } from "./handler.js";
+import { secretHandlers } from "./secrets.js";
 
 const AGENT_VERSION = "1";
 
@@ -29,16 +31,14 @@ function sendError(socket: Duplex, id: number, err: unknown): void {
   send(socket, { id, type: "error", code: failure.code, message: failure.message, ...(failure.details ? { details: failure.details } : {}) });
 }
 
-/** A request handler: header fields and payload in, result header fields and payload out. */
-type Handler = (header: FrameHeader, payload: Buffer) => Promise<{ result: object; payload?: Buffer }> | { result: object; payload?: Buffer };
-
 const str = (v: unknown, what: string): string => {
   if (typeof v !== "string") throw new AgentFailure("invalid_request", `${what} must be a string`);
   return v;
 };
 const num = (v: unknown, fallback: number): number => (typeof v === "number" && Number.isFinite(v) ? v : fallback);
 
-const HANDLERS: Record<string, Handler> = {
+const HANDLERS: HandlerMap = {
+  ...secretHandlers,
   hello: () => ({ result: { protocol: PROTOCOL_VERSION, agentVersion: AGENT_VERSION, pid: process.pid, capabilities: Object.keys(HANDLERS) } }),
   ping: () => ({ result: {} }),
   exec: async (h, payload) => {

@@ -249,12 +249,16 @@ function buildProgram(): Command {
     .action(
       action(async (environment: string, commandArgs: string[], opts: { vcpuCount?: number; memMib?: number; ttlSeconds?: number; stdin?: boolean; shell?: string; env?: string[]; timeoutSeconds?: number; maxOutputBytes?: number }) => {
         const p = pyro();
+        let aborting = false;
         const onSignal = (signal: NodeJS.Signals) => {
-          // Whatever was started is torn down before we go: no sandbox, mount or directory stays.
+          // Whatever was started is torn down before we go: no sandbox, mount or directory
+          // stays. A second Ctrl-C during the clean-up must not cut it short.
+          if (aborting) return;
+          aborting = true;
           void p.abortRuns().finally(() => process.exit(signal === "SIGINT" ? 130 : 143));
         };
-        process.once("SIGINT", onSignal);
-        process.once("SIGTERM", onSignal);
+        process.on("SIGINT", onSignal);
+        process.on("SIGTERM", onSignal);
         const stdin = opts.stdin ? await readStdin() : undefined;
         const raw = await p.runInVmRaw({
           environment,

@@ -440,8 +440,8 @@ export class WorkspaceManager {
     return (await this.execRaw(ref, opts)).result;
   }
 
-  async execRaw(ref: string, opts: ExecOptions): Promise<RawExecResult> {
-    const id = await this.resolve(ref);
+  /** Checks exec options without touching any workspace (so `run` can refuse before creating one). */
+  prepareExec(opts: ExecOptions) {
     const hasCommand = Array.isArray(opts.command) && opts.command.length > 0;
     const hasShell = typeof opts.shell === "string" && opts.shell.length > 0;
     if (hasCommand === hasShell) {
@@ -449,12 +449,22 @@ export class WorkspaceManager {
         hint: "CLI: `pyro workspace exec WS -- CMD ARGS…` or `--shell 'CMD | CMD'`.",
       });
     }
-    const timeoutSeconds = validatePositive(opts.timeoutSeconds ?? DEFAULT_TIMEOUT_SECONDS, "timeout_seconds", MAX_TIMEOUT_SECONDS, "invalid_timeout");
-    const maxOutputBytes = validatePositiveInt(opts.maxOutputBytes ?? DEFAULT_MAX_OUTPUT_BYTES, "max_output_bytes", MAX_OUTPUT_BYTES_LIMIT);
-    const env = validateEnv({ ...(opts.env ?? {}) });
-    const cwd = path.posix.resolve(WORKSPACE_GUEST_PATH, opts.cwd ?? ".");
     const stdin = opts.stdin ? Buffer.from(opts.stdin) : Buffer.alloc(0);
     if (stdin.length > MAX_STDIN_BYTES) throw new PyroError("invalid_argument", `stdin larger than ${MAX_STDIN_BYTES} bytes`);
+    return {
+      hasCommand,
+      hasShell,
+      timeoutSeconds: validatePositive(opts.timeoutSeconds ?? DEFAULT_TIMEOUT_SECONDS, "timeout_seconds", MAX_TIMEOUT_SECONDS, "invalid_timeout"),
+      maxOutputBytes: validatePositiveInt(opts.maxOutputBytes ?? DEFAULT_MAX_OUTPUT_BYTES, "max_output_bytes", MAX_OUTPUT_BYTES_LIMIT),
+      env: validateEnv({ ...(opts.env ?? {}) }),
+      cwd: path.posix.resolve(WORKSPACE_GUEST_PATH, opts.cwd ?? "."),
+      stdin,
+    };
+  }
+
+  async execRaw(ref: string, opts: ExecOptions): Promise<RawExecResult> {
+    const { hasCommand, hasShell, timeoutSeconds, maxOutputBytes, env, cwd, stdin } = this.prepareExec(opts);
+    const id = await this.resolve(ref);
 
     const record = await this.requireRunning(id);
     const endOperation = await this.store.beginOperation(id);

@@ -165,15 +165,19 @@ export class StateStore {
     } catch {
       return false;
     }
-    return names.some((n) => {
+    let live = false;
+    for (const n of names) {
       const pid = Number(n.split("-")[0]);
       try {
         process.kill(pid, 0);
-        return true;
+        live = true;
       } catch {
-        return false;
+        // The process that began this operation is gone (e.g. a killed CLI): drop its marker,
+        // so a later process reusing the pid never makes the workspace look busy.
+        fs.rmSync(path.join(this.paths(id).ops, n), { force: true });
       }
-    });
+    }
+    return live;
   }
 
   async removeWorkspace(id: string): Promise<void> {

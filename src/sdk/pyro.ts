@@ -123,6 +123,8 @@ export class Pyro {
 
   /** Raw variant used by the CLI: output as bytes, exactly as written (head and tail kept). */
   async runInVmRaw(options: RunInVmOptions): Promise<RawExecResult & { environment: string }> {
+    // Refuse bad exec options before a sandbox is made for nothing.
+    this.manager.prepareExec(toExecOptions(options));
     const key = Symbol("run");
     const created = this.manager.create({
       environment: options.environment,

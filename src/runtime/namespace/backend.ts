@@ -56,12 +56,16 @@ export function readBootId(): string {
   }
 }
 
-/** Kernel start time of a pid (field 22 of /proc/PID/stat), or null if no such process. */
+/**
+ * Kernel start time of a live pid (field 22 of /proc/PID/stat), or null if there is no such
+ * process or it has exited and waits to be reaped (a zombie is not a running sandbox).
+ */
 export function processStartTime(pid: number): number | null {
   try {
     const stat = fs.readFileSync(`/proc/${pid}/stat`, "utf8");
     // The command name (field 2) may contain spaces and parentheses; fields restart after the last ')'.
     const rest = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    if (rest[0] === "Z" || rest[0] === "X") return null;
     return Number(rest[19]);
   } catch {
     return null;
