@@ -29,6 +29,8 @@ await Promise.all([
     entryPoints: ["src/agent/main.ts"],
     outfile: "dist/agent/pyro-agent.mjs",
     bundle: true,
+    // A native addon: bind-mounted into the sandbox's agent runtime, not bundled.
+    external: ["node-pty"],
     format: "esm",
     platform: "node",
     target: "node20",

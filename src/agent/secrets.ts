@@ -26,7 +26,7 @@ export function secretEnv(mapping: unknown): Record<string, string> {
   if (typeof mapping !== "object" || Array.isArray(mapping)) throw new AgentFailure("invalid_request", "secretEnv must be an object");
   const env: Record<string, string> = {};
   for (const [envVar, name] of Object.entries(mapping as Record<string, unknown>)) {
-    if (typeof name !== "string" || !values.has(name)) throw new AgentFailure("invalid_request", `unknown secret ${String(name)}`);
+    if (typeof name !== "string" || !values.has(name)) throw new AgentFailure("secret_not_found", `the workspace has no secret named ${String(name)}`);
     env[envVar] = values.get(name)!;
   }
   return env;

@@ -19,6 +19,10 @@ const AGENT_CODE_MAP: Record<string, ErrorCode> = {
   path_outside_workspace: "path_outside_workspace",
   not_found: "path_not_found",
   patch_failed: "patch_failed",
+  shell_not_found: "shell_not_found",
+  service_not_found: "service_not_found",
+  service_exists: "service_exists",
+  secret_not_found: "secret_not_found",
 };
 
 interface Pending {

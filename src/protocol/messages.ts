@@ -62,4 +62,13 @@ export interface ExecResultHeader {
   startError: string | null;
 }
 
-export type AgentErrorCode = "invalid_request" | "path_outside_workspace" | "not_found" | "patch_failed" | "internal";
+export type AgentErrorCode =
+  | "invalid_request"
+  | "path_outside_workspace"
+  | "not_found"
+  | "patch_failed"
+  | "shell_not_found"
+  | "service_not_found"
+  | "service_exists"
+  | "secret_not_found"
+  | "internal";

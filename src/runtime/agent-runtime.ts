@@ -45,6 +45,15 @@ export function agentBundlePath(): string {
   return path.join(packageRoot(), "dist", "agent", "pyro-agent.mjs");
 }
 
+/** The installed node-pty package (its JS and compiled pty.node). */
+function nodePtyDir(): string {
+  const dir = path.join(packageRoot(), "node_modules", "node-pty");
+  if (!fs.existsSync(path.join(dir, "package.json"))) {
+    throw new PyroError("internal_error", `node-pty is missing at ${dir}`, { hint: "Run `npm ci` in the pyro checkout." });
+  }
+  return fs.realpathSync(dir);
+}
+
 /** Parses `ldd` output into resolved library paths, including the dynamic loader. */
 export function parseLdd(output: string): { libraries: string[]; loader: string | null } {
   const libraries: string[] = [];
@@ -75,6 +84,8 @@ export function agentRuntime(): AgentRuntime {
     { source: fs.realpathSync(loader), target: `${AGENT_RUNTIME_DIR}/ld.so` },
     ...libraries.map((lib) => ({ source: fs.realpathSync(lib), target: `${AGENT_RUNTIME_DIR}/${path.basename(lib)}` })),
     { source: bundle, target: `${AGENT_RUNTIME_DIR}/pyro-agent.mjs` },
+    // node-pty (PTY shells) is a native addon; the agent imports it from here when a shell opens.
+    { source: nodePtyDir(), target: `${AGENT_RUNTIME_DIR}/node_modules/node-pty` },
   ];
   cached = {
     binds,

@@ -32,6 +32,12 @@ export const ERROR_CODES = {
   output_exists: "The export destination already exists on the host.",
   snapshot_not_found: "No snapshot has this name.",
   snapshot_exists: "A snapshot with this name already exists.",
+  // services, shells, secrets
+  shell_not_found: "No shell has this id in the workspace.",
+  service_not_found: "No service has this name in the workspace.",
+  service_exists: "A service with this name is already running.",
+  secret_not_found: "The workspace has no secret with this name.",
+  invalid_secret: "A secret is not NAME=VALUE with a valid name, or its file cannot be read.",
   // environments
   environment_unknown: "No environment has this name.",
   environment_not_installed: "The environment is known but not built on this machine.",
