@@ -10,6 +10,7 @@ import fs from "node:fs";
 import { HeadTailBuffer } from "../shared/output-cap.js";
 import type { ExecRequest, ExecResultHeader } from "../protocol/messages.js";
 import { AgentFailure } from "./failure.js";
+import { currentRedactor, secretEnv } from "./secrets.js";
 
 /** Environment variable carried by every process an exec starts; see killExecTree. */
 export const EXEC_MARKER_VAR = "PYRO_EXEC_ID";
@@ -70,6 +71,10 @@ export async function runExec(req: ExecRequest, stdin: Buffer): Promise<{ header
   const argv = req.argv && req.argv.length > 0 ? req.argv : ["/bin/sh", "-c", req.shell!];
   const stdout = new HeadTailBuffer(req.maxOutputBytes);
   const stderr = new HeadTailBuffer(req.maxOutputBytes);
+  // Secret values never reach the capture buffers, even when split across chunks.
+  const redactOut = currentRedactor().stream();
+  const redactErr = currentRedactor().stream();
+  const env = { ...req.env, ...secretEnv(req.secretEnv), [EXEC_MARKER_VAR]: marker };
   const startedAt = new Date();
   const t0 = performance.now();
 
@@ -78,7 +83,7 @@ export async function runExec(req: ExecRequest, stdin: Buffer): Promise<{ header
     let timedOut = false;
     const child = spawn(argv[0]!, argv.slice(1), {
       cwd: req.cwd,
-      env: { ...req.env, [EXEC_MARKER_VAR]: marker },
+      env,
       stdio: [req.stdinBytes > 0 ? "pipe" : "ignore", "pipe", "pipe"],
       detached: true,
     });
@@ -92,8 +97,8 @@ export async function runExec(req: ExecRequest, stdin: Buffer): Promise<{ header
       timedOut = true;
       killExecTree(child.pid, marker);
     }, req.timeoutMs);
-    child.stdout!.on("data", (d: Buffer) => stdout.push(d));
-    child.stderr!.on("data", (d: Buffer) => stderr.push(d));
+    child.stdout!.on("data", (d: Buffer) => stdout.push(redactOut.push(d)));
+    child.stderr!.on("data", (d: Buffer) => stderr.push(redactErr.push(d)));
     if (child.stdin) {
       child.stdin.on("error", () => {
         // The command may exit without reading its input; that is not our failure.
@@ -125,6 +130,8 @@ export async function runExec(req: ExecRequest, stdin: Buffer): Promise<{ header
     });
   });
   if (result.timedOut) killExecTree(undefined, marker);
+  stdout.push(redactOut.flush());
+  stderr.push(redactErr.flush());
 
   const header: ExecResultHeader = {
     ...result,

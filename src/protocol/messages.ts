@@ -47,6 +47,8 @@ export interface ExecRequest {
   maxOutputBytes: number;
   /** Length of stdin bytes carried in this frame's payload (0 = stdin is /dev/null). */
   stdinBytes: number;
+  /** Secrets mapped into the environment: { ENV_VAR: SECRET_NAME }. */
+  secretEnv?: Record<string, string>;
 }
 
 /** Result header of an exec; payload = stdout kept bytes followed by stderr kept bytes. */
