@@ -11,6 +11,7 @@ import { Pyro } from "../sdk/pyro.js";
 import { PyroError, asPyroError } from "../shared/errors.js";
 import { parseKeyValues } from "../core/validate.js";
 import { MAX_STDIN_BYTES } from "../core/manager.js";
+import { parseSecretEnvFlags } from "../core/secrets.js";
 import type { RawExecResult } from "../core/types.js";
 import * as render from "./render.js";
 
@@ -68,6 +69,17 @@ async function readStdin(): Promise<Buffer> {
   return Buffer.concat(chunks);
 }
 
+/** `NAME=VALUE` pairs for secrets; the value may contain '='. Never echoes a value in errors. */
+function parseSecretPairs(items: string[]): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const item of items) {
+    const eq = item.indexOf("=");
+    if (eq <= 0) throw new PyroError("invalid_secret", "expected NAME=VALUE (or NAME=PATH for --secret-file)");
+    out[item.slice(0, eq)] = item.slice(eq + 1);
+  }
+  return out;
+}
+
 /** Text from exactly one of an inline flag or a host file (UTF-8). */
 async function textInput(inline: string | undefined, file: string | undefined, inlineFlag: string, fileFlag: string): Promise<string> {
   if ((inline === undefined) === (file === undefined)) throw new PyroError("invalid_argument", `give exactly one of ${inlineFlag} or ${fileFlag}`);
@@ -114,7 +126,7 @@ function writeExec(raw: RawExecResult): void {
   if (note) process.stderr.write(note);
 }
 
-function execInput(commandArgs: string[], opts: { shell?: string; env?: string[]; timeoutSeconds?: number; cwd?: string; maxOutputBytes?: number }, stdin: Buffer | undefined) {
+function execInput(commandArgs: string[], opts: { shell?: string; env?: string[]; timeoutSeconds?: number; cwd?: string; maxOutputBytes?: number; secretEnv?: string[] }, stdin: Buffer | undefined) {
   if (opts.shell !== undefined && commandArgs.length > 0) throw new PyroError("invalid_argument", "give either --shell STRING or `-- COMMAND ARGS…`, not both");
   if (opts.shell === undefined && commandArgs.length === 0) {
     throw new PyroError("invalid_argument", "no command given", { hint: "Put the command after `--`, e.g. `-- make test`, or use --shell 'make test | tail'." });
@@ -126,6 +138,7 @@ function execInput(commandArgs: string[], opts: { shell?: string; env?: string[]
     ...(opts.cwd !== undefined ? { cwd: opts.cwd } : {}),
     ...(opts.maxOutputBytes !== undefined ? { maxOutputBytes: opts.maxOutputBytes } : {}),
     ...(stdin !== undefined ? { stdin } : {}),
+    ...(opts.secretEnv ? { secretEnv: parseSecretEnvFlags(opts.secretEnv) } : {}),
   };
 }
 
@@ -283,10 +296,12 @@ function buildProgram(): Command {
     .option("--vcpu-count <n>", "CPU limit in vCPUs (default 1)", number("--vcpu-count"))
     .option("--mem-mib <n>", "memory limit in MiB (default 1024)", number("--mem-mib"))
     .option("--ttl-seconds <n>", "delete the workspace after this many seconds (reaped, never while in use)", number("--ttl-seconds"))
+    .option("--secret <NAME=VALUE>", "a secret (repeatable); prefer --secret-file, command lines are visible to other users", collect)
+    .option("--secret-file <NAME=PATH>", "a secret read from a host file (repeatable)", collect)
     .addOption(json())
     .option("--id-only", "print only the workspace id")
     .action(
-      action(async (environment: string, opts: { name?: string; label?: string[]; seedPath?: string; vcpuCount?: number; memMib?: number; ttlSeconds?: number; idOnly?: boolean }) => {
+      action(async (environment: string, opts: { name?: string; label?: string[]; seedPath?: string; vcpuCount?: number; memMib?: number; ttlSeconds?: number; idOnly?: boolean; secret?: string[]; secretFile?: string[] }) => {
         const info = await pyro().createWorkspace({
           environment,
           ...(opts.name !== undefined ? { name: opts.name } : {}),
@@ -295,6 +310,8 @@ function buildProgram(): Command {
           ...(opts.vcpuCount !== undefined ? { vcpuCount: opts.vcpuCount } : {}),
           ...(opts.memMib !== undefined ? { memMib: opts.memMib } : {}),
           ...(opts.ttlSeconds !== undefined ? { ttlSeconds: opts.ttlSeconds } : {}),
+          ...(opts.secret ? { secrets: parseSecretPairs(opts.secret) } : {}),
+          ...(opts.secretFile ? { secretFiles: parseSecretPairs(opts.secretFile) } : {}),
         });
         if (opts.idOnly) out(info.workspace_id);
         else if (state.json) printJson(info);
@@ -350,9 +367,10 @@ function buildProgram(): Command {
     .option("--shell <string>", "run this string with /bin/sh -c instead of an argv after `--`")
     .option("--stdin", "forward this process's stdin to the command")
     .option("--max-output-bytes <n>", "cap per output stream, head and tail kept (default 65536)", number("--max-output-bytes"))
+    .option("--secret-env <NAME[=ENV_VAR]>", "export a workspace secret into the command's environment (repeatable)", collect)
     .addOption(json())
     .action(
-      action(async (ref: string, commandArgs: string[], opts: { stdin?: boolean; shell?: string; env?: string[]; timeoutSeconds?: number; cwd?: string; maxOutputBytes?: number }) => {
+      action(async (ref: string, commandArgs: string[], opts: { stdin?: boolean; shell?: string; env?: string[]; timeoutSeconds?: number; cwd?: string; maxOutputBytes?: number; secretEnv?: string[] }) => {
         const stdin = opts.stdin ? await readStdin() : undefined;
         const raw = await pyro().execWorkspaceRaw(ref, execInput(commandArgs, opts, stdin));
         writeExec(raw);

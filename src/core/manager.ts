@@ -19,6 +19,8 @@ import type { EnvironmentStore } from "../environments/index.js";
 import { StateStore } from "./store.js";
 import { importInto, inspectSource } from "./content.js";
 import { BASELINE, SnapshotStore } from "./snapshots.js";
+import { collectSecrets, loadSecrets, saveSecrets, secretEnvMapping, secretRedactor } from "./secrets.js";
+import type { Redactor } from "../shared/redact.js";
 import { newWorkspaceId } from "./ids.js";
 import { validateEnv, validateLabels, validateName, validatePositive, validatePositiveInt } from "./validate.js";
 import type { CommandRecord, ExecResult, RawExecResult, WorkspaceEvent, WorkspaceInfo, WorkspaceRecord } from "./types.js";
@@ -40,6 +42,10 @@ export interface CreateWorkspaceOptions {
   vcpuCount?: number;
   memMib?: number;
   ttlSeconds?: number;
+  /** Secret values by name; materialised in /run/pyro-secrets, redacted from every output. */
+  secrets?: Record<string, string>;
+  /** Secrets read from host files (UTF-8), by name. */
+  secretFiles?: Record<string, string>;
   /** Internal: one-shot `run` workspaces. */
   ephemeral?: boolean;
 }
@@ -54,6 +60,8 @@ export interface ExecOptions {
   cwd?: string;
   stdin?: Uint8Array;
   maxOutputBytes?: number;
+  /** Secrets to export into the command's environment: names, or { SECRET_NAME: ENV_VAR }. */
+  secretEnv?: string[] | Record<string, string>;
 }
 
 export interface UpdateWorkspaceOptions {
@@ -186,6 +194,7 @@ export class WorkspaceManager {
       state_reason: reason,
       reset_count: record.reset_count ?? 0,
       last_reset_at: record.last_reset_at ?? null,
+      secret_names: record.secret_names ?? [],
     };
   }
 
@@ -205,6 +214,7 @@ export class WorkspaceManager {
       .then((m) => m.digest)
       .catch(() => null);
     const seed = opts.seedPath === undefined ? null : await inspectSource(opts.seedPath);
+    const secrets = await collectSecrets(opts.secrets, opts.secretFiles);
 
     const id = newWorkspaceId();
     const created = nowIso();
@@ -232,6 +242,7 @@ export class WorkspaceManager {
       failure: null,
       command_count: 0,
       last_command: null,
+      secret_names: Object.keys(secrets).sort(),
     };
     const paths = this.store.paths(id);
     // Name reservation, layer pinning and the record's first write happen under one registry
@@ -242,10 +253,11 @@ export class WorkspaceManager {
       record.layers = await this.environments.layers(opts.environment);
       await fsp.mkdir(paths.dir, { recursive: true, mode: 0o700 });
       await fsp.mkdir(paths.workspace, { recursive: true, mode: 0o755 });
+      if (record.secret_names.length > 0) await saveSecrets(paths.secrets, secrets);
       await this.store.write(record);
     });
     try {
-      record.sandbox = this.adopt(id, await this.backend.start(this.sandboxSpec(record)));
+      record.sandbox = await this.startSandbox(record);
       // Persist the sandbox before seeding: the agent connection is found through the record,
       // and a crash from here on must leave a record that names the sandbox to clean up.
       await this.store.withLock(id, () => this.store.write(record));
@@ -323,7 +335,7 @@ export class WorkspaceManager {
       if (record.state === "creating") throw new PyroError("workspace_busy", "the workspace is still being created");
       if (record.layers.length === 0) record.layers = await this.environments.layers(record.environment);
       this.dropClient(id);
-      record.sandbox = this.adopt(id, await this.backend.start(this.sandboxSpec(record)));
+      record.sandbox = await this.startSandbox(record);
       record.state = "running";
       record.failure = null;
       record.last_activity_at = nowIso();
@@ -366,7 +378,7 @@ export class WorkspaceManager {
       await fsp.rm(p.sandboxState, { recursive: true, force: true });
       await this.snapshots(id).restore(snapshot, p.workspace);
       if (record.layers.length === 0) record.layers = await this.environments.layers(record.environment);
-      record.sandbox = this.adopt(id, await this.backend.start(this.sandboxSpec(record)));
+      record.sandbox = await this.startSandbox(record);
       record.state = "running";
       record.failure = null;
       record.last_activity_at = nowIso();
@@ -467,6 +479,8 @@ export class WorkspaceManager {
     const id = await this.resolve(ref);
 
     const record = await this.requireRunning(id);
+    const secretEnv = secretEnvMapping(opts.secretEnv, record.secret_names ?? []);
+    const redactor = await this.redactor(record);
     const endOperation = await this.store.beginOperation(id);
     let frame;
     try {
@@ -480,6 +494,7 @@ export class WorkspaceManager {
           timeoutMs: Math.round(timeoutSeconds * 1000),
           maxOutputBytes,
           stdinBytes: stdin.length,
+          secretEnv,
         },
         stdin,
       );
@@ -488,7 +503,8 @@ export class WorkspaceManager {
     }
     const header = frame.header as unknown as ExecResultHeader;
     const { stdoutBytes, stderrBytes } = splitOutput(frame.payload, header);
-    const command = hasCommand ? opts.command! : [opts.shell!];
+    // The command line itself may carry a secret (`curl -H "token: $VALUE"` typed literally).
+    const command = redactor.redactValue(hasCommand ? opts.command! : [opts.shell!]);
 
     const entry = await this.store.withLock(id, async () => {
       const current = await this.load(id);
@@ -555,6 +571,11 @@ export class WorkspaceManager {
     return record;
   }
 
+  /** Redacts the workspace's secret values from what the host records or returns. */
+  async redactor(record: WorkspaceRecord): Promise<Redactor> {
+    return secretRedactor(this.store.paths(record.workspace_id).secrets);
+  }
+
   /** A cached agent connection, re-made when the sandbox restarted or the connection dropped. */
   async client(id: string): Promise<AgentClient> {
     const record = await this.load(id);
@@ -570,6 +591,25 @@ export class WorkspaceManager {
     this.clients.set(id, { key, client });
     client.catch(() => this.clients.delete(id));
     return client;
+  }
+
+  /**
+   * Starts the workspace's sandbox and gives its agent the workspace's secrets. Keeps the
+   * connection the start opened, so the first call does not reconnect.
+   */
+  private async startSandbox(record: WorkspaceRecord): Promise<SandboxRecord> {
+    const id = record.workspace_id;
+    const started = await this.backend.start(this.sandboxSpec(record));
+    try {
+      if ((record.secret_names ?? []).length > 0) {
+        await started.client.request({ type: "secrets_load", secrets: await loadSecrets(this.store.paths(id).secrets) });
+      }
+    } catch (err) {
+      started.client.close();
+      await this.backend.stop(started.record);
+      throw err;
+    }
+    return this.adopt(id, started);
   }
 
   /** Keeps the connection a start already opened, so the first exec does not reconnect. */

@@ -45,6 +45,7 @@ export class StateStore {
       ops: path.join(dir, "ops"),
       snapshots: path.join(dir, "snapshots"),
       events: path.join(dir, "events.jsonl"),
+      secrets: path.join(dir, "secrets.json"),
       socket: path.join(this.layout.run, `${id}.sock`),
     };
   }

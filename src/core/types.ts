@@ -62,6 +62,8 @@ export interface WorkspaceRecord {
   last_command: LastCommand | null;
   reset_count?: number;
   last_reset_at?: string | null;
+  /** Names only; values live in secrets.json. */
+  secret_names: string[];
 }
 
 /** What status/list/create return. */
@@ -90,6 +92,7 @@ export interface WorkspaceInfo {
   state_reason: string | null;
   reset_count: number;
   last_reset_at: string | null;
+  secret_names: string[];
 }
 
 /** One line of history.jsonl, and one entry of `workspace logs`. */

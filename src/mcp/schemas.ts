@@ -64,6 +64,7 @@ export const workspaceInfo = z.object({
   state_reason: z.string().nullable(),
   reset_count: z.number(),
   last_reset_at: z.string().nullable(),
+  secret_names: z.array(z.string()),
 });
 
 export const execResult = {

@@ -82,7 +82,12 @@ const execInput = {
   max_output_bytes: z.number().int().positive().optional().describe("Cap per output stream; the head and tail are kept (default 65536)."),
 };
 
-type ExecArgs = { command: string | string[]; timeout_seconds?: number; env?: Record<string, string>; cwd?: string; stdin?: string; max_output_bytes?: number };
+export const secretEnvInput = z
+  .record(z.string(), z.string())
+  .optional()
+  .describe("Workspace secrets to export into the environment: {SECRET_NAME: ENV_VAR}. Values are never shown; output containing them reads [REDACTED].");
+
+type ExecArgs = { command: string | string[]; timeout_seconds?: number; env?: Record<string, string>; cwd?: string; stdin?: string; max_output_bytes?: number; secret_env?: Record<string, string> };
 
 function execOptions(a: ExecArgs) {
   return {
@@ -92,6 +97,7 @@ function execOptions(a: ExecArgs) {
     ...(a.cwd !== undefined ? { cwd: a.cwd } : {}),
     ...(a.stdin !== undefined ? { stdin: a.stdin } : {}),
     ...(a.max_output_bytes !== undefined ? { maxOutputBytes: a.max_output_bytes } : {}),
+    ...(a.secret_env !== undefined ? { secretEnv: a.secret_env } : {}),
   };
 }
 
@@ -151,12 +157,16 @@ export function createMcpServer(pyro: Pyro, _options: { profile?: string } = {})
         name: z.string().optional().describe("Unique name, e.g. fix-123."),
         labels: z.record(z.string(), z.string()).optional().describe("Key/value labels, e.g. {\"issue\": \"123\"}."),
         seed_path: z.string().optional().describe("Host directory or archive copied into /workspace."),
+        secrets: z.record(z.string(), z.string()).optional().describe("Secret values by name, e.g. {\"API_TOKEN\": \"...\"}; available in /run/pyro-secrets and via secret_env, redacted from all output."),
+        secret_files: z.record(z.string(), z.string()).optional().describe("Secrets read from host files: {NAME: host_path}."),
         ...limitsInput,
       },
       outputSchema: workspaceInfo.shape,
     },
-    tool(async (a: { environment: string; name?: string; labels?: Record<string, string>; seed_path?: string; vcpu_count?: number; mem_mib?: number; ttl_seconds?: number }) => {
+    tool(async (a: { environment: string; name?: string; labels?: Record<string, string>; seed_path?: string; vcpu_count?: number; mem_mib?: number; ttl_seconds?: number; secrets?: Record<string, string>; secret_files?: Record<string, string> }) => {
       const w = await pyro.createWorkspace({
+        ...(a.secrets !== undefined ? { secrets: a.secrets } : {}),
+        ...(a.secret_files !== undefined ? { secretFiles: a.secret_files } : {}),
         environment: a.environment,
         ...(a.name !== undefined ? { name: a.name } : {}),
         ...(a.labels !== undefined ? { labels: a.labels } : {}),
@@ -229,7 +239,7 @@ export function createMcpServer(pyro: Pyro, _options: { profile?: string } = {})
       title: "Run a command in a workspace",
       description:
         "Run a command in a running workspace (cwd /workspace; files persist between calls). Returns exit_code, outcome (exited/signaled/timed_out/not_started), duration and stdout/stderr capped to max_output_bytes with head and tail kept; `truncated` says when output was cut.",
-      inputSchema: { workspace_id: workspaceRef, ...execInput },
+      inputSchema: { workspace_id: workspaceRef, ...execInput, secret_env: secretEnvInput },
       outputSchema: execResult,
     },
     tool(async (a: ExecArgs & { workspace_id: string }) => {

@@ -34,6 +34,8 @@ export interface ExecWorkspaceOptions {
   stdin?: Uint8Array | string;
   /** Cap per output stream, head and tail kept; default 65536. */
   maxOutputBytes?: number;
+  /** Workspace secrets to export into the command's environment: names, or { SECRET_NAME: ENV_VAR }. */
+  secretEnv?: string[] | Record<string, string>;
 }
 
 export interface RunInVmOptions extends ExecWorkspaceOptions {
@@ -62,6 +64,7 @@ function toExecOptions(opts: ExecWorkspaceOptions): ExecOptions {
     ...(opts.cwd !== undefined ? { cwd: opts.cwd } : {}),
     ...(stdin !== undefined ? { stdin } : {}),
     ...(opts.maxOutputBytes !== undefined ? { maxOutputBytes: opts.maxOutputBytes } : {}),
+    ...(opts.secretEnv !== undefined ? { secretEnv: opts.secretEnv } : {}),
   };
 }
 
