@@ -8,6 +8,7 @@ import type { CommandRecord, ExecResult, WorkspaceInfo } from "../core/types.js"
 import type { EnvironmentDetails, EnvironmentListEntry } from "../environments/index.js";
 import type { DiffResult, FileListResult, FileReadResult } from "../core/workspace-content.js";
 import type { ExportOutcome } from "../core/content.js";
+import type { ServiceStatus } from "../core/services.js";
 
 export function bytes(n: number | null | undefined): string {
   if (n === null || n === undefined) return "-";
@@ -77,6 +78,8 @@ export function workspace(w: WorkspaceInfo): string {
   if (w.expires_at) lines.push(`Expires: ${w.expires_at}`);
   lines.push(`Last activity: ${w.last_activity_at}`);
   lines.push(`Command count: ${w.command_count}`);
+  if (w.service_count) lines.push(`Services: ${w.running_service_count} running of ${w.service_count}`);
+  if (w.secret_names.length) lines.push(`Secrets: ${w.secret_names.join(", ")} (values never shown)`);
   if (w.last_command) lines.push(`Last command: ${w.last_command.command} (exit_code=${w.last_command.exit_code ?? "-"}${w.last_command.timed_out ? ", timed out" : ""})`);
   if (w.failure) lines.push(`Failure: ${w.failure.reason}`, ...(w.failure.log_tail ? w.failure.log_tail.split("\n").map((l) => `  | ${l}`) : []));
   return lines.join("\n");
@@ -148,4 +151,27 @@ export function writeDiff(r: DiffResult): void {
   }
   process.stdout.write(r.patch);
   if (r.patch_truncated) process.stderr.write(`[patch truncated; left out: ${r.omitted_files.join(", ")}; ${r.continue_with}]\n`);
+}
+
+export function serviceLine(x: ServiceStatus): string {
+  return `${x.name.padEnd(16)} ${x.state.padEnd(8)} pid=${x.pid ?? "-"} ${x.shell ? x.command[0] : JSON.stringify(x.command)}${x.reason ? `  (${x.reason})` : ""}`;
+}
+
+export function service(x: ServiceStatus): string {
+  const lines = [
+    `Service: ${x.name}`,
+    `State: ${x.state}${x.reason ? ` — ${x.reason}` : ""}`,
+    `Command: ${x.shell ? x.command[0] : JSON.stringify(x.command)} (cwd ${x.cwd})`,
+    `Readiness: ${x.readiness ? JSON.stringify(x.readiness) : "none"}`,
+  ];
+  if (x.pid !== null) lines.push(`Pid: ${x.pid}`);
+  if (x.started_at) lines.push(`Started: ${x.started_at}`);
+  if (x.ready_at) lines.push(`Ready: ${x.ready_at}`);
+  if (x.uptime_ms !== null) lines.push(`Uptime: ${(x.uptime_ms / 1000).toFixed(1)}s`);
+  if (x.exit_code !== null || x.signal) lines.push(`Exit: ${x.exit_code ?? "-"}${x.signal ? ` (${x.signal})` : ""}`);
+  if (x.log_tail) {
+    if (x.log_tail.stdout) lines.push("--- stdout (tail) ---", x.log_tail.stdout.trimEnd());
+    if (x.log_tail.stderr) lines.push("--- stderr (tail) ---", x.log_tail.stderr.trimEnd());
+  }
+  return lines.join("\n");
 }

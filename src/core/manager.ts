@@ -150,10 +150,25 @@ export class WorkspaceManager {
 
   async status(ref: string): Promise<WorkspaceInfo> {
     const id = await this.resolve(ref);
-    return this.store.withLock(id, async () => {
+    const info = await this.store.withLock(id, async () => {
       const { record, reason } = await this.reconcile(await this.load(id));
       return this.info(record, reason);
     });
+    return this.withCounts(info);
+  }
+
+  /** True when the workspace's sandbox is up (no repair, no lock). */
+  async isRunning(id: string): Promise<boolean> {
+    const r = await this.store.read(id);
+    return r !== undefined && r.state === "running" && r.sandbox !== null && this.backend.liveness(r.sandbox) === "alive";
+  }
+
+  /** Set by the SDK: live service counts for status and list. */
+  serviceCounts: ((id: string, running: boolean) => Promise<{ service_count: number; running_service_count: number }>) | null = null;
+
+  private async withCounts(info: WorkspaceInfo): Promise<WorkspaceInfo> {
+    if (!this.serviceCounts) return info;
+    return { ...info, ...(await this.serviceCounts(info.workspace_id, info.state === "running")) };
   }
 
   /** Lists workspaces, most recent activity first. Reaps expired ones first, and says so. */
@@ -163,7 +178,7 @@ export class WorkspaceManager {
     const infos: WorkspaceInfo[] = [];
     for (const r of records) {
       const { record, reason } = r.state === "running" ? await this.store.withLock(r.workspace_id, async () => this.reconcile((await this.store.read(r.workspace_id)) ?? r)) : { record: r, reason: null };
-      infos.push(this.info(record, reason));
+      infos.push(await this.withCounts(this.info(record, reason)));
     }
     infos.sort((a, b) => b.last_activity_at.localeCompare(a.last_activity_at));
     return { count: infos.length, workspaces: infos, reaped };
@@ -195,6 +210,8 @@ export class WorkspaceManager {
       reset_count: record.reset_count ?? 0,
       last_reset_at: record.last_reset_at ?? null,
       secret_names: record.secret_names ?? [],
+      service_count: 0,
+      running_service_count: 0,
     };
   }
 

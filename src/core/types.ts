@@ -93,6 +93,8 @@ export interface WorkspaceInfo {
   reset_count: number;
   last_reset_at: string | null;
   secret_names: string[];
+  service_count: number;
+  running_service_count: number;
 }
 
 /** One line of history.jsonl, and one entry of `workspace logs`. */
@@ -140,6 +142,24 @@ export interface RawExecResult {
 /** One line of events.jsonl: what changed a workspace, for `workspace summary`. */
 export interface WorkspaceEvent {
   at: string;
-  kind: "create" | "exec" | "sync_push" | "file_write" | "patch_apply" | "export" | "snapshot_create" | "snapshot_delete" | "reset" | "start" | "stop" | "update";
+  kind:
+    | "create"
+    | "exec"
+    | "sync_push"
+    | "file_write"
+    | "patch_apply"
+    | "export"
+    | "snapshot_create"
+    | "snapshot_delete"
+    | "reset"
+    | "start"
+    | "stop"
+    | "update"
+    | "service_start"
+    | "service_stop"
+    | "shell_open"
+    | "shell_write"
+    | "shell_signal"
+    | "shell_close";
   details: Record<string, unknown>;
 }

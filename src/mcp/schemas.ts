@@ -65,6 +65,8 @@ export const workspaceInfo = z.object({
   reset_count: z.number(),
   last_reset_at: z.string().nullable(),
   secret_names: z.array(z.string()),
+  service_count: z.number(),
+  running_service_count: z.number(),
 });
 
 export const execResult = {

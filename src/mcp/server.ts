@@ -16,6 +16,7 @@ import { MCP_TOOLS } from "../contract.js";
 import type { McpToolName } from "../contract.js";
 import { commandInput, commandRecord, execResult, runResult, workspaceInfo, workspaceRef } from "./schemas.js";
 import { registerContentTools } from "./content-tools.js";
+import { registerSessionTools } from "./session-tools.js";
 
 const VERSION = "0.1.0";
 
@@ -294,6 +295,7 @@ export function createMcpServer(pyro: Pyro, _options: { profile?: string } = {})
   );
 
   registerContentTools(register, pyro);
+  registerSessionTools(register, pyro);
 
   for (const name of MCP_TOOLS) {
     if (!registered.has(name)) throw new Error(`MCP tool ${name} is in the contract but not registered`);

@@ -15,6 +15,10 @@ import { runDoctor } from "../core/doctor.js";
 import type { DoctorReport } from "../core/doctor.js";
 import { Workspace } from "./workspace.js";
 import { WorkspaceContent } from "../core/workspace-content.js";
+import { WorkspaceServices } from "../core/services.js";
+import type { StartServiceOptions } from "../core/services.js";
+import { WorkspaceShells } from "../core/shells.js";
+import type { ShellReadOptions } from "../core/shells.js";
 
 export interface PyroOptions {
   /** State directory; default `$PYRO_HOME`, else `$XDG_STATE_HOME/pyro`, else `~/.local/state/pyro`. */
@@ -73,6 +77,8 @@ export class Pyro {
   readonly environments: EnvironmentStore;
   readonly manager: WorkspaceManager;
   private readonly content: WorkspaceContent;
+  private readonly services: WorkspaceServices;
+  private readonly shells: WorkspaceShells;
   /** One-shot runs in flight, so an interrupted caller can still clean them up. */
   private readonly runs = new Map<symbol, { created: Promise<WorkspaceInfo | null> }>();
 
@@ -81,6 +87,9 @@ export class Pyro {
     this.environments = new EnvironmentStore(this.home);
     this.manager = new WorkspaceManager(this.home, new NamespaceBackend(), this.environments);
     this.content = new WorkspaceContent(this.manager);
+    this.services = new WorkspaceServices(this.manager);
+    this.shells = new WorkspaceShells(this.manager);
+    this.manager.serviceCounts = (id, running) => this.services.counts(id, running);
   }
 
   // ---------- host and environments ----------
@@ -274,6 +283,67 @@ export class Pyro {
   exportWorkspaceDisk(workspace: string, options: { outputPath: string; force?: boolean }) {
     if (!options || typeof options.outputPath !== "string") throw new PyroError("invalid_argument", "exportWorkspaceDisk needs { outputPath }");
     return this.content.diskExport(workspace, options.outputPath, options.force !== undefined ? { force: options.force } : {});
+  }
+
+  // ---------- services ----------
+
+  /** Starts a named service and returns when it is ready, has exited, or its readiness timed out. */
+  startService(workspace: string, serviceName: string, options: StartServiceOptions) {
+    if (!options || options.command === undefined) throw new PyroError("invalid_argument", "startService needs { command }");
+    return this.services.start(workspace, serviceName, options);
+  }
+
+  listServices(workspace: string) {
+    return this.services.list(workspace);
+  }
+
+  statusService(workspace: string, serviceName: string) {
+    return this.services.status(workspace, serviceName);
+  }
+
+  /** A service's stdout and stderr: the last `tailLines` lines (default 50), or `all` retained output. */
+  logsService(workspace: string, serviceName: string, options: { tailLines?: number; all?: boolean } = {}) {
+    return this.services.logs(workspace, serviceName, options);
+  }
+
+  /** Stops a service's whole process tree: SIGTERM, a grace period (default 5 s), SIGKILL. */
+  stopService(workspace: string, serviceName: string, options: { graceSeconds?: number } = {}) {
+    return this.services.stop(workspace, serviceName, options);
+  }
+
+  // ---------- shells ----------
+
+  /** Opens an interactive shell on a real PTY inside the workspace. */
+  openShell(workspace: string, options: { cwd?: string; cols?: number; rows?: number; env?: Record<string, string>; secretEnv?: string[] | Record<string, string> } = {}) {
+    return this.shells.open(workspace, options);
+  }
+
+  /** Reads a shell's output from `cursor`; `plain` renders it as the lines a person would see. */
+  readShell(workspace: string, shellId: string, options: ShellReadOptions = {}) {
+    return this.shells.read(workspace, shellId, options);
+  }
+
+  /** Types input into a shell; a newline is appended unless `appendNewline: false`. */
+  writeShell(workspace: string, shellId: string, options: { input: string; appendNewline?: boolean }) {
+    if (!options || typeof options.input !== "string") throw new PyroError("invalid_argument", "writeShell needs { input }");
+    return this.shells.write(workspace, shellId, options.input, options.appendNewline !== undefined ? { appendNewline: options.appendNewline } : {});
+  }
+
+  /** Sends HUP, INT (Ctrl-C), TERM or KILL to the shell's foreground process group. */
+  signalShell(workspace: string, shellId: string, options: { signalName?: string } = {}) {
+    return this.shells.signal(workspace, shellId, options.signalName ?? "INT");
+  }
+
+  resizeShell(workspace: string, shellId: string, options: { cols: number; rows: number }) {
+    return this.shells.resize(workspace, shellId, options.cols, options.rows);
+  }
+
+  closeShell(workspace: string, shellId: string) {
+    return this.shells.close(workspace, shellId);
+  }
+
+  listShells(workspace: string) {
+    return this.shells.list(workspace);
   }
 
   /** Deletes workspaces past their TTL (never one with a call in flight). */

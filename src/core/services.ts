@@ -1,0 +1,242 @@
+/**
+ * Services on the host side: start (with typed readiness), list, status, logs, stop — each a
+ * call into the workspace's agent, which owns the processes and their logs (outside
+ * /workspace). The host keeps a small registry of services it started, so that after a
+ * workspace stop or reset, `service list` still names them and says they are not running
+ * rather than forgetting them silently. Results are bounded and redacted by the agent.
+ */
+import path from "node:path";
+import type { WorkspaceManager } from "./manager.js";
+import { readJsonIfExists, writeJsonAtomic } from "../shared/atomic.js";
+import { PyroError } from "../shared/errors.js";
+import { validateEnv, validateName, validatePositive, validatePositiveInt } from "./validate.js";
+import { secretEnvMapping } from "./secrets.js";
+import { SANDBOX_PATH } from "../runtime/namespace/backend.js";
+import { WORKSPACE_GUEST_PATH } from "../protocol/messages.js";
+
+export const DEFAULT_READY_TIMEOUT_SECONDS = 30;
+export const DEFAULT_READY_INTERVAL_MS = 500;
+export const DEFAULT_SERVICE_LOG_TAIL_LINES = 50;
+
+export type Readiness =
+  | { type: "file"; path: string }
+  | { type: "tcp"; port: number; host?: string }
+  | { type: "http"; url: string }
+  | { type: "command"; command: string };
+
+export interface ServiceStatus {
+  name: string;
+  state: "starting" | "ready" | "running" | "exited" | "stopped" | "failed";
+  pid: number | null;
+  command: string[];
+  shell: boolean;
+  cwd: string;
+  readiness: Readiness | null;
+  started_at: string | null;
+  ready_at: string | null;
+  ended_at: string | null;
+  uptime_ms: number | null;
+  exit_code: number | null;
+  signal: string | null;
+  reason: string | null;
+  log_tail?: { stdout: string; stderr: string };
+}
+
+export interface StartServiceOptions {
+  /** A string runs through /bin/sh -c; an array runs as argv. */
+  command: string | string[];
+  cwd?: string;
+  readiness?: Readiness;
+  readyTimeoutSeconds?: number;
+  readyIntervalMs?: number;
+  env?: Record<string, string>;
+  secretEnv?: string[] | Record<string, string>;
+}
+
+interface RegistryEntry {
+  command: string[];
+  shell: boolean;
+  cwd: string;
+  readiness: Readiness | null;
+  started_at: string;
+}
+
+const RUNNING = new Set(["starting", "ready", "running"]);
+
+function validateReadiness(r: unknown): Readiness | null {
+  if (r === undefined || r === null) return null;
+  if (typeof r !== "object") throw new PyroError("invalid_argument", "readiness must be an object");
+  const x = r as Record<string, unknown>;
+  switch (x.type) {
+    case "file":
+      if (typeof x.path !== "string" || !x.path) break;
+      return { type: "file", path: x.path };
+    case "tcp":
+      if (typeof x.port !== "number" || !Number.isInteger(x.port) || x.port < 1 || x.port > 65535) break;
+      return { type: "tcp", port: x.port, ...(typeof x.host === "string" ? { host: x.host } : {}) };
+    case "http":
+      if (typeof x.url !== "string" || !/^https?:\/\//.test(x.url)) break;
+      return { type: "http", url: x.url };
+    case "command":
+      if (typeof x.command !== "string" || !x.command) break;
+      return { type: "command", command: x.command };
+  }
+  throw new PyroError("invalid_argument", `invalid readiness ${JSON.stringify(r).slice(0, 200)}`, {
+    hint: 'Use {"type":"file","path":...}, {"type":"tcp","port":N}, {"type":"http","url":"http://127.0.0.1:N/"} or {"type":"command","command":...}.',
+  });
+}
+
+export class WorkspaceServices {
+  constructor(private readonly manager: WorkspaceManager) {}
+
+  private registryFile(id: string): string {
+    return path.join(this.manager.store.paths(id).dir, "services.json");
+  }
+
+  private async registry(id: string): Promise<Record<string, RegistryEntry>> {
+    return (await readJsonIfExists<Record<string, RegistryEntry>>(this.registryFile(id))) ?? {};
+  }
+
+  async start(ref: string, name: string, options: StartServiceOptions): Promise<ServiceStatus & { workspace_id: string }> {
+    validateName(name);
+    const id = await this.manager.resolve(ref);
+    const command = options.command;
+    const isShell = typeof command === "string";
+    if (isShell ? command.length === 0 : !Array.isArray(command) || command.length === 0) throw new PyroError("invalid_argument", "a service needs a command");
+    const readiness = validateReadiness(options.readiness);
+    const timeout = validatePositive(options.readyTimeoutSeconds ?? DEFAULT_READY_TIMEOUT_SECONDS, "ready_timeout_seconds", 3600, "invalid_timeout");
+    const interval = validatePositiveInt(options.readyIntervalMs ?? DEFAULT_READY_INTERVAL_MS, "ready_interval_ms", 60_000);
+    const env = validateEnv({ ...(options.env ?? {}) });
+    const cwd = path.posix.resolve(WORKSPACE_GUEST_PATH, options.cwd ?? ".");
+    const record = await this.manager.requireRunning(id);
+    const secretEnv = secretEnvMapping(options.secretEnv, record.secret_names ?? []);
+    const client = await this.manager.client(id);
+    const h = (
+      await client.request({
+        type: "service_start",
+        name,
+        ...(isShell ? { shell: command } : { argv: command }),
+        cwd,
+        env: { PATH: SANDBOX_PATH, HOME: "/root", LANG: "C.UTF-8", ...env },
+        secretEnv,
+        readiness,
+        readyTimeoutMs: Math.round(timeout * 1000),
+        readyIntervalMs: interval,
+      })
+    ).header as unknown as ServiceStatus;
+    const redactor = await this.manager.redactor(record);
+    await this.manager.store.withLock(`${id}.services`, async () => {
+      const reg = await this.registry(id);
+      reg[name] = { command: redactor.redactValue(isShell ? [command] : command), shell: isShell, cwd, readiness, started_at: h.started_at ?? new Date().toISOString() };
+      await writeJsonAtomic(this.registryFile(id), reg);
+    });
+    await this.manager.touch(id, "service_start", { name, state: h.state, readiness: readiness?.type ?? null });
+    return { workspace_id: id, ...clean(h) };
+  }
+
+  /** Live services from the agent, plus registered ones the agent no longer has (stopped with the workspace). */
+  async list(ref: string): Promise<{ workspace_id: string; count: number; running_count: number; services: ServiceStatus[] }> {
+    const id = await this.manager.resolve(ref);
+    const services = await this.all(id);
+    return { workspace_id: id, count: services.length, running_count: services.filter((s) => RUNNING.has(s.state)).length, services };
+  }
+
+  /** For status/list counts: never throws. */
+  async counts(id: string, running: boolean): Promise<{ service_count: number; running_service_count: number }> {
+    try {
+      const services = running ? await this.all(id) : Object.keys(await this.registry(id)).map((n) => ({ name: n, state: "stopped" }));
+      return { service_count: services.length, running_service_count: services.filter((s) => RUNNING.has(s.state)).length };
+    } catch {
+      return { service_count: 0, running_service_count: 0 };
+    }
+  }
+
+  private async all(id: string): Promise<ServiceStatus[]> {
+    const reg = await this.registry(id);
+    let live: ServiceStatus[] = [];
+    if (await this.manager.isRunning(id)) {
+      const client = await this.manager.client(id);
+      const h = (await client.request({ type: "service_list" })).header;
+      live = Array.isArray(h.services) ? (h.services as ServiceStatus[]).map(clean) : [];
+    }
+    const names = new Set(live.map((s) => s.name));
+    for (const [name, entry] of Object.entries(reg)) {
+      if (names.has(name)) continue;
+      live.push({
+        name,
+        state: "stopped",
+        pid: null,
+        command: entry.command,
+        shell: entry.shell,
+        cwd: entry.cwd,
+        readiness: entry.readiness,
+        started_at: entry.started_at,
+        ready_at: null,
+        ended_at: null,
+        uptime_ms: null,
+        exit_code: null,
+        signal: null,
+        reason: "not running: the workspace was stopped or reset since it started; services are not restarted automatically — start it again with service_start",
+      });
+    }
+    return live.sort((a, b) => a.name.localeCompare(b.name));
+  }
+
+  async status(ref: string, name: string): Promise<ServiceStatus & { workspace_id: string }> {
+    const id = await this.manager.resolve(ref);
+    const found = (await this.all(id)).find((s) => s.name === name);
+    if (!found) throw new PyroError("service_not_found", `workspace ${id} has no service named ${JSON.stringify(name)}`, { hint: "List services with service_list." });
+    return { workspace_id: id, ...found };
+  }
+
+  async logs(ref: string, name: string, options: { tailLines?: number; all?: boolean } = {}) {
+    const id = await this.manager.resolve(ref);
+    if (options.tailLines !== undefined && options.all) throw new PyroError("invalid_argument", "give either tail_lines or all, not both");
+    const tail = options.all ? undefined : validatePositiveInt(options.tailLines ?? DEFAULT_SERVICE_LOG_TAIL_LINES, "tail_lines", 100_000);
+    await this.manager.requireRunning(id);
+    const client = await this.manager.client(id);
+    const h = (await client.request({ type: "service_logs", name, ...(tail !== undefined ? { tail_lines: tail } : {}), ...(options.all ? { all: true } : {}) })).header;
+    return {
+      workspace_id: id,
+      name: String(h.name),
+      stdout: String(h.stdout ?? "").slice(-262_144),
+      stderr: String(h.stderr ?? "").slice(-262_144),
+      tail_lines: typeof h.tail_lines === "number" ? h.tail_lines : null,
+      stdout_bytes: Number(h.stdout_bytes) || 0,
+      stderr_bytes: Number(h.stderr_bytes) || 0,
+      truncated: h.truncated === true,
+    };
+  }
+
+  async stop(ref: string, name: string, options: { graceSeconds?: number } = {}): Promise<ServiceStatus & { workspace_id: string }> {
+    const id = await this.manager.resolve(ref);
+    const grace = options.graceSeconds === undefined ? 5 : validatePositive(options.graceSeconds, "grace_seconds", 600);
+    await this.manager.requireRunning(id);
+    const client = await this.manager.client(id);
+    const h = (await client.request({ type: "service_stop", name, grace_ms: Math.round(grace * 1000) })).header as unknown as ServiceStatus;
+    await this.manager.touch(id, "service_stop", { name });
+    return { workspace_id: id, ...clean(h) };
+  }
+}
+
+/** Keeps only the status fields (drops protocol id/type). */
+function clean(h: ServiceStatus): ServiceStatus {
+  const { name, state, pid, command, shell, cwd, readiness, started_at, ready_at, ended_at, uptime_ms, exit_code, signal, reason, log_tail } = h;
+  return {
+    name,
+    state,
+    pid: pid ?? null,
+    command: command ?? [],
+    shell: shell === true,
+    cwd: cwd ?? WORKSPACE_GUEST_PATH,
+    readiness: readiness ?? null,
+    started_at: started_at ?? null,
+    ready_at: ready_at ?? null,
+    ended_at: ended_at ?? null,
+    uptime_ms: uptime_ms ?? null,
+    exit_code: exit_code ?? null,
+    signal: signal ?? null,
+    reason: reason ?? null,
+    ...(log_tail ? { log_tail } : {}),
+  };
+}
