@@ -91,6 +91,31 @@ try {
   for (let i = 0; i < runs; i++) cliRun.push(await spawnTimed(process.execPath, [cli, "run", ENV, "--", "true"], env));
   results.cli_run = stats(cliRun);
 
+  // Snapshots and reset: a workspace holding N small files, checkpointed and restored.
+  for (const files of [1000, 10000]) {
+    const sw = await pyro.createWorkspace({ environment: ENV });
+    await pyro.execWorkspace(sw.workspace_id, {
+      command: `for d in $(seq 1 ${files / 100}); do mkdir -p d$d; for f in $(seq 1 100); do echo "file $d $f" > d$d/f$f.txt; done; done`,
+      timeoutSeconds: 300,
+    });
+    const snapRuns = Math.max(5, Math.floor(runs / 2));
+    log(`[bench] snapshot create and reset with ${files} files x${snapRuns}`);
+    const snap = [];
+    const reset = [];
+    for (let i = 0; i < snapRuns; i++) {
+      snap.push(await time(() => pyro.createSnapshot(sw.workspace_id, `s${i}`)));
+      reset.push(await time(() => pyro.resetWorkspace(sw.workspace_id, { snapshot: `s${i}` })));
+      await pyro.deleteSnapshot(sw.workspace_id, `s${i}`);
+    }
+    results[`snapshot_create_${files}_files`] = stats(snap);
+    results[`reset_to_snapshot_${files}_files`] = stats(reset);
+    log(`[bench] diff with ${files} files changed x${snapRuns}`);
+    const diff = [];
+    for (let i = 0; i < snapRuns; i++) diff.push(await time(() => pyro.diffWorkspace(sw.workspace_id)));
+    results[`diff_${files}_files_added`] = stats(diff);
+    await pyro.deleteWorkspace(sw.workspace_id);
+  }
+
   log(`[bench] node -e 0 (Node start-up, for reference) x${runs}`);
   const nodeStart = [];
   for (let i = 0; i < runs; i++) nodeStart.push(await spawnTimed(process.execPath, ["-e", "0"], env));

@@ -38,6 +38,9 @@ interface Node {
   size: number;
 }
 
+/** Changes listed one by one; beyond this only counted (use `path` to look closer). */
+export const MAX_LISTED_CHANGES = 2000;
+
 /** Largest file the diff reads to render a text patch; bigger ones are compared and reported, not rendered. */
 const MAX_RENDER_BYTES = 4 * 1024 * 1024;
 
@@ -208,8 +211,10 @@ export function treeDiff(req: TreeDiffRequest) {
     }
     text += piece.endsWith("\n") ? piece : `${piece}\n`;
   }
+  // The list travels in a frame header: keep it bounded, the summary counts stay exact.
   return {
-    changes,
+    changes: changes.slice(0, MAX_LISTED_CHANGES),
+    changes_omitted: Math.max(0, changes.length - MAX_LISTED_CHANGES),
     summary: { ...counts, total: changes.length },
     patch: text,
     patch_truncated: omitted.length > 0,

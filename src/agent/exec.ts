@@ -26,9 +26,12 @@ function validate(req: ExecRequest): void {
   if (!Number.isSafeInteger(req.maxOutputBytes) || req.maxOutputBytes <= 0) throw new AgentFailure("invalid_request", "bad maxOutputBytes");
 }
 
-/** Every pid in this sandbox whose environment carries the marker (they all belong to the exec). */
-function markedPids(marker: string): number[] {
-  const needle = Buffer.from(`${EXEC_MARKER_VAR}=${marker}\0`);
+/**
+ * Every pid in this sandbox whose environment carries `varName=marker` (they all belong to one
+ * exec, or to one service when called with the service marker variable).
+ */
+export function markedPids(marker: string, varName = EXEC_MARKER_VAR): number[] {
+  const needle = Buffer.from(`${varName}=${marker}\0`);
   const pids: number[] = [];
   for (const name of fs.readdirSync("/proc")) {
     if (!/^\d+$/.test(name)) continue;
@@ -43,7 +46,7 @@ function markedPids(marker: string): number[] {
   return pids;
 }
 
-export function killExecTree(rootPid: number | undefined, marker: string): void {
+export function killExecTree(rootPid: number | undefined, marker: string, varName = EXEC_MARKER_VAR): void {
   if (rootPid !== undefined) {
     try {
       process.kill(-rootPid, "SIGKILL");
@@ -53,7 +56,7 @@ export function killExecTree(rootPid: number | undefined, marker: string): void 
   }
   // Processes that left the group (setsid, double fork) still carry the marker.
   for (let round = 0; round < 3; round++) {
-    const pids = markedPids(marker);
+    const pids = markedPids(marker, varName);
     if (pids.length === 0) return;
     for (const pid of pids) {
       try {

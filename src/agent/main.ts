@@ -19,6 +19,7 @@ import { exportCopy } from "./export.js";
 import { AgentFailure } from "./failure.js";
 import type { HandlerMap } from "./handler.js";
 import { secretHandlers } from "./secrets.js";
+import { serviceHandlers } from "./services.js";
 
 const AGENT_VERSION = "1";
 
@@ -39,6 +40,7 @@ const num = (v: unknown, fallback: number): number => (typeof v === "number" && 
 
 const HANDLERS: HandlerMap = {
   ...secretHandlers,
+  ...serviceHandlers,
   hello: () => ({ result: { protocol: PROTOCOL_VERSION, agentVersion: AGENT_VERSION, pid: process.pid, capabilities: Object.keys(HANDLERS) } }),
   ping: () => ({ result: {} }),
   exec: async (h, payload) => {
@@ -52,9 +54,11 @@ const HANDLERS: HandlerMap = {
   },
   file_write: (h, payload) => ({ result: fileWrite({ path: str(h.path, "path"), mode: typeof h.mode === "number" ? h.mode : null }, payload) }),
   patch_apply: (_h, payload) => ({ result: patchApply(payload.toString("utf8")) }),
-  tree_diff: (h) => ({
-    result: treeDiff({ base: str(h.base, "base"), live: str(h.live, "live"), path: typeof h.path === "string" ? h.path : null, maxBytes: num(h.maxBytes, 65536) }),
-  }),
+  tree_diff: (h) => {
+    // The patch can be megabytes: it travels as the payload, not in the header.
+    const { patch, ...result } = treeDiff({ base: str(h.base, "base"), live: str(h.live, "live"), path: typeof h.path === "string" ? h.path : null, maxBytes: num(h.maxBytes, 65536) });
+    return { result, payload: Buffer.from(patch, "utf8") };
+  },
   export_copy: (h) => ({ result: exportCopy({ path: str(h.path, "path"), name: str(h.name, "name") }) }),
 };
 

@@ -72,6 +72,8 @@ export interface DiffResult {
   against: string;
   path: string | null;
   changes: DiffChange[];
+  /** Changes counted in `summary` but not listed (the list is capped; narrow with `path`). */
+  changes_omitted: number;
   summary: { added: number; deleted: number; modified: number; type_changed: number; mode_changed: number; total: number };
   patch: string;
   patch_truncated: boolean;
@@ -205,12 +207,16 @@ export class WorkspaceContent {
       const g = guestDestination(options.path);
       rel = g === "/workspace" ? null : g.slice("/workspace/".length);
     }
-    const r = await withUtilityAgent(
+    const r: Record<string, unknown> = await withUtilityAgent(
       [
         { source: tree, target: "/baseline", readOnly: true },
         { source: this.paths(id).workspace, target: "/workspace", readOnly: true },
       ],
-      async (client) => (await client.request({ type: "tree_diff", base: "/baseline", live: "/workspace", path: rel, maxBytes })).header,
+      async (client) => {
+        const frame = await client.request({ type: "tree_diff", base: "/baseline", live: "/workspace", path: rel, maxBytes });
+        if (frame.payload.length > maxBytes) throw new PyroError("agent_protocol_error", "diff patch larger than its budget");
+        return { ...frame.header, patch: frame.payload.toString("utf8") } as Record<string, unknown>;
+      },
     );
     const omitted = Array.isArray(r.omitted_files) ? (r.omitted_files as string[]) : [];
     return {
@@ -218,6 +224,7 @@ export class WorkspaceContent {
       against,
       path: rel,
       changes: Array.isArray(r.changes) ? (r.changes as DiffChange[]).slice(0, 10_000) : [],
+      changes_omitted: Number(r.changes_omitted) || 0,
       summary: r.summary as DiffResult["summary"],
       patch: String(r.patch ?? ""),
       patch_truncated: r.patch_truncated === true,

@@ -179,6 +179,7 @@ export function registerContentTools(register: Register, pyro: Pyro): void {
             size: z.number().nullable(),
           }),
         ),
+        changes_omitted: z.number(),
         summary: z.object({ added: z.number(), deleted: z.number(), modified: z.number(), type_changed: z.number(), mode_changed: z.number(), total: z.number() }),
         patch: z.string(),
         patch_truncated: z.boolean(),
