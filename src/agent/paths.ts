@@ -98,7 +98,7 @@ export function isText(bytes: Buffer): boolean {
 
 /** Length of `bytes` without a trailing, incomplete UTF-8 sequence (so a cut never splits a character). */
 export function utf8SafeLength(bytes: Buffer): number {
-  let end = bytes.length;
+  const end = bytes.length;
   for (let i = 1; i <= 3 && end - i >= 0; i++) {
     const b = bytes[end - i]!;
     if ((b & 0xc0) === 0x80) continue; // continuation byte

@@ -79,6 +79,8 @@ interface Service {
   ended: Promise<void>;
   /** Resolves once the tree is gone and both logs are complete and closed. */
   finished: Promise<void>;
+  /** Closes the logs and resolves `finished`; idempotent. */
+  finish: () => void;
   logs: { stdout: LogWriter; stderr: LogWriter };
 }
 
@@ -179,29 +181,26 @@ async function endService(s: Service, ending: NonNullable<Service["ending"]>, gr
   await s.finished;
 }
 
-// Set per service by launch(): completes `finished` once the logs are closed.
-const finishers = new WeakMap<Service, () => void>();
-
 /**
  * Once the root has exited and the tree is swept: wait briefly for the pipes to close (a
  * process that escaped the sweep may hold them), then close the logs.
  */
 function drainAndFinish(s: Service): void {
-  const finish = finishers.get(s);
-  if (!finish) return;
   const { stdout, stderr } = s.child;
   const closed = () => (!stdout || stdout.closed) && (!stderr || stderr.closed);
-  if (closed()) return finish();
+  if (closed()) return s.finish();
+  const timer = setTimeout(() => {
+    stdout?.destroy();
+    stderr?.destroy();
+    s.finish();
+  }, STDIO_DRAIN_MS);
   const onClose = () => {
-    if (closed()) finish();
+    if (!closed()) return;
+    clearTimeout(timer);
+    s.finish();
   };
   stdout?.once("close", onClose);
   stderr?.once("close", onClose);
-  setTimeout(() => {
-    stdout?.destroy();
-    stderr?.destroy();
-    finish();
-  }, STDIO_DRAIN_MS).unref();
 }
 
 interface StartRequest {
@@ -269,6 +268,7 @@ function launch(req: StartRequest, env: Record<string, string>): Service {
 
   let markEnded!: () => void;
   let markFinished!: () => void;
+  let finished = false;
   const s: Service = {
     name: req.name,
     command: req.command,
@@ -289,16 +289,15 @@ function launch(req: StartRequest, env: Record<string, string>): Service {
     stopping: null,
     ended: new Promise<void>((r) => (markEnded = r)),
     finished: new Promise<void>((r) => (markFinished = r)),
+    finish: () => {
+      if (finished) return;
+      finished = true;
+      logs.stdout.close();
+      logs.stderr.close();
+      markFinished();
+    },
     logs,
   };
-  let finished = false;
-  finishers.set(s, () => {
-    if (finished) return;
-    finished = true;
-    logs.stdout.close();
-    logs.stderr.close();
-    markFinished();
-  });
   services.set(req.name, s);
 
   child.stdout!.on("data", (d: Buffer) => logs.stdout.write(d));

@@ -67,8 +67,8 @@ describe("a workspace as an agent uses it", () => {
     const ws = await pyro.createWorkspace({ environment: TEST_ENVIRONMENT });
     const r = await pyro.execWorkspace(ws.workspace_id, { command: "seq 1 100000", maxOutputBytes: 1000 });
     expect(r.truncated).toBe(true);
-    expect(r.stdout_info.totalBytes).toBe(588895);
-    expect(r.stdout_info.omittedBytes).toBe(588895 - 1000);
+    expect(r.stdout_info.total_bytes).toBe(588895);
+    expect(r.stdout_info.omitted_bytes).toBe(588895 - 1000);
     expect(r.stdout.startsWith("1\n2\n3\n")).toBe(true);
     expect(r.stdout.endsWith("99999\n100000\n")).toBe(true);
     expect(r.stdout).toContain("bytes omitted");

@@ -5,7 +5,7 @@ describe("output capping", () => {
   it("keeps everything when output fits the budget", () => {
     const { bytes, info } = capBytes(Buffer.from("hello"), 100);
     expect(bytes.toString()).toBe("hello");
-    expect(info).toEqual({ totalBytes: 5, headBytes: 5, tailBytes: 0, omittedBytes: 0 });
+    expect(info).toEqual({ total_bytes: 5, head_bytes: 5, tail_bytes: 0, omitted_bytes: 0 });
     expect(renderCapped(bytes, info)).toBe("hello");
   });
 
@@ -13,7 +13,7 @@ describe("output capping", () => {
     const buffer = new HeadTailBuffer(10);
     for (let i = 0; i < 100; i++) buffer.push(Buffer.from(String(i % 10)));
     const info = buffer.info();
-    expect(info).toEqual({ totalBytes: 100, headBytes: 5, tailBytes: 5, omittedBytes: 90 });
+    expect(info).toEqual({ total_bytes: 100, head_bytes: 5, tail_bytes: 5, omitted_bytes: 90 });
     expect(buffer.bytes().toString()).toBe("0123456789");
     const text = renderCapped(buffer.bytes(), info);
     expect(text).toContain("01234");
@@ -24,6 +24,6 @@ describe("output capping", () => {
   it("handles one chunk larger than the whole budget", () => {
     const { bytes, info } = capBytes(Buffer.from("abcdefghijklmnopqrstuvwxyz"), 6);
     expect(bytes.toString()).toBe("abcxyz");
-    expect(info.omittedBytes).toBe(20);
+    expect(info.omitted_bytes).toBe(20);
   });
 });
