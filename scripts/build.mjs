@@ -31,6 +31,8 @@ await Promise.all([
     bundle: true,
     // A native addon: bind-mounted into the sandbox's agent runtime, not bundled.
     external: ["node-pty"],
+    // Every workspace start parses this file: smaller is faster.
+    minify: true,
     format: "esm",
     platform: "node",
     target: "node20",
