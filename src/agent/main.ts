@@ -19,6 +19,7 @@ import { exportCopy } from "./export.js";
 import { AgentFailure } from "./failure.js";
 import type { HandlerMap } from "./handler.js";
 import { secretHandlers } from "./secrets.js";
+import { shellHandlers } from "./shells.js";
 import { serviceHandlers } from "./services.js";
 
 const AGENT_VERSION = "1";
@@ -40,6 +41,7 @@ const num = (v: unknown, fallback: number): number => (typeof v === "number" && 
 
 const HANDLERS: HandlerMap = {
   ...secretHandlers,
+  ...shellHandlers,
   ...serviceHandlers,
   hello: () => ({ result: { protocol: PROTOCOL_VERSION, agentVersion: AGENT_VERSION, pid: process.pid, capabilities: Object.keys(HANDLERS) } }),
   ping: () => ({ result: {} }),
