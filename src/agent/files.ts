@@ -51,7 +51,9 @@ export function fileList(req: FileListRequest): { path: string; entries: FileEnt
   } catch {
     throw new AgentFailure("not_found", `${req.path} does not exist`);
   }
-  if (!st.isDirectory()) return { path: abs, entries: [describe(abs, st)], truncated: false, total_seen: 1 };
+  // Like `ls`: a symlink to a directory (already checked to stay inside) lists the directory.
+  const isDir = st.isDirectory() || (st.isSymbolicLink() && fs.statSync(abs, { throwIfNoEntry: false })?.isDirectory() === true);
+  if (!isDir) return { path: abs, entries: [describe(abs, st)], truncated: false, total_seen: 1 };
   const entries: FileEntry[] = [];
   let seen = 0;
   const walk = (dir: string) => {

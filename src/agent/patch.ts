@@ -26,6 +26,8 @@ interface Planned {
   content: string | null;
   mode: number | null;
   symlink: boolean;
+  /** A deletion and a creation of the same path, merged. */
+  replaces?: boolean;
   /** What was there before, for rollback. */
   before: { kind: "absent" } | { kind: "file"; content: Buffer; mode: number } | { kind: "symlink"; target: string };
 }
@@ -84,24 +86,32 @@ export function patchApply(text: string): { files: PatchFileResult[]; files_chan
   patches = patches.filter((p) => p.hunks.length > 0 || p.oldMode !== p.newMode || p.isCreate || p.isDelete);
   if (patches.length === 0) throw new AgentFailure("patch_failed", "the patch contains no file changes");
 
-  const plan: Planned[] = [];
-  const seen = new Set<string>();
-  for (const p of patches) {
+  // Deletions first, as git apply does: a patch may delete `d/x` and create a file `d`, or
+  // delete a file and create a symlink of the same name.
+  const parsed = patches.map((p) => {
     if (p.isBinary) throw new AgentFailure("patch_failed", `${p.newFileName}: binary patches are not supported; write the file with file_write instead`);
     if (p.isRename || p.isCopy) throw new AgentFailure("patch_failed", `${p.newFileName}: rename/copy patches are not supported; apply the content change and delete the old file`);
-    const { name, create, del } = targetName(p);
+    return { p, ...targetName(p) };
+  });
+  parsed.sort((a, b) => Number(b.del) - Number(a.del));
+  const deleted = new Set<string>();
+  const plan: Planned[] = [];
+  const seen = new Map<string, Planned>();
+  for (const { p, name, create, del } of parsed) {
     const abs = safePath(name, { followFinal: false });
     if (abs === ROOT) throw new AgentFailure("patch_failed", "the patch targets /workspace itself");
-    if (seen.has(abs)) throw new AgentFailure("patch_failed", `${name} appears twice in the patch`);
-    seen.add(abs);
+    const earlier = seen.get(abs);
+    // A deletion followed by a creation of the same path is one replacement (e.g. file -> symlink).
+    if (earlier && !(earlier.action === "deleted" && create)) throw new AgentFailure("patch_failed", `${name} appears twice in the patch`);
     let st: fs.Stats | null = null;
     try {
       st = fs.lstatSync(abs);
     } catch {
       st = null;
     }
-    const symlink = (p.newMode ?? p.oldMode) === "120000";
-    let before: Planned["before"] = { kind: "absent" };
+    if (st && deleted.has(abs)) st = null;
+    if (st?.isDirectory() && create && directoryEmptiedBy(abs, deleted)) st = null;
+    let before: Planned["before"] = earlier ? earlier.before : { kind: "absent" };
     let source = "";
     if (st) {
       if (st.isSymbolicLink()) {
@@ -118,19 +128,26 @@ export function patchApply(text: string): { files: PatchFileResult[]; files_chan
     }
     if (create && st) throw new AgentFailure("patch_failed", `${name} already exists but the patch creates it`, { file: name });
     if (!create && !st) throw new AgentFailure("patch_failed", `${name} does not exist`, { file: name });
+    // A change without mode lines keeps the entry's type (a retargeted symlink stays a symlink).
+    const mode = p.newMode ?? p.oldMode;
+    const symlink = mode !== undefined ? mode === "120000" : before.kind === "symlink";
     // git writes a symlink's target without a trailing newline ("\ No newline at end of file").
     const result = p.hunks.length === 0 ? source : applyPatch(source, p);
     if (result === false) throw explainFailure(name, source, p);
-    const mode = parseMode(p.newMode);
-    plan.push({
+    const newMode = parseMode(p.newMode);
+    const item: Planned = {
       abs,
-      action: del ? "deleted" : create ? "created" : p.hunks.length === 0 ? "mode_changed" : "modified",
-      hunks: p.hunks.length,
+      action: del ? "deleted" : create ? (earlier ? "modified" : "created") : p.hunks.length === 0 ? "mode_changed" : "modified",
+      hunks: p.hunks.length + (earlier?.hunks ?? 0),
       content: del ? null : result,
-      mode: mode === null ? null : mode & 0o7777,
+      mode: newMode === null ? null : newMode & 0o7777,
       symlink,
       before,
-    });
+    };
+    if (del) deleted.add(abs);
+    if (earlier) plan.splice(plan.indexOf(earlier), 1, { ...item, replaces: true });
+    else plan.push(item);
+    seen.set(abs, item);
   }
 
   const done: Planned[] = [];
@@ -153,11 +170,35 @@ function item(done: Planned[], plan: Planned[]): string {
   return plan[done.length]?.abs ?? "a file";
 }
 
+/** True when every file below `dir` is deleted by the patch (so a file may take its place). */
+function directoryEmptiedBy(dir: string, deleted: Set<string>): boolean {
+  for (const name of fs.readdirSync(dir)) {
+    const child = path.join(dir, name);
+    const st = fs.lstatSync(child);
+    if (st.isDirectory() ? !directoryEmptiedBy(child, deleted) : !deleted.has(child)) return false;
+  }
+  return true;
+}
+
+/** Removes directories a deletion left empty, up to /workspace, as git apply does. */
+function pruneEmptyParents(file: string): void {
+  for (let dir = path.dirname(file); dir !== ROOT && dir.startsWith(`${ROOT}/`); dir = path.dirname(dir)) {
+    try {
+      fs.rmdirSync(dir);
+    } catch {
+      return; // not empty (or already gone)
+    }
+  }
+}
+
 function write(p: Planned): void {
   if (p.content === null) {
     fs.rmSync(p.abs, { force: true });
+    pruneEmptyParents(p.abs);
     return;
   }
+  // A directory the patch emptied gives way to the file that replaces it.
+  if (fs.lstatSync(p.abs, { throwIfNoEntry: false })?.isDirectory()) fs.rmdirSync(p.abs);
   fs.mkdirSync(path.dirname(p.abs), { recursive: true });
   safePath(path.dirname(p.abs));
   const tmp = path.join(path.dirname(p.abs), `.${path.basename(p.abs)}.pyro-${randomBytes(4).toString("hex")}`);
@@ -174,6 +215,7 @@ function write(p: Planned): void {
 function restore(p: Planned): void {
   try {
     fs.rmSync(p.abs, { force: true });
+    fs.mkdirSync(path.dirname(p.abs), { recursive: true });
     if (p.before.kind === "file") fs.writeFileSync(p.abs, p.before.content, { mode: p.before.mode });
     else if (p.before.kind === "symlink") fs.symlinkSync(p.before.target, p.abs);
   } catch {

@@ -25,38 +25,55 @@ export function lexicalPath(p: string, root = ROOT): string {
   return resolved;
 }
 
-/** Real path of the deepest existing ancestor (or the path itself), resolving symlinks. */
-function realOfExisting(p: string): string {
-  let current = p;
-  const rest: string[] = [];
-  for (;;) {
+/** Symlink hops followed before a path is refused as a loop (the kernel's own limit). */
+const MAX_LINK_HOPS = 40;
+
+/**
+ * Resolves `p` (absolute, normalised) one component at a time with lstat/readlink, the way the
+ * kernel would, and refuses it the moment the resolved path leaves `root` — also through a
+ * symlink whose target does not exist (a dangling `etc -> /etc` must not look like a missing
+ * name). Missing components are appended as plain names.
+ */
+function resolveWithin(p: string, root: string, followFinal: boolean, shown: string): string {
+  const outside = () => new AgentFailure("path_outside_workspace", `${shown} leads outside ${root} through a symbolic link`);
+  const pending = p.split("/").filter(Boolean);
+  let current = "/";
+  let hops = 0;
+  while (pending.length > 0) {
+    const name = pending.shift()!;
+    const next = name === ".." ? path.dirname(current) : path.join(current, name);
+    let st: fs.Stats | null = null;
     try {
-      const real = fs.realpathSync(current);
-      return rest.length ? path.join(real, ...rest.reverse()) : real;
-    } catch (err) {
-      const code = (err as NodeJS.ErrnoException).code;
-      if (code !== "ENOENT" && code !== "ENOTDIR") throw err;
-      rest.push(path.basename(current));
-      const parent = path.dirname(current);
-      if (parent === current) return p;
-      current = parent;
+      st = fs.lstatSync(next);
+    } catch {
+      st = null;
     }
+    const isFinal = pending.length === 0;
+    if (st?.isSymbolicLink() && (followFinal || !isFinal)) {
+      if (++hops > MAX_LINK_HOPS) throw new AgentFailure("invalid_request", `${shown}: too many levels of symbolic links`);
+      const target = fs.readlinkSync(next);
+      pending.unshift(...target.split("/").filter(Boolean));
+      current = target.startsWith("/") ? "/" : current;
+      continue;
+    }
+    current = next;
+    // The root itself may sit below paths outside it; only check once we are at or below it.
+    const ancestorOfRoot = current === "/" || root.startsWith(`${current}/`);
+    if (!within(root, current) && !ancestorOfRoot) throw outside();
   }
+  if (!within(root, current)) throw outside();
+  return current;
 }
 
 /**
  * Resolves a path and refuses it if it, or a symlink on the way, leads outside the root.
- * `followFinal: false` checks only the parent (for operations on a link itself: write, delete).
+ * `followFinal: false` does not follow a symlink in the last component (for operations on a
+ * link itself: write replaces it, delete removes it).
  */
 export function safePath(p: string, options: { root?: string; followFinal?: boolean } = {}): string {
   const root = options.root ?? ROOT;
   const lexical = lexicalPath(p, root);
-  const probe = options.followFinal === false && lexical !== root ? path.dirname(lexical) : lexical;
-  const real = realOfExisting(probe);
-  const realRoot = fs.realpathSync(root);
-  if (!within(realRoot, real)) {
-    throw new AgentFailure("path_outside_workspace", `${p} leads outside ${root} through a symbolic link`);
-  }
+  resolveWithin(lexical, fs.realpathSync(root), options.followFinal !== false, p);
   return lexical;
 }
 

@@ -106,8 +106,8 @@ else
   src=/staging
   tar -xf /source -C /staging --no-same-owner --delay-directory-restore || { echo "archive extraction failed" >&2; exit 4; }
 fi
-mkdir -p -- "$dest"
-[ -d "$dest" ] || { echo "destination is not a directory" >&2; exit 5; }
+if [ -e "$dest" ] && [ ! -d "$dest" ]; then echo "destination is not a directory" >&2; exit 5; fi
+mkdir -p -- "$dest" 2>/dev/null || { echo "destination is not a directory" >&2; exit 5; }
 cp -R -P --preserve=mode,timestamps,links -- "$src"/. "$dest"/
 n=$(find "$src" -mindepth 1 | wc -l); b=$(du -sb "$src" | cut -f1)
 echo "$n $b"

@@ -13,6 +13,9 @@ import { validateEnv, validateName, validatePositive, validatePositiveInt } from
 import { secretEnvMapping } from "./secrets.js";
 import { SANDBOX_PATH } from "../runtime/namespace/backend.js";
 import { WORKSPACE_GUEST_PATH } from "../protocol/messages.js";
+import { parsePublish, publishedInfo } from "./network.js";
+import type { PublishInput, PublishedPortInfo } from "./network.js";
+import type { PublishedPort } from "../runtime/backend.js";
 
 export const DEFAULT_READY_TIMEOUT_SECONDS = 30;
 export const DEFAULT_READY_INTERVAL_MS = 500;
@@ -40,6 +43,8 @@ export interface ServiceStatus {
   signal: string | null;
   reason: string | null;
   log_tail?: { stdout: string; stderr: string };
+  /** Guest ports of this service reachable from the host (127.0.0.1 only); gone when it stops. */
+  published_ports: PublishedPortInfo[];
 }
 
 export interface StartServiceOptions {
@@ -51,6 +56,12 @@ export interface StartServiceOptions {
   readyIntervalMs?: number;
   env?: Record<string, string>;
   secretEnv?: string[] | Record<string, string>;
+  /**
+   * Guest TCP ports to publish on the host's 127.0.0.1: `8000` (any free host port), `"8000:18000"`
+   * or `{ guestPort, hostPort? }`. Needs the network policy egress+published-ports. The service may
+   * listen on 127.0.0.1 or 0.0.0.0 inside. Removed when the service stops or the workspace stops.
+   */
+  publish?: PublishInput[];
 }
 
 interface RegistryEntry {
@@ -98,7 +109,7 @@ export class WorkspaceServices {
   }
 
   async start(ref: string, name: string, options: StartServiceOptions): Promise<ServiceStatus & { workspace_id: string }> {
-    validateName(name);
+    validateName(name, "service name");
     const id = await this.manager.resolve(ref);
     const command = options.command;
     const isShell = typeof command === "string";
@@ -108,11 +119,24 @@ export class WorkspaceServices {
     const interval = validatePositiveInt(options.readyIntervalMs ?? DEFAULT_READY_INTERVAL_MS, "ready_interval_ms", 60_000);
     const env = validateEnv({ ...(options.env ?? {}) });
     const cwd = path.posix.resolve(WORKSPACE_GUEST_PATH, options.cwd ?? ".");
+    const publish = parsePublish(options.publish);
     const record = await this.manager.requireRunning(id);
     const secretEnv = secretEnvMapping(options.secretEnv, record.secret_names ?? []);
     const client = await this.manager.client(id);
-    const h = (
-      await client.request({
+    let published: PublishedPort[] = [];
+    if (publish.length > 0) {
+      // Ports are taken before the service starts, so a busy host port fails the call with
+      // nothing started. A running service of this name keeps its ports (the agent refuses it).
+      const live = (await client.request({ type: "service_list" })).header.services as { name: string; state: string }[] | undefined;
+      if (!(live ?? []).some((s) => s.name === name && RUNNING.has(s.state))) {
+        await this.manager.unpublishService(id, name);
+        published = await this.manager.publishPorts(id, name, publish);
+      }
+    }
+    let h: ServiceStatus;
+    try {
+      h = (
+        await client.request({
         type: "service_start",
         name,
         ...(isShell ? { shell: command } : { argv: command }),
@@ -120,18 +144,26 @@ export class WorkspaceServices {
         env: { PATH: SANDBOX_PATH, HOME: "/root", LANG: "C.UTF-8", ...env },
         secretEnv,
         readiness,
-        readyTimeoutMs: Math.round(timeout * 1000),
-        readyIntervalMs: interval,
-      })
-    ).header as unknown as ServiceStatus;
+          readyTimeoutMs: Math.round(timeout * 1000),
+          readyIntervalMs: interval,
+        })
+      ).header as unknown as ServiceStatus;
+    } catch (err) {
+      if (published.length > 0) await this.manager.unpublishService(id, name);
+      throw err;
+    }
+    if (published.length > 0 && !RUNNING.has(h.state)) {
+      await this.manager.unpublishService(id, name);
+      published = [];
+    }
     const redactor = await this.manager.redactor(record);
     await this.manager.store.withLock(`${id}.services`, async () => {
       const reg = await this.registry(id);
       reg[name] = { command: redactor.redactValue(isShell ? [command] : command), shell: isShell, cwd, readiness, started_at: h.started_at ?? new Date().toISOString() };
       await writeJsonAtomic(this.registryFile(id), reg);
     });
-    await this.manager.touch(id, "service_start", { name, state: h.state, readiness: readiness?.type ?? null });
-    return { workspace_id: id, ...clean(h) };
+    await this.manager.touch(id, "service_start", { name, state: h.state, readiness: readiness?.type ?? null, ...(published.length > 0 ? { published: published.map((p) => p.host_port) } : {}) });
+    return { workspace_id: id, ...clean(h, published) };
   }
 
   /** Live services from the agent, plus registered ones the agent no longer has (stopped with the workspace). */
@@ -157,7 +189,8 @@ export class WorkspaceServices {
     if (await this.manager.isRunning(id)) {
       const client = await this.manager.client(id);
       const h = (await client.request({ type: "service_list" })).header;
-      live = Array.isArray(h.services) ? (h.services as ServiceStatus[]).map(clean) : [];
+      const ports = await this.manager.publishedPorts(id);
+      live = Array.isArray(h.services) ? (h.services as ServiceStatus[]).map((s) => clean(s, ports)) : [];
     }
     const names = new Set(live.map((s) => s.name));
     for (const [name, entry] of Object.entries(reg)) {
@@ -177,6 +210,7 @@ export class WorkspaceServices {
         exit_code: null,
         signal: null,
         reason: "not running: the workspace was stopped or reset since it started; services are not restarted automatically — start it again with service_start",
+        published_ports: [],
       });
     }
     return live.sort((a, b) => a.name.localeCompare(b.name));
@@ -193,7 +227,7 @@ export class WorkspaceServices {
     const id = await this.manager.resolve(ref);
     if (options.tailLines !== undefined && options.all) throw new PyroError("invalid_argument", "give either tail_lines or all, not both");
     const tail = options.all ? undefined : validatePositiveInt(options.tailLines ?? DEFAULT_SERVICE_LOG_TAIL_LINES, "tail_lines", 100_000);
-    await this.manager.requireRunning(id);
+    const record = await this.manager.requireRunning(id);
     const client = await this.manager.client(id);
     const h = (await client.request({ type: "service_logs", name, ...(tail !== undefined ? { tail_lines: tail } : {}), ...(options.all ? { all: true } : {}) })).header;
     return {
@@ -205,6 +239,7 @@ export class WorkspaceServices {
       stdout_bytes: Number(h.stdout_bytes) || 0,
       stderr_bytes: Number(h.stderr_bytes) || 0,
       truncated: h.truncated === true,
+      network_notices: await this.manager.networkNotices(record),
     };
   }
 
@@ -213,14 +248,20 @@ export class WorkspaceServices {
     const grace = options.graceSeconds === undefined ? 5 : validatePositive(options.graceSeconds, "grace_seconds", 600);
     await this.manager.requireRunning(id);
     const client = await this.manager.client(id);
-    const h = (await client.request({ type: "service_stop", name, grace_ms: Math.round(grace * 1000) })).header as unknown as ServiceStatus;
+    let h: ServiceStatus;
+    try {
+      h = (await client.request({ type: "service_stop", name, grace_ms: Math.round(grace * 1000) })).header as unknown as ServiceStatus;
+    } finally {
+      // The published ports go with the service, also when the agent no longer knew it.
+      await this.manager.unpublishService(id, name);
+    }
     await this.manager.touch(id, "service_stop", { name });
-    return { workspace_id: id, ...clean(h) };
+    return { workspace_id: id, ...clean(h, []) };
   }
 }
 
-/** Keeps only the status fields (drops protocol id/type). */
-function clean(h: ServiceStatus): ServiceStatus {
+/** Keeps only the status fields (drops protocol id/type), with the service's published ports. */
+function clean(h: ServiceStatus, ports: PublishedPort[]): ServiceStatus {
   const { name, state, pid, command, shell, cwd, readiness, started_at, ready_at, ended_at, uptime_ms, exit_code, signal, reason, log_tail } = h;
   return {
     name,
@@ -238,5 +279,6 @@ function clean(h: ServiceStatus): ServiceStatus {
     signal: signal ?? null,
     reason: reason ?? null,
     ...(log_tail ? { log_tail } : {}),
+    published_ports: ports.filter((p) => p.service === name).map(publishedInfo),
   };
 }

@@ -26,8 +26,9 @@ export interface SnapshotInfo {
 export class SnapshotStore {
   constructor(private readonly dir: string) {}
 
+  /** Trees live apart from manifests, so no snapshot name can collide with a manifest file. */
   private treeDir(name: string): string {
-    return path.join(this.dir, name);
+    return path.join(this.dir, "trees", name);
   }
 
   private manifest(name: string): string {
@@ -55,13 +56,14 @@ export class SnapshotStore {
 
   /** Copies the live workspace directory into a new snapshot. */
   async create(name: string, workspaceDir: string, options: { replace?: boolean } = {}): Promise<SnapshotInfo> {
-    if (name !== BASELINE) validateName(name);
+    if (name !== BASELINE) validateName(name, "snapshot name");
     await fsp.mkdir(this.dir, { recursive: true, mode: 0o700 });
     if (!options.replace && (await readJsonIfExists(this.manifest(name)))) {
       throw new PyroError("snapshot_exists", `a snapshot named ${JSON.stringify(name)} already exists`, { hint: "Choose another name or delete the old snapshot first." });
     }
     await this.sweep();
-    const tmp = path.join(this.dir, `.tmp-${name}-${randomBytes(4).toString("hex")}`);
+    await fsp.mkdir(path.join(this.dir, "trees"), { recursive: true, mode: 0o700 });
+    const tmp = path.join(this.dir, "trees", `.tmp-${name}-${randomBytes(4).toString("hex")}`);
     await fsp.mkdir(tmp, { mode: 0o755 });
     try {
       const out = await runUtilityChecked(
@@ -87,6 +89,7 @@ export class SnapshotStore {
   /** An empty baseline, without starting a utility sandbox (the common unseeded create). */
   async createEmptyBaseline(): Promise<SnapshotInfo> {
     await fsp.mkdir(this.treeDir(BASELINE), { recursive: true, mode: 0o755 });
+    await fsp.chmod(this.treeDir(BASELINE), 0o755);
     const info: SnapshotInfo = { name: BASELINE, created_at: new Date().toISOString(), entries: 0, bytes: 0, baseline: true };
     await writeJsonAtomic(this.manifest(BASELINE), info);
     return info;
@@ -117,8 +120,9 @@ export class SnapshotStore {
 
   /** Removes copies a crash interrupted (they have no manifest). */
   private async sweep(): Promise<void> {
-    for (const n of await fsp.readdir(this.dir)) {
-      if (n.startsWith(".tmp-")) await fsp.rm(path.join(this.dir, n), { recursive: true, force: true });
+    const trees = path.join(this.dir, "trees");
+    for (const n of await fsp.readdir(trees).catch(() => [] as string[])) {
+      if (n.startsWith(".tmp-")) await fsp.rm(path.join(trees, n), { recursive: true, force: true });
     }
   }
 }

@@ -9,9 +9,9 @@ const LABEL_KEY_RE = /^[A-Za-z0-9][A-Za-z0-9._/-]{0,62}$/;
 const MAX_LABEL_VALUE = 256;
 const MAX_LABELS = 64;
 
-export function validateName(name: string): string {
-  if (!NAME_RE.test(name)) {
-    throw new PyroError("invalid_name", `invalid workspace name ${JSON.stringify(name.slice(0, 80))}`, {
+export function validateName(name: string, what = "workspace name"): string {
+  if (typeof name !== "string" || !NAME_RE.test(name)) {
+    throw new PyroError("invalid_name", `invalid ${what} ${JSON.stringify(String(name).slice(0, 80))}`, {
       hint: "Use 1-63 characters: letters, digits, '.', '_' or '-', starting with a letter or digit.",
     });
   }

@@ -283,6 +283,11 @@ export class WorkspaceContent {
   async diskExport(ref: string, output: string, options: { force?: boolean } = {}): Promise<{ workspace_id: string; output_path: string; bytes: number }> {
     const id = await this.stopped(ref);
     const out = path.resolve(output);
+    try {
+      if (!(await fsp.stat(path.dirname(out))).isDirectory()) throw new Error();
+    } catch {
+      throw new PyroError("invalid_argument", `the output's directory ${path.dirname(out)} does not exist`, { hint: "Create it first or choose another --output." });
+    }
     let exists = false;
     try {
       await fsp.lstat(out);
