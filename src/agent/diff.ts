@@ -125,6 +125,7 @@ export function treeDiff(req: TreeDiffRequest) {
   const changes: DiffChange[] = [];
   const patches: { rel: string; patch: StructuredPatch }[] = [];
   const counts = { added: 0, deleted: 0, modified: 0, type_changed: 0, mode_changed: 0 };
+  const unpatchableNames: string[] = [];
 
   for (const rel of names) {
     const b = base.get(rel);
@@ -174,6 +175,12 @@ export function treeDiff(req: TreeDiffRequest) {
       size: l?.size ?? null,
     });
     if (!oldPatchable && !newPatchable) continue;
+    // A name that is not UTF-8 cannot be written into a patch without changing it; such a file
+    // is listed in `changes` and in `omitted_files`, never patched under a mangled name.
+    if (!isText(Buffer.from(rel, "latin1"))) {
+      unpatchableNames.push(displayName(rel));
+      continue;
+    }
     // A type change that involves a directory is two patch entries in git; we render the file side.
     const oldText = oldPatchable && !binary ? (texts[0] ?? "") : "";
     const newText = newPatchable && !binary ? (texts[1] ?? "") : "";
@@ -218,7 +225,7 @@ export function treeDiff(req: TreeDiffRequest) {
     summary: { ...counts, total: changes.length },
     patch: text,
     patch_truncated: omitted.length > 0,
-    omitted_files: [...new Set(omitted)],
+    omitted_files: [...new Set([...unpatchableNames, ...omitted])],
   };
 }
 

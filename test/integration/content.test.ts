@@ -879,8 +879,18 @@ describe("the diff of one workspace, applied as a patch, reproduces it", () => {
     await roundTrip("file-dir", "rm file2dir && mkdir file2dir && echo inside > file2dir/child.txt && rm -r dir2file && echo now a file > dir2file");
   });
 
-  it("for a file whose name is not UTF-8", async () => {
-    await roundTrip("latin1-name", "printf 'latin-1 name\\n' > \"$(printf 'caf\\351.txt')\"");
+  it("reports a file whose name is not UTF-8, and keeps it out of the patch rather than mangling its name", async () => {
+    const a = (await pyro.createWorkspace({ environment: TEST_ENVIRONMENT, seedPath: seed })).workspace_id;
+    try {
+      await sh(a, "printf 'latin-1 name\\n' > \"$(printf 'caf\\351.txt')\" && echo ok > plain.txt");
+      const d = await pyro.diffWorkspace(a);
+      expect(d.changes.map((c) => c.path)).toEqual(expect.arrayContaining(["caf\\xe9.txt", "plain.txt"]));
+      expect(d.patch).toContain("b/plain.txt");
+      expect(d.patch).not.toContain("caf");
+      expect(d.omitted_files).toContain("caf\\xe9.txt");
+    } finally {
+      await pyro.deleteWorkspace(a);
+    }
   });
 });
 
