@@ -1,9 +1,10 @@
 // Drive `pyro mcp serve` with the official MCP client over stdio, exactly as a chat host does.
 // Run from the repo root after `npm run build`: node examples/mcp-client.mjs
+// (workspace-full, because it uses vm_run and workspace tools; docs/integrations.md picks a set)
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js";
 
-const transport = new StdioClientTransport({ command: process.execPath, args: [new URL("../bin/pyro.js", import.meta.url).pathname, "mcp", "serve"] });
+const transport = new StdioClientTransport({ command: process.execPath, args: [new URL("../bin/pyro.js", import.meta.url).pathname, "mcp", "serve", "--profile", "workspace-full"] });
 const client = new Client({ name: "pyro-example", version: "1.0.0" });
 await client.connect(transport);
 

@@ -4,6 +4,9 @@
 // Usage: npm run bench [-- --runs N] [-- --json]
 import { spawnSync, spawn } from "node:child_process";
 import fs from "node:fs";
+import net from "node:net";
+import http from "node:http";
+import { Buffer } from "node:buffer";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -48,6 +51,7 @@ fs.symlinkSync(path.join(realHome.home, "environments"), path.join(home, "enviro
 const pyro = new Pyro({ home });
 const env = { ...process.env, PYRO_HOME: home };
 const results = {};
+const notes = [];
 
 try {
   log(`[bench] floor: bare bwrap --unshare-all true x${runs}`);
@@ -116,6 +120,8 @@ try {
     await pyro.deleteWorkspace(sw.workspace_id);
   }
 
+  await benchNetwork();
+
   log(`[bench] node -e 0 (Node start-up, for reference) x${runs}`);
   const nodeStart = [];
   for (let i = 0; i < runs; i++) nodeStart.push(await spawnTimed(process.execPath, ["-e", "0"], env));
@@ -128,10 +134,107 @@ try {
   fs.rmSync(home, { recursive: true, force: true });
 }
 
+/**
+ * Network: a 100 MiB download from a server on the host's loopback into a workspace (egress with
+ * --allow-host-loopback, so through slirp4netns), timed inside the workspace; and the round trip
+ * of a small request to an echo server through a published port versus the same server run
+ * directly on the host's loopback, on a kept-open connection and with a new connection each time.
+ */
+async function benchNetwork() {
+  const SIZE = 100 * 2 ** 20;
+  const chunk = Buffer.alloc(2 ** 20, 120);
+  const server = http.createServer((_req, res) => {
+    res.writeHead(200, { "content-length": SIZE });
+    let sent = 0;
+    const pump = () => {
+      while (sent < SIZE) {
+        sent += chunk.length;
+        if (!res.write(chunk)) return res.once("drain", pump);
+      }
+      res.end();
+    };
+    pump();
+  });
+  await new Promise((r) => server.listen(0, "127.0.0.1", r));
+  const port = server.address().port;
+  const dl = await pyro.createWorkspace({ environment: ENV, networkPolicy: "egress", allowHostLoopback: true });
+  const downloads = Math.max(3, Math.floor(runs / 4));
+  log(`[bench] 100 MiB download from host loopback into a workspace x${downloads}`);
+  const times = [];
+  try {
+    for (let i = 0; i < downloads; i++) {
+      const r = await pyro.execWorkspace(dl.workspace_id, {
+        command: ["bash", "-c", `s=$(date +%s%N); exec 3<>/dev/tcp/10.0.2.2/${port}; printf 'GET / HTTP/1.0\r\n\r\n' >&3; n=$(cat <&3 | wc -c); e=$(date +%s%N); echo "$n $(( (e - s) / 1000 ))"`],
+        timeoutSeconds: 120,
+      });
+      const [bytes, micros] = r.stdout.trim().split(" ").map(Number);
+      if (!(bytes > SIZE)) throw new Error(`download got ${bytes} bytes: ${r.stderr}`);
+      times.push(micros / 1000);
+    }
+  } finally {
+    server.close();
+    await pyro.deleteWorkspace(dl.workspace_id);
+  }
+  results.net_download_100mib = stats(times);
+  notes.push(`net_download_100mib: ${(SIZE / 2 ** 20 / (results.net_download_100mib.p50_ms / 1000)).toFixed(0)} MiB/s at p50`);
+
+  const ECHO = 'use IO::Socket::INET; my $s = IO::Socket::INET->new(LocalAddr => "127.0.0.1:$ARGV[0]", Listen => 64, ReuseAddr => 1) or die "listen: $!"; print "up\n"; STDOUT->flush; while (my $c = $s->accept) { $c->autoflush(1); while (my $l = <$c>) { print $c $l } close $c }';
+  const freePort = () => new Promise((r) => { const s = net.createServer().listen(0, "127.0.0.1", () => { const p = s.address().port; s.close(() => r(p)); }); });
+  const hostEchoPort = await freePort();
+  const hostEcho = spawn("perl", ["-e", ECHO, String(hostEchoPort)], { stdio: ["ignore", "pipe", "inherit"] });
+  await new Promise((r) => hostEcho.stdout.once("data", r));
+  const pw = await pyro.createWorkspace({ environment: ENV, networkPolicy: "egress+published-ports" });
+  try {
+    const svc = await pyro.startService(pw.workspace_id, "echo", { command: ["perl", "-e", ECHO, "8000"], readiness: { type: "tcp", port: 8000 }, publish: [8000] });
+    const published = svc.published_ports[0].host_port;
+    const n = runs * 10;
+    /** Round trips of one line on one kept-open connection. */
+    const keptOpen = async (p) => {
+      const sock = net.connect(p, "127.0.0.1");
+      await new Promise((r) => sock.once("connect", r));
+      sock.setNoDelay(true);
+      const samples = [];
+      for (let i = 0; i < n; i++) {
+        const t0 = performance.now();
+        await new Promise((r) => { sock.once("data", r); sock.write("ping\n"); });
+        samples.push(performance.now() - t0);
+      }
+      sock.destroy();
+      return stats(samples);
+    };
+    /** Connect, one line there and back, close. */
+    const fresh = async (p) => {
+      const samples = [];
+      for (let i = 0; i < runs * 2; i++) {
+        const t0 = performance.now();
+        await new Promise((resolve, reject) => {
+          const sock = net.connect(p, "127.0.0.1", () => sock.write("ping\n"));
+          sock.setNoDelay(true);
+          sock.once("data", () => { sock.destroy(); resolve(); });
+          sock.once("error", reject);
+        });
+        samples.push(performance.now() - t0);
+      }
+      return stats(samples);
+    };
+    log(`[bench] request round trip: direct host loopback vs published port x${n}`);
+    results.net_rtt_direct_loopback = await keptOpen(hostEchoPort);
+    results.net_rtt_published_port = await keptOpen(published);
+    log(`[bench] connect + round trip + close: direct host loopback vs published port x${runs * 2}`);
+    results.net_connect_rtt_direct_loopback = await fresh(hostEchoPort);
+    results.net_connect_rtt_published_port = await fresh(published);
+    notes.push(`published port adds ${(results.net_rtt_published_port.p50_ms - results.net_rtt_direct_loopback.p50_ms).toFixed(3)} ms per round trip and ${(results.net_connect_rtt_published_port.p50_ms - results.net_connect_rtt_direct_loopback.p50_ms).toFixed(3)} ms per new connection at p50`);
+  } finally {
+    hostEcho.kill();
+    await pyro.deleteWorkspace(pw.workspace_id);
+  }
+}
+
 const meta = { date: new Date().toISOString(), host: `${os.cpus().length} cores, ${Math.round(os.totalmem() / 2 ** 30)} GiB, ${os.release()}`, node: process.version, runs };
 if (asJson) {
-  process.stdout.write(JSON.stringify({ meta, results }, null, 2) + "\n");
+  process.stdout.write(JSON.stringify({ meta, results, notes }, null, 2) + "\n");
 } else {
   process.stdout.write(`\n${meta.date}  ${meta.host}  node ${meta.node}\n\n| measurement | runs | p50 ms | p95 ms | min ms | max ms |\n|---|---|---|---|---|---|\n`);
   for (const [name, s] of Object.entries(results)) process.stdout.write(`| ${name} | ${s.runs} | ${s.p50_ms} | ${s.p95_ms} | ${s.min_ms} | ${s.max_ms} |\n`);
+  if (notes.length) process.stdout.write(`\n${notes.join("\n")}\n`);
 }

@@ -25,6 +25,16 @@ await Promise.all([
     banner,
     logLevel: "warning",
   }),
+  // The allow-list DNS forwarder runs as its own host process per workspace (one file, no imports to resolve).
+  build({
+    entryPoints: ["src/runtime/network/dns-forwarder.ts"],
+    outfile: "dist/network/dns-forwarder.mjs",
+    bundle: true,
+    format: "esm",
+    platform: "node",
+    target: "node20",
+    logLevel: "warning",
+  }),
   build({
     entryPoints: ["src/agent/main.ts"],
     outfile: "dist/agent/pyro-agent.mjs",

@@ -23,11 +23,11 @@ export const CLI_COMMANDS: readonly CliCommandContract[] = [
   { command: "env import", flags: [JSON_FLAG] },
   {
     command: "run",
-    flags: ["--vcpu-count", "--mem-mib", "--timeout-seconds", "--ttl-seconds", "--env", "--shell", "--stdin", "--max-output-bytes", JSON_FLAG],
+    flags: ["--vcpu-count", "--mem-mib", "--timeout-seconds", "--ttl-seconds", "--env", "--shell", "--stdin", "--max-output-bytes", "--network-policy", "--allow-host", "--allow-cidr", "--allow-host-loopback", JSON_FLAG],
   },
   {
     command: "workspace create",
-    flags: ["--name", "--label", "--seed-path", "--vcpu-count", "--mem-mib", "--ttl-seconds", "--secret", "--secret-file", JSON_FLAG, "--id-only"],
+    flags: ["--name", "--label", "--seed-path", "--vcpu-count", "--mem-mib", "--ttl-seconds", "--secret", "--secret-file", "--network-policy", "--allow-host", "--allow-cidr", "--allow-host-loopback", JSON_FLAG, "--id-only"],
   },
   { command: "workspace list", flags: [JSON_FLAG] },
   { command: "workspace status", flags: [JSON_FLAG] },
@@ -54,7 +54,7 @@ export const CLI_COMMANDS: readonly CliCommandContract[] = [
   { command: "workspace disk export", flags: ["--output", "--force", JSON_FLAG] },
   {
     command: "workspace service start",
-    flags: ["--shell", "--cwd", "--ready-file", "--ready-tcp", "--ready-http", "--ready-command", "--ready-timeout-seconds", "--ready-interval-ms", "--env", "--secret-env", JSON_FLAG],
+    flags: ["--shell", "--cwd", "--ready-file", "--ready-tcp", "--ready-http", "--ready-command", "--ready-timeout-seconds", "--ready-interval-ms", "--env", "--secret-env", "--publish", JSON_FLAG],
   },
   { command: "workspace service list", flags: [JSON_FLAG] },
   { command: "workspace service status", flags: [JSON_FLAG] },
@@ -67,7 +67,13 @@ export const CLI_COMMANDS: readonly CliCommandContract[] = [
   { command: "workspace shell resize", flags: ["--cols", "--rows", JSON_FLAG] },
   { command: "workspace shell list", flags: [JSON_FLAG] },
   { command: "workspace shell close", flags: [JSON_FLAG] },
-  { command: "mcp serve", flags: [] },
+  { command: "workspace summary", flags: [JSON_FLAG] },
+  { command: "workspace network show", flags: [JSON_FLAG] },
+  {
+    command: "workspace network set",
+    flags: ["--network-policy", "--allow-host", "--allow-cidr", "--clear-allow-list", "--allow-host-loopback", "--no-allow-host-loopback", JSON_FLAG],
+  },
+  { command: "mcp serve", flags: ["--profile", "--mode", "--http", "--host", "--port", "--token"] },
 ];
 
 export const SDK_METHODS = [
@@ -99,6 +105,7 @@ export const SDK_METHODS = [
   "listSnapshots",
   "deleteSnapshot",
   "resetWorkspace",
+  "summarizeWorkspace",
   "listWorkspaceDisk",
   "readWorkspaceDisk",
   "exportWorkspaceDisk",
@@ -114,6 +121,8 @@ export const SDK_METHODS = [
   "resizeShell",
   "closeShell",
   "listShells",
+  "showWorkspaceNetwork",
+  "setWorkspaceNetwork",
   "workspace",
   "createServer",
   "close",
@@ -141,6 +150,7 @@ export const MCP_TOOLS = [
   "snapshot_list",
   "snapshot_delete",
   "workspace_reset",
+  "workspace_summary",
   "workspace_disk_list",
   "workspace_disk_read",
   "workspace_disk_export",
@@ -154,8 +164,122 @@ export const MCP_TOOLS = [
   "shell_write",
   "shell_signal",
   "shell_close",
+  "workspace_network_show",
+  "workspace_network_set",
 ] as const;
 
 export type McpToolName = (typeof MCP_TOOLS)[number];
 
-export const CONTRACT = { cli: CLI_COMMANDS, sdk: SDK_METHODS, mcp: MCP_TOOLS } as const;
+/**
+ * MCP tool profiles (`pyro mcp serve --profile`, `createServer({ profile })`): how much of the
+ * surface a chat host sees. A smaller list is easier for a model to choose from, so the default
+ * is the workspace core, which covers the five core use cases; `workspace-full` adds shells,
+ * services, snapshots, secrets, the disk tools and anything added later. Outside
+ * `workspace-full`, tools take narrowed arguments: no secrets and no network fields.
+ */
+export const MCP_PROFILES = {
+  "vm-run": ["vm_run"],
+  "workspace-core": [
+    "workspace_create",
+    "workspace_list",
+    "workspace_status",
+    "workspace_update",
+    "workspace_start",
+    "workspace_exec",
+    "workspace_logs",
+    "workspace_sync_push",
+    "workspace_file_list",
+    "workspace_file_read",
+    "workspace_file_write",
+    "workspace_patch_apply",
+    "workspace_diff",
+    "workspace_export",
+    "workspace_reset",
+    "workspace_summary",
+    "workspace_delete",
+  ],
+  "workspace-full": MCP_TOOLS,
+} as const satisfies Record<string, readonly McpToolName[]>;
+
+export type McpProfile = keyof typeof MCP_PROFILES;
+export const MCP_DEFAULT_PROFILE: McpProfile = "workspace-core";
+
+/**
+ * MCP use-case modes (`pyro mcp serve --mode`, `createServer({ mode })`): one canonical tool set
+ * per job, in the order the job uses them, with narrowed arguments and descriptions written for
+ * that job. A mode is a complete tool set, so it is an alternative to a profile, never combined
+ * with one. There is no way to define a mode of one's own: the no-mode profiles are the escape hatch.
+ */
+export const MCP_MODES = {
+  "repro-fix": [
+    "workspace_create",
+    "workspace_list",
+    "workspace_status",
+    "workspace_update",
+    "workspace_start",
+    "workspace_exec",
+    "workspace_file_list",
+    "workspace_file_read",
+    "workspace_patch_apply",
+    "workspace_file_write",
+    "workspace_diff",
+    "workspace_export",
+    "workspace_reset",
+    "workspace_summary",
+    "workspace_delete",
+  ],
+  inspect: [
+    "workspace_create",
+    "workspace_list",
+    "workspace_status",
+    "workspace_start",
+    "workspace_file_list",
+    "workspace_file_read",
+    "workspace_exec",
+    "workspace_diff",
+    "workspace_export",
+    "workspace_summary",
+    "workspace_delete",
+  ],
+  "cold-start": [
+    "workspace_create",
+    "workspace_list",
+    "workspace_status",
+    "workspace_start",
+    "workspace_file_list",
+    "workspace_file_read",
+    "workspace_exec",
+    "service_start",
+    "service_status",
+    "service_logs",
+    "service_list",
+    "service_stop",
+    "workspace_reset",
+    "workspace_summary",
+    "workspace_delete",
+  ],
+  "review-eval": [
+    "workspace_create",
+    "workspace_list",
+    "workspace_status",
+    "workspace_start",
+    "snapshot_create",
+    "snapshot_list",
+    "workspace_file_list",
+    "workspace_file_read",
+    "shell_open",
+    "shell_write",
+    "shell_read",
+    "shell_close",
+    "workspace_exec",
+    "workspace_diff",
+    "workspace_summary",
+    "workspace_export",
+    "workspace_reset",
+    "workspace_delete",
+  ],
+} as const satisfies Record<string, readonly McpToolName[]>;
+
+export type McpMode = keyof typeof MCP_MODES;
+
+export const CONTRACT = { cli: CLI_COMMANDS, sdk: SDK_METHODS, mcp: MCP_TOOLS, mcpProfiles: MCP_PROFILES, mcpModes: MCP_MODES } as const;

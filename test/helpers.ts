@@ -42,7 +42,8 @@ export function findLeaks(home: string): Leaks {
   for (const pid of list("/proc").filter((n) => /^\d+$/.test(n))) {
     try {
       const cmd = fs.readFileSync(`/proc/${pid}/cmdline`, "utf8").replace(/\0/g, " ");
-      if (cmd.includes(home) && (cmd.includes("bwrap") || cmd.includes("unshare"))) processes.push(`${pid}: ${cmd.slice(0, 120)}`);
+      // The sandbox launcher and bubblewrap, and the network helpers (slirp4netns, the DNS forwarder).
+      if (cmd.includes(home) && /bwrap|unshare|slirp4netns|dns-forwarder/.test(cmd)) processes.push(`${pid}: ${cmd.slice(0, 120)}`);
     } catch {
       // exited
     }

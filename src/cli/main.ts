@@ -124,6 +124,7 @@ function writeExec(raw: RawExecResult): void {
   process.stderr.write(raw.stderrBytes.subarray(raw.result.stderr_info.head_bytes));
   const note = render.execNote(raw.result);
   if (note) process.stderr.write(note);
+  process.stderr.write(render.networkNotices(raw.result.network_notices));
 }
 
 function execInput(commandArgs: string[], opts: { shell?: string; env?: string[]; timeoutSeconds?: number; cwd?: string; maxOutputBytes?: number; secretEnv?: string[] }, stdin: Buffer | undefined) {
@@ -140,6 +141,25 @@ function execInput(commandArgs: string[], opts: { shell?: string; env?: string[]
     ...(stdin !== undefined ? { stdin } : {}),
     ...(opts.secretEnv ? { secretEnv: parseSecretEnvFlags(opts.secretEnv) } : {}),
   };
+}
+
+/** The network flags of `run` and `workspace create`, as SDK options. */
+function networkInput(opts: { networkPolicy?: string; allowHost?: string[]; allowCidr?: string[]; allowHostLoopback?: boolean }) {
+  return {
+    ...(opts.networkPolicy !== undefined ? { networkPolicy: opts.networkPolicy } : {}),
+    ...(opts.allowHost ? { allowHosts: opts.allowHost } : {}),
+    ...(opts.allowCidr ? { allowCidrs: opts.allowCidr } : {}),
+    ...(opts.allowHostLoopback ? { allowHostLoopback: true } : {}),
+  };
+}
+
+/** Adds the network flags shared by `run` and `workspace create`. */
+function networkOptions(command: Command): Command {
+  return command
+    .option("--network-policy <policy>", "off (default: no network), egress (outbound TCP/UDP/DNS), or egress+published-ports (also lets services publish ports)")
+    .option("--allow-host <name>", "allow-list a host name, or *.suffix for every name below it (repeatable; once any allow entry is given, everything else is denied)", collect)
+    .option("--allow-cidr <cidr>", "allow-list an IPv4 address or CIDR (repeatable)", collect)
+    .option("--allow-host-loopback", "let the workspace reach the host's own loopback (at 10.0.2.2) and addresses");
 }
 
 function buildProgram(): Command {
@@ -245,7 +265,7 @@ function buildProgram(): Command {
       }),
     );
 
-  program
+  const runCommand = program
     .command("run")
     .description("One-shot: create a workspace, run one command, delete the workspace; exits with the command's exit code")
     .argument("<environment>", "environment name, e.g. debian:12")
@@ -257,10 +277,11 @@ function buildProgram(): Command {
     .option("--env <KEY=VALUE>", "environment variable for the command (repeatable)", collect)
     .option("--shell <string>", "run this string with /bin/sh -c instead of an argv after `--`")
     .option("--stdin", "forward this process's stdin to the command")
-    .option("--max-output-bytes <n>", "cap per output stream, head and tail kept (default 65536)", number("--max-output-bytes"))
+    .option("--max-output-bytes <n>", "cap per output stream, head and tail kept (default 65536)", number("--max-output-bytes"));
+  networkOptions(runCommand)
     .addOption(json())
     .action(
-      action(async (environment: string, commandArgs: string[], opts: { vcpuCount?: number; memMib?: number; ttlSeconds?: number; stdin?: boolean; shell?: string; env?: string[]; timeoutSeconds?: number; maxOutputBytes?: number }) => {
+      action(async (environment: string, commandArgs: string[], opts: { vcpuCount?: number; memMib?: number; ttlSeconds?: number; stdin?: boolean; shell?: string; env?: string[]; timeoutSeconds?: number; maxOutputBytes?: number; networkPolicy?: string; allowHost?: string[]; allowCidr?: string[]; allowHostLoopback?: boolean }) => {
         const p = pyro();
         let aborting = false;
         const onSignal = (signal: NodeJS.Signals) => {
@@ -279,6 +300,7 @@ function buildProgram(): Command {
           ...(opts.vcpuCount !== undefined ? { vcpuCount: opts.vcpuCount } : {}),
           ...(opts.memMib !== undefined ? { memMib: opts.memMib } : {}),
           ...(opts.ttlSeconds !== undefined ? { ttlSeconds: opts.ttlSeconds } : {}),
+          ...networkInput(opts),
         });
         if (state.json) printJson({ ...raw.result, environment, cleaned_up: true });
         else writeExec(raw);
@@ -287,7 +309,8 @@ function buildProgram(): Command {
     );
 
   const ws = program.command("workspace").description("Persistent workspaces: a sandbox with a /workspace that outlives each call");
-  ws.command("create")
+  const createCommand = ws
+    .command("create")
     .description("Create and start a workspace, optionally seeded from a host directory or archive")
     .argument("<environment>", "environment name, e.g. debian:12")
     .option("--name <name>", "unique name to find the workspace by")
@@ -297,11 +320,12 @@ function buildProgram(): Command {
     .option("--mem-mib <n>", "memory limit in MiB (default 1024)", number("--mem-mib"))
     .option("--ttl-seconds <n>", "delete the workspace after this many seconds (reaped, never while in use)", number("--ttl-seconds"))
     .option("--secret <NAME=VALUE>", "a secret (repeatable); prefer --secret-file, command lines are visible to other users", collect)
-    .option("--secret-file <NAME=PATH>", "a secret read from a host file (repeatable)", collect)
+    .option("--secret-file <NAME=PATH>", "a secret read from a host file (repeatable)", collect);
+  networkOptions(createCommand)
     .addOption(json())
     .option("--id-only", "print only the workspace id")
     .action(
-      action(async (environment: string, opts: { name?: string; label?: string[]; seedPath?: string; vcpuCount?: number; memMib?: number; ttlSeconds?: number; idOnly?: boolean; secret?: string[]; secretFile?: string[] }) => {
+      action(async (environment: string, opts: { name?: string; label?: string[]; seedPath?: string; vcpuCount?: number; memMib?: number; ttlSeconds?: number; idOnly?: boolean; secret?: string[]; secretFile?: string[]; networkPolicy?: string; allowHost?: string[]; allowCidr?: string[]; allowHostLoopback?: boolean }) => {
         const info = await pyro().createWorkspace({
           environment,
           ...(opts.name !== undefined ? { name: opts.name } : {}),
@@ -312,6 +336,7 @@ function buildProgram(): Command {
           ...(opts.ttlSeconds !== undefined ? { ttlSeconds: opts.ttlSeconds } : {}),
           ...(opts.secret ? { secrets: parseSecretPairs(opts.secret) } : {}),
           ...(opts.secretFile ? { secretFiles: parseSecretPairs(opts.secretFile) } : {}),
+          ...networkInput(opts),
         });
         if (opts.idOnly) out(info.workspace_id);
         else if (state.json) printJson(info);
@@ -577,6 +602,21 @@ function buildProgram(): Command {
       }),
     );
 
+  ws.command("summary")
+    .description("What happened since the last reset: commands and outcomes, files changed, edits, exports, snapshots, services, shells")
+    .argument("<workspace>", "id or name")
+    .addOption(json())
+    .action(
+      action(async (ref: string) => {
+        const s = await pyro().summarizeWorkspace(ref);
+        if (state.json) printJson(s);
+        else {
+          const { summaryText } = await import("../core/summary.js");
+          out(summaryText(s));
+        }
+      }),
+    );
+
   const disk = ws.command("disk").description("Secondary tools that read a stopped workspace without starting it");
   disk
     .command("list")
@@ -640,9 +680,10 @@ function buildProgram(): Command {
     .option("--ready-interval-ms <n>", "how often to check readiness (default 500)", number("--ready-interval-ms"))
     .option("--env <KEY=VALUE>", "environment variable (repeatable)", collect)
     .option("--secret-env <NAME[=ENV_VAR]>", "export a workspace secret into the service's environment (repeatable)", collect)
+    .option("--publish <GUEST_PORT[:HOST_PORT]>", "make a guest TCP port reachable on the host's 127.0.0.1 (a free host port when HOST_PORT is left out; repeatable; needs --network-policy egress+published-ports)", collect)
     .addOption(json())
     .action(
-      action(async (ref: string, name: string, commandArgs: string[], opts: { shell?: string; cwd?: string; readyFile?: string; readyTcp?: number; readyHttp?: string; readyCommand?: string; readyTimeoutSeconds?: number; readyIntervalMs?: number; env?: string[]; secretEnv?: string[] }) => {
+      action(async (ref: string, name: string, commandArgs: string[], opts: { shell?: string; cwd?: string; readyFile?: string; readyTcp?: number; readyHttp?: string; readyCommand?: string; readyTimeoutSeconds?: number; readyIntervalMs?: number; env?: string[]; secretEnv?: string[]; publish?: string[] }) => {
         const kinds = [opts.readyFile, opts.readyTcp, opts.readyHttp, opts.readyCommand].filter((x) => x !== undefined);
         if (kinds.length > 1) throw new PyroError("invalid_argument", "give at most one of --ready-file, --ready-tcp, --ready-http, --ready-command");
         const readiness =
@@ -660,6 +701,7 @@ function buildProgram(): Command {
           ...(opts.readyIntervalMs !== undefined ? { readyIntervalMs: opts.readyIntervalMs } : {}),
           ...(input.env ? { env: input.env } : {}),
           ...(input.secretEnv ? { secretEnv: input.secretEnv } : {}),
+          ...(opts.publish ? { publish: opts.publish } : {}),
         });
         if (state.json) printJson(r);
         else out(render.service(r));
@@ -706,6 +748,7 @@ function buildProgram(): Command {
         else {
           process.stdout.write(r.stdout);
           process.stderr.write(r.stderr);
+          process.stderr.write(render.networkNotices(r.network_notices));
         }
       }),
     );
@@ -774,6 +817,7 @@ function buildProgram(): Command {
           process.stdout.write(r.output);
           if (r.output && !r.output.endsWith("\n")) process.stdout.write("\n");
           process.stderr.write(`[shell ${r.shell_id} ${r.state}; next_cursor=${r.next_cursor}${r.truncated ? " (truncated)" : ""}${r.wait.ended_by !== "none" ? `; wait ended by ${r.wait.ended_by}` : ""}]\n`);
+          process.stderr.write(render.networkNotices(r.network_notices));
         }
       }),
     );
@@ -847,6 +891,42 @@ function buildProgram(): Command {
       }),
     );
 
+  const network = ws.command("network").description("A workspace's network policy, allow-lists and published ports; changes apply without a restart");
+  network
+    .command("show")
+    .description("Show the policy, allow-lists, host loopback, published ports and what is applied now")
+    .argument("<workspace>", "id or name")
+    .addOption(json())
+    .action(
+      action(async (ref: string) => {
+        const r = await pyro().showWorkspaceNetwork(ref);
+        if (state.json) printJson(r);
+        else out(render.network(r));
+      }),
+    );
+  network
+    .command("set")
+    .description("Change the network live: policy, allow-list entries (added), host loopback")
+    .argument("<workspace>", "id or name")
+    .option("--network-policy <policy>", "off, egress or egress+published-ports")
+    .option("--allow-host <name>", "add a host name, or *.suffix, to the allow-list (repeatable)", collect)
+    .option("--allow-cidr <cidr>", "add an IPv4 address or CIDR to the allow-list (repeatable)", collect)
+    .option("--clear-allow-list", "empty the allow-list first (no allow-list: all egress is allowed)")
+    .option("--allow-host-loopback", "let the workspace reach the host's own loopback and addresses")
+    .option("--no-allow-host-loopback", "block the host's loopback and addresses again (the default)")
+    .addOption(json())
+    .action(
+      action(async (ref: string, opts: { networkPolicy?: string; allowHost?: string[]; allowCidr?: string[]; clearAllowList?: boolean; allowHostLoopback?: boolean }) => {
+        const r = await pyro().setWorkspaceNetwork(ref, {
+          ...networkInput({ ...opts, allowHostLoopback: false }),
+          ...(opts.clearAllowList ? { clearAllowList: true } : {}),
+          ...(opts.allowHostLoopback !== undefined ? { allowHostLoopback: opts.allowHostLoopback } : {}),
+        });
+        if (state.json) printJson(r);
+        else out(render.network(r));
+      }),
+    );
+
   ws.command("reap")
     .description("Delete workspaces whose TTL has passed (never one with a call in flight)")
     .addOption(json())
@@ -860,11 +940,36 @@ function buildProgram(): Command {
 
   const mcp = program.command("mcp").description("Model Context Protocol server");
   mcp.command("serve")
-    .description("Serve pyro's tools over MCP on stdio")
+    .description("Serve pyro's tools over MCP: stdio by default, Streamable HTTP with --http")
+    .option("--profile <profile>", "tool set: vm-run, workspace-core (default) or workspace-full")
+    .option("--mode <mode>", "use-case tool set instead of a profile: repro-fix, inspect, cold-start or review-eval")
+    .option("--http", "serve Streamable HTTP at http://HOST:PORT/mcp instead of stdio")
+    .option("--host <host>", "with --http: address to bind (default 127.0.0.1; other addresses need --token)")
+    .option("--port <port>", "with --http: port (default 8765; 0 picks a free one)", number("--port"))
+    .option("--token <token>", "with --http: bearer token clients must send (default $PYRO_MCP_TOKEN, else a random one printed to stderr)")
     .action(
-      action(async () => {
-        const { serveStdio } = await import("../mcp/server.js");
-        await serveStdio(pyro());
+      action(async (opts: { profile?: string; mode?: string; http?: boolean; host?: string; port?: number; token?: string }) => {
+        const surface = { ...(opts.profile !== undefined ? { profile: opts.profile } : {}), ...(opts.mode !== undefined ? { mode: opts.mode } : {}) };
+        const { resolveSurface } = await import("../mcp/surfaces.js");
+        resolveSurface(surface);
+        if (!opts.http) {
+          if (opts.host !== undefined || opts.port !== undefined || opts.token !== undefined) throw new PyroError("invalid_argument", "--host, --port and --token apply to --http only");
+          const { serveStdio } = await import("../mcp/stdio.js");
+          await serveStdio(pyro(), surface);
+          return;
+        }
+        const { serveHttp } = await import("../mcp/http.js");
+        const p = pyro();
+        const served = await serveHttp(p, { ...surface, ...(opts.host !== undefined ? { host: opts.host } : {}), ...(opts.port !== undefined ? { port: opts.port } : {}), ...(opts.token !== undefined ? { token: opts.token } : {}) });
+        // The token first: "listening on" is the line that says the server is ready.
+        if (served.generatedToken) process.stderr.write(`pyro mcp serve: bearer token (generated; pass --token or set PYRO_MCP_TOKEN to choose one): ${served.token}\n`);
+        process.stderr.write(`pyro mcp serve: listening on ${served.url}\n`);
+        await new Promise<void>((resolve) => {
+          const stop = () => resolve();
+          process.once("SIGINT", stop);
+          process.once("SIGTERM", stop);
+        });
+        await served.close();
       }),
     );
   return program;

@@ -9,6 +9,7 @@ import type { EnvironmentDetails, EnvironmentListEntry } from "../environments/i
 import type { DiffResult, FileListResult, FileReadResult } from "../core/workspace-content.js";
 import type { ExportOutcome } from "../core/content.js";
 import type { ServiceStatus } from "../core/services.js";
+import type { NetworkShowResult, WorkspaceNetworkInfo } from "../core/network.js";
 
 export function bytes(n: number | null | undefined): string {
   if (n === null || n === undefined) return "-";
@@ -70,8 +71,10 @@ export function workspace(w: WorkspaceInfo): string {
     `Backend: ${w.isolation}`,
     `Workspace path: ${w.workspace_path}`,
     `Resources: ${w.vcpu_count} vCPU / ${w.mem_mib} MiB${w.limits ? (w.limits.note ? ` (${w.limits.note})` : " (enforced)") : ""}`,
-    `Network: ${w.network_policy}`,
+    `Network: ${networkLine(w.network)}`,
   ];
+  if (w.network.published_ports.length) lines.push(`Published: ${w.network.published_ports.map((p) => `${p.address} → ${p.service}:${p.guest_port}`).join(", ")}`);
+  if (w.network.note) lines.push(`Network note: ${w.network.note}`);
   const labels = Object.entries(w.labels);
   if (labels.length) lines.push(`Labels: ${labels.map(([k, v]) => `${k}=${v}`).join(", ")}`);
   if (w.workspace_seed.mode !== "empty") lines.push(`Seed: ${w.workspace_seed.mode} ${w.workspace_seed.seed_path} (${w.workspace_seed.entries} entries, ${bytes(w.workspace_seed.bytes)})`);
@@ -153,6 +156,28 @@ export function writeDiff(r: DiffResult): void {
   if (r.patch_truncated) process.stderr.write(`[patch truncated; left out: ${r.omitted_files.join(", ")}; ${r.continue_with}]\n`);
 }
 
+/** The policy in one line: `egress (allow: example.org, 10.0.0.0/8; host loopback blocked)`. */
+export function networkLine(n: WorkspaceNetworkInfo): string {
+  if (n.policy === "off") return "off (no network)";
+  const allow = [...n.allow_hosts, ...n.allow_cidrs];
+  return `${n.policy} (${allow.length ? `allow only: ${allow.join(", ")}` : "all destinations"}; host loopback ${n.allow_host_loopback ? "allowed" : "blocked"})`;
+}
+
+export function network(r: NetworkShowResult): string {
+  const lines = [`Workspace: ${r.workspace_id}`, `Policy: ${networkLine(r)}`];
+  lines.push(`Applied: ${r.applied ? "yes" : "no (the workspace is not running; applied at its next start)"}${r.records_denials ? ", denied attempts are recorded" : ""}`);
+  if (r.guest_address) lines.push(`Guest address: ${r.guest_address} (the host is 10.0.2.2 when host loopback is allowed)`);
+  for (const p of r.published_ports) lines.push(`Published: ${p.address} → service ${p.service}, guest port ${p.guest_port}`);
+  if (r.helpers.slirp4netns_pid || r.helpers.dns_forwarder_pid) lines.push(`Helpers: slirp4netns pid ${r.helpers.slirp4netns_pid ?? "-"}, DNS forwarder pid ${r.helpers.dns_forwarder_pid ?? "-"}`);
+  if (r.note) lines.push(`Note: ${r.note}`);
+  return lines.join("\n");
+}
+
+/** Network notices for stderr, one `[pyro] …` line each. */
+export function networkNotices(notices: string[] | undefined): string {
+  return (notices ?? []).map((n) => `[pyro] ${n}\n`).join("");
+}
+
 export function serviceLine(x: ServiceStatus): string {
   return `${x.name.padEnd(16)} ${x.state.padEnd(8)} pid=${x.pid ?? "-"} ${x.shell ? x.command[0] : JSON.stringify(x.command)}${x.reason ? `  (${x.reason})` : ""}`;
 }
@@ -165,6 +190,7 @@ export function service(x: ServiceStatus): string {
     `Readiness: ${x.readiness ? JSON.stringify(x.readiness) : "none"}`,
   ];
   if (x.pid !== null) lines.push(`Pid: ${x.pid}`);
+  for (const p of x.published_ports ?? []) lines.push(`Published: ${p.address} → guest port ${p.guest_port}`);
   if (x.started_at) lines.push(`Started: ${x.started_at}`);
   if (x.ready_at) lines.push(`Ready: ${x.ready_at}`);
   if (x.uptime_ms !== null) lines.push(`Uptime: ${(x.uptime_ms / 1000).toFixed(1)}s`);

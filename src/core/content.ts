@@ -4,7 +4,7 @@
  * the agent in a utility sandbox, then moved into place on the host without overwriting
  * anything unless asked). The host never opens a path inside the workspace itself.
  */
-import fs from "node:fs";
+import type fs from "node:fs";
 import fsp from "node:fs/promises";
 import path from "node:path";
 import { randomBytes } from "node:crypto";

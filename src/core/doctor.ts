@@ -14,6 +14,7 @@ import { homeLayout } from "../shared/home.js";
 import type { EnvironmentStore } from "../environments/index.js";
 import { detectDebianMirror } from "../environments/index.js";
 import { DEFAULT_MEM_MIB, DEFAULT_PIDS_MAX, DEFAULT_VCPU_COUNT } from "./manager.js";
+import { networkTools } from "../runtime/namespace/network.js";
 
 export interface DoctorCheck {
   name: string;
@@ -130,6 +131,16 @@ export async function runDoctor(home: string, environments: EnvironmentStore, _o
     ...(debootstrap ? {} : { hint: APT_HINT("debootstrap") }),
   });
 
+  // Egress (slirp4netns), the rules inside each sandbox (nft, ip, nsenter) and the helper starter (perl).
+  const tools = networkTools();
+  const missing = [...tools].filter(([, found]) => !found).map(([tool]) => tool);
+  add({
+    name: "networking",
+    ok: missing.length === 0,
+    detail: missing.length === 0 ? "slirp4netns, nft, ip, nsenter and perl found: the egress policies are available" : `missing ${missing.join(", ")}: only the network policy off works`,
+    ...(missing.length === 0 ? {} : { hint: APT_HINT("slirp4netns nftables iproute2") }),
+  });
+
   const envs = (await environments.list()).map((e) => ({ name: e.name, installed: e.installed }));
 
   return {
@@ -140,7 +151,7 @@ export async function runDoctor(home: string, environments: EnvironmentStore, _o
     state_dir: layout.home,
     defaults: { vcpu_count: DEFAULT_VCPU_COUNT, mem_mib: DEFAULT_MEM_MIB, pids_max: DEFAULT_PIDS_MAX },
     limits,
-    network: "off: loopback only (network policies are not available yet)",
+    network: missing.length === 0 ? "off by default (loopback only); egress and published ports through slirp4netns on request" : "off (loopback only); egress unavailable on this host",
     environments: envs,
     checks,
   };

@@ -24,6 +24,10 @@ import type { Redactor } from "../shared/redact.js";
 import { newWorkspaceId } from "./ids.js";
 import { validateEnv, validateLabels, validateName, validatePositive, validatePositiveInt } from "./validate.js";
 import type { CommandRecord, ExecResult, RawExecResult, WorkspaceEvent, WorkspaceInfo, WorkspaceRecord } from "./types.js";
+import { applyChange, networkFromOptions, networkInfo, noticesFor, specOf } from "./network.js";
+import type { NetworkChange, NetworkConfig, NetworkOptions, NetworkShowResult, PublishRequest } from "./network.js";
+import type { PublishedPort } from "../runtime/backend.js";
+import { GUEST_ADDRESS } from "../runtime/namespace/nft-rules.js";
 
 export const DEFAULT_VCPU_COUNT = 1;
 export const DEFAULT_MEM_MIB = 1024;
@@ -34,7 +38,7 @@ export const DEFAULT_PIDS_MAX = 4096;
 /** stdin is carried in one frame; larger inputs belong in a file (sync push / file write). */
 export const MAX_STDIN_BYTES = 16 * 1024 * 1024;
 
-export interface CreateWorkspaceOptions {
+export interface CreateWorkspaceOptions extends NetworkOptions {
   environment: string;
   name?: string;
   labels?: Record<string, string>;
@@ -202,6 +206,7 @@ export class WorkspaceManager {
       mem_mib: record.mem_mib,
       limits: record.sandbox?.enforcement ?? null,
       network_policy: record.network_policy,
+      network: networkInfo(record.network_policy, networkConfig(record), record.sandbox?.network),
       workspace_seed: record.workspace_seed,
       command_count: record.command_count,
       last_command: record.last_command,
@@ -232,6 +237,7 @@ export class WorkspaceManager {
       .catch(() => null);
     const seed = opts.seedPath === undefined ? null : await inspectSource(opts.seedPath);
     const secrets = await collectSecrets(opts.secrets, opts.secretFiles);
+    const network = networkFromOptions(opts);
 
     const id = newWorkspaceId();
     const created = nowIso();
@@ -251,7 +257,8 @@ export class WorkspaceManager {
       expires_at: ttlSeconds === null ? null : new Date(Date.now() + ttlSeconds * 1000).toISOString(),
       vcpu_count: vcpuCount,
       mem_mib: memMib,
-      network_policy: "off",
+      network_policy: network.policy,
+      network: network.config,
       ephemeral: opts.ephemeral ?? false,
       owner_pid: process.pid,
       workspace_seed: { mode: "empty", seed_path: null, origin_kind: "empty", origin_ref: null, entries: 0, bytes: 0 },
@@ -325,6 +332,7 @@ export class WorkspaceManager {
       socketPath: p.socket,
       logPath: p.log,
       limits: { vcpuCount: record.vcpu_count, memMib: record.mem_mib, pidsMax: DEFAULT_PIDS_MAX },
+      network: specOf(record.network_policy, networkConfig(record)),
     };
   }
 
@@ -562,6 +570,7 @@ export class WorkspaceManager {
       stdout_info: header.stdout,
       stderr_info: header.stderr,
       truncated: header.stdout.omitted_bytes > 0 || header.stderr.omitted_bytes > 0,
+      network_notices: await this.networkNotices(record),
     };
     return { result, stdoutBytes, stderrBytes };
   }
@@ -586,6 +595,123 @@ export class WorkspaceManager {
       });
     }
     return record;
+  }
+
+  // ---------- network ----------
+
+  /** The workspace's network: policy, allow-lists, published ports, and what is applied now. */
+  async networkShow(ref: string): Promise<NetworkShowResult> {
+    const id = await this.resolve(ref);
+    const record = await this.store.withLock(id, async () => (await this.reconcile(await this.load(id))).record);
+    return this.networkResult(record);
+  }
+
+  /**
+   * Changes the network policy, allow-lists or host loopback; a running sandbox gets the change
+   * at once (no restart), a stopped one at its next start. Lists given are added to the current
+   * ones unless `clearAllowList`. If applying fails, the sandbox is left offline (never more
+   * open), the stored policy is unchanged, and the error says why.
+   */
+  async networkSet(ref: string, change: NetworkChange): Promise<NetworkShowResult> {
+    const id = await this.resolve(ref);
+    const result = await this.store.withLock(id, async () => {
+      const { record } = await this.reconcile(await this.load(id));
+      const next = applyChange({ policy: record.network_policy, config: networkConfig(record) }, change);
+      if (record.state === "running" && record.sandbox) {
+        try {
+          await this.backend.configureNetwork(record.sandbox, specOf(next.policy, next.config));
+        } finally {
+          // Whatever is applied now (the new network, or the offline fallback) is what the record says.
+          await this.store.write(record);
+        }
+      }
+      record.network_policy = next.policy;
+      record.network = next.config;
+      record.last_activity_at = nowIso();
+      await this.store.write(record);
+      return this.networkResult(record);
+    });
+    await this.store.appendEvent(id, {
+      at: nowIso(),
+      kind: "network_set",
+      details: { policy: result.policy, allow_hosts: result.allow_hosts, allow_cidrs: result.allow_cidrs, allow_host_loopback: result.allow_host_loopback },
+    });
+    return result;
+  }
+
+  private networkResult(record: WorkspaceRecord): NetworkShowResult {
+    const applied = record.state === "running" ? (record.sandbox?.network ?? null) : null;
+    return {
+      workspace_id: record.workspace_id,
+      ...networkInfo(record.network_policy, networkConfig(record), applied),
+      applied: applied !== null && applied.spec.policy === record.network_policy,
+      records_denials: applied?.recording ?? false,
+      guest_address: applied?.slirp ? GUEST_ADDRESS : null,
+      helpers: { slirp4netns_pid: applied?.slirp?.pid ?? null, dns_forwarder_pid: applied?.dnsForwarder?.pid ?? null },
+    };
+  }
+
+  /**
+   * Publishes guest ports of a service on the host's 127.0.0.1, all or none. Needs the policy
+   * egress+published-ports; a host port that is taken fails with port_in_use.
+   */
+  async publishPorts(id: string, service: string, requests: PublishRequest[]): Promise<PublishedPort[]> {
+    return this.store.withLock(id, async () => {
+      const record = await this.load(id);
+      if (record.network_policy !== "egress+published-ports") {
+        const ref = record.name ?? id;
+        throw new PyroError("publish_not_allowed", `workspace ${ref} has the network policy ${record.network_policy}; publishing ports needs egress+published-ports`, {
+          hint: `Run \`pyro workspace network set ${ref} --network-policy egress+published-ports\` (MCP: workspace_network_set with network_policy "egress+published-ports"), then start the service again.`,
+        });
+      }
+      const sandbox = record.sandbox;
+      if (record.state !== "running" || !sandbox) throw new PyroError("workspace_stopped", `workspace ${record.name ?? id} is ${record.state}`);
+      const added: PublishedPort[] = [];
+      try {
+        for (const r of requests) added.push(await this.backend.publishPort(sandbox, service, r.guestPort, r.hostPort));
+      } catch (err) {
+        for (const p of added) await this.backend.unpublishPort(sandbox, p).catch(() => undefined);
+        throw err;
+      }
+      if (sandbox.network) sandbox.network.published.push(...added);
+      await this.store.write(record);
+      return added;
+    });
+  }
+
+  /** Removes a service's published ports (service stop, restart, failed start). */
+  async unpublishService(id: string, service: string): Promise<void> {
+    const current = await this.store.read(id);
+    if (!current?.sandbox?.network?.published.some((p) => p.service === service)) return;
+    await this.store.withLock(id, async () => {
+      const record = await this.load(id);
+      const network = record.sandbox?.network;
+      if (!record.sandbox || !network) return;
+      for (const p of network.published.filter((x) => x.service === service)) await this.backend.unpublishPort(record.sandbox, p).catch(() => undefined);
+      network.published = network.published.filter((x) => x.service !== service);
+      await this.store.write(record);
+    });
+  }
+
+  /** The published ports of a running workspace, by service. */
+  async publishedPorts(id: string): Promise<PublishedPort[]> {
+    const record = await this.store.read(id);
+    return record?.state === "running" ? (record.sandbox?.network?.published ?? []) : [];
+  }
+
+  /**
+   * What the network policy blocked since the last result, as notices naming the call that
+   * allows it; each denial is reported once. Never fails the call it is attached to.
+   */
+  async networkNotices(record: WorkspaceRecord): Promise<string[]> {
+    const sandbox = record.sandbox;
+    if (!sandbox?.network) return [];
+    try {
+      const denials = await this.backend.takeNetworkDenials(sandbox);
+      return denials.length === 0 ? [] : noticesFor(record.name ?? record.workspace_id, record.network_policy, denials);
+    } catch {
+      return [];
+    }
   }
 
   /** Redacts the workspace's secret values from what the host records or returns. */
@@ -648,6 +774,11 @@ export class WorkspaceManager {
 }
 
 // ---------- helpers ----------
+
+/** A record's allow-lists; records from before network policies have none. */
+function networkConfig(record: WorkspaceRecord): NetworkConfig {
+  return record.network ?? { allow_hosts: [], allow_cidrs: [], allow_host_loopback: false };
+}
 
 export function pidAlive(pid: number): boolean {
   try {

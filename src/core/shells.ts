@@ -59,6 +59,8 @@ export interface ShellReadResult {
   truncated: boolean;
   omitted_chars: number;
   wait: { ended_by: "none" | "idle" | "pattern" | "timeout" | "exited"; waited_ms: number };
+  /** What the network policy blocked since the previous result, and how to allow it. */
+  network_notices: string[];
 }
 
 const SHELL_ID_RE = /^sh[0-9a-f]{8}$/;
@@ -107,7 +109,7 @@ export class WorkspaceShells {
         throw new PyroError("invalid_argument", `wait_for_pattern is not a valid regular expression: ${(err as Error).message}`);
       }
     }
-    const { id, client } = await this.agent(ref);
+    const { id, record, client } = await this.agent(ref);
     const frame = await client.request({
       type: "shell_read",
       shell_id: shellId,
@@ -136,6 +138,7 @@ export class WorkspaceShells {
       truncated: h.truncated === true,
       omitted_chars: Number(h.omitted_chars) || 0,
       wait: (h.wait as ShellReadResult["wait"]) ?? { ended_by: "none", waited_ms: 0 },
+      network_notices: await this.manager.networkNotices(record),
     };
   }
 

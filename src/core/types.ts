@@ -6,9 +6,11 @@
 import type { SandboxRecord } from "../runtime/backend.js";
 import type { LimitEnforcement } from "../runtime/namespace/cgroups.js";
 import type { CapturedStreamInfo } from "../protocol/messages.js";
+import type { NetworkPolicyName } from "../runtime/backend.js";
+import type { NetworkConfig, WorkspaceNetworkInfo } from "./network.js";
 
 export type WorkspaceState = "creating" | "running" | "stopped" | "failed";
-export type NetworkPolicy = "off";
+export type NetworkPolicy = NetworkPolicyName;
 
 export interface WorkspaceSeed {
   mode: "empty" | "directory" | "archive";
@@ -52,6 +54,8 @@ export interface WorkspaceRecord {
   vcpu_count: number;
   mem_mib: number;
   network_policy: NetworkPolicy;
+  /** Allow-lists and host loopback; absent on records from before network policies (= none). */
+  network?: NetworkConfig;
   /** One-shot `pyro run` workspaces: hidden from `list`, reaped when their owner dies. */
   ephemeral: boolean;
   owner_pid: number | null;
@@ -84,6 +88,8 @@ export interface WorkspaceInfo {
   mem_mib: number;
   limits: LimitEnforcement | null;
   network_policy: NetworkPolicy;
+  /** Policy, allow-lists, host loopback and published addresses. */
+  network: WorkspaceNetworkInfo;
   workspace_seed: WorkspaceSeed;
   command_count: number;
   last_command: LastCommand | null;
@@ -130,6 +136,8 @@ export interface ExecResult {
   stdout_info: CapturedStreamInfo;
   stderr_info: CapturedStreamInfo;
   truncated: boolean;
+  /** What the network policy blocked since the previous result, and how to allow it (each said once). */
+  network_notices: string[];
 }
 
 /** The raw form: output bytes as the command wrote them (head and tail kept). */
@@ -160,6 +168,7 @@ export interface WorkspaceEvent {
     | "shell_open"
     | "shell_write"
     | "shell_signal"
-    | "shell_close";
+    | "shell_close"
+    | "network_set";
   details: Record<string, unknown>;
 }

@@ -5,8 +5,9 @@
  */
 import * as z from "zod";
 import type { Pyro } from "../sdk/pyro.js";
-import { ok, tool } from "./server.js";
+import { ok, tool } from "./results.js";
 import type { Register } from "./server.js";
+import { capLines, escapeControls, hasControls } from "./text.js";
 import { workspaceInfo, workspaceRef } from "./schemas.js";
 
 const fileEntry = z.object({ path: z.string(), type: z.string(), size: z.number(), mode: z.string(), mtime: z.string(), link_target: z.string().nullable() });
@@ -50,10 +51,19 @@ type ListArgs = { workspace_id: string; path?: string; recursive?: boolean; max_
 type ReadArgs = { workspace_id: string; path: string; max_bytes?: number; offset?: number };
 const listOptions = (a: ListArgs) => ({ ...(a.path !== undefined ? { path: a.path } : {}), ...(a.recursive !== undefined ? { recursive: a.recursive } : {}), ...(a.max_entries !== undefined ? { maxEntries: a.max_entries } : {}) });
 const readOptions = (a: ReadArgs) => ({ ...(a.max_bytes !== undefined ? { maxBytes: a.max_bytes } : {}), ...(a.offset !== undefined ? { offset: a.offset } : {}) });
-const listText = (r: { entries: { path: string; type: string; size: number }[]; truncated: boolean; total_seen: number; count: number }) =>
-  r.entries.map((e) => `${e.type === "directory" ? `${e.path}/` : e.path} (${e.type}, ${e.size} bytes)`).join("\n") + (r.truncated ? `\n[${r.count} of ${r.total_seen} shown; raise max_entries or list a subdirectory]` : "");
-const readText = (r: { binary: boolean; path: string; size: number; content: string; truncated: boolean; next_offset: number | null }) =>
-  r.binary ? `${r.path} is a binary file (${r.size} bytes); its content is not shown. Use workspace_export to copy it out.` : `${r.content}${r.truncated ? `\n[truncated at byte ${r.next_offset} of ${r.size}: call again with offset=${r.next_offset}]` : ""}`;
+const listText = (r: { path: string; entries: { path: string; type: string; size: number }[]; truncated: boolean; total_seen: number; count: number }, tool: string) =>
+  (r.entries.map((e) => `${escapeControls(e.type === "directory" ? `${e.path}/` : e.path)} (${e.type}, ${e.size} bytes)`).join("\n") || `${r.path} is empty`) +
+  (r.truncated ? `\n[${r.count} of at least ${r.total_seen} entries shown: call ${tool} with max_entries=${Math.min(100_000, r.total_seen * 2)} (at most 100000), or with path set to a subdirectory]` : "");
+/**
+ * A read page as text. The structured `content` is the file's exact text; here control
+ * characters are shown as \xNN so no escape sequence reaches the model raw.
+ */
+const readText = (r: { binary: boolean; path: string; size: number; content: string; truncated: boolean; next_offset: number | null }, exportTool: string | null) => {
+  if (r.binary) return `${r.path} is a binary file (${r.size} bytes); its content is not shown.${exportTool ? ` Use ${exportTool} to copy it out.` : ""}`;
+  const note = hasControls(r.content) ? "\n[control characters are shown as \\xNN; the structured content has the exact text]" : "";
+  const more = r.truncated ? `\n[truncated at byte ${r.next_offset} of ${r.size}: call again with offset=${r.next_offset}]` : "";
+  return `${escapeControls(r.content)}${more}${note}`;
+};
 
 export function registerContentTools(register: Register, pyro: Pyro): void {
   register(
@@ -81,7 +91,7 @@ export function registerContentTools(register: Register, pyro: Pyro): void {
     },
     tool(async (a: ListArgs) => {
       const r = await pyro.listWorkspaceFiles(a.workspace_id, listOptions(a));
-      return ok(r, listText(r));
+      return ok(r, listText(r, "workspace_file_list"));
     }),
   );
 
@@ -96,7 +106,7 @@ export function registerContentTools(register: Register, pyro: Pyro): void {
     },
     tool(async (a: ReadArgs) => {
       const r = await pyro.readWorkspaceFile(a.workspace_id, a.path, readOptions(a));
-      return ok(r, readText(r));
+      return ok(r, readText(r, register.has("workspace_export") ? "workspace_export" : null));
     }),
   );
 
@@ -124,7 +134,7 @@ export function registerContentTools(register: Register, pyro: Pyro): void {
     },
     tool(async (a: { workspace_id: string; patch: string }) => {
       const r = await pyro.applyWorkspacePatch(a.workspace_id, { patch: a.patch });
-      return ok(r, r.files.map((f) => `${f.action} ${f.path}`).join("\n"));
+      return ok(r, capLines(r.files.map((f) => `${f.action} ${f.path} (${f.hunks} hunks)`), 100, () => "the structured result lists every file"));
     }),
   );
 
@@ -148,7 +158,8 @@ export function registerContentTools(register: Register, pyro: Pyro): void {
     },
     tool(async (a: { workspace_id: string; path: string; output_path: string; force?: boolean }) => {
       const r = await pyro.exportWorkspace(a.workspace_id, a.path, { outputPath: a.output_path, ...(a.force !== undefined ? { force: a.force } : {}) });
-      return ok(r, `exported ${r.workspace_path} to ${r.output_path} (${r.files} files, ${r.bytes} bytes)${r.skipped.length ? `; skipped ${r.skipped.length}` : ""}`);
+      const skipped = r.skipped.length ? `\nskipped (not copied): ${capLines(r.skipped.map((x) => `${x.path}: ${x.reason}`), 10, () => "see skipped in the structured result")}` : "";
+      return ok(r, `exported ${r.workspace_path} to ${r.output_path} (${r.files} files, ${r.directories} directories, ${r.symlinks} symlinks, ${r.bytes} bytes)${skipped}`);
     }),
   );
 
@@ -196,7 +207,14 @@ export function registerContentTools(register: Register, pyro: Pyro): void {
       });
       const s = r.summary;
       const head = `${s.total} changes against ${r.against}: ${s.added} added, ${s.modified} modified, ${s.deleted} deleted, ${s.type_changed} type changed, ${s.mode_changed} mode changed`;
-      return ok(r, `${head}\n${r.patch}${r.patch_truncated ? `\n[patch truncated; omitted: ${r.omitted_files.join(", ")}]` : ""}`);
+      // What the patch cannot carry (binary files, directories, special files) is listed instead.
+      const unpatched = r.changes.filter((c) => c.binary || (c.type !== "file" && c.type !== "symlink")).map((c) => `${c.change} ${c.path} (${c.binary ? "binary" : c.type})`);
+      const listed = unpatched.length ? `\n${capLines(unpatched, 50, () => "see changes in the structured result")}` : "";
+      const cut = r.changes_omitted ? `\n[${r.changes_omitted} more changes are counted but not listed: call workspace_diff with path set to a subdirectory]` : "";
+      const truncated = r.patch_truncated
+        ? `\n[patch truncated: ${r.omitted_files.length} files left out (${r.omitted_files.slice(0, 5).join(", ")}${r.omitted_files.length > 5 ? ", …" : ""}): call workspace_diff with path="${r.omitted_files[0]}" to see the first, or raise max_bytes]`
+        : "";
+      return ok(r, `${head}${listed}${cut}\n${escapeControls(r.patch)}${truncated}`);
     }),
   );
 
@@ -225,7 +243,7 @@ export function registerContentTools(register: Register, pyro: Pyro): void {
     },
     tool(async (a: { workspace_id: string }) => {
       const r = await pyro.listSnapshots(a.workspace_id);
-      return ok(r, r.snapshots.map((x) => `${x.name} (${x.created_at}, ${x.entries} entries)`).join("\n"));
+      return ok(r, capLines(r.snapshots.map((x) => `${x.name} (${x.created_at}, ${x.entries} entries, ${x.bytes} bytes)`), 50, () => "the structured result lists them all"));
     }),
   );
 
@@ -270,7 +288,7 @@ export function registerContentTools(register: Register, pyro: Pyro): void {
     },
     tool(async (a: ListArgs) => {
       const r = await pyro.listWorkspaceDisk(a.workspace_id, listOptions(a));
-      return ok(r, listText(r));
+      return ok(r, listText(r, "workspace_disk_list"));
     }),
   );
 
@@ -285,7 +303,7 @@ export function registerContentTools(register: Register, pyro: Pyro): void {
     },
     tool(async (a: ReadArgs) => {
       const r = await pyro.readWorkspaceDisk(a.workspace_id, a.path, readOptions(a));
-      return ok(r, readText(r));
+      return ok(r, readText(r, register.has("workspace_disk_export") ? "workspace_disk_export" : null));
     }),
   );
 

@@ -31,6 +31,40 @@ const limits = z
   })
   .nullable();
 
+/** Network arguments of workspace_create and vm_run (workspace-full only; narrowed surfaces leave them out). */
+export const networkInput = {
+  network_policy: z
+    .enum(["off", "egress", "egress+published-ports"])
+    .optional()
+    .describe("off (default): no network. egress: outbound TCP/UDP/DNS. egress+published-ports: egress, and services can publish ports to the host."),
+  allow_hosts: z.array(z.string()).optional().describe("Allow-list of host names, e.g. [\"pypi.org\", \"*.pythonhosted.org\"]; once any allow entry is given, everything else is denied."),
+  allow_cidrs: z.array(z.string()).optional().describe("Allow-list of IPv4 addresses or CIDRs, e.g. [\"10.1.0.0/16\"]."),
+  allow_host_loopback: z.boolean().optional().describe("Let the workspace reach the host's own loopback (at 10.0.2.2) and addresses. Default false."),
+};
+
+export const publishedPort = z.object({ service: z.string(), guest_port: z.number(), host_address: z.string(), host_port: z.number(), address: z.string() });
+
+const networkFields = {
+  policy: z.string(),
+  allow_hosts: z.array(z.string()),
+  allow_cidrs: z.array(z.string()),
+  allow_host_loopback: z.boolean(),
+  published_ports: z.array(publishedPort),
+  note: z.string().nullable(),
+};
+
+export const networkShowResult = {
+  workspace_id: z.string(),
+  ...networkFields,
+  applied: z.boolean(),
+  records_denials: z.boolean(),
+  guest_address: z.string().nullable(),
+  helpers: z.object({ slirp4netns_pid: z.number().nullable(), dns_forwarder_pid: z.number().nullable() }),
+};
+
+/** What the network policy blocked since the previous result (exec, shell_read, service_logs). */
+export const networkNotices = z.array(z.string()).describe("What the network policy blocked since the previous result, with the call that allows it.");
+
 export const workspaceInfo = z.object({
   workspace_id: z.string(),
   name: z.string().nullable(),
@@ -48,6 +82,7 @@ export const workspaceInfo = z.object({
   mem_mib: z.number(),
   limits,
   network_policy: z.string(),
+  network: z.object(networkFields),
   workspace_seed: z.object({
     mode: z.string(),
     seed_path: z.string().nullable(),
@@ -86,6 +121,7 @@ export const execResult = {
   stdout_info: streamInfo,
   stderr_info: streamInfo,
   truncated: z.boolean(),
+  network_notices: networkNotices,
 };
 
 export const runResult = { ...execResult, environment: z.string(), cleaned_up: z.boolean() };

@@ -2,21 +2,31 @@
  * The MCP server: pyro's tools registered with the official MCP TypeScript SDK, each with a
  * description written for a model, a typed input schema, an output schema, structured content
  * and a short text rendering. Every tool is a direct call into the SDK; errors come back as
- * `isError` results carrying the stable error code and what to do next. The transport is
- * separate (stdio here).
+ * `isError` results carrying the stable error code and what to do next. Tools are defined once
+ * (here and in the *-tools.ts files); the profile or mode (surfaces.ts) decides which of them a
+ * server shows, with which arguments and descriptions. Transports live apart (stdio.ts, http.ts).
  */
 import { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js";
-import { StdioServerTransport } from "@modelcontextprotocol/sdk/server/stdio.js";
 import type { CallToolResult, ToolAnnotations } from "@modelcontextprotocol/sdk/types.js";
 import * as z from "zod";
 import type { Pyro } from "../sdk/pyro.js";
-import { asPyroError, PyroError } from "../shared/errors.js";
+import { PyroError } from "../shared/errors.js";
 import type { ExecResult, WorkspaceInfo } from "../core/types.js";
 import { MCP_TOOLS } from "../contract.js";
-import type { McpToolName } from "../contract.js";
-import { commandInput, commandRecord, execResult, runResult, workspaceInfo, workspaceRef } from "./schemas.js";
+import { commandInput, commandRecord, execResult, networkInput, runResult, workspaceInfo, workspaceRef } from "./schemas.js";
 import { registerContentTools } from "./content-tools.js";
 import { registerSessionTools } from "./session-tools.js";
+import { registerSummaryTool } from "./summary-tool.js";
+import { networkArgs, noticeLines, registerNetworkTools } from "./network-tools.js";
+import type { NetworkArgs } from "./network-tools.js";
+import { errorResult, noteUnavailable, ok, tool, validationError } from "./results.js";
+import { resolveSurface } from "./surfaces.js";
+import type { McpServerOptions, Surface } from "./surfaces.js";
+import { capLines, cleanTerminalOutput, humanBytes } from "./text.js";
+import { MAX_OUTPUT_BYTES_LIMIT } from "../shared/output-cap.js";
+
+export { ERROR_META_KEY, ok, tool } from "./results.js";
+export type { McpServerOptions } from "./surfaces.js";
 
 const VERSION = "0.1.0";
 
@@ -28,43 +38,59 @@ export interface ToolConfig {
   annotations?: ToolAnnotations;
 }
 
-export function ok(structured: object, text: string): CallToolResult {
-  return { content: [{ type: "text", text }], structuredContent: structured as Record<string, unknown> };
-}
+type Handler = (args: never) => Promise<CallToolResult>;
 
 /**
- * Errors are results with `isError`, the stable code first in the text, and the structured
- * error under `_meta["pyro/error"]`. Not in `structuredContent`: MCP clients validate that
- * against the tool's output schema even for errors, and an error is not the tool's output.
+ * How tool files add their tools. `has(name)` says whether this server offers a tool (for text
+ * renderings that point at another tool); it is meaningful at call time.
  */
-export const ERROR_META_KEY = "pyro/error";
-
-function errorResult(err: unknown): CallToolResult {
-  const e = asPyroError(err);
-  const text = `[${e.code}] ${e.message}${e.hint ? `\nNext: ${e.hint}` : ""}`;
-  return { isError: true, content: [{ type: "text", text }], _meta: { [ERROR_META_KEY]: e.toJSON() } };
-}
-
-/** Wraps a tool body: any thrown error becomes an isError result with its code. */
-export function tool<A>(fn: (args: A) => Promise<CallToolResult>) {
-  return async (args: A): Promise<CallToolResult> => {
-    try {
-      return await fn(args);
-    } catch (err) {
-      return errorResult(err);
-    }
-  };
-}
+export type Register = ((name: string, config: ToolConfig, handler: Handler) => void) & { has: (name: string) => boolean };
 
 function workspaceText(w: WorkspaceInfo): string {
   return `workspace ${w.workspace_id}${w.name ? ` (${w.name})` : ""}: ${w.state}, ${w.environment}, ${w.command_count} commands${w.state_reason ? ` — ${w.state_reason}` : ""}`;
 }
 
-function execText(r: ExecResult): string {
-  const status = r.timed_out ? `timed out after ${r.duration_ms.toFixed(0)} ms (process tree killed)` : r.signal ? `killed by ${r.signal}` : `exit_code=${r.exit_code}`;
-  const parts = [`${status} in ${r.duration_ms.toFixed(0)} ms`];
+/**
+ * Exec output for a model: control sequences resolved (in the text and in the structured
+ * stdout/stderr alike; the SDK and `--json` keep the bytes), and how it ended in words.
+ */
+export function cleanExec<T extends ExecResult>(r: T): T {
+  return { ...r, stdout: cleanTerminalOutput(r.stdout), stderr: cleanTerminalOutput(r.stderr) };
+}
+
+/** The first line of an exec rendering: what happened, classified, and what to do about it. */
+function outcomeLine(r: ExecResult): string {
+  const ms = `${Math.round(r.duration_ms)} ms`;
+  switch (r.outcome) {
+    case "timed_out":
+      return `outcome=timed_out after ${ms}: the whole process tree was killed. Raise timeout_seconds (at most 86400), or run long processes as a service.`;
+    case "signaled":
+      return `outcome=signaled signal=${r.signal} after ${ms}${r.signal === "SIGKILL" ? " (a SIGKILL nobody sent is usually the workspace's memory limit)" : ""}`;
+    case "not_started":
+      return `outcome=not_started exit_code=${r.exit_code}: ${r.exit_code === 127 ? "command not found in the workspace" : "the command could not be executed"}`;
+    default:
+      return `outcome=exited exit_code=${r.exit_code} in ${ms}${r.exit_code === 0 ? "" : " (failed)"}`;
+  }
+}
+
+/**
+ * The text rendering of an exec or one-shot run. Output is already capped (head and tail); when
+ * it was, the last line says how much was left out and the exact way to see it.
+ */
+export function execText(r: ExecResult, more: { readFile: boolean }): string {
+  const parts = [outcomeLine(r)];
   if (r.stdout) parts.push(`--- stdout ---\n${r.stdout}`);
   if (r.stderr) parts.push(`--- stderr ---\n${r.stderr}`);
+  if (r.truncated) {
+    const cut = [r.stdout_info.omitted_bytes ? `stdout ${humanBytes(r.stdout_info.omitted_bytes)} of ${humanBytes(r.stdout_info.total_bytes)}` : "", r.stderr_info.omitted_bytes ? `stderr ${humanBytes(r.stderr_info.omitted_bytes)} of ${humanBytes(r.stderr_info.total_bytes)}` : ""]
+      .filter(Boolean)
+      .join(", ");
+    const bigger = Math.min(MAX_OUTPUT_BYTES_LIMIT, 2 ** Math.ceil(Math.log2(Math.max(r.stdout_info.total_bytes, r.stderr_info.total_bytes) + 1)));
+    const how = more.readFile
+      ? `rerun with the output sent to a file (\`CMD > /workspace/out.log 2>&1\`) and page it with workspace_file_read(path="out.log", offset=...), or rerun with max_output_bytes=${bigger}`
+      : `rerun with max_output_bytes=${bigger}, or filter the output in the command (\`| tail -n 200\`, \`| grep PATTERN\`)`;
+    parts.push(`[output capped, middle left out (${cut}). To see more: ${how}.]`);
+  }
   return parts.join("\n");
 }
 
@@ -102,48 +128,46 @@ function execOptions(a: ExecArgs) {
   };
 }
 
-export type Register = (name: McpToolName, config: ToolConfig, handler: (args: never) => Promise<CallToolResult>) => void;
-
-export function createMcpServer(pyro: Pyro, _options: { profile?: string } = {}): McpServer {
-  const server = new McpServer({ name: "pyro", version: VERSION });
-  // Input that fails schema validation is reported by the MCP SDK itself; give it the same
-  // stable code every other bad input gets, instead of a bare message.
-  (server as unknown as { createToolError: (message: string) => CallToolResult }).createToolError = (message: string) => {
-    if (message.includes("Input validation error")) {
-      return errorResult(new PyroError("invalid_argument", message, { hint: "Fix the arguments to match the tool's input schema and call again." }));
-    }
-    if (/Tool .* not found/.test(message)) return errorResult(new PyroError("invalid_argument", message, { hint: "Call tools/list to see the tools this server offers." }));
-    return errorResult(new PyroError("internal_error", message));
-  };
-
-  const registered = new Set<McpToolName>();
-  // registerTool's generic signature cannot follow shapes built from spreads; the schemas are
-  // still zod and still validated by the SDK at call time.
-  const registerTool = server.registerTool.bind(server) as unknown as (name: string, config: ToolConfig, handler: (args: never) => Promise<CallToolResult>) => void;
-  const register = (name: McpToolName, config: ToolConfig, handler: (args: never) => Promise<CallToolResult>) => {
-    registerTool(name, config, handler);
-    registered.add(name);
-  };
+/**
+ * Builds a server showing the tools of one profile (default `workspace-core`) or mode. Not
+ * connected: give it to a transport (stdio.ts, http.ts) or an in-memory pair. `defineMore`
+ * defines further tools (internal: tests use it to show that a tool no surface knows appears in
+ * `workspace-full` only).
+ */
+export function createMcpServer(pyro: Pyro, options: McpServerOptions = {}, defineMore?: (register: Register) => void): McpServer {
+  const surface = resolveSurface(options);
+  const server = new McpServer({ name: "pyro", version: VERSION }, { instructions: surface.instructions });
+  const defined = new Map<string, { config: ToolConfig; handler: Handler }>();
+  const offered = (name: string) => (surface.tools === null ? defined.has(name) : surface.tools.has(name));
+  const register: Register = Object.assign(
+    (name: string, config: ToolConfig, handler: Handler) => {
+      if (defined.has(name)) throw new Error(`MCP tool ${name} is defined twice`);
+      defined.set(name, { config, handler });
+    },
+    { has: offered },
+  );
 
   register(
     "vm_run",
     {
       title: "Run one command in a fresh sandbox",
       description:
-        "Run one command in a brand-new isolated Linux sandbox (network off) and delete the sandbox afterwards. Use for a quick, stateless check (e.g. `git --version`, running a script once). For anything that needs files to persist between commands, use workspace_create + workspace_exec instead. Returns exit code, outcome, duration and capped stdout/stderr.",
-      inputSchema: { environment: z.string().describe("Environment name, e.g. debian:12."), ...execInput, ...limitsInput },
+        "Run one command in a brand-new isolated Linux sandbox (network off unless network_policy says otherwise) and delete the sandbox afterwards. Use for a quick, stateless check (e.g. `git --version`, running a script once). For anything that needs files to persist between commands, use workspace_create + workspace_exec instead. Returns exit code, outcome, duration and capped stdout/stderr.",
+      inputSchema: { environment: z.string().describe("Environment name, e.g. debian:12."), ...execInput, ...limitsInput, ...networkInput },
       outputSchema: runResult,
       annotations: { openWorldHint: false },
     },
-    tool(async (a: ExecArgs & { environment: string; vcpu_count?: number; mem_mib?: number; ttl_seconds?: number }) => {
+    tool(async (a: ExecArgs & NetworkArgs & { environment: string; vcpu_count?: number; mem_mib?: number; ttl_seconds?: number }) => {
       const r = await pyro.runInVm({
         environment: a.environment,
         ...execOptions(a),
+        ...networkArgs(a),
         ...(a.vcpu_count !== undefined ? { vcpuCount: a.vcpu_count } : {}),
         ...(a.mem_mib !== undefined ? { memMib: a.mem_mib } : {}),
         ...(a.ttl_seconds !== undefined ? { ttlSeconds: a.ttl_seconds } : {}),
       });
-      return ok(r, execText(r));
+      const clean = cleanExec(r);
+      return ok(clean, execText(clean, { readFile: false }) + noticeLines(clean.network_notices, register));
     }),
   );
 
@@ -161,11 +185,13 @@ export function createMcpServer(pyro: Pyro, _options: { profile?: string } = {})
         secrets: z.record(z.string(), z.string()).optional().describe("Secret values by name, e.g. {\"API_TOKEN\": \"...\"}; available in /run/pyro-secrets and via secret_env, redacted from all output."),
         secret_files: z.record(z.string(), z.string()).optional().describe("Secrets read from host files: {NAME: host_path}."),
         ...limitsInput,
+        ...networkInput,
       },
       outputSchema: workspaceInfo.shape,
     },
-    tool(async (a: { environment: string; name?: string; labels?: Record<string, string>; seed_path?: string; vcpu_count?: number; mem_mib?: number; ttl_seconds?: number; secrets?: Record<string, string>; secret_files?: Record<string, string> }) => {
+    tool(async (a: NetworkArgs & { environment: string; name?: string; labels?: Record<string, string>; seed_path?: string; vcpu_count?: number; mem_mib?: number; ttl_seconds?: number; secrets?: Record<string, string>; secret_files?: Record<string, string> }) => {
       const w = await pyro.createWorkspace({
+        ...networkArgs(a),
         ...(a.secrets !== undefined ? { secrets: a.secrets } : {}),
         ...(a.secret_files !== undefined ? { secretFiles: a.secret_files } : {}),
         environment: a.environment,
@@ -191,7 +217,7 @@ export function createMcpServer(pyro: Pyro, _options: { profile?: string } = {})
     },
     tool(async () => {
       const r = await pyro.listWorkspaces();
-      const text = r.count === 0 ? "no workspaces" : r.workspaces.map(workspaceText).join("\n");
+      const text = r.count === 0 ? "no workspaces" : capLines(r.workspaces.map(workspaceText), 50, () => "the structured result lists them all; find one with workspace_status(workspace_id=NAME)");
       return ok(r, text);
     }),
   );
@@ -239,13 +265,13 @@ export function createMcpServer(pyro: Pyro, _options: { profile?: string } = {})
     {
       title: "Run a command in a workspace",
       description:
-        "Run a command in a running workspace (cwd /workspace; files persist between calls). Returns exit_code, outcome (exited/signaled/timed_out/not_started), duration and stdout/stderr capped to max_output_bytes with head and tail kept; `truncated` says when output was cut.",
+        "Run a command in a running workspace (cwd /workspace; files persist between calls). Returns exit_code, outcome (exited/signaled/timed_out/not_started), duration and stdout/stderr capped to max_output_bytes with head and tail kept; `truncated` says when output was cut. Terminal control sequences are resolved to plain text.",
       inputSchema: { workspace_id: workspaceRef, ...execInput, secret_env: secretEnvInput },
       outputSchema: execResult,
     },
     tool(async (a: ExecArgs & { workspace_id: string }) => {
-      const r = await pyro.execWorkspace(a.workspace_id, execOptions(a));
-      return ok(r, execText(r));
+      const r = cleanExec(await pyro.execWorkspace(a.workspace_id, execOptions(a)));
+      return ok(r, execText(r, { readFile: register.has("workspace_file_read") }) + noticeLines(r.network_notices, register));
     }),
   );
 
@@ -260,7 +286,9 @@ export function createMcpServer(pyro: Pyro, _options: { profile?: string } = {})
     },
     tool(async (a: { workspace_id: string; limit?: number }) => {
       const r = await pyro.logsWorkspace(a.workspace_id, a.limit !== undefined ? { limit: a.limit } : {});
-      const text = r.commands.map((c) => `#${c.sequence} exit=${c.exit_code ?? "-"}${c.timed_out ? " timed_out" : ""} ${c.command.join(" ")}`).join("\n") || "no commands yet";
+      const lines = r.commands.map((c) => `#${c.sequence} ${c.timed_out ? "timed_out" : c.signal ? `signaled ${c.signal}` : `exit=${c.exit_code}`} ${Math.round(c.duration_ms)} ms: ${cleanTerminalOutput(c.command.join(" ")).slice(0, 300)}`);
+      const more = r.total > r.count ? `\n[last ${r.count} of ${r.total} commands shown: call workspace_logs with limit=${r.total} to see all]` : "";
+      const text = (lines.join("\n") || "no commands yet") + more;
       return ok(r, text);
     }),
   );
@@ -296,21 +324,55 @@ export function createMcpServer(pyro: Pyro, _options: { profile?: string } = {})
 
   registerContentTools(register, pyro);
   registerSessionTools(register, pyro);
+  registerSummaryTool(register, pyro);
+  registerNetworkTools(register, pyro);
+  defineMore?.(register);
 
   for (const name of MCP_TOOLS) {
-    if (!registered.has(name)) throw new Error(`MCP tool ${name} is in the contract but not registered`);
+    if (!defined.has(name)) throw new Error(`MCP tool ${name} is in the contract but not defined`);
   }
+  applySurface(server, surface, defined);
   return server;
 }
 
-/** Serves over stdio until the client disconnects. */
-export async function serveStdio(pyro: Pyro): Promise<void> {
-  const server = createMcpServer(pyro);
-  const transport = new StdioServerTransport();
-  await server.connect(transport);
-  await new Promise<void>((resolve) => {
-    transport.onclose = () => resolve();
-    process.stdin.on("end", () => resolve());
-  });
-  pyro.close();
+/**
+ * Registers the tools a surface offers, in its order: each with only the arguments it allows
+ * (as a strict object, so an argument the tool does not take is an error, not silently
+ * dropped) and its description for the surface; an error whose hint names a tool this server
+ * lacks gets a note saying so. Bad arguments get pyro's `invalid_argument` with the arguments
+ * the tool takes.
+ */
+function applySurface(server: McpServer, surface: Surface, defined: Map<string, { config: ToolConfig; handler: Handler }>): void {
+  // workspace-full: the contract's order, then tools the contract does not list yet.
+  const names = surface.tools === null ? [...MCP_TOOLS.filter((n) => defined.has(n)), ...[...defined.keys()].filter((n) => !(MCP_TOOLS as readonly string[]).includes(n))] : [...surface.tools.keys()];
+  const has = (name: string) => names.includes(name);
+  const params = new Map<string, string[]>();
+  // registerTool's generic signature cannot follow schemas built at run time; the SDK still
+  // validates every call against them.
+  const registerTool = server.registerTool.bind(server) as unknown as (name: string, config: object, handler: Handler) => void;
+  for (const name of names) {
+    const tool = defined.get(name);
+    if (!tool) throw new Error(`MCP ${surface.label} lists ${name}, which no tool file defines`);
+    const variant = surface.tools?.get(name);
+    const shape = variant ? pick(tool.config.inputSchema, variant.params, name) : tool.config.inputSchema;
+    params.set(name, Object.keys(shape));
+    registerTool(name, { ...tool.config, description: variant?.description ?? tool.config.description, inputSchema: z.strictObject(shape) }, (async (args: never) =>
+      noteUnavailable(await tool.handler(args), defined.keys(), has, surface.label)) as Handler);
+  }
+  // Input that fails schema validation is reported by the MCP SDK itself; give it the stable
+  // code and a next step, like every other bad input.
+  (server as unknown as { createToolError: (message: string) => CallToolResult }).createToolError = (message: string) => {
+    if (message.includes("Input validation error")) return errorResult(validationError(message, (t) => params.get(t), surface.label));
+    if (/Tool .* not found/.test(message)) {
+      return errorResult(new PyroError("invalid_argument", message.replace(/^MCP error -?\d+: /, ""), { hint: `Call tools/list: this server (${surface.label}) offers ${names.join(", ")}.` }));
+    }
+    return errorResult(new PyroError("internal_error", message));
+  };
+}
+
+function pick(shape: z.ZodRawShape, keys: readonly string[], tool: string): z.ZodRawShape {
+  for (const key of keys) {
+    if (!(key in shape)) throw new Error(`MCP tool ${tool} has no argument ${key} to offer`);
+  }
+  return Object.fromEntries(keys.map((key) => [key, shape[key]!]));
 }

@@ -5,9 +5,12 @@
  */
 import * as z from "zod";
 import type { Pyro } from "../sdk/pyro.js";
-import { ok, tool, secretEnvInput } from "./server.js";
+import { secretEnvInput } from "./server.js";
 import type { Register } from "./server.js";
-import { commandInput, workspaceRef } from "./schemas.js";
+import { ok, tool } from "./results.js";
+import { cleanTerminalOutput, escapeControls } from "./text.js";
+import { commandInput, networkNotices, publishedPort, workspaceRef } from "./schemas.js";
+import { noticeLines, publishInput } from "./network-tools.js";
 
 /** MCP's shell_read defaults (documented in docs/public-contract.md). */
 export const MCP_SHELL_READ_DEFAULTS = { plain: true, wait_for_idle_ms: 300 } as const;
@@ -38,6 +41,7 @@ const serviceStatus = {
   signal: z.string().nullable(),
   reason: z.string().nullable(),
   log_tail: z.object({ stdout: z.string(), stderr: z.string() }).optional(),
+  published_ports: z.array(publishedPort),
 };
 const { workspace_id: _ignored, ...serviceFields } = serviceStatus;
 
@@ -53,9 +57,15 @@ const shellInfo = {
   cursor: z.number().optional(),
 };
 
-type ServiceRow = { name: string; state: string; reason: string | null; log_tail?: { stdout: string; stderr: string } };
-const serviceText = (s: ServiceRow) =>
-  `service ${s.name}: ${s.state}${s.reason ? ` — ${s.reason}` : ""}${s.log_tail ? `\n--- stdout tail ---\n${s.log_tail.stdout}\n--- stderr tail ---\n${s.log_tail.stderr}` : ""}`;
+type ServiceRow = { name: string; state: string; reason: string | null; exit_code?: number | null; signal?: string | null; log_tail?: { stdout: string; stderr: string } };
+const serviceText = (s: ServiceRow) => {
+  const ended = s.state === "exited" ? ` (${s.signal ? `signal ${s.signal}` : `exit_code=${s.exit_code}`})` : "";
+  const tail = s.log_tail ? `${s.log_tail.stdout ? `\n--- stdout tail ---\n${s.log_tail.stdout}` : ""}${s.log_tail.stderr ? `\n--- stderr tail ---\n${s.log_tail.stderr}` : ""}` : "";
+  return `service ${s.name}: ${s.state}${ended}${s.reason ? ` — ${s.reason}` : ""}${tail}`;
+};
+/** Service logs for a model: control sequences resolved, in the text and the structured result. */
+const cleanTail = <T extends { log_tail?: { stdout: string; stderr: string } }>(s: T): T =>
+  s.log_tail ? { ...s, log_tail: { stdout: cleanTerminalOutput(s.log_tail.stdout), stderr: cleanTerminalOutput(s.log_tail.stderr) } } : s;
 
 export function registerSessionTools(register: Register, pyro: Pyro): void {
   register(
@@ -74,10 +84,11 @@ export function registerSessionTools(register: Register, pyro: Pyro): void {
         ready_interval_ms: z.number().int().positive().optional().describe("Default 500."),
         env: z.record(z.string(), z.string()).optional(),
         secret_env: secretEnvInput,
+        publish: publishInput,
       },
       outputSchema: serviceStatus,
     },
-    tool(async (a: { workspace_id: string; service_name: string; command: string | string[]; cwd?: string; readiness?: never; ready_timeout_seconds?: number; ready_interval_ms?: number; env?: Record<string, string>; secret_env?: Record<string, string> }) => {
+    tool(async (a: { workspace_id: string; service_name: string; command: string | string[]; cwd?: string; readiness?: never; ready_timeout_seconds?: number; ready_interval_ms?: number; env?: Record<string, string>; secret_env?: Record<string, string>; publish?: (number | string | { guest_port: number; host_port?: number })[] }) => {
       const r = await pyro.startService(a.workspace_id, a.service_name, {
         command: a.command,
         ...(a.cwd !== undefined ? { cwd: a.cwd } : {}),
@@ -86,8 +97,11 @@ export function registerSessionTools(register: Register, pyro: Pyro): void {
         ...(a.ready_interval_ms !== undefined ? { readyIntervalMs: a.ready_interval_ms } : {}),
         ...(a.env !== undefined ? { env: a.env } : {}),
         ...(a.secret_env !== undefined ? { secretEnv: a.secret_env } : {}),
+        ...(a.publish !== undefined ? { publish: a.publish } : {}),
       });
-      return ok(r, serviceText(r));
+      const clean = cleanTail(r);
+      const published = r.published_ports.map((p) => `published: guest port ${p.guest_port} is reachable from the host at ${p.address}`);
+      return ok(clean, [serviceText(clean), ...published].join("\n"));
     }),
   );
 
@@ -102,7 +116,8 @@ export function registerSessionTools(register: Register, pyro: Pyro): void {
     },
     tool(async (a: { workspace_id: string }) => {
       const r = await pyro.listServices(a.workspace_id);
-      return ok(r, r.count ? r.services.map(serviceText).join("\n") : "no services");
+      const clean = { ...r, services: r.services.map(cleanTail) };
+      return ok(clean, r.count ? clean.services.map(serviceText).join("\n") : "no services");
     }),
   );
 
@@ -116,7 +131,7 @@ export function registerSessionTools(register: Register, pyro: Pyro): void {
       annotations: { readOnlyHint: true },
     },
     tool(async (a: { workspace_id: string; service_name: string }) => {
-      const r = await pyro.statusService(a.workspace_id, a.service_name);
+      const r = cleanTail(await pyro.statusService(a.workspace_id, a.service_name));
       return ok(r, serviceText(r));
     }),
   );
@@ -127,12 +142,15 @@ export function registerSessionTools(register: Register, pyro: Pyro): void {
       title: "Read a service's logs",
       description: "Read a service's stdout and stderr: the last tail_lines lines (default 50), or all=true for everything retained (bounded). Works while the service runs and after it exits. Secret values read [REDACTED].",
       inputSchema: { workspace_id: workspaceRef, service_name: z.string(), tail_lines: z.number().int().positive().optional(), all: z.boolean().optional() },
-      outputSchema: { workspace_id: z.string(), name: z.string(), stdout: z.string(), stderr: z.string(), tail_lines: z.number().nullable(), stdout_bytes: z.number(), stderr_bytes: z.number(), truncated: z.boolean() },
+      outputSchema: { workspace_id: z.string(), name: z.string(), stdout: z.string(), stderr: z.string(), tail_lines: z.number().nullable(), stdout_bytes: z.number(), stderr_bytes: z.number(), truncated: z.boolean(), network_notices: networkNotices },
       annotations: { readOnlyHint: true },
     },
     tool(async (a: { workspace_id: string; service_name: string; tail_lines?: number; all?: boolean }) => {
       const r = await pyro.logsService(a.workspace_id, a.service_name, { ...(a.tail_lines !== undefined ? { tailLines: a.tail_lines } : {}), ...(a.all !== undefined ? { all: a.all } : {}) });
-      return ok(r, `--- stdout ---\n${r.stdout}\n--- stderr ---\n${r.stderr}${r.truncated ? "\n[truncated]" : ""}`);
+      const clean = { ...r, stdout: cleanTerminalOutput(r.stdout), stderr: cleanTerminalOutput(r.stderr) };
+      const scope = r.tail_lines !== null ? `last ${r.tail_lines} lines of each stream` : "all retained output";
+      const more = r.tail_lines !== null ? "call service_logs with all=true for everything retained" : "older output was rotated away and is gone";
+      return ok(clean, `${scope} (stdout ${r.stdout_bytes} bytes, stderr ${r.stderr_bytes} bytes in total)\n--- stdout ---\n${clean.stdout}\n--- stderr ---\n${clean.stderr}${r.truncated ? `\n[truncated: ${more}]` : ""}${noticeLines(r.network_notices, register)}`);
     }),
   );
 
@@ -145,7 +163,7 @@ export function registerSessionTools(register: Register, pyro: Pyro): void {
       outputSchema: serviceStatus,
     },
     tool(async (a: { workspace_id: string; service_name: string }) => {
-      const r = await pyro.stopService(a.workspace_id, a.service_name);
+      const r = cleanTail(await pyro.stopService(a.workspace_id, a.service_name));
       return ok(r, serviceText(r));
     }),
   );
@@ -208,6 +226,7 @@ export function registerSessionTools(register: Register, pyro: Pyro): void {
         truncated: z.boolean(),
         omitted_chars: z.number(),
         wait: z.object({ ended_by: z.string(), waited_ms: z.number() }),
+        network_notices: networkNotices,
       },
       annotations: { readOnlyHint: true },
     },
@@ -220,7 +239,16 @@ export function registerSessionTools(register: Register, pyro: Pyro): void {
         ...(a.wait_for_pattern !== undefined && a.wait_for_idle_ms !== undefined ? { waitForIdleMs: a.wait_for_idle_ms } : {}),
         ...(a.timeout_ms !== undefined ? { timeoutMs: a.timeout_ms } : {}),
       });
-      return ok(r, `${r.output}\n[${r.state}; next_cursor=${r.next_cursor}${r.truncated ? `; ${r.omitted_chars} earlier chars omitted` : ""}]`);
+      // Plain output is already what a screen shows; raw output (plain=false) is shown with its
+      // control characters escaped, so the text never carries a live escape sequence.
+      const output = r.plain ? cleanTerminalOutput(r.output) : escapeControls(r.output);
+      const ended = r.state === "exited" ? `exited${r.signal ? ` by ${r.signal}` : ` with exit_code=${r.exit_code}`}` : "running";
+      const notes = [
+        `shell ${ended}; waited ${r.wait.waited_ms} ms (ended by ${r.wait.ended_by}); next read: shell_read with cursor=${r.next_cursor}`,
+        ...(r.truncated ? [`${r.omitted_chars} earlier characters left out (the most recent are kept): call shell_read with cursor=${r.cursor} and a larger max_chars to see them`] : []),
+        ...(r.dropped_bytes ? [`${r.dropped_bytes} bytes before cursor ${r.start_cursor} were dropped from the shell's buffer and are gone`] : []),
+      ];
+      return ok(r, `${output}\n[${notes.join("; ")}]${noticeLines(r.network_notices, register)}`);
     }),
   );
 

@@ -23,7 +23,61 @@ export interface SandboxSpec {
   /** Host file receiving the sandbox launcher's and agent's own stderr (not commands' output). */
   logPath: string;
   limits: Limits;
+  /** The network the sandbox starts with; changed later with `configureNetwork`. */
+  network: NetworkSpec;
 }
+
+export type NetworkPolicyName = "off" | "egress" | "egress+published-ports";
+
+/**
+ * A workspace's network as the backend applies it. Allow-lists are already validated and
+ * normalised (core/network-policy.ts); an empty pair of lists means "no allow-list".
+ */
+export interface NetworkSpec {
+  policy: NetworkPolicyName;
+  /** Exact names and `*.suffix` wildcards; lower case, no trailing dot. */
+  allowHosts: string[];
+  /** IPv4 CIDRs in canonical `a.b.c.d/n` form. */
+  allowCidrs: string[];
+  /** Lets the workspace reach the host's own loopback and addresses (10.0.2.2 inside). */
+  allowHostLoopback: boolean;
+}
+
+/** A guest TCP port reachable from the host at host_address:host_port. */
+export interface PublishedPort {
+  service: string;
+  guest_port: number;
+  host_address: "127.0.0.1";
+  host_port: number;
+  /** slirp4netns's id for the forward, to remove it. */
+  forward_id: number;
+}
+
+/** A helper process the backend started for a sandbox's network (in the sandbox's cgroup). */
+export interface HelperProcess {
+  pid: number;
+  /** Kernel start time: guards kills against pid reuse. */
+  startTime: number;
+}
+
+/** What is applied to a running sandbox's network now; persisted with its SandboxRecord. */
+export interface SandboxNetwork {
+  spec: NetworkSpec;
+  /** Denied attempts are recorded (in an nft set inside the sandbox's network namespace). */
+  recording: boolean;
+  slirp: (HelperProcess & { apiSocket: string }) | null;
+  dnsForwarder: (HelperProcess & { port: number }) | null;
+  published: PublishedPort[];
+  /** Host paths of the network helpers: their directory (forwarder config, denial journal), log, API socket. */
+  paths: { dir: string; log: string; apiSocket: string };
+  /** Something the user should know about the network (e.g. why denials are not recorded). */
+  note: string | null;
+}
+
+/** One denied attempt, as recorded by the sandbox's firewall or the DNS forwarder. */
+export type NetworkDenial =
+  | { kind: "connect"; protocol: "tcp" | "udp"; address: string; port: number; host_side: boolean }
+  | { kind: "dns"; name: string };
 
 /** What the state store keeps about a running sandbox so any later process can find it. */
 export interface SandboxRecord {
@@ -34,6 +88,10 @@ export interface SandboxRecord {
   startTime: number;
   /** Host pid of the sandbox's init, when known. */
   sandboxPid: number | null;
+  /** Kernel start time of `sandboxPid`: every later entry into its namespaces checks it. */
+  sandboxStartTime?: number | null;
+  /** The sandbox's network helpers and applied policy; absent on records from before networking. */
+  network?: SandboxNetwork | null;
   bootId: string;
   cgroupDirs: string[];
   enforcement: LimitEnforcement;
@@ -54,4 +112,11 @@ export interface Backend {
   /** Stops the sandbox and every process in it; idempotent. */
   stop(record: SandboxRecord): Promise<void>;
   liveness(record: SandboxRecord): SandboxLiveness;
+  /** Applies a network spec to a running sandbox without restarting it; fails closed. */
+  configureNetwork(record: SandboxRecord, spec: NetworkSpec): Promise<SandboxNetwork>;
+  /** Forwards host 127.0.0.1:hostPort (a free one when null) to the guest port. */
+  publishPort(record: SandboxRecord, service: string, guestPort: number, hostPort: number | null): Promise<PublishedPort>;
+  unpublishPort(record: SandboxRecord, port: PublishedPort): Promise<void>;
+  /** Denied attempts since the last call, forgotten once returned. Cheap when there are none. */
+  takeNetworkDenials(record: SandboxRecord): Promise<NetworkDenial[]>;
 }

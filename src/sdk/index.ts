@@ -9,8 +9,15 @@ export type { ErrorCode } from "../shared/errors.js";
 export type { WorkspaceInfo, ExecResult, CommandRecord, WorkspaceSeed, WorkspaceState } from "../core/types.js";
 export type { EnvironmentDetails, EnvironmentListEntry, PullProgress } from "../environments/index.js";
 export type { DoctorReport } from "../core/doctor.js";
-export { CONTRACT } from "../contract.js";
-export async function createServer(options: { profile?: string; home?: string } = {}) {
+export type { WorkspaceSummary } from "../core/summary.js";
+export { CONTRACT, MCP_PROFILES, MCP_MODES } from "../contract.js";
+export type { McpProfile, McpMode } from "../contract.js";
+export type { McpServerOptions } from "../mcp/surfaces.js";
+import type { McpServerOptions } from "../mcp/surfaces.js";
+
+/** An MCP server over a new `Pyro` (state directory `home`, else the default); see `Pyro.createServer`. */
+export async function createServer(options: McpServerOptions & { home?: string } = {}) {
   const { Pyro } = await import("./pyro.js");
-  return new Pyro(options.home ? { home: options.home } : {}).createServer(options);
+  const { home, ...serverOptions } = options;
+  return new Pyro(home ? { home } : {}).createServer(serverOptions);
 }

@@ -19,6 +19,12 @@ import { WorkspaceServices } from "../core/services.js";
 import type { StartServiceOptions } from "../core/services.js";
 import { WorkspaceShells } from "../core/shells.js";
 import type { ShellReadOptions } from "../core/shells.js";
+import { networkFromOptions } from "../core/network.js";
+import type { NetworkChange, NetworkOptions, NetworkShowResult } from "../core/network.js";
+import { summarizeWorkspace } from "../core/summary.js";
+import type { WorkspaceSummary } from "../core/summary.js";
+import type { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js";
+import type { McpServerOptions } from "../mcp/surfaces.js";
 
 export interface PyroOptions {
   /** State directory; default `$PYRO_HOME`, else `$XDG_STATE_HOME/pyro`, else `~/.local/state/pyro`. */
@@ -42,7 +48,7 @@ export interface ExecWorkspaceOptions {
   secretEnv?: string[] | Record<string, string>;
 }
 
-export interface RunInVmOptions extends ExecWorkspaceOptions {
+export interface RunInVmOptions extends ExecWorkspaceOptions, NetworkOptions {
   environment: string;
   vcpuCount?: number;
   memMib?: number;
@@ -137,6 +143,7 @@ export class Pyro {
   async runInVmRaw(options: RunInVmOptions): Promise<RawExecResult & { environment: string }> {
     // Refuse bad exec options before a sandbox is made for nothing.
     this.manager.prepareExec(toExecOptions(options));
+    networkFromOptions(options);
     const key = Symbol("run");
     const created = this.manager.create({
       environment: options.environment,
@@ -144,6 +151,10 @@ export class Pyro {
       ...(options.vcpuCount !== undefined ? { vcpuCount: options.vcpuCount } : {}),
       ...(options.memMib !== undefined ? { memMib: options.memMib } : {}),
       ...(options.ttlSeconds !== undefined ? { ttlSeconds: options.ttlSeconds } : {}),
+      ...(options.networkPolicy !== undefined ? { networkPolicy: options.networkPolicy } : {}),
+      ...(options.allowHosts !== undefined ? { allowHosts: options.allowHosts } : {}),
+      ...(options.allowCidrs !== undefined ? { allowCidrs: options.allowCidrs } : {}),
+      ...(options.allowHostLoopback !== undefined ? { allowHostLoopback: options.allowHostLoopback } : {}),
     });
     this.runs.set(key, { created: created.catch(() => null) });
     let info: WorkspaceInfo | undefined;
@@ -269,6 +280,22 @@ export class Pyro {
     return this.manager.reset(workspace, options);
   }
 
+  /**
+   * One review view since the last reset (or creation): commands and outcomes, files changed
+   * with line counts, edits, exports, snapshots, services and shell activity; every list capped.
+   */
+  summarizeWorkspace(workspace: string): Promise<WorkspaceSummary> {
+    return summarizeWorkspace(
+      {
+        manager: this.manager,
+        diff: (id, options) => this.content.diff(id, options),
+        services: (id) => this.services.list(id),
+        shells: (id) => this.shells.list(id),
+      },
+      workspace,
+    );
+  }
+
   /** Stopped workspaces only: lists files without starting the workspace. */
   listWorkspaceDisk(workspace: string, options: { path?: string; recursive?: boolean; maxEntries?: number } = {}) {
     return this.content.diskList(workspace, options);
@@ -309,6 +336,22 @@ export class Pyro {
   /** Stops a service's whole process tree: SIGTERM, a grace period (default 5 s), SIGKILL. */
   stopService(workspace: string, serviceName: string, options: { graceSeconds?: number } = {}) {
     return this.services.stop(workspace, serviceName, options);
+  }
+
+  // ---------- network ----------
+
+  /** The workspace's network policy, allow-lists, published ports, and what is applied to its sandbox now. */
+  showWorkspaceNetwork(workspace: string): Promise<NetworkShowResult> {
+    return this.manager.networkShow(workspace);
+  }
+
+  /**
+   * Changes the network live, without restarting the sandbox: `networkPolicy`, hosts and CIDRs
+   * added to the allow-list (`clearAllowList` first empties it), `allowHostLoopback` on or off.
+   */
+  setWorkspaceNetwork(workspace: string, change: NetworkChange): Promise<NetworkShowResult> {
+    if (change === null || typeof change !== "object") throw new PyroError("invalid_argument", "setWorkspaceNetwork needs an options object");
+    return this.manager.networkSet(workspace, change);
   }
 
   // ---------- shells ----------
@@ -356,8 +399,12 @@ export class Pyro {
     return new Workspace(this, ref);
   }
 
-  /** Creates an MCP server exposing this instance's workspaces (see `pyro mcp serve`). */
-  async createServer(options: { profile?: string } = {}) {
+  /**
+   * Creates an MCP server exposing this instance's workspaces (see `pyro mcp serve`), not yet
+   * connected to a transport. `profile` (default `workspace-core`) or `mode` picks the tool set;
+   * giving both is `invalid_argument`.
+   */
+  async createServer(options: McpServerOptions = {}): Promise<McpServer> {
     const { createMcpServer } = await import("../mcp/server.js");
     return createMcpServer(this, options);
   }

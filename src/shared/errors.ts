@@ -38,6 +38,10 @@ export const ERROR_CODES = {
   service_exists: "A service with this name is already running.",
   secret_not_found: "The workspace has no secret with this name.",
   invalid_secret: "A secret is not NAME=VALUE with a valid name, or its file cannot be read.",
+  // network
+  port_in_use: "The host port asked for a published port is already in use on 127.0.0.1.",
+  publish_not_allowed: "The workspace's network policy does not allow published ports (it needs egress+published-ports).",
+  network_unavailable: "Workspace networking could not be set up on this host (slirp4netns, nft, nsenter or perl missing or failing).",
   // environments
   environment_unknown: "No environment has this name.",
   environment_not_installed: "The environment is known but not built on this machine.",

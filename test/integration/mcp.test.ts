@@ -23,7 +23,8 @@ beforeAll(async () => {
   home = testHome("mcp");
   transport = new StdioClientTransport({
     command: process.execPath,
-    args: [CLI, "mcp", "serve"],
+    // The full tool set; the default profile (workspace-core) is covered by mcp-profiles.test.ts.
+    args: [CLI, "mcp", "serve", "--profile", "workspace-full"],
     env: { ...process.env, PYRO_HOME: home } as Record<string, string>,
     stderr: "pipe",
   });

@@ -12,7 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { InMemoryTransport } from "@modelcontextprotocol/sdk/inMemory.js";
 import type { Tool } from "@modelcontextprotocol/sdk/types.js";
-import { CLI_COMMANDS, MCP_TOOLS, SDK_METHODS } from "../../src/contract.js";
+import { CLI_COMMANDS, MCP_MODES, MCP_PROFILES, MCP_TOOLS, SDK_METHODS } from "../../src/contract.js";
 import { ERROR_CODES } from "../../src/shared/errors.js";
 import { Pyro } from "../../src/sdk/pyro.js";
 import { createMcpServer } from "../../src/mcp/server.js";
@@ -105,7 +105,7 @@ describe("the MCP server matches the contract", () => {
   beforeAll(async () => {
     home = fs.mkdtempSync(path.join(os.tmpdir(), "pyro-contract-"));
     pyro = new Pyro({ home });
-    const server = createMcpServer(pyro);
+    const server = createMcpServer(pyro, { profile: "workspace-full" });
     const [clientSide, serverSide] = InMemoryTransport.createLinkedPair();
     client = new Client({ name: "pyro-contract-test", version: "0.0.0" });
     await Promise.all([server.connect(serverSide), client.connect(clientSide)]);
@@ -118,8 +118,38 @@ describe("the MCP server matches the contract", () => {
     fs.rmSync(home, { recursive: true, force: true });
   });
 
-  it("lists exactly the contract's tools, in the contract's order", () => {
+  it("lists exactly the contract's tools, in the contract's order, in the workspace-full profile", () => {
     expect(tools.map((t) => t.name)).toEqual([...MCP_TOOLS]);
+  });
+
+  /** The tool names a server built with these options lists. */
+  async function listed(options: { profile?: string; mode?: string }): Promise<string[]> {
+    const server = createMcpServer(pyro, options);
+    const [clientSide, serverSide] = InMemoryTransport.createLinkedPair();
+    const c = new Client({ name: "pyro-contract-test", version: "0.0.0" });
+    await Promise.all([server.connect(serverSide), c.connect(clientSide)]);
+    try {
+      return (await c.listTools()).tools.map((t) => t.name);
+    } finally {
+      await c.close();
+    }
+  }
+
+  it.each(Object.entries(MCP_PROFILES))("lists exactly the contract's tools of the profile %s, in its order", async (profile, names) => {
+    expect(await listed({ profile })).toEqual([...names]);
+  });
+
+  it.each(Object.entries(MCP_MODES))("lists exactly the contract's tools of the mode %s, in its order", async (mode, names) => {
+    expect(await listed({ mode })).toEqual([...names]);
+  });
+
+  it("shows the workspace-core profile when no profile or mode is given", async () => {
+    expect(await listed({})).toEqual([...MCP_PROFILES["workspace-core"]]);
+  });
+
+  it("has every tool of every profile and mode in the contract's tool list", () => {
+    const all = [...Object.values(MCP_PROFILES), ...Object.values(MCP_MODES)].flat();
+    expect(all.filter((t) => !(MCP_TOOLS as readonly string[]).includes(t))).toEqual([]);
   });
 
   it.each([...MCP_TOOLS])("describes %s well enough for a model to choose it, with input and output schemas", (name) => {
@@ -153,6 +183,10 @@ describe("docs/public-contract.md matches the contract", () => {
 
   it.each([...MCP_TOOLS])("names the MCP tool %s", (tool) => {
     expect(mentioned(new RegExp(`^${escape(tool)}(?:\\(|$)`))).toBe(true);
+  });
+
+  it.each([...Object.keys(MCP_PROFILES), ...Object.keys(MCP_MODES)])("names the MCP profile or mode %s", (name) => {
+    expect(spans).toContain(name);
   });
 
   it.each(Object.keys(ERROR_CODES))("names the error code %s", (code) => {

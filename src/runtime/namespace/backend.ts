@@ -10,12 +10,14 @@ import fs from "node:fs";
 import net from "node:net";
 import path from "node:path";
 import { randomBytes } from "node:crypto";
-import type { Backend, SandboxLiveness, SandboxRecord, SandboxSpec, StartedSandbox } from "../backend.js";
+import type { Backend, NetworkDenial, NetworkSpec, PublishedPort, SandboxLiveness, SandboxNetwork, SandboxRecord, SandboxSpec, StartedSandbox } from "../backend.js";
 import { agentRuntime } from "../agent-runtime.js";
 import { createSandboxCgroup, destroySandboxCgroup, cgroupDirsFor, probeCgroups } from "./cgroups.js";
 import { AgentClient } from "../../protocol/client.js";
 import { PyroError } from "../../shared/errors.js";
 import { WORKSPACE_GUEST_PATH } from "../../protocol/messages.js";
+import { applyNetwork, netnsTarget, publish, stopNetwork, takeDenials, unpublish } from "./network.js";
+import type { NetworkContext } from "./network.js";
 
 /**
  * Capabilities kept inside the sandbox: what package managers and build tools need as root
@@ -119,6 +121,30 @@ async function waitForExit(pid: number, startTime: number, timeoutMs: number): P
   return processStartTime(pid) !== startTime;
 }
 
+/** The sandbox init's pid from bubblewrap's --info-fd, as soon as bubblewrap has written it. */
+async function readChildPid(infoPath: string, exited: () => boolean, timeoutMs: number): Promise<number | null> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline && !exited()) {
+    try {
+      const parsed = JSON.parse(fs.readFileSync(infoPath, "utf8")) as { "child-pid"?: number };
+      if (typeof parsed["child-pid"] === "number") return parsed["child-pid"];
+    } catch {
+      // not written (completely) yet
+    }
+    await new Promise((r) => setTimeout(r, 2));
+  }
+  return null;
+}
+
+function networkContext(spec: SandboxSpec, record: SandboxRecord): NetworkContext {
+  return {
+    target: netnsTarget(record),
+    dir: path.join(spec.stateDir, "net"),
+    log: spec.logPath,
+    apiSocket: spec.socketPath.replace(/\.sock$/, "") + ".net.sock",
+  };
+}
+
 export class NamespaceBackend implements Backend {
   readonly name = "namespace" as const;
 
@@ -179,24 +205,36 @@ export class NamespaceBackend implements Backend {
       startedAt: new Date().toISOString(),
     };
 
-    let client: AgentClient;
-    try {
-      client = await AgentClient.connect(spec.socketPath, 10_000);
-    } catch (err) {
+    // The network is set up while the agent starts (Node start-up dominates both), before any
+    // command can run: the first exec already sees the workspace's policy.
+    const network = (async (): Promise<void> => {
+      record.sandboxPid = await readChildPid(infoPath, () => exited, 10_000);
+      record.sandboxStartTime = record.sandboxPid === null ? null : processStartTime(record.sandboxPid);
+      if (record.sandboxPid === null || record.sandboxStartTime === null) throw new Error("bubblewrap did not report the sandbox's pid");
+      record.network = null;
+      try {
+        record.network = await applyNetwork(networkContext(spec, record), null, spec.network);
+      } catch (err) {
+        // The policy off is safe without its rules (there is no route out); only egress must fail.
+        if (spec.network.policy !== "off") throw err;
+        const ctx = networkContext(spec, record);
+        record.network = { spec: spec.network, recording: false, slirp: null, dnsForwarder: null, published: [], paths: { dir: ctx.dir, log: ctx.log, apiSocket: ctx.apiSocket }, note: `denied attempts are not recorded: ${(err as Error).message}` };
+      }
+    })();
+    const connected = AgentClient.connect(spec.socketPath, 10_000);
+    const [agent, netSetup] = await Promise.allSettled([connected, network]);
+    if (agent.status === "rejected" || netSetup.status === "rejected") {
+      if (agent.status === "fulfilled") agent.value.close();
       await new Promise((r) => setTimeout(r, exited ? 0 : 50));
       await this.stop(record);
-      throw new PyroError("sandbox_start_failed", `the sandbox did not start: ${(err as Error).message}`, {
+      if (agent.status === "fulfilled" && netSetup.status === "rejected" && netSetup.reason instanceof PyroError) throw netSetup.reason;
+      const err = (agent.status === "rejected" ? agent.reason : netSetup.status === "rejected" ? netSetup.reason : null) as Error;
+      throw new PyroError("sandbox_start_failed", `the sandbox did not start: ${err.message}`, {
         details: { log_tail: tail(spec.logPath) },
         hint: "Run `pyro doctor` to check bubblewrap, overlayfs and namespaces on this host.",
       });
     }
-    try {
-      const parsed = JSON.parse(fs.readFileSync(infoPath, "utf8")) as { "child-pid"?: number };
-      record.sandboxPid = typeof parsed["child-pid"] === "number" ? parsed["child-pid"] : null;
-    } catch {
-      record.sandboxPid = null;
-    }
-    return { record, client };
+    return { record, client: agent.value };
   }
 
   liveness(record: SandboxRecord): SandboxLiveness {
@@ -223,8 +261,43 @@ export class NamespaceBackend implements Backend {
         }
       }
     }
-    // The cgroup catches anything else that belongs to the sandbox.
+    // Network helpers leave by themselves when the sandbox dies; killing them here is for a
+    // host without cgroups, and the cgroup catches anything else that belongs to the sandbox.
+    if (sameBoot) await stopNetwork(record.network);
     await destroySandboxCgroup(record.cgroupDirs);
     if (sameBoot) await waitForExit(record.pid, record.startTime, 2000);
+  }
+
+  async configureNetwork(record: SandboxRecord, spec: NetworkSpec): Promise<SandboxNetwork> {
+    const ctx = this.existingContext(record);
+    record.network = record.network ?? null;
+    // applyNetwork updates the state object in place even when it fails (falling back to off).
+    const state = record.network ?? { spec: { policy: "off", allowHosts: [], allowCidrs: [], allowHostLoopback: false }, recording: false, slirp: null, dnsForwarder: null, published: [], paths: { dir: ctx.dir, log: ctx.log, apiSocket: ctx.apiSocket }, note: null };
+    record.network = state;
+    return applyNetwork(ctx, state, spec);
+  }
+
+  async publishPort(record: SandboxRecord, service: string, guestPort: number, hostPort: number | null): Promise<PublishedPort> {
+    if (!record.network) throw new PyroError("publish_not_allowed", "this sandbox has no network; restart the workspace");
+    return publish(record.network, service, guestPort, hostPort);
+  }
+
+  async unpublishPort(record: SandboxRecord, port: PublishedPort): Promise<void> {
+    if (record.network) await unpublish(record.network, port);
+  }
+
+  async takeNetworkDenials(record: SandboxRecord): Promise<NetworkDenial[]> {
+    if (!record.network || record.sandboxPid === null || !record.sandboxStartTime) return [];
+    return takeDenials(record.network, netnsTarget(record));
+  }
+
+  private existingContext(record: SandboxRecord): NetworkContext {
+    const paths = record.network?.paths;
+    if (!paths) {
+      throw new PyroError("network_unavailable", "this sandbox was started before networking existed; restart the workspace to change its network", {
+        hint: "Call workspace_stop and workspace_start (CLI: `pyro workspace stop WS && pyro workspace start WS`).",
+      });
+    }
+    return { target: netnsTarget(record), dir: paths.dir, log: paths.log, apiSocket: paths.apiSocket };
   }
 }

@@ -1,0 +1,194 @@
+/**
+ * The allow-list DNS forwarder: one host process per workspace with a name allow-list. It
+ * serves DNS on sockets bound inside the sandbox's network namespace (where the sandbox's
+ * firewall sends every DNS packet), answers only allowed names — asking the host's resolvers in
+ * the host's namespace — and, before answering, adds the returned IPv4 addresses to the
+ * sandbox's `resolved` nft set so the connection that follows is let through. Refused names are
+ * appended to a journal the host turns into notices. It runs in the sandbox's cgroup, holds no
+ * state worth keeping, and exits by itself within a second of the sandbox going away.
+ *
+ * argv: CONFIG_JSON UDP_FD TCP_FD NETNS_FD READY_FD (the fds are inherited; see namespace/network.ts).
+ */
+import dgram from "node:dgram";
+import fs from "node:fs";
+import net from "node:net";
+import { spawn } from "node:child_process";
+import { hostAllowed } from "./allow-list.js";
+import { emptyAnswer, parseQuery, parseResponse, RCODE_NXDOMAIN, RCODE_SERVFAIL, TYPE_AAAA, TYPE_PTR } from "./dns-wire.js";
+
+export interface ForwarderConfig {
+  hosts: string[];
+  upstreams: { host: string; port: number }[];
+  /** JSON-lines journal of refused names; the host renames it away to read it. */
+  denials: string;
+  sandboxPid: number;
+  sandboxStartTime: number;
+  nft: string;
+  nsenter: string;
+  table: string;
+  set: string;
+}
+
+const UPSTREAM_TIMEOUT_MS = 2000;
+const MAX_TCP_CONNECTIONS = 64;
+const MAX_JOURNAL_BYTES = 256 * 1024;
+
+function startTime(pid: number): number | null {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, "utf8");
+    const rest = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    return rest[0] === "Z" ? null : Number(rest[19]);
+  } catch {
+    return null;
+  }
+}
+
+function main(): void {
+  const [configPath, udpFd, tcpFd, netnsFd, readyFd] = process.argv.slice(2);
+  const config = JSON.parse(fs.readFileSync(configPath!, "utf8")) as ForwarderConfig;
+  const nsFd = Number(netnsFd);
+  const added = new Set<string>();
+  const recentDenials = new Map<string, number>();
+
+  // Leave as soon as the sandbox is gone (the cgroup sweep would get us too, later).
+  setInterval(() => {
+    if (startTime(config.sandboxPid) !== config.sandboxStartTime) process.exit(0);
+  }, 1000);
+
+  /** Lets the sandbox reach these addresses; resolves once nft has them (never rejects). */
+  const allow = (addresses: string[]): Promise<void> => {
+    const fresh = [...new Set(addresses)].filter((a) => !added.has(a) && /^\d+\.\d+\.\d+\.\d+$/.test(a));
+    if (fresh.length === 0) return Promise.resolve();
+    return new Promise((resolve) => {
+      const child = spawn(config.nsenter, [`--net=/proc/self/fd/3`, config.nft, "add", "element", "inet", config.table, config.set, `{ ${fresh.join(", ")} }`], {
+        stdio: ["ignore", "ignore", "inherit", nsFd],
+      });
+      child.on("error", () => resolve());
+      child.on("exit", (code) => {
+        if (code === 0) for (const a of fresh) added.add(a);
+        resolve();
+      });
+    });
+  };
+
+  const recordDenial = (name: string) => {
+    const now = Date.now();
+    if ((recentDenials.get(name) ?? 0) > now - 10_000) return;
+    recentDenials.set(name, now);
+    if (recentDenials.size > 1000) recentDenials.clear();
+    try {
+      if ((fs.statSync(config.denials, { throwIfNoEntry: false })?.size ?? 0) > MAX_JOURNAL_BYTES) return;
+      fs.appendFileSync(config.denials, `${JSON.stringify({ name, at: new Date(now).toISOString() })}\n`, { mode: 0o600 });
+    } catch {
+      // the journal is best effort; the answer is still a refusal
+    }
+  };
+
+  const askUdp = (query: Buffer, upstream: { host: string; port: number }): Promise<Buffer | null> =>
+    new Promise((resolve) => {
+      const sock = dgram.createSocket(net.isIPv6(upstream.host) ? "udp6" : "udp4");
+      const done = (value: Buffer | null) => {
+        clearTimeout(timer);
+        sock.close();
+        resolve(value);
+      };
+      const timer = setTimeout(() => done(null), UPSTREAM_TIMEOUT_MS);
+      sock.on("error", () => done(null));
+      sock.on("message", (msg) => done(msg));
+      sock.send(query, upstream.port, upstream.host);
+    });
+
+  const askTcp = (query: Buffer, upstream: { host: string; port: number }): Promise<Buffer | null> =>
+    new Promise((resolve) => {
+      const sock = net.connect(upstream.port, upstream.host);
+      let buf = Buffer.alloc(0);
+      const done = (value: Buffer | null) => {
+        clearTimeout(timer);
+        sock.destroy();
+        resolve(value);
+      };
+      const timer = setTimeout(() => done(null), UPSTREAM_TIMEOUT_MS);
+      sock.on("error", () => done(null));
+      sock.on("connect", () => sock.write(Buffer.concat([Buffer.from([query.length >> 8, query.length & 0xff]), query])));
+      sock.on("data", (d: Buffer) => {
+        buf = Buffer.concat([buf, d]);
+        if (buf.length >= 2 && buf.length >= 2 + buf.readUInt16BE(0)) done(buf.subarray(2, 2 + buf.readUInt16BE(0)));
+      });
+    });
+
+  /** The answer to one query from the sandbox, or null to stay silent. */
+  const answer = async (query: Buffer, overTcp: boolean): Promise<Buffer | null> => {
+    const q = parseQuery(query);
+    if (!q) return null;
+    if (!hostAllowed(q.name, config.hosts)) {
+      if (q.type !== TYPE_PTR && q.name !== "") recordDenial(q.name);
+      return emptyAnswer(query, q, RCODE_NXDOMAIN);
+    }
+    // Workspaces have no IPv6 route out: answering AAAA would only make programs try it first.
+    if (q.type === TYPE_AAAA) return emptyAnswer(query, q, 0);
+    const upstreamQuery = Buffer.from(query);
+    const id = Math.floor(Math.random() * 65536);
+    upstreamQuery.writeUInt16BE(id, 0);
+    for (let round = 0; round < 2; round++) {
+      for (const upstream of config.upstreams) {
+        let response = overTcp ? await askTcp(upstreamQuery, upstream) : await askUdp(upstreamQuery, upstream);
+        let parsed = response ? parseResponse(response) : null;
+        if (parsed && parsed.truncated && !overTcp) {
+          const full = await askTcp(upstreamQuery, upstream);
+          const fullParsed = full ? parseResponse(full) : null;
+          if (full && fullParsed) {
+            response = full;
+            parsed = fullParsed;
+          }
+        }
+        if (!response || !parsed || parsed.id !== id) continue;
+        await allow(parsed.addresses.map((a) => a.address));
+        const out = Buffer.from(response);
+        out.writeUInt16BE(q.id, 0);
+        return out;
+      }
+    }
+    return emptyAnswer(query, q, RCODE_SERVFAIL);
+  };
+
+  const udp = dgram.createSocket("udp4");
+  udp.on("error", (err) => process.stderr.write(`[pyro dns] udp: ${err.message}\n`));
+  udp.on("message", (msg, rinfo) => {
+    answer(msg, false)
+      .then((reply) => {
+        if (reply) udp.send(reply, rinfo.port, rinfo.address);
+      })
+      .catch((err: Error) => process.stderr.write(`[pyro dns] ${err.message}\n`));
+  });
+  udp.bind({ fd: Number(udpFd) });
+
+  const tcp = net.createServer((sock) => {
+    let buf = Buffer.alloc(0);
+    sock.setTimeout(10_000, () => sock.destroy());
+    sock.on("error", () => sock.destroy());
+    sock.on("data", (d: Buffer) => {
+      buf = Buffer.concat([buf, d]);
+      if (buf.length > 70_000) return sock.destroy();
+      while (buf.length >= 2 && buf.length >= 2 + buf.readUInt16BE(0)) {
+        const msg = buf.subarray(2, 2 + buf.readUInt16BE(0));
+        buf = buf.subarray(2 + msg.length);
+        answer(Buffer.from(msg), true)
+          .then((reply) => {
+            if (reply && !sock.destroyed) sock.write(Buffer.concat([Buffer.from([reply.length >> 8, reply.length & 0xff]), reply]));
+            else if (!reply) sock.destroy();
+          })
+          .catch(() => sock.destroy());
+      }
+    });
+  });
+  tcp.maxConnections = MAX_TCP_CONNECTIONS;
+  tcp.on("error", (err) => process.stderr.write(`[pyro dns] tcp: ${err.message}\n`));
+  tcp.listen({ fd: Number(tcpFd) }, () => {
+    const address = tcp.address() as net.AddressInfo;
+    const ready = Number(readyFd);
+    fs.writeSync(ready, `${JSON.stringify({ port: address.port })}\n`);
+    fs.closeSync(ready);
+  });
+}
+
+main();
