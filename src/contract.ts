@@ -73,7 +73,7 @@ export const CLI_COMMANDS: readonly CliCommandContract[] = [
     command: "workspace network set",
     flags: ["--network-policy", "--allow-host", "--allow-cidr", "--clear-allow-list", "--allow-host-loopback", "--no-allow-host-loopback", JSON_FLAG],
   },
-  { command: "mcp serve", flags: ["--profile", "--mode", "--http", "--host", "--port", "--token"] },
+  { command: "mcp serve", flags: ["--profile", "--mode", "--http", "--host", "--port", "--token", "--project-path", "--repo-url", "--repo-ref", "--no-project-source"] },
 ];
 
 export const SDK_METHODS = [

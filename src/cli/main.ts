@@ -8,6 +8,7 @@ import fs from "node:fs/promises";
 import os from "node:os";
 import { Command, CommanderError, Option } from "commander";
 import { Pyro } from "../sdk/pyro.js";
+import type { PyroOptions } from "../sdk/pyro.js";
 import { PyroError, asPyroError } from "../shared/errors.js";
 import { parseKeyValues } from "../core/validate.js";
 import { MAX_STDIN_BYTES } from "../core/manager.js";
@@ -25,8 +26,8 @@ const ownArgs = process.argv.indexOf("--") === -1 ? process.argv : process.argv.
 const state: GlobalState = { json: ownArgs.includes("--json") };
 
 let pyroInstance: Pyro | undefined;
-function pyro(): Pyro {
-  pyroInstance ??= new Pyro();
+function pyro(options: PyroOptions = {}): Pyro {
+  pyroInstance ??= new Pyro(options);
   return pyroInstance;
 }
 
@@ -947,9 +948,28 @@ function buildProgram(): Command {
     .option("--host <host>", "with --http: address to bind (default 127.0.0.1; other addresses need --token)")
     .option("--port <port>", "with --http: port (default 8765; 0 picks a free one)", number("--port"))
     .option("--token <token>", "with --http: bearer token clients must send (default $PYRO_MCP_TOKEN, else a random one printed to stderr)")
+    .option("--project-path <dir>", "seed new workspaces from this project (default: the Git checkout the server starts in)")
+    .option("--repo-url <url>", "seed new workspaces from a clean clone of this repository")
+    .option("--repo-ref <ref>", "with --repo-url: branch or tag to clone")
+    .option("--no-project-source", "start workspaces empty unless seed_path is given")
     .action(
-      action(async (opts: { profile?: string; mode?: string; http?: boolean; host?: string; port?: number; token?: string }) => {
-        const surface = { ...(opts.profile !== undefined ? { profile: opts.profile } : {}), ...(opts.mode !== undefined ? { mode: opts.mode } : {}) };
+      action(async (opts: { profile?: string; mode?: string; http?: boolean; host?: string; port?: number; token?: string; projectPath?: string; repoUrl?: string; repoRef?: string; projectSource: boolean }) => {
+        if (opts.repoRef !== undefined && opts.repoUrl === undefined) throw new PyroError("invalid_argument", "--repo-ref needs --repo-url");
+        if (!opts.projectSource && (opts.projectPath !== undefined || opts.repoUrl !== undefined)) throw new PyroError("invalid_argument", "--no-project-source cannot be combined with --project-path or --repo-url");
+        const projectSource = {
+          cwd: process.cwd(),
+          noProjectSource: !opts.projectSource,
+          ...(opts.projectPath !== undefined ? { projectPath: opts.projectPath } : {}),
+          ...(opts.repoUrl !== undefined ? { repoUrl: opts.repoUrl } : {}),
+          ...(opts.repoRef !== undefined ? { repoRef: opts.repoRef } : {}),
+        };
+        const p0 = pyro({ projectSource });
+        const { describeProjectSource } = await import("../core/project-source.js");
+        const surface = {
+          ...(opts.profile !== undefined ? { profile: opts.profile } : {}),
+          ...(opts.mode !== undefined ? { mode: opts.mode } : {}),
+          projectSourceDescription: describeProjectSource(await p0.projectSource()),
+        };
         const { resolveSurface } = await import("../mcp/surfaces.js");
         resolveSurface(surface);
         if (!opts.http) {

@@ -52,6 +52,8 @@ export interface CreateWorkspaceOptions extends NetworkOptions {
   secretFiles?: Record<string, string>;
   /** Internal: one-shot `run` workspaces. */
   ephemeral?: boolean;
+  /** Internal: the seed is a project source's archive; record where it came from. */
+  origin?: { kind: "git_checkout" | "directory" | "repo_url"; ref: string; path: string | null };
 }
 
 export interface ExecOptions {
@@ -288,10 +290,10 @@ export class WorkspaceManager {
       if (seed) {
         const imported = await importInto(paths.workspace, paths.dir, seed, WORKSPACE_GUEST_PATH);
         record.workspace_seed = {
-          mode: seed.kind === "directory" ? "directory" : "archive",
-          seed_path: seed.path,
-          origin_kind: "host_path",
-          origin_ref: seed.path,
+          mode: opts.origin ? "project" : seed.kind === "directory" ? "directory" : "archive",
+          seed_path: opts.origin ? opts.origin.path : seed.path,
+          origin_kind: opts.origin?.kind ?? "host_path",
+          origin_ref: opts.origin?.ref ?? seed.path,
           entries: imported.entries,
           bytes: imported.bytes,
         };
@@ -616,6 +618,7 @@ export class WorkspaceManager {
     const id = await this.resolve(ref);
     const result = await this.store.withLock(id, async () => {
       const { record } = await this.reconcile(await this.load(id));
+      if (record.state === "creating") throw new PyroError("workspace_busy", "the workspace is still being created");
       const next = applyChange({ policy: record.network_policy, config: networkConfig(record) }, change);
       if (record.state === "running" && record.sandbox) {
         try {

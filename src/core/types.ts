@@ -13,9 +13,9 @@ export type WorkspaceState = "creating" | "running" | "stopped" | "failed";
 export type NetworkPolicy = NetworkPolicyName;
 
 export interface WorkspaceSeed {
-  mode: "empty" | "directory" | "archive";
+  mode: "empty" | "directory" | "archive" | "project";
   seed_path: string | null;
-  origin_kind: "empty" | "host_path";
+  origin_kind: "empty" | "host_path" | "git_checkout" | "directory" | "repo_url";
   origin_ref: string | null;
   entries: number;
   bytes: number;

@@ -136,7 +136,8 @@ function execOptions(a: ExecArgs) {
  */
 export function createMcpServer(pyro: Pyro, options: McpServerOptions = {}, defineMore?: (register: Register) => void): McpServer {
   const surface = resolveSurface(options);
-  const server = new McpServer({ name: "pyro", version: VERSION }, { instructions: surface.instructions });
+  const seedNote = options.projectSourceDescription ? ` If seed_path is omitted, the workspace is seeded from ${options.projectSourceDescription}.` : "";
+  const server = new McpServer({ name: "pyro", version: VERSION }, { instructions: surface.instructions + seedNote });
   const defined = new Map<string, { config: ToolConfig; handler: Handler }>();
   const offered = (name: string) => (surface.tools === null ? defined.has(name) : surface.tools.has(name));
   const register: Register = Object.assign(
@@ -331,7 +332,7 @@ export function createMcpServer(pyro: Pyro, options: McpServerOptions = {}, defi
   for (const name of MCP_TOOLS) {
     if (!defined.has(name)) throw new Error(`MCP tool ${name} is in the contract but not defined`);
   }
-  applySurface(server, surface, defined);
+  applySurface(server, surface, defined, seedNote);
   return server;
 }
 
@@ -342,7 +343,7 @@ export function createMcpServer(pyro: Pyro, options: McpServerOptions = {}, defi
  * lacks gets a note saying so. Bad arguments get pyro's `invalid_argument` with the arguments
  * the tool takes.
  */
-function applySurface(server: McpServer, surface: Surface, defined: Map<string, { config: ToolConfig; handler: Handler }>): void {
+function applySurface(server: McpServer, surface: Surface, defined: Map<string, { config: ToolConfig; handler: Handler }>, seedNote = ""): void {
   // workspace-full: the contract's order, then tools the contract does not list yet.
   const names = surface.tools === null ? [...MCP_TOOLS.filter((n) => defined.has(n)), ...[...defined.keys()].filter((n) => !(MCP_TOOLS as readonly string[]).includes(n))] : [...surface.tools.keys()];
   const has = (name: string) => names.includes(name);
@@ -356,7 +357,8 @@ function applySurface(server: McpServer, surface: Surface, defined: Map<string, 
     const variant = surface.tools?.get(name);
     const shape = variant ? pick(tool.config.inputSchema, variant.params, name) : tool.config.inputSchema;
     params.set(name, Object.keys(shape));
-    registerTool(name, { ...tool.config, description: variant?.description ?? tool.config.description, inputSchema: z.strictObject(shape) }, (async (args: never) =>
+    const description = (variant?.description ?? tool.config.description) + (name === "workspace_create" ? seedNote : "");
+    registerTool(name, { ...tool.config, description, inputSchema: z.strictObject(shape) }, (async (args: never) =>
       noteUnavailable(await tool.handler(args), defined.keys(), has, surface.label)) as Handler);
   }
   // Input that fails schema validation is reported by the MCP SDK itself; give it the stable

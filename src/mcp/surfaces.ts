@@ -15,6 +15,8 @@ export interface McpServerOptions {
   profile?: McpProfile | (string & {});
   /** `repro-fix`, `inspect`, `cold-start` or `review-eval`: a use-case tool set instead of a profile. */
   mode?: McpMode | (string & {});
+  /** What `workspace_create` seeds from when `seed_path` is omitted (see project-source.ts). */
+  projectSourceDescription?: string;
 }
 
 export interface ToolVariant {

@@ -14,6 +14,8 @@ import { NamespaceBackend } from "../runtime/namespace/backend.js";
 import { runDoctor } from "../core/doctor.js";
 import type { DoctorReport } from "../core/doctor.js";
 import { Workspace } from "./workspace.js";
+import { describeProjectSource, materializeProjectSource, resolveProjectSource } from "../core/project-source.js";
+import type { ProjectSource, ProjectSourceOptions } from "../core/project-source.js";
 import { WorkspaceContent } from "../core/workspace-content.js";
 import { WorkspaceServices } from "../core/services.js";
 import type { StartServiceOptions } from "../core/services.js";
@@ -29,6 +31,11 @@ import type { McpServerOptions } from "../mcp/surfaces.js";
 export interface PyroOptions {
   /** State directory; default `$PYRO_HOME`, else `$XDG_STATE_HOME/pyro`, else `~/.local/state/pyro`. */
   home?: string;
+  /**
+   * Seed workspaces created without `seedPath` from a project: the Git checkout around `cwd`,
+   * `projectPath`, or a clean clone of `repoUrl`. Off unless given (`pyro mcp serve` turns it on).
+   */
+  projectSource?: ProjectSourceOptions;
 }
 
 export interface ExecWorkspaceOptions {
@@ -61,7 +68,7 @@ export interface RunResult extends ExecResult {
   cleaned_up: boolean;
 }
 
-export type CreateWorkspaceInput = Omit<CreateWorkspaceOptions, "ephemeral">;
+export type CreateWorkspaceInput = Omit<CreateWorkspaceOptions, "ephemeral" | "origin">;
 
 function toExecOptions(opts: ExecWorkspaceOptions): ExecOptions {
   if (opts === null || typeof opts !== "object") throw new PyroError("invalid_argument", "exec options are required");
@@ -83,6 +90,8 @@ export class Pyro {
   readonly environments: EnvironmentStore;
   readonly manager: WorkspaceManager;
   private readonly content: WorkspaceContent;
+  private readonly projectSourceOptions: ProjectSourceOptions | null;
+  private resolvedSource: Promise<ProjectSource | null> | null = null;
   private readonly services: WorkspaceServices;
   private readonly shells: WorkspaceShells;
   /** One-shot runs in flight, so an interrupted caller can still clean them up. */
@@ -90,6 +99,7 @@ export class Pyro {
 
   constructor(options: PyroOptions = {}) {
     this.home = options.home ?? resolvePyroHome();
+    this.projectSourceOptions = options.projectSource ?? null;
     this.environments = new EnvironmentStore(this.home);
     this.manager = new WorkspaceManager(this.home, new NamespaceBackend(), this.environments);
     this.content = new WorkspaceContent(this.manager);
@@ -182,9 +192,36 @@ export class Pyro {
 
   // ---------- workspaces ----------
 
-  createWorkspace(options: CreateWorkspaceInput): Promise<WorkspaceInfo> {
+  async createWorkspace(options: CreateWorkspaceInput): Promise<WorkspaceInfo> {
     if (options === null || typeof options !== "object") throw new PyroError("invalid_argument", "createWorkspace needs an options object");
-    return this.manager.create({ ...options, ephemeral: false });
+    const source = options.seedPath === undefined ? await this.projectSource() : null;
+    if (!source) return this.manager.create({ ...options, ephemeral: false });
+    let material;
+    try {
+      material = await materializeProjectSource(source);
+    } catch (err) {
+      const e = err instanceof PyroError ? err : new PyroError("seed_path_invalid", String(err));
+      throw new PyroError(e.code, `cannot seed from ${describeProjectSource(source)}: ${e.message}`, {
+        hint: "Start the server with --project-path DIR or --repo-url URL, turn seeding off with --no-project-source, or pass seed_path.",
+      });
+    }
+    try {
+      return await this.manager.create({
+        ...options,
+        seedPath: material.archive,
+        origin: { kind: material.origin_kind, ref: material.origin_ref, path: source.path ?? source.repo_url },
+        ephemeral: false,
+      });
+    } finally {
+      await material.cleanup();
+    }
+  }
+
+  /** The project source new workspaces are seeded from, or null (resolved once, on first use). */
+  projectSource(): Promise<ProjectSource | null> {
+    if (!this.projectSourceOptions) return Promise.resolve(null);
+    this.resolvedSource ??= resolveProjectSource(this.projectSourceOptions);
+    return this.resolvedSource;
   }
 
   listWorkspaces(): Promise<{ count: number; workspaces: WorkspaceInfo[]; reaped: string[] }> {
