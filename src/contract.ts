@@ -14,7 +14,12 @@ export interface CliCommandContract {
 const JSON_FLAG = "--json";
 
 export const CLI_COMMANDS: readonly CliCommandContract[] = [
-  { command: "doctor", flags: [JSON_FLAG] },
+  { command: "doctor", flags: ["--environment", JSON_FLAG] },
+  { command: "prepare", flags: ["--force", JSON_FLAG] },
+  { command: "host connect", flags: ["--profile", "--mode", "--project-path", "--repo-url", "--repo-ref", "--no-project-source", JSON_FLAG] },
+  { command: "host print-config", flags: ["--profile", "--mode", "--project-path", "--repo-url", "--repo-ref", "--no-project-source", JSON_FLAG] },
+  { command: "host doctor", flags: ["--profile", "--mode", "--project-path", "--repo-url", "--repo-ref", "--no-project-source", JSON_FLAG] },
+  { command: "host repair", flags: ["--profile", "--mode", "--project-path", "--repo-url", "--repo-ref", "--no-project-source", JSON_FLAG] },
   { command: "demo", flags: [JSON_FLAG] },
   { command: "env list", flags: [JSON_FLAG] },
   { command: "env pull", flags: ["--mirror", "--force", JSON_FLAG] },
@@ -78,6 +83,8 @@ export const CLI_COMMANDS: readonly CliCommandContract[] = [
 
 export const SDK_METHODS = [
   "doctor",
+  "prepare",
+  "projectSource",
   "listEnvironments",
   "pullEnvironment",
   "inspectEnvironment",

@@ -25,7 +25,6 @@ export interface ServeOptions {
   repoUrl?: string;
   repoRef?: string;
   noProjectSource?: boolean;
-  environment?: string;
 }
 
 /** The one `mcp serve` command line every host registration is made from. */
@@ -37,7 +36,6 @@ export function canonicalServeCommand(options: ServeOptions = {}): { command: st
   if (options.repoUrl) args.push("--repo-url", options.repoUrl);
   if (options.repoRef) args.push("--repo-ref", options.repoRef);
   if (options.noProjectSource) args.push("--no-project-source");
-  if (options.environment) args.push("--environment", options.environment);
   return { command: process.execPath, args };
 }
 

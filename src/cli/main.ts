@@ -176,13 +176,87 @@ function buildProgram(): Command {
   program
     .command("doctor")
     .description("Check this host: bubblewrap, namespaces, overlayfs, cgroups, state directory; show the backend and limits that will be used")
+    .option("--environment <env>", "also say whether the daily loop for this environment is warm, cold or stale")
     .addOption(json())
     .action(
-      action(async () => {
-        const report = await pyro().doctor();
+      action(async (opts: { environment?: string }) => {
+        const report = await pyro().doctor(opts.environment !== undefined ? { environment: opts.environment } : {});
         if (state.json) printJson(report);
         else out(render.doctor(report));
         if (!report.ok) process.exitCode = 1;
+      }),
+    );
+
+  program
+    .command("prepare")
+    .description("Warm the daily loop: build the environment if needed and prove create → exec → reset → exec → delete once")
+    .argument("[environment]", "environment name (default debian:12)")
+    .option("--force", "prove the cycle again even when warm")
+    .addOption(json())
+    .action(
+      action(async (environment: string | undefined, opts: { force?: boolean }) => {
+        const r = await pyro().prepare(environment ?? "debian:12", { force: opts.force === true, onProgress: (line) => (state.json ? undefined : process.stderr.write(`${line}\n`)) });
+        if (state.json) printJson(r);
+        else out(`${r.environment}: ${r.state} — ${r.reason}\nCycle (ms): ${Object.entries(r.cycle_ms).map(([k, v]) => `${k} ${v}`).join(", ")}`);
+      }),
+    );
+
+  const serveFlags = (c: Command) =>
+    c
+      .option("--profile <profile>", "tool set: vm-run, workspace-core (default) or workspace-full")
+      .option("--mode <mode>", "use-case tool set: repro-fix, inspect, cold-start or review-eval")
+      .option("--project-path <dir>", "seed new workspaces from this project")
+      .option("--repo-url <url>", "seed new workspaces from a clean clone of this repository")
+      .option("--repo-ref <ref>", "with --repo-url: branch or tag")
+      .option("--no-project-source", "start workspaces empty unless seed_path is given");
+  type ServeFlags = { profile?: string; mode?: string; projectPath?: string; repoUrl?: string; repoRef?: string; projectSource: boolean };
+  const serveOptions = (o: ServeFlags) => ({
+    ...(o.profile !== undefined ? { profile: o.profile } : {}),
+    ...(o.mode !== undefined ? { mode: o.mode } : {}),
+    ...(o.projectPath !== undefined ? { projectPath: o.projectPath } : {}),
+    ...(o.repoUrl !== undefined ? { repoUrl: o.repoUrl } : {}),
+    ...(o.repoRef !== undefined ? { repoRef: o.repoRef } : {}),
+    ...(o.projectSource === false ? { noProjectSource: true } : {}),
+  });
+  const host = program.command("host").description("Connect chat hosts (Claude Code, Codex, OpenCode, …) to `pyro mcp serve`");
+  serveFlags(host.command("connect").description("Register pyro with claude-code or codex using the host's own `mcp add` (printed when the host CLI is missing)").argument("<host>", "claude-code or codex"))
+    .addOption(json())
+    .action(
+      action(async (name: string, opts: ServeFlags) => {
+        const { connectHost } = await import("./hosts.js");
+        const r = connectHost(name, serveOptions(opts));
+        if (state.json) printJson(r);
+        else out(r.ran ? `Connected ${r.host}: ${r.command}${r.output ? `\n${r.output}` : ""}` : r.output);
+      }),
+    );
+  serveFlags(host.command("print-config").description("Print the MCP config for opencode, claude-desktop or cursor").argument("<host>", "opencode, claude-desktop or cursor"))
+    .addOption(json())
+    .action(
+      action(async (name: string, opts: ServeFlags) => {
+        const { hostConfig } = await import("./hosts.js");
+        const r = hostConfig(name, serveOptions(opts));
+        if (state.json) printJson(r);
+        else out(`# ${r.file_hint}\n${JSON.stringify(r.config, null, 2)}`);
+      }),
+    );
+  serveFlags(host.command("doctor").description("Check each chat host: installed, pyro registered, with the canonical command"))
+    .addOption(json())
+    .action(
+      action(async (opts: ServeFlags) => {
+        const { doctorHosts } = await import("./hosts.js");
+        const entries = doctorHosts(serveOptions(opts));
+        if (state.json) printJson({ hosts: entries });
+        else out(entries.map((e) => `${e.host.padEnd(12)} ${e.installed ? (e.registered ? (e.drifted ? "DRIFTED" : "OK") : "NOT REGISTERED") : "not installed"}  ${e.detail}${e.fix ? `  → ${e.fix}` : ""}`).join("\n"));
+      }),
+    );
+  serveFlags(host.command("repair").description("Replace a host's pyro registration with the canonical one").argument("<host>", "claude-code or codex"))
+    .addOption(json())
+    .action(
+      action(async (name: string, opts: ServeFlags) => {
+        const { repairHost } = await import("./hosts.js");
+        const r = repairHost(name, serveOptions(opts));
+        if (state.json) printJson(r);
+        else out(r.ran ? `Repaired ${r.host}: ${r.command}` : r.output);
       }),
     );
 

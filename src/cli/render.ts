@@ -33,6 +33,8 @@ export function doctor(r: DoctorReport): string {
   lines.push(`Limits: ${r.limits.note ?? `enforced through cgroup v${r.limits.cgroup_version} (memory, pids, cpu)`}`);
   lines.push(`Network: ${r.network}`);
   lines.push(`Environments: ${r.environments.map((e) => `${e.name} [${e.installed ? "installed" : "not installed"}]`).join(", ")}`);
+  if (r.environment_readiness) lines.push(`Daily loop: ${r.environment_readiness.environment} is ${r.environment_readiness.state} (${r.environment_readiness.reason})`);
+  lines.push(`Project source: ${r.project_source.description}`);
   lines.push("");
   for (const c of r.checks) {
     lines.push(`${c.ok ? "PASS" : "FAIL"} ${c.name}: ${c.detail}`);

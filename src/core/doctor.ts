@@ -14,6 +14,9 @@ import { homeLayout } from "../shared/home.js";
 import type { EnvironmentStore } from "../environments/index.js";
 import { detectDebianMirror } from "../environments/index.js";
 import { DEFAULT_MEM_MIB, DEFAULT_PIDS_MAX, DEFAULT_VCPU_COUNT } from "./manager.js";
+import { environmentReadiness } from "./prepare.js";
+import type { Readiness } from "./prepare.js";
+import { describeProjectSource, resolveProjectSource } from "./project-source.js";
 import { networkTools } from "../runtime/namespace/network.js";
 
 export interface DoctorCheck {
@@ -33,6 +36,10 @@ export interface DoctorReport {
   limits: LimitEnforcement;
   network: string;
   environments: { name: string; installed: boolean }[];
+  /** With `--environment`: warm, cold or stale for the daily loop (see `pyro prepare`). */
+  environment_readiness: Readiness | null;
+  /** What `pyro mcp serve` started here would seed new workspaces from. */
+  project_source: { kind: string | null; path: string | null; description: string };
   checks: DoctorCheck[];
 }
 
@@ -52,7 +59,7 @@ function which(cmd: string): string | null {
 const APT_HINT = (pkgs: string) =>
   process.getuid?.() === 0 ? `Install it: apt-get install -y ${pkgs}` : `Install it: sudo apt-get install -y ${pkgs}`;
 
-export async function runDoctor(home: string, environments: EnvironmentStore, _options: { environment?: string } = {}): Promise<DoctorReport> {
+export async function runDoctor(home: string, environments: EnvironmentStore, options: { environment?: string; cwd?: string } = {}): Promise<DoctorReport> {
   const checks: DoctorCheck[] = [];
   const add = (c: DoctorCheck) => checks.push(c);
 
@@ -142,6 +149,9 @@ export async function runDoctor(home: string, environments: EnvironmentStore, _o
   });
 
   const envs = (await environments.list()).map((e) => ({ name: e.name, installed: e.installed }));
+  const readiness = options.environment ? await environmentReadiness(home, environments, options.environment) : null;
+  if (readiness) add({ name: `environment ${readiness.environment}`, ok: readiness.state === "warm", detail: `${readiness.state}: ${readiness.reason}`, ...(readiness.state === "warm" ? {} : { hint: `Run \`pyro prepare ${readiness.environment}\`.` }) });
+  const source = await resolveProjectSource({ cwd: options.cwd ?? process.cwd() }).catch(() => null);
 
   return {
     ok: checks.every((c) => c.ok),
@@ -153,6 +163,8 @@ export async function runDoctor(home: string, environments: EnvironmentStore, _o
     limits,
     network: missing.length === 0 ? "off by default (loopback only); egress and published ports through slirp4netns on request" : "off (loopback only); egress unavailable on this host",
     environments: envs,
+    environment_readiness: readiness,
+    project_source: { kind: source?.kind ?? null, path: source?.path ?? null, description: describeProjectSource(source) },
     checks,
   };
 }

@@ -12,6 +12,7 @@ import type { CreateWorkspaceOptions, ExecOptions, UpdateWorkspaceOptions } from
 import type { CommandRecord, ExecResult, RawExecResult, WorkspaceInfo } from "../core/types.js";
 import { NamespaceBackend } from "../runtime/namespace/backend.js";
 import { runDoctor } from "../core/doctor.js";
+import { prepareEnvironment } from "../core/prepare.js";
 import type { DoctorReport } from "../core/doctor.js";
 import { Workspace } from "./workspace.js";
 import { describeProjectSource, materializeProjectSource, resolveProjectSource } from "../core/project-source.js";
@@ -110,8 +111,17 @@ export class Pyro {
 
   // ---------- host and environments ----------
 
+  /** Host checks; with `environment`, also whether the daily loop for it is warm, cold or stale. */
   doctor(options: { environment?: string } = {}): Promise<DoctorReport> {
     return runDoctor(this.home, this.environments, options);
+  }
+
+  /**
+   * Warms everything the first workspace needs: builds the environment if missing and proves the
+   * create → exec → reset → exec → delete cycle once. Fast when already warm (unless `force`).
+   */
+  prepare(environment = "debian:12", options: { force?: boolean; onProgress?: (line: string) => void } = {}) {
+    return prepareEnvironment(this.home, this.environments, this.manager, environment, options);
   }
 
   async listEnvironments(): Promise<EnvironmentListEntry[]> {
