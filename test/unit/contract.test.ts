@@ -21,7 +21,7 @@ import { CLI, REPO } from "../helpers.js";
 /** Flags commander adds to every command; they are not part of any command's contract. */
 const BUILTIN_FLAGS = new Set(["--help", "-h", "--version"]);
 /** Command groups whose subcommands `pyro <group> --help` lists. "" is the top level. */
-const GROUPS = ["", "env", "workspace", "mcp"];
+const GROUPS = ["", "env", "workspace", "mcp", "host"];
 
 function help(words: string[]): string {
   const r = spawnSync(process.execPath, [CLI, ...words, "--help"], { encoding: "utf8", timeout: 30_000 });
