@@ -5,6 +5,7 @@
  * Reads /proc and sends signals; never spawns.
  */
 import fs from "node:fs";
+import { markedPids as markedPidsFor } from "./exec.js";
 
 /** Environment variable carried by every process a shell starts; its value is the shell id. */
 export const SHELL_MARKER_VAR = "PYRO_SHELL_ID";
@@ -29,20 +30,7 @@ export function foregroundGroup(pid: number): number | null {
 
 /** Every live pid in this sandbox whose environment carries the shell's marker. */
 export function markedPids(shellId: string): number[] {
-  const needle = Buffer.from(`${SHELL_MARKER_VAR}=${shellId}\0`);
-  const pids: number[] = [];
-  for (const name of fs.readdirSync("/proc")) {
-    if (!/^\d+$/.test(name)) continue;
-    const pid = Number(name);
-    if (pid === process.pid) continue;
-    try {
-      // A zombie's environ reads empty, so exited-but-unreaped processes do not count.
-      if (fs.readFileSync(`/proc/${name}/environ`).includes(needle)) pids.push(pid);
-    } catch {
-      // exited while we looked
-    }
-  }
-  return pids;
+  return markedPidsFor(shellId, SHELL_MARKER_VAR);
 }
 
 function signal(target: number, sig: NodeJS.Signals): void {
