@@ -277,3 +277,19 @@ describe("host and environment inspection", () => {
     expect((manifest.packages as string[]).some((p) => p === "git" || p.startsWith("git="))).toBe(true);
   });
 });
+
+describe("what a sandbox inherits from its caller", () => {
+  it("no open descriptor of the calling process reaches the command, only stdin, stdout and stderr", () => {
+    const home = testHome("fds");
+    // The CLI gets extra inherited descriptors (3..5), as a careless parent would pass them.
+    const r = spawnSync(process.execPath, [CLI, "run", TEST_ENVIRONMENT, "--", "ls", "/proc/self/fd"], {
+      env: { ...process.env, PYRO_HOME: home },
+      encoding: "utf8",
+      stdio: ["ignore", "pipe", "pipe", "pipe", "pipe", "pipe"],
+      timeout: 60_000,
+    });
+    expect(r.status, r.stderr).toBe(0);
+    // ls itself holds one descriptor open on the directory it lists.
+    expect(r.stdout.trim().split("\n").map(Number).sort((a, b) => a - b)).toEqual([0, 1, 2, 3]);
+  });
+});

@@ -32,13 +32,26 @@ const SANDBOX_CAPS = [
 
 export const SANDBOX_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
+/**
+ * Execs its arguments after closing every file descriptor from the first argument up. pyro's
+ * own callers may have inherited descriptors (a pipe, a host directory) that must never reach
+ * a sandbox; bubblewrap passes on whatever it is given, and dash cannot close fds above 9, so
+ * this runs in perl (perl-base is an essential Debian package, always installed).
+ */
+export const CLOSE_FDS_SCRIPT = 'my $from = shift; POSIX::close($_) for $from..4095; exec { $ARGV[0] } @ARGV or die "exec $ARGV[0]: $!\n"';
+
+/** argv that runs `argv` with every inherited descriptor from `from` up closed. */
+export function withClosedFds(from: number, argv: string[]): string[] {
+  return ["perl", "-MPOSIX", "-e", CLOSE_FDS_SCRIPT, String(from), ...argv];
+}
+
 /** Joins the cgroup, mounts the overlay in the private namespace, then becomes bubblewrap. */
 const LAUNCHER = [
   "set -e",
   'for f in $PYRO_CGROUP_PROCS; do echo $$ > "$f"; done',
   'mount -t overlay pyro -o "$1" -o nodev,nosuid "$2"',
   "shift 2",
-  'exec bwrap "$@"',
+  'exec perl -MPOSIX -e "$PYRO_CLOSE_FDS" 5 bwrap "$@"',
 ].join("\n");
 
 /** Paths go into overlay's comma/colon separated option string; refuse what would break it. */
@@ -178,7 +191,7 @@ export class NamespaceBackend implements Backend {
       child = spawn("unshare", ["--mount", "--propagation", "private", "/bin/sh", "-c", LAUNCHER, "pyro-launch", overlayOptions, merged, ...bwrapArgs(spec, merged)], {
         detached: true,
         stdio: ["ignore", log, log, serverFd, info],
-        env: { PATH: process.env.PATH ?? SANDBOX_PATH, PYRO_CGROUP_PROCS: cgroup?.procsFiles.join(" ") ?? "" },
+        env: { PATH: process.env.PATH ?? SANDBOX_PATH, PYRO_CGROUP_PROCS: cgroup?.procsFiles.join(" ") ?? "", PYRO_CLOSE_FDS: CLOSE_FDS_SCRIPT },
       });
     } finally {
       fs.closeSync(log);

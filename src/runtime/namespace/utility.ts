@@ -12,7 +12,7 @@ import { agentRuntime } from "../agent-runtime.js";
 import { AgentClient } from "../../protocol/client.js";
 import { PyroError } from "../../shared/errors.js";
 import { capBytes, renderCapped } from "../../shared/output-cap.js";
-import { SANDBOX_PATH } from "./backend.js";
+import { SANDBOX_PATH, withClosedFds } from "./backend.js";
 
 export interface UtilityBind {
   source: string;
@@ -61,7 +61,8 @@ export interface UtilityResult {
 /** Runs one command (host coreutils/tar) in a utility sandbox; output is capped. */
 export function runUtility(binds: UtilityBind[], argv: string[], timeoutMs = 600_000): Promise<UtilityResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn("bwrap", [...utilityArgs(binds), "--", ...argv], { stdio: ["ignore", "pipe", "pipe"] });
+    const [cmd, ...rest] = withClosedFds(3, ["bwrap", ...utilityArgs(binds), "--", ...argv]);
+    const child = spawn(cmd!, rest, { stdio: ["ignore", "pipe", "pipe"] });
     const out: Buffer[] = [];
     const err: Buffer[] = [];
     child.stdout.on("data", (d: Buffer) => out.push(d));
@@ -96,7 +97,8 @@ export async function runUtilityChecked(binds: UtilityBind[], argv: string[], wh
  * connected client to `fn`, and tears the sandbox down afterwards.
  */
 export async function withUtilityAgent<T>(binds: UtilityBind[], fn: (client: AgentClient) => Promise<T>): Promise<T> {
-  const child = spawn("bwrap", [...utilityArgs(binds), "--", ...agentRuntime().command, "--stdio"], { stdio: ["pipe", "pipe", "pipe"] });
+  const [cmd, ...rest] = withClosedFds(3, ["bwrap", ...utilityArgs(binds), "--", ...agentRuntime().command, "--stdio"]);
+  const child = spawn(cmd!, rest, { stdio: ["pipe", "pipe", "pipe"] });
   const stderr: Buffer[] = [];
   child.stderr.on("data", (d: Buffer) => stderr.push(d));
   const exited = new Promise<void>((resolve) => child.on("close", () => resolve()));
