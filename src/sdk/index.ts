@@ -10,6 +10,7 @@ export type { WorkspaceInfo, ExecResult, CommandRecord, WorkspaceSeed, Workspace
 export type { EnvironmentDetails, EnvironmentListEntry, PullProgress } from "../environments/index.js";
 export type { DoctorReport } from "../core/doctor.js";
 export type { WorkspaceSummary } from "../core/summary.js";
+export type { NetworkOptions, NetworkChange, NetworkShowResult, WorkspaceNetworkInfo, PublishedPortInfo, PublishInput } from "../core/network.js";
 export { CONTRACT, MCP_PROFILES, MCP_MODES } from "../contract.js";
 export type { McpProfile, McpMode } from "../contract.js";
 export type { McpServerOptions } from "../mcp/surfaces.js";

@@ -5,6 +5,7 @@
  */
 import type { Pyro, ExecWorkspaceOptions } from "./pyro.js";
 import type { UpdateWorkspaceOptions } from "../core/manager.js";
+import type { NetworkChange } from "../core/network.js";
 
 export class Workspace {
   constructor(
@@ -60,6 +61,15 @@ export class Workspace {
 
   reset(options: { snapshot?: string } = {}) {
     return this.pyro.resetWorkspace(this.ref, options);
+  }
+
+  network() {
+    return this.pyro.showWorkspaceNetwork(this.ref);
+  }
+
+  /** Changes the network live (see `Pyro.setWorkspaceNetwork`). */
+  setNetwork(change: NetworkChange) {
+    return this.pyro.setWorkspaceNetwork(this.ref, change);
   }
 
   stop() {

@@ -25,6 +25,8 @@ import { cli, findLeaks, noLeaks, testHome, TEST_ENVIRONMENT } from "../helpers.
 const SUBNET = `10.203.${200 + (process.pid % 50)}`;
 const REMOTE = `${SUBNET}.2`;
 const REMOTE_OTHER = `${SUBNET}.3`;
+/** The remote server again, on a link-local address (where cloud metadata services live). */
+const LINK_LOCAL = `169.254.${200 + (process.pid % 50)}`;
 const NETNS = `pyrot${process.pid}`;
 const VETH = `pyv${process.pid % 1_000_000}`;
 
@@ -69,7 +71,8 @@ beforeAll(async () => {
   // The "remote" network: a namespace with two addresses, serving HTTP.
   sh(`ip netns add ${NETNS}`);
   sh(`ip link add ${VETH}h type veth peer name ${VETH}r && ip link set ${VETH}r netns ${NETNS}`);
-  sh(`ip addr add ${SUBNET}.1/24 dev ${VETH}h && ip link set ${VETH}h up`);
+  sh(`ip addr add ${SUBNET}.1/24 dev ${VETH}h && ip addr add ${LINK_LOCAL}.1/24 dev ${VETH}h && ip link set ${VETH}h up`);
+  sh(`ip -n ${NETNS} addr add ${LINK_LOCAL}.2/24 dev ${VETH}r`);
   sh(`ip -n ${NETNS} addr add ${REMOTE}/24 dev ${VETH}r && ip -n ${NETNS} addr add ${REMOTE_OTHER}/24 dev ${VETH}r && ip -n ${NETNS} link set ${VETH}r up && ip -n ${NETNS} link set lo up`);
   remoteServer = spawn("ip", ["netns", "exec", NETNS, process.execPath, "-e", 'require("http").createServer((q,s)=>s.end("hello from "+q.socket.localAddress+"\\n")).listen(8080,"0.0.0.0",()=>console.log("up"))'], { stdio: ["ignore", "pipe", "inherit"] });
   await new Promise((r) => remoteServer.stdout!.once("data", r));
@@ -80,7 +83,7 @@ beforeAll(async () => {
   hostPort = (hostServer.address() as net.AddressInfo).port;
 
   // Our own DNS answers for the allow-list tests.
-  const zone: Record<string, string[]> = { "allowed.pyro.test": [REMOTE], "api.dev.pyro.test": [REMOTE], "other.pyro.test": [REMOTE_OTHER] };
+  const zone: Record<string, string[]> = { "allowed.pyro.test": [REMOTE], "api.dev.pyro.test": [REMOTE], "other.pyro.test": [REMOTE_OTHER], "metadata.pyro.test": [`${LINK_LOCAL}.2`] };
   dns = dgram.createSocket("udp4");
   dns.on("message", (msg, from) => {
     const q = parseQuery(msg);
@@ -183,6 +186,15 @@ describe("allow-lists", () => {
     const now = await pyro.execWorkspace("net-allow", { command: bash(`${get("other.pyro.test", 8080)}; ${get(REMOTE, 8080)}`) });
     expect(now.stdout).toBe(`hello from ${REMOTE_OTHER}\nhello from ${REMOTE}\n`);
     expect(now.network_notices).toEqual([]);
+  });
+
+  it("never let an allowed name open a link-local address, and let the host's loopback through when it is allowed", async () => {
+    await pyro.createWorkspace({ environment: TEST_ENVIRONMENT, name: "net-rebind", networkPolicy: "egress", allowHosts: ["metadata.pyro.test"], allowCidrs: [`${REMOTE}/32`], allowHostLoopback: true });
+    const r = await pyro.execWorkspace("net-rebind", { command: bash(`getent hosts metadata.pyro.test; ${get("metadata.pyro.test", 8080)}; echo "by-name=$?"; ${get(REMOTE, 8080)}; ${get("10.0.2.2", hostPort)}`) });
+    expect(r.stdout).toMatch(new RegExp(`by-name=1\nhello from ${REMOTE.replace(/\./g, "\\.")}\nhello from the host loopback\n$`));
+    expect(r.network_notices.join("\n")).toContain(`--allow-cidr ${LINK_LOCAL}.2/32`);
+    await pyro.setWorkspaceNetwork("net-rebind", { allowCidrs: [`${LINK_LOCAL}.2`] });
+    expect((await pyro.execWorkspace("net-rebind", { command: bash(get("metadata.pyro.test", 8080)) })).stdout).toBe(`hello from ${LINK_LOCAL}.2\n`);
   });
 
   it("hold by CIDR, and report denials in shell reads and service logs too", async () => {

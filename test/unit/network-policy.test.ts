@@ -131,10 +131,10 @@ describe("DNS wire format", () => {
 
 describe("the sandbox's nftables rules", () => {
   const combos = [
-    { egress: false, hostAddresses: [], restricted: false, allowCidrs: [], resolved: [], dnsForwarderPort: null, published: false },
-    { egress: true, hostAddresses: ["10.0.2.2", "192.0.2.2"], restricted: false, allowCidrs: [], resolved: [], dnsForwarderPort: null, published: false },
-    { egress: true, hostAddresses: [], restricted: true, allowCidrs: ["10.1.0.0/16", "203.0.113.7/32"], resolved: ["10.203.0.2"], dnsForwarderPort: 41234, published: true },
-    { egress: true, hostAddresses: ["10.0.2.2"], restricted: true, allowCidrs: [], resolved: [], dnsForwarderPort: 5353, published: true },
+    { egress: false, hostAddresses: [], restricted: false, allowCidrs: [], resolved: [], dnsForwarderPort: null, published: false, allowGateway: false },
+    { egress: true, hostAddresses: ["10.0.2.2", "192.0.2.2"], restricted: false, allowCidrs: [], resolved: [], dnsForwarderPort: null, published: false, allowGateway: false },
+    { egress: true, hostAddresses: [], restricted: true, allowCidrs: ["10.1.0.0/16", "203.0.113.7/32"], resolved: ["10.203.0.2"], dnsForwarderPort: 41234, published: true, allowGateway: true },
+    { egress: true, hostAddresses: ["10.0.2.2"], restricted: true, allowCidrs: [], resolved: [], dnsForwarderPort: 5353, published: true, allowGateway: false },
   ];
 
   it.each(combos.map((c, i) => [i, c] as const))("combination %i loads in a kernel (checked in a throwaway network namespace)", (_i, input) => {

@@ -471,6 +471,7 @@ async function applyRules(nsFd: number, spec: NetworkSpec, forwarderPort: number
     resolved,
     dnsForwarderPort: forwarderPort,
     published: spec.policy === "egress+published-ports",
+    allowGateway: spec.allowHostLoopback,
   });
   // Rules first: a loopback default route without them would make connections hang, not fail.
   const script = [
@@ -494,6 +495,8 @@ export async function applyNetwork(ctx: NetworkContext, prev: SandboxNetwork | n
   const egress = spec.policy !== "off";
   if (egress) requireTools(["nsenter", "ip", "nft", "slirp4netns", "perl"], `the ${spec.policy} network policy`);
   const tools = networkTools();
+  // Helpers started by this call: a failure part-way must not leave one running.
+  const started: HelperProcess[] = [];
   try {
     await withNetns(ctx.target, async (nsFd) => {
       if (!tools.get("nft") || !tools.get("ip") || !tools.get("nsenter")) {
@@ -518,6 +521,7 @@ export async function applyNetwork(ctx: NetworkContext, prev: SandboxNetwork | n
       if (needForwarder && !forwarder) {
         fs.rmSync(path.join(ctx.dir, "dns-denials.jsonl"), { force: true });
         forwarder = await startForwarder(ctx, spec, nsFd);
+        started.push(forwarder);
       }
       // Addresses resolved for allowed names stay allowed while every one of those names still is
       // (adding a name must not cut programs off from the names they already resolved).
@@ -525,6 +529,8 @@ export async function applyNetwork(ctx: NetworkContext, prev: SandboxNetwork | n
       const keepResolved = needForwarder && alive(state.dnsForwarder) && oldHosts.every((h) => spec.allowHosts.includes(h));
       const resolved = keepResolved ? await resolvedAddresses(nsFd, tools.get("nft")!) : [];
       await applyRules(nsFd, spec, forwarder?.port ?? null, resolved);
+      // The first baseline of this sandbox's drop counter, so its first result skips the nft call.
+      if (readDropMarker(ctx.dir, ctx.target.sandboxPid) === null) writeDropMarker(ctx.dir, ctx.target.sandboxPid, dropCount(ctx.target.sandboxPid));
       state.spec = spec;
       state.recording = true;
       state.note = null;
@@ -533,6 +539,7 @@ export async function applyNetwork(ctx: NetworkContext, prev: SandboxNetwork | n
 
       if (egress && !state.slirp) {
         state.slirp = await startSlirp(ctx, spec, nsFd);
+        started.push(state.slirp);
         // A new slirp4netns has no forwards: put the published ports back.
         const kept: PublishedPort[] = [];
         for (const p of spec.policy === "egress+published-ports" ? state.published : []) {
@@ -551,6 +558,7 @@ export async function applyNetwork(ctx: NetworkContext, prev: SandboxNetwork | n
     });
     return state;
   } catch (err) {
+    for (const h of started) await stopHelper(h);
     await failClosed(ctx, state).catch(() => undefined);
     throw err instanceof PyroError ? err : new PyroError("network_unavailable", `network setup failed: ${(err as Error).message}`);
   }
@@ -633,17 +641,8 @@ export async function takeDenials(network: SandboxNetwork, target: NetnsTarget):
   // Nothing can be denied at the IP level when egress is open to everything.
   if (network.spec.policy !== "off" && network.spec.allowHostLoopback && !restricted(network.spec)) return denials;
 
-  const marker = path.join(network.paths.dir, "drops");
   const drops = dropCount(target.sandboxPid);
-  if (drops !== null) {
-    let seen: number | null = null;
-    try {
-      seen = Number(fs.readFileSync(marker, "utf8"));
-    } catch {
-      seen = null;
-    }
-    if (seen === drops) return denials;
-  }
+  if (drops !== null && readDropMarker(network.paths.dir, target.sandboxPid) === drops) return denials;
   const { nft } = requireTools(["nft"], "reading denied attempts");
   const hosts = new Set(network.spec.allowHostLoopback ? [] : hostAddresses());
   await withNetns(target, async (nsFd) => {
@@ -667,11 +666,24 @@ export async function takeDenials(network: SandboxNetwork, target: NetnsTarget):
     }
     if (taken.length > 0) await runInNetns(nsFd, [nft, "delete", "element", "inet", TABLE, "denied", `{ ${taken.join(", ")} }`]);
   });
-  if (drops !== null) {
-    fs.mkdirSync(network.paths.dir, { recursive: true, mode: 0o700 });
-    fs.writeFileSync(marker, String(drops));
-  }
+  writeDropMarker(network.paths.dir, target.sandboxPid, drops);
   return denials;
+}
+
+/** The drop count last seen for this sandbox (a restarted sandbox counts from zero again). */
+function readDropMarker(dir: string, sandboxPid: number): number | null {
+  try {
+    const [pid, count] = fs.readFileSync(path.join(dir, "drops"), "utf8").split(":");
+    return Number(pid) === sandboxPid && count !== "" && count !== undefined ? Number(count) : null;
+  } catch {
+    return null;
+  }
+}
+
+function writeDropMarker(dir: string, sandboxPid: number, count: number | null): void {
+  if (count === null) return;
+  fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+  fs.writeFileSync(path.join(dir, "drops"), `${sandboxPid}:${count}`, { mode: 0o600 });
 }
 
 export { GUEST_ADDRESS, HOST_GATEWAY, SLIRP_DNS };

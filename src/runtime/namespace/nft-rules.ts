@@ -31,6 +31,8 @@ export interface RulesInput {
   dnsForwarderPort: number | null;
   /** Inbound connections from published ports reach services bound to 127.0.0.1 too. */
   published: boolean;
+  /** The host's loopback (the gateway) was allowed explicitly: it passes an allow-list too. */
+  allowGateway: boolean;
 }
 
 const elements = (items: string[]) => (items.length > 0 ? ` elements = { ${items.join(", ")} };` : "");
@@ -75,6 +77,7 @@ export function renderRuleset(input: RulesInput): string {
   } else {
     if (input.hostAddresses.length > 0) lines.push("    ip daddr @host jump refuse");
     if (input.restricted) {
+      if (input.allowGateway) lines.push(`    ip daddr ${HOST_GATEWAY} accept`);
       lines.push("    ip daddr @allow accept", "    ip daddr @resolved accept", "    jump refuse");
     }
   }

@@ -32,6 +32,18 @@ export interface ForwarderConfig {
 const UPSTREAM_TIMEOUT_MS = 2000;
 const MAX_TCP_CONNECTIONS = 64;
 const MAX_JOURNAL_BYTES = 256 * 1024;
+/** Addresses allowed through names, at most; an allowed name that keeps changing cannot grow the rules without bound. */
+const MAX_RESOLVED = 4096;
+
+/**
+ * Answers an allowed name may not open: loopback, "this network", link-local (where cloud
+ * metadata services live), multicast and reserved. Whoever controls an allowed name controls its
+ * answers, so these are never let through by a name — only by --allow-cidr.
+ */
+function neverByName(address: string): boolean {
+  const [a, b] = address.split(".").map(Number) as [number, number];
+  return a === 0 || a === 127 || (a === 169 && b === 254) || a >= 224;
+}
 
 function startTime(pid: number): number | null {
   try {
@@ -57,8 +69,8 @@ function main(): void {
 
   /** Lets the sandbox reach these addresses; resolves once nft has them (never rejects). */
   const allow = (addresses: string[]): Promise<void> => {
-    const fresh = [...new Set(addresses)].filter((a) => !added.has(a) && /^\d+\.\d+\.\d+\.\d+$/.test(a));
-    if (fresh.length === 0) return Promise.resolve();
+    const fresh = [...new Set(addresses)].filter((a) => !added.has(a) && /^\d+\.\d+\.\d+\.\d+$/.test(a) && !neverByName(a));
+    if (fresh.length === 0 || added.size + fresh.length > MAX_RESOLVED) return Promise.resolve();
     return new Promise((resolve) => {
       const child = spawn(config.nsenter, [`--net=/proc/self/fd/3`, config.nft, "add", "element", "inet", config.table, config.set, `{ ${fresh.join(", ")} }`], {
         stdio: ["ignore", "ignore", "inherit", nsFd],
