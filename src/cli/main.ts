@@ -39,7 +39,12 @@ function printJson(value: unknown): void {
   out(JSON.stringify(value, null, 2));
 }
 
-function fail(err: unknown, exitCode = 1): never {
+/** Set while `pyro run` tears down after SIGINT/SIGTERM: that path decides the exit code. */
+let aborting = false;
+
+function fail(err: unknown, exitCode = 1): never | void {
+  // The in-flight command fails when its sandbox is torn down; that is not the error to report.
+  if (aborting) return;
   const e = asPyroError(err);
   if (state.json) printJson({ error: e.toJSON() });
   else process.stderr.write(render.error(e));
@@ -358,7 +363,6 @@ function buildProgram(): Command {
     .action(
       action(async (environment: string, commandArgs: string[], opts: { vcpuCount?: number; memMib?: number; ttlSeconds?: number; stdin?: boolean; shell?: string; env?: string[]; timeoutSeconds?: number; maxOutputBytes?: number; networkPolicy?: string; allowHost?: string[]; allowCidr?: string[]; allowHostLoopback?: boolean }) => {
         const p = pyro();
-        let aborting = false;
         const onSignal = (signal: NodeJS.Signals) => {
           // Whatever was started is torn down before we go: no sandbox, mount or directory
           // stays. A second Ctrl-C during the clean-up must not cut it short.
