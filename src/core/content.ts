@@ -140,11 +140,10 @@ export async function importInto(workspaceDir: string, scratchDir: string, sourc
 }
 
 /**
- * Exports PATH from a workspace directory to a host path. The copy is made into a fresh
- * directory next to the output and renamed into place, so a failure leaves no partial output
- * and an existing output is never replaced unless `force`.
+ * Checks a host output path for an export: its directory must exist, and an existing entry is
+ * refused unless `force` (which later removes the entry itself — a symlink, never its target).
  */
-export async function exportFrom(workspaceDir: string, guestPath: string, output: string, force: boolean): Promise<ExportOutcome> {
+export async function checkOutput(output: string, force: boolean): Promise<{ out: string; parent: string; exists: boolean }> {
   const out = path.resolve(output);
   const parent = path.dirname(out);
   try {
@@ -152,14 +151,21 @@ export async function exportFrom(workspaceDir: string, guestPath: string, output
   } catch {
     throw new PyroError("invalid_argument", `the output's directory ${parent} does not exist`, { hint: "Create it first or choose another --output." });
   }
-  let exists = false;
-  try {
-    await fsp.lstat(out);
-    exists = true;
-  } catch {
-    exists = false;
-  }
+  const exists = await fsp.lstat(out).then(
+    () => true,
+    () => false,
+  );
   if (exists && !force) throw new PyroError("output_exists", `${out} already exists`, { hint: "Choose another output path, or pass --force (MCP: force=true) to replace it." });
+  return { out, parent, exists };
+}
+
+/**
+ * Exports PATH from a workspace directory to a host path. The copy is made into a fresh
+ * directory next to the output and renamed into place, so a failure leaves no partial output
+ * and an existing output is never replaced unless `force`.
+ */
+export async function exportFrom(workspaceDir: string, guestPath: string, output: string, force: boolean): Promise<ExportOutcome> {
+  const { out, parent, exists } = await checkOutput(output, force);
   const temp = path.join(parent, `.pyro-export-${randomBytes(4).toString("hex")}`);
   await fsp.mkdir(temp, { mode: 0o700 });
   try {

@@ -8,7 +8,7 @@
 import path from "node:path";
 import fsp from "node:fs/promises";
 import type { WorkspaceManager } from "./manager.js";
-import { exportFrom, importInto, inspectSource, guestDestination } from "./content.js";
+import { checkOutput, exportFrom, importInto, inspectSource, guestDestination } from "./content.js";
 import type { ExportOutcome, ImportResult } from "./content.js";
 import { BASELINE } from "./snapshots.js";
 import type { SnapshotInfo } from "./snapshots.js";
@@ -282,20 +282,7 @@ export class WorkspaceContent {
   /** Writes the stopped workspace's /workspace as a .tar archive on the host. */
   async diskExport(ref: string, output: string, options: { force?: boolean } = {}): Promise<{ workspace_id: string; output_path: string; bytes: number }> {
     const id = await this.stopped(ref);
-    const out = path.resolve(output);
-    try {
-      if (!(await fsp.stat(path.dirname(out))).isDirectory()) throw new Error();
-    } catch {
-      throw new PyroError("invalid_argument", `the output's directory ${path.dirname(out)} does not exist`, { hint: "Create it first or choose another --output." });
-    }
-    let exists = false;
-    try {
-      await fsp.lstat(out);
-      exists = true;
-    } catch {
-      exists = false;
-    }
-    if (exists && !options.force) throw new PyroError("output_exists", `${out} already exists`, { hint: "Choose another output path, or pass --force." });
+    const { out, exists } = await checkOutput(output, options.force === true);
     const temp = path.join(path.dirname(out), `.pyro-disk-${process.pid}-${Date.now()}`);
     await fsp.mkdir(temp, { mode: 0o700 });
     try {

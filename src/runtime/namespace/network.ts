@@ -12,6 +12,7 @@
  */
 import { spawn } from "node:child_process";
 import fs from "node:fs";
+import { processStartTime } from "./backend.js";
 import net from "node:net";
 import os from "node:os";
 import path from "node:path";
@@ -102,16 +103,6 @@ s/\{(PIDFD|TCP|UDP)\}/$sub{$1}/g for @cmd;
 exec { $cmd[0] } @cmd or die "exec $cmd[0]: $!\n";
 `;
 
-function readStartTime(pid: number): number | null {
-  try {
-    const stat = fs.readFileSync(`/proc/${pid}/stat`, "utf8");
-    const rest = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    if (rest[0] === "Z" || rest[0] === "X") return null;
-    return Number(rest[19]);
-  } catch {
-    return null;
-  }
-}
 
 /** What every entry into a sandbox's network needs to know about it. */
 export interface NetnsTarget {
@@ -136,7 +127,7 @@ export function netnsTarget(record: SandboxRecord): NetnsTarget {
 export function openNetns(target: NetnsTarget): number {
   const fd = fs.openSync(`/proc/${target.sandboxPid}/ns/net`, "r");
   try {
-    if (readStartTime(target.sandboxPid) !== target.sandboxStartTime) throw new PyroError("workspace_stopped", "the workspace's sandbox is gone");
+    if (processStartTime(target.sandboxPid) !== target.sandboxStartTime) throw new PyroError("workspace_stopped", "the workspace's sandbox is gone");
     const theirs = fs.fstatSync(fd);
     const ours = fs.statSync("/proc/self/ns/net");
     if (theirs.ino === ours.ino && theirs.dev === ours.dev) {
@@ -181,7 +172,7 @@ async function withNetns<T>(target: NetnsTarget, fn: (fd: number) => Promise<T>)
 }
 
 function alive(h: HelperProcess | null): boolean {
-  return h !== null && readStartTime(h.pid) === h.startTime;
+  return h !== null && processStartTime(h.pid) === h.startTime;
 }
 
 /** Kills a helper (only if the pid still is that helper) and waits until it is gone. */
@@ -259,7 +250,7 @@ function startHelper(argv: string[], fds: number[], readyIndex: number, target: 
       child.removeAllListeners("exit");
       child.unref();
       const pid = child.pid!;
-      resolve({ pid, startTime: readStartTime(pid) ?? 0, ready: line.trim() });
+      resolve({ pid, startTime: processStartTime(pid) ?? 0, ready: line.trim() });
     });
   });
 }
