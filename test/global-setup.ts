@@ -7,7 +7,11 @@ import { EnvironmentStore } from "../src/environments/index.js";
 
 export default async function setup(): Promise<void> {
   const store = new EnvironmentStore(SHARED_HOME);
-  await store.pull(TEST_ENVIRONMENT, {
-    onProgress: (e) => process.stderr.write(`[test setup] ${e.phase} ${e.environment} ${e.message}\n`),
-  });
+  // debian:12-build (python3, build tools) is derived from debian:12: one more layer, for the
+  // tests that drive a Python REPL.
+  for (const environment of [TEST_ENVIRONMENT, "debian:12-build"]) {
+    await store.pull(environment, {
+      onProgress: (e) => process.stderr.write(`[test setup] ${e.phase} ${e.environment} ${e.message}\n`),
+    });
+  }
 }

@@ -16,6 +16,8 @@ import { CLI, REPO, findLeaks, noLeaks, testHome, TEST_ENVIRONMENT } from "../he
 type Result = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
 
 let home: string;
+/** The chat-ergonomics metric: tool calls each scenario needed and bytes of tool output a model read. */
+const metrics: { scenario: string; calls: number; bytes: number }[] = [];
 
 /** A Git checkout of the use-case repo, optionally with the sign bug planted in tally.sh. */
 function project(options: { bug?: boolean } = {}): string {
@@ -32,12 +34,17 @@ function project(options: { bug?: boolean } = {}): string {
   return dir;
 }
 
-async function connect(args: string[]): Promise<{ call: (name: string, a?: Record<string, unknown>) => Promise<Result>; tools: string[]; close: () => Promise<void> }> {
+async function connect(scenario: string, args: string[]): Promise<{ call: (name: string, a?: Record<string, unknown>) => Promise<Result>; tools: string[]; close: () => Promise<void> }> {
+  const metric = { scenario, calls: 0, bytes: 0 };
+  metrics.push(metric);
   const client = new Client({ name: "use-case-smoke", version: "1.0.0" });
   await client.connect(new StdioClientTransport({ command: process.execPath, args: [CLI, "mcp", "serve", ...args], env: { ...process.env, PYRO_HOME: home } as Record<string, string> }));
   const tools = (await client.listTools()).tools.map((t) => t.name);
   const call = async (name: string, a: Record<string, unknown> = {}) => {
     const r = await client.callTool({ name, arguments: a });
+    metric.calls += 1;
+    // What a model consumes: the text content plus the structured result.
+    metric.bytes += Buffer.byteLength(JSON.stringify(r.content ?? [])) + Buffer.byteLength(JSON.stringify(r.structuredContent ?? {}));
     if (r.isError) throw new Error(`${name} failed: ${JSON.stringify(r._meta?.["pyro/error"] ?? r.content)}`);
     return r.structuredContent as Result;
   };
@@ -49,13 +56,44 @@ beforeAll(() => {
 });
 
 afterAll(() => {
+  const rows = metrics.map((m) => `| ${m.scenario.padEnd(24)} | ${String(m.calls).padStart(5)} | ${String(m.bytes).padStart(9)} |`);
+  process.stdout.write(`\n| scenario                 | calls | bytes out |\n|---|---|---|\n${rows.join("\n")}\n`);
   expect(findLeaks(home)).toEqual(noLeaks());
 });
 
 describe("use-case smoke packs through MCP", () => {
+  it("qualification: a messy checkout seeds only tracked files, with their uncommitted edits and large binaries", async () => {
+    const repo = project();
+    fs.writeFileSync(path.join(repo, ".gitignore"), "node_modules/\n*.o\n");
+    fs.writeFileSync(path.join(repo, "big.bin"), Buffer.alloc(5 * 1024 * 1024, 7));
+    execFileSync("git", ["add", ".gitignore", "big.bin"], { cwd: repo });
+    execFileSync("git", ["-c", "user.email=t@example.invalid", "-c", "user.name=t", "-c", "commit.gpgsign=false", "commit", "-qm", "more"], { cwd: repo });
+    fs.mkdirSync(path.join(repo, "node_modules", "dep"), { recursive: true });
+    fs.writeFileSync(path.join(repo, "node_modules", "dep", "index.js"), "ignored dependency");
+    fs.writeFileSync(path.join(repo, "tally.o"), "generated object file");
+    fs.writeFileSync(path.join(repo, "scratch.txt"), "untracked scratch");
+    fs.appendFileSync(path.join(repo, "README.md"), "uncommitted line\n");
+    fs.rmSync(path.join(repo, "server.pl"));
+    const s = await connect("messy checkout", ["--mode", "repro-fix", "--project-path", repo]);
+    try {
+      const ws = await s.call("workspace_create", { environment: TEST_ENVIRONMENT, name: "messy" });
+      expect(ws.workspace_seed).toMatchObject({ mode: "project", origin_kind: "git_checkout" });
+      expect(ws.workspace_seed.origin_ref).toMatch(/\+uncommitted$/);
+      const files = await s.call("workspace_file_list", { workspace_id: ws.workspace_id, recursive: true });
+      const names = files.entries.map((e: Result) => e.path.replace("/workspace/", "")).sort();
+      expect(names).toEqual([".gitignore", "README.md", "big.bin", "tally.sh", "test.sh"]);
+      expect((await s.call("workspace_file_read", { workspace_id: ws.workspace_id, path: "README.md" })).content).toContain("uncommitted line");
+      const big = await s.call("workspace_file_read", { workspace_id: ws.workspace_id, path: "big.bin", max_bytes: 16 });
+      expect(big.size).toBe(5 * 1024 * 1024);
+      await s.call("workspace_delete", { workspace_id: ws.workspace_id });
+    } finally {
+      await s.close();
+    }
+  });
+
   it("cold-start repo validation: seed, discover how it is tested, run the tests, start the app with readiness, report", async () => {
     const repo = project();
-    const s = await connect(["--mode", "cold-start", "--project-path", repo]);
+    const s = await connect("cold-start validation", ["--mode", "cold-start", "--project-path", repo]);
     try {
       expect(s.tools).toContain("service_start");
       const ws = await s.call("workspace_create", { environment: TEST_ENVIRONMENT, name: "cold-start" });
@@ -85,7 +123,7 @@ describe("use-case smoke packs through MCP", () => {
 
   it("repro plus fix loop: reproduce the failure, patch it, rerun green, diff, export, reset to baseline", async () => {
     const repo = project({ bug: true });
-    const s = await connect(["--mode", "repro-fix", "--project-path", repo]);
+    const s = await connect("repro plus fix", ["--mode", "repro-fix", "--project-path", repo]);
     try {
       const ws = await s.call("workspace_create", { environment: TEST_ENVIRONMENT, name: "repro-fix" });
       const failing = await s.call("workspace_exec", { workspace_id: ws.workspace_id, command: "sh test.sh" });
@@ -116,7 +154,7 @@ describe("use-case smoke packs through MCP", () => {
 
   it("parallel isolated workspaces: one per issue, changed independently, found again by label, deleted independently", async () => {
     const repo = project();
-    const s = await connect(["--mode", "repro-fix", "--project-path", repo]);
+    const s = await connect("parallel workspaces", ["--mode", "repro-fix", "--project-path", repo]);
     try {
       for (const n of [1, 2]) await s.call("workspace_create", { environment: TEST_ENVIRONMENT, name: `issue-${n}`, labels: { issue: String(n), team: "smoke" } });
       // the model "loses" the ids and finds the workspaces again by label
@@ -148,11 +186,13 @@ describe("use-case smoke packs through MCP", () => {
     await new Promise((r) => server.once("listening", r));
     const port = (server.address() as { port: number }).port;
     const suspicious = fs.mkdtempSync(path.join(os.tmpdir(), "pyro-suspicious-"));
+    // A host path the code tries to write to (it exists on the host, not in the sandbox).
+    const escapeTarget = path.join(fs.mkdtempSync(path.join(os.tmpdir(), "pyro-escape-")), "owned.txt");
     fs.writeFileSync(
       path.join(suspicious, "install.sh"),
-      `#!/bin/bash\n# pretends to be an installer\ncat ${home}/workspaces/*/workspace.json 2>/dev/null && echo READ-HOST-STATE\n(exec 3<>/dev/tcp/127.0.0.1/${port}) 2>/dev/null && echo REACHED-HOST\n(exec 3<>/dev/tcp/10.0.2.2/${port}) 2>/dev/null && echo REACHED-GATEWAY\necho done > report.txt\n`,
+      `#!/bin/bash\n# pretends to be an installer\ncat ${home}/workspaces/*/workspace.json 2>/dev/null && echo READ-HOST-STATE\n(exec 3<>/dev/tcp/127.0.0.1/${port}) 2>/dev/null && echo REACHED-HOST\n(exec 3<>/dev/tcp/10.0.2.2/${port}) 2>/dev/null && echo REACHED-GATEWAY\necho pwned > ${escapeTarget} 2>/dev/null\necho pwned > /workspace/../../escaped.txt 2>/dev/null\nmkdir -p .cache && echo beacon > .cache/implant\necho done > report.txt\n`,
     );
-    const s = await connect(["--mode", "inspect", "--no-project-source"]);
+    const s = await connect("untrusted inspection", ["--mode", "inspect", "--no-project-source"]);
     try {
       expect(s.tools).not.toContain("workspace_file_write");
       const ws = await s.call("workspace_create", { environment: TEST_ENVIRONMENT, name: "inspect", seed_path: suspicious });
@@ -162,6 +202,10 @@ describe("use-case smoke packs through MCP", () => {
       const run = await s.call("workspace_exec", { workspace_id: ws.workspace_id, command: ["bash", "install.sh"], timeout_seconds: 20 });
       expect(run.stdout).not.toContain("READ-HOST-STATE");
       expect(run.stdout).not.toContain("REACHED");
+      expect(fs.existsSync(escapeTarget)).toBe(false);
+      // What did it try to write? The diff against the seed shows exactly that.
+      const changed = await s.call("workspace_diff", { workspace_id: ws.workspace_id });
+      expect(changed.changes.map((c: Result) => `${c.change} ${c.path}`).sort()).toEqual(["added .cache", "added .cache/implant", "added report.txt"]);
       const out = path.join(fs.mkdtempSync(path.join(os.tmpdir(), "pyro-report-")), "report.txt");
       await s.call("workspace_export", { workspace_id: ws.workspace_id, path: "report.txt", output_path: out });
       expect(fs.readFileSync(out, "utf8")).toBe("done\n");
@@ -175,8 +219,10 @@ describe("use-case smoke packs through MCP", () => {
   it("review and evaluation: snapshot first, read a checklist in a plain shell, evaluate, summarize, export, reset to the snapshot", async () => {
     const repo = project();
     fs.writeFileSync(path.join(repo, "CHECKLIST.md"), "\u001b[1mReview checklist\u001b[0m\n1. tests pass\n2. server answers\n");
-    execFileSync("git", ["add", "CHECKLIST.md"], { cwd: repo });
-    const s = await connect(["--mode", "review-eval", "--project-path", repo]);
+    // The change under review, as a patch file next to the code.
+    fs.writeFileSync(path.join(repo, "proposed.patch"), "--- a/tally.sh\n+++ b/tally.sh\n@@ -1,3 +1,3 @@\n #!/bin/sh\n-# tally.sh: sums the numbers given as arguments.\n+# tally.sh: sums the integers given as arguments.\n total=0\n");
+    execFileSync("git", ["add", "CHECKLIST.md", "proposed.patch"], { cwd: repo });
+    const s = await connect("review and evaluation", ["--mode", "review-eval", "--project-path", repo]);
     try {
       const ws = await s.call("workspace_create", { environment: TEST_ENVIRONMENT, name: "review" });
       await s.call("snapshot_create", { workspace_id: ws.workspace_id, snapshot_name: "before-review" });
@@ -186,6 +232,8 @@ describe("use-case smoke packs through MCP", () => {
       expect(screen.output).toContain("Review checklist");
       expect(screen.output).not.toContain("\u001b");
       await s.call("shell_close", { workspace_id: ws.workspace_id, shell_id: shell.shell_id });
+      const applied = await s.call("workspace_exec", { workspace_id: ws.workspace_id, command: ["git", "apply", "proposed.patch"] });
+      expect(applied.exit_code).toBe(0);
       const evaluation = await s.call("workspace_exec", { workspace_id: ws.workspace_id, command: "sh test.sh > eval-report.txt; echo exit=$? >> eval-report.txt; cat eval-report.txt" });
       expect(evaluation.stdout).toContain("exit=0");
       const summary = await s.call("workspace_summary", { workspace_id: ws.workspace_id });
