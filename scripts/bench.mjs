@@ -122,6 +122,23 @@ try {
 
   await benchNetwork();
 
+  // The warmed daily loop a chat host drives: create → exec → reset → exec → delete.
+  await pyro.prepare(ENV);
+  log(`[bench] warmed daily loop (create, exec, reset, exec, delete) x${runs}`);
+  const loop = [];
+  for (let i = 0; i < runs; i++) {
+    loop.push(
+      await time(async () => {
+        const w = await pyro.createWorkspace({ environment: ENV });
+        await pyro.execWorkspace(w.workspace_id, { command: ["true"] });
+        await pyro.resetWorkspace(w.workspace_id);
+        await pyro.execWorkspace(w.workspace_id, { command: ["true"] });
+        await pyro.deleteWorkspace(w.workspace_id);
+      }),
+    );
+  }
+  results.daily_loop_create_exec_reset_exec_delete = stats(loop);
+
   log(`[bench] node -e 0 (Node start-up, for reference) x${runs}`);
   const nodeStart = [];
   for (let i = 0; i < runs; i++) nodeStart.push(await spawnTimed(process.execPath, ["-e", "0"], env));
