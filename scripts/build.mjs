@@ -36,16 +36,21 @@ await Promise.all([
     logLevel: "warning",
   }),
   build({
-    entryPoints: ["src/agent/main.ts"],
-    outfile: "dist/agent/pyro-agent.mjs",
+    // Split so that what only some workspaces use (the terminal emulator, tar) loads on first
+    // use instead of being parsed at every agent start.
+    entryPoints: { "pyro-agent": "src/agent/main.ts" },
+    outdir: "dist/agent",
+    outExtension: { ".js": ".mjs" },
+    chunkNames: "chunks/[name]-[hash]",
     bundle: true,
+    splitting: true,
+    format: "esm",
+    platform: "node",
+    target: "node20",
     // A native addon: bind-mounted into the sandbox's agent runtime, not bundled.
     external: ["node-pty"],
     // Every workspace start parses this file: smaller is faster.
     minify: true,
-    format: "esm",
-    platform: "node",
-    target: "node20",
     banner,
     logLevel: "warning",
   }),

@@ -84,6 +84,8 @@ export function agentRuntime(): AgentRuntime {
     { source: fs.realpathSync(loader), target: `${AGENT_RUNTIME_DIR}/ld.so` },
     ...libraries.map((lib) => ({ source: fs.realpathSync(lib), target: `${AGENT_RUNTIME_DIR}/${path.basename(lib)}` })),
     { source: bundle, target: `${AGENT_RUNTIME_DIR}/pyro-agent.mjs` },
+    // Code the agent loads on first use (terminal emulator, tar), split out of its entry file.
+    ...(fs.existsSync(path.join(path.dirname(bundle), "chunks")) ? [{ source: path.join(path.dirname(bundle), "chunks"), target: `${AGENT_RUNTIME_DIR}/chunks` }] : []),
     // node-pty (PTY shells) is a native addon; the agent imports it from here when a shell opens.
     { source: nodePtyDir(), target: `${AGENT_RUNTIME_DIR}/node_modules/node-pty` },
   ];
