@@ -13,11 +13,25 @@ export const SHARED_HOME = process.env.PYRO_TEST_HOME ? path.resolve(process.env
 export const TEST_ENVIRONMENT = "debian:12";
 export const CLI = path.join(REPO, "bin", "pyro.js");
 
-/** A fresh state directory sharing the environment cache. */
-export function testHome(label: string): string {
+/**
+ * A fresh state directory sharing the environment cache's layers. By default only debian:12
+ * (and its base) are installed in it, so tests can use debian:12-build as the example of an
+ * environment that is known but not built; `allEnvironments` shares every built environment.
+ */
+export function testHome(label: string, options: { allEnvironments?: boolean } = {}): string {
   const home = fs.mkdtempSync(path.join(os.tmpdir(), `pyro-${label}-`));
-  fs.mkdirSync(path.join(SHARED_HOME, "environments"), { recursive: true });
-  fs.symlinkSync(path.join(SHARED_HOME, "environments"), path.join(home, "environments"));
+  const shared = path.join(SHARED_HOME, "environments");
+  fs.mkdirSync(path.join(shared, "manifests"), { recursive: true });
+  fs.mkdirSync(path.join(shared, "layers"), { recursive: true });
+  if (options.allEnvironments) {
+    fs.symlinkSync(shared, path.join(home, "environments"));
+    return home;
+  }
+  fs.mkdirSync(path.join(home, "environments", "manifests"), { recursive: true });
+  fs.symlinkSync(path.join(shared, "layers"), path.join(home, "environments", "layers"));
+  for (const manifest of ["debian@12-base.json", "debian@12.json"]) {
+    fs.symlinkSync(path.join(shared, "manifests", manifest), path.join(home, "environments", "manifests", manifest));
+  }
   return home;
 }
 

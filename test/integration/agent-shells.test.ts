@@ -88,7 +88,7 @@ async function sh(command: string): Promise<string> {
 }
 
 beforeAll(async () => {
-  home = testHome("shells");
+  home = testHome("shells", { allEnvironments: true });
   pyro = new Pyro({ home });
   workspaceId = (await pyro.createWorkspace({ environment: TEST_ENVIRONMENT })).workspace_id;
   client = await pyro.manager.client(workspaceId);
