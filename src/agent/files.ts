@@ -7,16 +7,9 @@ import path from "node:path/posix";
 import { randomBytes } from "node:crypto";
 import { AgentFailure } from "./failure.js";
 import { ROOT, displayName, entryType, isText, safePath, utf8SafeLength } from "./paths.js";
-import type { EntryType } from "./paths.js";
+import type { FileEntry, FileReadHeader } from "../protocol/messages.js";
 
-export interface FileEntry {
-  path: string;
-  type: EntryType;
-  size: number;
-  mode: string;
-  mtime: string;
-  link_target: string | null;
-}
+export type { FileEntry } from "../protocol/messages.js";
 
 export interface FileListRequest {
   path: string;
@@ -87,15 +80,7 @@ export interface FileReadRequest {
   maxBytes: number;
 }
 
-export interface FileReadResult {
-  path: string;
-  size: number;
-  offset: number;
-  bytes_returned: number;
-  next_offset: number | null;
-  truncated: boolean;
-  binary: boolean;
-}
+export type FileReadResult = FileReadHeader;
 
 export function fileRead(req: FileReadRequest): { header: FileReadResult; payload: Buffer } {
   const abs = safePath(req.path);

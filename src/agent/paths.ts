@@ -9,6 +9,7 @@ import fs from "node:fs";
 import path from "node:path/posix";
 import { WORKSPACE_GUEST_PATH } from "../protocol/messages.js";
 import { AgentFailure } from "./failure.js";
+import type { EntryType } from "../protocol/messages.js";
 
 export const ROOT = WORKSPACE_GUEST_PATH;
 
@@ -89,7 +90,7 @@ export function displayName(latin1: string): string {
   }
 }
 
-export type EntryType = "file" | "directory" | "symlink" | "fifo" | "socket" | "char_device" | "block_device" | "other";
+export type { EntryType } from "../protocol/messages.js";
 
 export function entryType(st: fs.Stats): EntryType {
   if (st.isFile()) return "file";

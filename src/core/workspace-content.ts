@@ -14,6 +14,7 @@ import { BASELINE } from "./snapshots.js";
 import type { SnapshotInfo } from "./snapshots.js";
 import { withUtilityAgent, runUtilityChecked } from "../runtime/namespace/utility.js";
 import type { AgentClient } from "../protocol/client.js";
+import type { FileEntry, FileReadHeader } from "../protocol/messages.js";
 import { PyroError } from "../shared/errors.js";
 import { validatePositiveInt } from "./validate.js";
 
@@ -23,14 +24,7 @@ export const MAX_FILE_WRITE_BYTES = 16 * 1024 * 1024 - 4096;
 export const DEFAULT_FILE_LIST_MAX_ENTRIES = 1000;
 export const DEFAULT_DIFF_MAX_BYTES = 65536;
 
-export interface FileEntry {
-  path: string;
-  type: string;
-  size: number;
-  mode: string;
-  mtime: string;
-  link_target: string | null;
-}
+export type { FileEntry } from "../protocol/messages.js";
 
 export interface FileListResult {
   workspace_id: string;
@@ -42,15 +36,8 @@ export interface FileListResult {
   total_seen: number;
 }
 
-export interface FileReadResult {
+export interface FileReadResult extends FileReadHeader {
   workspace_id: string;
-  path: string;
-  size: number;
-  offset: number;
-  bytes_returned: number;
-  next_offset: number | null;
-  truncated: boolean;
-  binary: boolean;
   content: string;
   /** How to read on, when truncated: the exact next call. */
   continue_with: string | null;

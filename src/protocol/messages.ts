@@ -74,3 +74,27 @@ export type AgentErrorCode =
   | "service_exists"
   | "secret_not_found"
   | "internal";
+
+/** Kinds of directory entry the agent reports. */
+export type EntryType = "file" | "directory" | "symlink" | "fifo" | "socket" | "char_device" | "block_device" | "other";
+
+/** One entry of a `file_list` result. */
+export interface FileEntry {
+  path: string;
+  type: EntryType;
+  size: number;
+  mode: string;
+  mtime: string;
+  link_target: string | null;
+}
+
+/** The header of a `file_read` result; the content is the payload. */
+export interface FileReadHeader {
+  path: string;
+  size: number;
+  offset: number;
+  bytes_returned: number;
+  next_offset: number | null;
+  truncated: boolean;
+  binary: boolean;
+}
