@@ -13,7 +13,7 @@ import { commandInput, networkNotices, publishedPort, workspaceRef } from "./sch
 import { noticeLines, publishInput } from "./network-tools.js";
 
 /** MCP's shell_read defaults (documented in docs/public-contract.md). */
-export const MCP_SHELL_READ_DEFAULTS = { plain: true, wait_for_idle_ms: 300 } as const;
+export const MCP_SHELL_READ_DEFAULTS = { plain: true, wait_for_idle_ms: 300, idle_timeout_ms: 2000 } as const;
 
 const readiness = z
   .union([
@@ -207,8 +207,8 @@ export function registerSessionTools(register: Register, pyro: Pyro): void {
         max_chars: z.number().int().positive().optional().describe("Default 65536; the most recent output is kept."),
         plain: z.boolean().optional().describe("Default true here. false returns raw bytes with control sequences."),
         wait_for_idle_ms: z.number().int().positive().optional().describe("Default 300 here."),
-        wait_for_pattern: z.string().optional().describe("Regular expression to wait for, e.g. '\\\\$ $' for a prompt."),
-        timeout_ms: z.number().int().positive().optional().describe("Upper bound of a wait; default 10000."),
+        wait_for_pattern: z.string().optional().describe("Regular expression to wait for, e.g. '[$#] $' for a shell prompt (root's prompt ends in '# ')."),
+        timeout_ms: z.number().int().positive().optional().describe("Upper bound of a wait; default 10000 (2000 for the default idle wait)."),
       },
       outputSchema: {
         workspace_id: z.string(),
@@ -237,7 +237,8 @@ export function registerSessionTools(register: Register, pyro: Pyro): void {
         ...(a.max_chars !== undefined ? { maxChars: a.max_chars } : {}),
         ...(a.wait_for_pattern !== undefined ? { waitForPattern: a.wait_for_pattern } : { waitForIdleMs: a.wait_for_idle_ms ?? MCP_SHELL_READ_DEFAULTS.wait_for_idle_ms }),
         ...(a.wait_for_pattern !== undefined && a.wait_for_idle_ms !== undefined ? { waitForIdleMs: a.wait_for_idle_ms } : {}),
-        ...(a.timeout_ms !== undefined ? { timeoutMs: a.timeout_ms } : {}),
+        // The default idle wait must not hold a model for the full 10 s when nothing new comes.
+        ...(a.timeout_ms !== undefined ? { timeoutMs: a.timeout_ms } : a.wait_for_pattern === undefined && a.wait_for_idle_ms === undefined ? { timeoutMs: MCP_SHELL_READ_DEFAULTS.idle_timeout_ms } : {}),
       });
       // Plain output is already what a screen shows; raw output (plain=false) is shown with its
       // control characters escaped, so the text never carries a live escape sequence.
