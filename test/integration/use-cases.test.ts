@@ -55,7 +55,14 @@ beforeAll(() => {
   home = testHome("usecases");
 });
 
-afterAll(() => {
+afterAll(async () => {
+  // A scenario that failed part-way leaves its workspace: delete it before checking for leaks.
+  const { Pyro } = await import("../../src/sdk/index.js");
+  const pyro = new Pyro({ home });
+  const left = (await pyro.listWorkspaces()).workspaces.map((w) => w.workspace_id);
+  for (const id of left) await pyro.deleteWorkspace(id);
+  pyro.close();
+  expect(left).toEqual([]);
   const rows = metrics.map((m) => `| ${m.scenario.padEnd(24)} | ${String(m.calls).padStart(5)} | ${String(m.bytes).padStart(9)} |`);
   process.stdout.write(`\n| scenario                 | calls | bytes out |\n|---|---|---|\n${rows.join("\n")}\n`);
   expect(findLeaks(home)).toEqual(noLeaks());
