@@ -38,11 +38,14 @@ export const SANDBOX_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/
  * a sandbox; bubblewrap passes on whatever it is given, and dash cannot close fds above 9, so
  * this runs in perl (perl-base is an essential Debian package, always installed).
  */
-export const CLOSE_FDS_SCRIPT = 'my $from = shift; POSIX::close($_) for $from..4095; exec { $ARGV[0] } @ARGV or die "exec $ARGV[0]: $!\n"';
+export const CLOSE_FDS_SCRIPT =
+  // close_range(2) (syscall 436 since Linux 5.9) in one call; POSIX::close in a loop otherwise.
+  // `0 + shift`: perl's syscall passes strings as pointers, numbers as integers.
+  'my $from = 0 + shift; syscall(436, $from, 4294967295, 0) == 0 or do { require POSIX; POSIX::close($_) for $from..4095 }; exec { $ARGV[0] } @ARGV or die "exec $ARGV[0]: $!\\n"';
 
 /** argv that runs `argv` with every inherited descriptor from `from` up closed. */
 export function withClosedFds(from: number, argv: string[]): string[] {
-  return ["perl", "-MPOSIX", "-e", CLOSE_FDS_SCRIPT, String(from), ...argv];
+  return ["perl", "-e", CLOSE_FDS_SCRIPT, String(from), ...argv];
 }
 
 /** Joins the cgroup, mounts the overlay in the private namespace, then becomes bubblewrap. */
@@ -51,7 +54,7 @@ const LAUNCHER = [
   'for f in $PYRO_CGROUP_PROCS; do echo $$ > "$f"; done',
   'mount -t overlay pyro -o "$1" -o nodev,nosuid "$2"',
   "shift 2",
-  'exec perl -MPOSIX -e "$PYRO_CLOSE_FDS" 5 bwrap "$@"',
+  'exec perl -e "$PYRO_CLOSE_FDS" 5 bwrap "$@"',
 ].join("\n");
 
 /** Paths go into overlay's comma/colon separated option string; refuse what would break it. */
