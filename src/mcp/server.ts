@@ -29,6 +29,8 @@ export { ERROR_META_KEY, ok, tool } from "./results.js";
 export type { McpServerOptions } from "./surfaces.js";
 
 const VERSION = "0.1.0";
+/** workspace_list returns at most this many workspaces (most recent activity first). */
+export const MCP_LIST_LIMIT = 50;
 
 export interface ToolConfig {
   title: string;
@@ -213,13 +215,17 @@ export function createMcpServer(pyro: Pyro, options: McpServerOptions = {}, defi
       title: "List workspaces",
       description: "List workspaces with their names, labels, state and last activity, most recent first. Use it to find a workspace again when you no longer have its id.",
       inputSchema: {},
-      outputSchema: { count: z.number(), workspaces: z.array(workspaceInfo), reaped: z.array(z.string()) },
+      outputSchema: { count: z.number(), workspaces: z.array(workspaceInfo), reaped: z.array(z.string()), omitted: z.number() },
       annotations: { readOnlyHint: true },
     },
     tool(async () => {
       const r = await pyro.listWorkspaces();
-      const text = r.count === 0 ? "no workspaces" : capLines(r.workspaces.map(workspaceText), 50, () => "the structured result lists them all; find one with workspace_status(workspace_id=NAME)");
-      return ok(r, text);
+      // Bounded for a context window: the most recently active ones, and how many more exist.
+      const shown = r.workspaces.slice(0, MCP_LIST_LIMIT);
+      const omitted = r.count - shown.length;
+      const more = () => "find one by name or id with workspace_status(workspace_id=NAME)";
+      const text = r.count === 0 ? "no workspaces" : capLines(shown.map(workspaceText), 50, more) + (omitted ? `\n[${omitted} less recently active workspaces not listed; ${more()}]` : "");
+      return ok({ ...r, workspaces: shown, omitted }, text);
     }),
   );
 
