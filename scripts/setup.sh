@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 # util-linux (unshare, mount, nsenter), tar, ca-certificates; for workspace networking:
 # slirp4netns (user-mode egress and published ports), nftables (the rules inside each workspace's
 # own network namespace — never the host's), iproute2 (routes there), perl-base (starts helpers).
-PACKAGES=(bubblewrap debootstrap util-linux mount tar ca-certificates slirp4netns nftables iproute2 perl-base)
+PACKAGES=(bubblewrap debootstrap util-linux mount tar ca-certificates slirp4netns nftables iproute2 perl-base git findutils)
 
 need_node() {
   echo "pyro needs Node.js >= 20 (found: $(node --version 2>/dev/null || echo none))." >&2
