@@ -8,7 +8,8 @@ cd "$(dirname "$0")/.."
 # Packages: bubblewrap (the sandbox), debootstrap (builds environments from Debian packages),
 # util-linux (unshare, mount, nsenter), tar, ca-certificates; for workspace networking:
 # slirp4netns (user-mode egress and published ports), nftables (the rules inside each workspace's
-# own network namespace — never the host's), iproute2 (routes there), perl-base (starts helpers).
+# own network namespace — never the host's), iproute2 (routes there), perl-base (starts helpers);
+# git (project sources) and findutils (snapshots).
 PACKAGES=(bubblewrap debootstrap util-linux mount tar ca-certificates slirp4netns nftables iproute2 perl-base git findutils)
 
 need_node() {
