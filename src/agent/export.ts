@@ -8,20 +8,11 @@ import fs from "node:fs";
 import path from "node:path/posix";
 import { AgentFailure } from "./failure.js";
 import { displayName, safePath, within } from "./paths.js";
+import type { ExportCopyResult } from "../protocol/messages.js";
 
 export const EXPORT_DIR = "/export";
 
-export interface ExportResult {
-  source: string;
-  kind: "file" | "directory";
-  files: number;
-  directories: number;
-  symlinks: number;
-  bytes: number;
-  skipped: { path: string; reason: string }[];
-}
-
-export function exportCopy(req: { path: string; name: string }): ExportResult {
+export function exportCopy(req: { path: string; name: string }): ExportCopyResult {
   const source = safePath(req.path);
   let st: fs.Stats;
   try {
@@ -31,7 +22,7 @@ export function exportCopy(req: { path: string; name: string }): ExportResult {
   }
   if (!st.isFile() && !st.isDirectory()) throw new AgentFailure("invalid_request", `${req.path} is not a regular file or directory`);
   if (req.name.includes("/") || req.name === "" || req.name === "." || req.name === "..") throw new AgentFailure("invalid_request", "bad export name");
-  const result: ExportResult = { source, kind: st.isDirectory() ? "directory" : "file", files: 0, directories: 0, symlinks: 0, bytes: 0, skipped: [] };
+  const result: ExportCopyResult = { source, kind: st.isDirectory() ? "directory" : "file", files: 0, directories: 0, symlinks: 0, bytes: 0, skipped: [] };
   const copy = (from: string, to: string) => {
     const s = fs.lstatSync(Buffer.from(from, "latin1"));
     const fromB = Buffer.from(from, "latin1");

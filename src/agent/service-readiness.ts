@@ -13,11 +13,8 @@ import path from "node:path";
 import { AgentFailure } from "./failure.js";
 import { EXEC_MARKER_VAR, killExecTree } from "./exec.js";
 
-export type Readiness =
-  | { type: "file"; path: string }
-  | { type: "tcp"; port: number; host?: string }
-  | { type: "http"; url: string }
-  | { type: "command"; command: string };
+import type { Readiness } from "../protocol/messages.js";
+export type { Readiness };
 
 /** One HTTP or TCP attempt never waits longer than this, however slow the service is to answer. */
 const CONNECT_ATTEMPT_MS = 2000;

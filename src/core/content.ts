@@ -15,6 +15,7 @@ import { PyroError } from "../shared/errors.js";
 import { archiveKind, checkArchiveEntry, DEFAULT_ARCHIVE_MAX_BYTES, DEFAULT_ARCHIVE_MAX_ENTRIES } from "../shared/archive.js";
 import type { ArchiveProblem, ArchiveTally } from "../shared/archive.js";
 import { WORKSPACE_GUEST_PATH } from "../protocol/messages.js";
+import type { ExportCopyResult } from "../protocol/messages.js";
 
 export interface SeedSource {
   path: string;
@@ -29,15 +30,10 @@ export interface ImportResult {
   bytes: number;
 }
 
-export interface ExportOutcome {
+/** The agent's copy result, with where it came from and where it landed on the host. */
+export interface ExportOutcome extends Omit<ExportCopyResult, "source"> {
   workspace_path: string;
   output_path: string;
-  kind: "file" | "directory";
-  files: number;
-  directories: number;
-  symlinks: number;
-  bytes: number;
-  skipped: { path: string; reason: string }[];
 }
 
 /** Checks a host seed/sync source before anything is changed; archives are scanned entry by entry. */

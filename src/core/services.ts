@@ -13,6 +13,7 @@ import { validateEnv, validateName, validatePositive, validatePositiveInt } from
 import { secretEnvMapping } from "./secrets.js";
 import { SANDBOX_PATH } from "../runtime/namespace/backend.js";
 import { WORKSPACE_GUEST_PATH } from "../protocol/messages.js";
+import type { Readiness } from "../protocol/messages.js";
 import { parsePublish, publishedInfo } from "./network.js";
 import type { PublishInput, PublishedPortInfo } from "./network.js";
 import type { PublishedPort } from "../runtime/backend.js";
@@ -21,11 +22,7 @@ export const DEFAULT_READY_TIMEOUT_SECONDS = 30;
 export const DEFAULT_READY_INTERVAL_MS = 500;
 export const DEFAULT_SERVICE_LOG_TAIL_LINES = 50;
 
-export type Readiness =
-  | { type: "file"; path: string }
-  | { type: "tcp"; port: number; host?: string }
-  | { type: "http"; url: string }
-  | { type: "command"; command: string };
+export type { Readiness } from "../protocol/messages.js";
 
 export interface ServiceStatus {
   name: string;

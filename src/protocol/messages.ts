@@ -98,3 +98,21 @@ export interface FileReadHeader {
   truncated: boolean;
   binary: boolean;
 }
+
+/** How a service is known to be up (`service_start`). */
+export type Readiness =
+  | { type: "file"; path: string }
+  | { type: "tcp"; port: number; host?: string }
+  | { type: "http"; url: string }
+  | { type: "command"; command: string };
+
+/** The result of an `export_copy` (the agent's copy out of /workspace into a utility sandbox). */
+export interface ExportCopyResult {
+  source: string;
+  kind: "file" | "directory";
+  files: number;
+  directories: number;
+  symlinks: number;
+  bytes: number;
+  skipped: { path: string; reason: string }[];
+}
