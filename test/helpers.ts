@@ -7,6 +7,8 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { spawnSync } from "node:child_process";
+import { Client } from "@modelcontextprotocol/sdk/client/index.js";
+import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js";
 
 export const REPO = path.resolve(import.meta.dirname, "..");
 export const SHARED_HOME = process.env.PYRO_TEST_HOME ? path.resolve(process.env.PYRO_TEST_HOME) : path.join(REPO, ".pyro-test", "home");
@@ -89,4 +91,33 @@ export function cli(home: string, args: string[], options: { input?: string; tim
   // The parsed JSON is whatever the CLI printed; the tests' assertions are its type check.
   // eslint-disable-next-line @typescript-eslint/no-explicit-any
   return { code: r.status, stdout: r.stdout, stderr: r.stderr, json: () => JSON.parse(r.stdout) as Record<string, any> };
+}
+
+/** Polls `condition` every 25 ms until it holds, failing with `what` after `timeoutMs`. */
+export async function waitFor(what: string, condition: () => boolean, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting until ${what}`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
+/**
+ * The official MCP client connected over stdio to `pyro mcp serve ARGS`, as a chat host starts
+ * it; `stderr()` is what the server printed, for failure messages.
+ */
+export async function connectMcp(home: string, args: string[], name: string): Promise<{ client: Client; stderr: () => string }> {
+  const transport = new StdioClientTransport({
+    command: process.execPath,
+    args: [CLI, "mcp", "serve", ...args],
+    env: { ...process.env, PYRO_HOME: home } as Record<string, string>,
+    stderr: "pipe",
+  });
+  let stderr = "";
+  transport.stderr?.on("data", (d: Buffer) => {
+    stderr += d.toString();
+  });
+  const client = new Client({ name, version: "0.0.0" });
+  await client.connect(transport);
+  return { client, stderr: () => stderr };
 }

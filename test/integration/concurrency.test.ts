@@ -9,7 +9,7 @@ import { spawn } from "node:child_process";
 import type { ChildProcess } from "node:child_process";
 import { afterEach, describe, expect, it } from "vitest";
 import { Pyro } from "../../src/sdk/index.js";
-import { cli, CLI, findLeaks, noLeaks, testHome, TEST_ENVIRONMENT } from "../helpers.js";
+import { cli, CLI, findLeaks, noLeaks, testHome, TEST_ENVIRONMENT, waitFor } from "../helpers.js";
 
 interface Exit {
   code: number | null;
@@ -53,13 +53,6 @@ function startCli(home: string, args: string[]): { child: ChildProcess; exit: Pr
   return { child, exit };
 }
 
-async function waitFor(what: string, condition: () => boolean, timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting until ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
 
 /** True while a process with exactly this argv runs inside the sandbox of this workspace. */
 function runningIn(workspaceId: string, argv: string[]): boolean {

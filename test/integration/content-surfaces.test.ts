@@ -11,11 +11,10 @@ import path from "node:path";
 import os from "node:os";
 import { execFileSync, spawnSync } from "node:child_process";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { Client } from "@modelcontextprotocol/sdk/client/index.js";
-import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js";
+import type { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import type { CallToolResult } from "@modelcontextprotocol/sdk/types.js";
 import { Pyro } from "../../src/sdk/index.js";
-import { cli, CLI, findLeaks, noLeaks, testHome, TEST_ENVIRONMENT } from "../helpers.js";
+import { cli, CLI, connectMcp, findLeaks, noLeaks, testHome, TEST_ENVIRONMENT } from "../helpers.js";
 import { ERROR_META_KEY } from "../../src/mcp/server.js";
 
 let home: string;
@@ -23,7 +22,7 @@ let host: string;
 let seed: string;
 let pyro: Pyro;
 let client: Client;
-let serverStderr = "";
+let serverStderr: () => string = () => "";
 
 const SEED_FILES: Record<string, string> = {
   "README.md": "# demo\n",
@@ -42,17 +41,7 @@ beforeAll(async () => {
   }
   pyro = new Pyro({ home });
   // The full profile: snapshots and the (secondary) disk tools are not in the default core profile.
-  const transport = new StdioClientTransport({
-    command: process.execPath,
-    args: [CLI, "mcp", "serve", "--profile", "workspace-full"],
-    env: { ...process.env, PYRO_HOME: home } as Record<string, string>,
-    stderr: "pipe",
-  });
-  transport.stderr?.on("data", (d: Buffer) => {
-    serverStderr += d.toString();
-  });
-  client = new Client({ name: "pyro-content-surfaces-test", version: "0.0.0" });
-  await client.connect(transport);
+  ({ client, stderr: serverStderr } = await connectMcp(home, ["--profile", "workspace-full"], "pyro-content-surfaces-test"));
 });
 
 afterAll(async () => {
@@ -92,7 +81,7 @@ function cliRaw(args: string[]) {
 
 async function call<T>(name: string, args: Record<string, unknown>): Promise<{ data: T; text: string }> {
   const result = (await client.callTool({ name, arguments: args })) as CallToolResult;
-  expect(result.isError ?? false, `${name} failed: ${JSON.stringify(result.content)}\n${serverStderr}`).toBe(false);
+  expect(result.isError ?? false, `${name} failed: ${JSON.stringify(result.content)}\n${serverStderr()}`).toBe(false);
   const text = result.content.map((c) => (c.type === "text" ? c.text : "")).join("\n");
   return { data: result.structuredContent as T, text };
 }
@@ -333,8 +322,7 @@ describe("workspace content over MCP", () => {
     const fullOnly = ["snapshot_create", "snapshot_list", "snapshot_delete", "workspace_disk_list", "workspace_disk_read", "workspace_disk_export"];
     expect(full).toEqual(expect.arrayContaining([...content, ...fullOnly]));
 
-    const core = new Client({ name: "pyro-content-core-test", version: "0.0.0" });
-    await core.connect(new StdioClientTransport({ command: process.execPath, args: [CLI, "mcp", "serve"], env: { ...process.env, PYRO_HOME: home } as Record<string, string>, stderr: "pipe" }));
+    const { client: core } = await connectMcp(home, [], "pyro-content-core-test");
     try {
       const names = (await core.listTools()).tools.map((t) => t.name);
       expect(names).toEqual(expect.arrayContaining(content));

@@ -5,34 +5,22 @@
  * result. Also shows that MCP, the SDK and the CLI share one state directory at the same time.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { Client } from "@modelcontextprotocol/sdk/client/index.js";
-import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js";
+import type { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import type { CallToolResult } from "@modelcontextprotocol/sdk/types.js";
 import { Pyro } from "../../src/sdk/index.js";
 import type { CommandRecord, ExecResult, RunResult, WorkspaceInfo } from "../../src/sdk/index.js";
 import { MCP_TOOLS } from "../../src/contract.js";
 import { ERROR_META_KEY } from "../../src/mcp/server.js";
-import { cli, CLI, findLeaks, noLeaks, testHome, TEST_ENVIRONMENT } from "../helpers.js";
+import { cli, connectMcp, findLeaks, noLeaks, testHome, TEST_ENVIRONMENT } from "../helpers.js";
 
 let home: string;
 let client: Client;
-let transport: StdioClientTransport;
-let serverStderr = "";
+let serverStderr: () => string = () => "";
 
 beforeAll(async () => {
   home = testHome("mcp");
-  transport = new StdioClientTransport({
-    command: process.execPath,
-    // The full tool set; the default profile (workspace-core) is covered by mcp-profiles.test.ts.
-    args: [CLI, "mcp", "serve", "--profile", "workspace-full"],
-    env: { ...process.env, PYRO_HOME: home } as Record<string, string>,
-    stderr: "pipe",
-  });
-  transport.stderr?.on("data", (d: Buffer) => {
-    serverStderr += d.toString();
-  });
-  client = new Client({ name: "pyro-mcp-test", version: "0.0.0" });
-  await client.connect(transport);
+  // The full tool set; the default profile (workspace-core) is covered by mcp-profiles.test.ts.
+  ({ client, stderr: serverStderr } = await connectMcp(home, ["--profile", "workspace-full"], "pyro-mcp-test"));
 });
 
 afterAll(async () => {
@@ -47,7 +35,7 @@ afterAll(async () => {
 /** A tool call that must succeed; returns its structured content (already schema-checked by the client). */
 async function call<T>(name: string, args: Record<string, unknown> = {}): Promise<T> {
   const result = (await client.callTool({ name, arguments: args })) as CallToolResult;
-  expect(result.isError ?? false, `${name} failed: ${JSON.stringify(result.content)}\n${serverStderr}`).toBe(false);
+  expect(result.isError ?? false, `${name} failed: ${JSON.stringify(result.content)}\n${serverStderr()}`).toBe(false);
   expect(result.content[0]?.type).toBe("text");
   return result.structuredContent as T;
 }

@@ -8,7 +8,7 @@ import fs from "node:fs";
 import { spawn } from "node:child_process";
 import type { ChildProcess } from "node:child_process";
 import { afterEach, describe, expect, it } from "vitest";
-import { cli, CLI, findLeaks, noLeaks, testHome, TEST_ENVIRONMENT } from "../helpers.js";
+import { cli, CLI, findLeaks, noLeaks, testHome, TEST_ENVIRONMENT, waitFor } from "../helpers.js";
 import type { Leaks } from "../helpers.js";
 
 interface Exit {
@@ -46,13 +46,6 @@ function startCli(home: string, args: string[]): { child: ChildProcess; exit: Pr
   return { child, exit };
 }
 
-async function waitFor(what: string, condition: () => boolean, timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting until ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
 
 /** Leaks as they settle: polls until nothing is left, or returns what still is after the limit. */
 async function leaksAfterExit(home: string, timeoutMs = 5000): Promise<Leaks> {
