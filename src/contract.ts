@@ -12,14 +12,16 @@ export interface CliCommandContract {
 }
 
 const JSON_FLAG = "--json";
+/** The serve flags every `pyro host` command passes through to the canonical serve command. */
+const HOST_FLAGS = ["--profile", "--mode", "--project-path", "--repo-url", "--repo-ref", "--no-project-source", JSON_FLAG];
 
 export const CLI_COMMANDS: readonly CliCommandContract[] = [
   { command: "doctor", flags: ["--environment", JSON_FLAG] },
   { command: "prepare", flags: ["--force", JSON_FLAG] },
-  { command: "host connect", flags: ["--profile", "--mode", "--project-path", "--repo-url", "--repo-ref", "--no-project-source", JSON_FLAG] },
-  { command: "host print-config", flags: ["--profile", "--mode", "--project-path", "--repo-url", "--repo-ref", "--no-project-source", JSON_FLAG] },
-  { command: "host doctor", flags: ["--profile", "--mode", "--project-path", "--repo-url", "--repo-ref", "--no-project-source", JSON_FLAG] },
-  { command: "host repair", flags: ["--profile", "--mode", "--project-path", "--repo-url", "--repo-ref", "--no-project-source", JSON_FLAG] },
+  { command: "host connect", flags: HOST_FLAGS },
+  { command: "host print-config", flags: HOST_FLAGS },
+  { command: "host doctor", flags: HOST_FLAGS },
+  { command: "host repair", flags: HOST_FLAGS },
   { command: "demo", flags: [JSON_FLAG] },
   { command: "env list", flags: [JSON_FLAG] },
   { command: "env pull", flags: ["--mirror", "--force", JSON_FLAG] },
