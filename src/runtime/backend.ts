@@ -6,7 +6,10 @@
 import type { LimitEnforcement, Limits } from "./namespace/cgroups.js";
 import type { AgentClient } from "../protocol/client.js";
 
-export type BackendName = "namespace";
+export type BackendName = "namespace" | "vm";
+/** What a caller may ask for: a backend by name, or `auto` (see runtime/vm/host.ts `resolveBackend`). */
+export type BackendRequest = BackendName | "auto";
+export const BACKEND_NAMES: readonly BackendName[] = ["namespace", "vm"];
 
 export interface SandboxSpec {
   /** Unique id; names the cgroup and the socket. */
