@@ -95,10 +95,22 @@ export interface SandboxRecord {
   sandboxStartTime?: number | null;
   /** The sandbox's network helpers and applied policy; absent on records from before networking. */
   network?: SandboxNetwork | null;
+  /** VM backend only: how its guest runs. */
+  vm?: VmSandboxInfo | null;
   bootId: string;
   cgroupDirs: string[];
   enforcement: LimitEnforcement;
   startedAt: string;
+}
+
+export interface VmSandboxInfo {
+  acceleration: "kvm" | "tcg";
+  /** Host directory of the VM's sockets (agent link, virtiofsd, QMP control); removed on stop. */
+  runDir: string;
+  /** The guest has a network device (it was started with a policy other than off). */
+  nic: boolean;
+  /** Milliseconds from launch to the agent's first answer. */
+  bootMs: number | null;
 }
 
 /** A started sandbox: what to persist, and the agent connection the start already opened. */
