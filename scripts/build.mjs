@@ -35,6 +35,17 @@ await Promise.all([
     target: "node20",
     logLevel: "warning",
   }),
+  // Runs beside QEMU inside each VM workspace's jail, with the agent runtime's node.
+  build({
+    entryPoints: ["src/runtime/vm/supervisor.ts"],
+    outfile: "dist/vm/pyro-vm-supervisor.mjs",
+    bundle: true,
+    format: "esm",
+    platform: "node",
+    target: "node20",
+    minify: true,
+    logLevel: "warning",
+  }),
   build({
     // Split so that what only some workspaces use (the terminal emulator, tar) loads on first
     // use instead of being parsed at every agent start.

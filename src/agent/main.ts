@@ -5,11 +5,13 @@
  * environment ships. It listens on the already-bound socket passed as fd 3: it never creates
  * a path the host would later follow. It trusts nothing the host did not check either way.
  */
+import fs from "node:fs";
 import net from "node:net";
 import { Duplex } from "node:stream";
 import { FrameDecoder, encodeFrame, FrameError } from "../protocol/frames.js";
 import type { Frame, FrameHeader } from "../protocol/frames.js";
 import { PROTOCOL_VERSION } from "../protocol/messages.js";
+import { ChannelMux } from "../protocol/mux.js";
 import type { ExecRequest } from "../protocol/messages.js";
 import { runExec } from "./exec.js";
 import { fileList, fileRead, fileWrite } from "./files.js";
@@ -89,7 +91,18 @@ function onConnection(socket: Duplex): void {
   socket.on("error", () => socket.destroy());
 }
 
-if (process.argv.includes("--stdio")) {
+const serialAt = process.argv.indexOf("--serial");
+if (serialAt > 0) {
+  // VM guests: one virtio-serial port carries every host connection as a channel (protocol/mux.ts).
+  // The port opens once (a second open is refused by the driver), so both directions share the fd.
+  const fd = fs.openSync(process.argv[serialAt + 1] ?? "", "r+");
+  const port = Duplex.from({ readable: fs.createReadStream("", { fd, highWaterMark: 256 * 1024 }), writable: fs.createWriteStream("", { fd, autoClose: false }) });
+  const mux = new ChannelMux(port, onConnection, (err) => {
+    process.stderr.write(`pyro-agent: the host link broke: ${err.message}\n`);
+    process.exit(70);
+  });
+  mux.announceReady();
+} else if (process.argv.includes("--stdio")) {
   // Utility sandboxes: one connection over stdin/stdout, and exit when the host hangs up.
   const stdio = Duplex.from({ readable: process.stdin, writable: process.stdout });
   onConnection(stdio);

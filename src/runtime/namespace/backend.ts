@@ -10,7 +10,7 @@ import fs from "node:fs";
 import net from "node:net";
 import path from "node:path";
 import { randomBytes } from "node:crypto";
-import type { Backend, NetworkDenial, NetworkSpec, PublishedPort, SandboxLiveness, SandboxNetwork, SandboxRecord, SandboxSpec, StartedSandbox } from "../backend.js";
+import type { Backend, BackendName, NetworkDenial, NetworkSpec, PublishedPort, SandboxLiveness, SandboxNetwork, SandboxRecord, SandboxSpec, StartedSandbox } from "../backend.js";
 import { agentRuntime } from "../agent-runtime.js";
 import { createSandboxCgroup, destroySandboxCgroup, cgroupDirsFor, probeCgroups } from "./cgroups.js";
 import { AgentClient } from "../../protocol/client.js";
@@ -119,7 +119,7 @@ export function bwrapArgs(spec: SandboxSpec, mergedDir: string): string[] {
   return args;
 }
 
-function tail(file: string, lines = 20): string {
+export function tail(file: string, lines = 20): string {
   try {
     const text = fs.readFileSync(file, "utf8");
     return text.split("\n").slice(-lines).join("\n").slice(-4000);
@@ -138,7 +138,7 @@ async function waitForExit(pid: number, startTime: number, timeoutMs: number): P
 }
 
 /** The sandbox init's pid from bubblewrap's --info-fd, as soon as bubblewrap has written it. */
-async function readChildPid(infoPath: string, exited: () => boolean, timeoutMs: number): Promise<number | null> {
+export async function readChildPid(infoPath: string, exited: () => boolean, timeoutMs: number): Promise<number | null> {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline && !exited()) {
     try {
@@ -152,7 +152,7 @@ async function readChildPid(infoPath: string, exited: () => boolean, timeoutMs: 
   return null;
 }
 
-function networkContext(spec: SandboxSpec, record: SandboxRecord): NetworkContext {
+export function networkContext(spec: SandboxSpec, record: SandboxRecord): NetworkContext {
   return {
     target: netnsTarget(record),
     dir: path.join(spec.stateDir, "net"),
@@ -162,7 +162,7 @@ function networkContext(spec: SandboxSpec, record: SandboxRecord): NetworkContex
 }
 
 export class NamespaceBackend implements Backend {
-  readonly name = "namespace" as const;
+  readonly name: BackendName = "namespace";
 
   async start(spec: SandboxSpec): Promise<StartedSandbox> {
     const upper = path.join(spec.stateDir, "rootfs-upper");

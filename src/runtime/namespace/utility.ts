@@ -23,8 +23,9 @@ export interface UtilityBind {
 /** Copying a tree faithfully as root needs these; nothing else (no mount, no net, no ptrace). */
 const UTILITY_CAPS = ["CAP_CHOWN", "CAP_FOWNER", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FSETID"];
 
-function utilityArgs(binds: UtilityBind[]): string[] {
-  const args = ["--tmpfs", "/", "--dir", "/tmp", "--proc", "/proc", "--dev", "/dev"];
+/** bubblewrap arguments that show the host's own programs and libraries read-only, nothing else. */
+export function hostSystemArgs(): string[] {
+  const args: string[] = [];
   for (const dir of ["/usr", "/bin", "/sbin", "/lib", "/lib64", "/lib32", "/libx32"]) {
     let stat: fs.Stats;
     try {
@@ -36,6 +37,11 @@ function utilityArgs(binds: UtilityBind[]): string[] {
     if (stat.isSymbolicLink()) args.push("--symlink", fs.readlinkSync(dir), dir);
     else args.push("--ro-bind", dir, dir);
   }
+  return args;
+}
+
+function utilityArgs(binds: UtilityBind[]): string[] {
+  const args = ["--tmpfs", "/", "--dir", "/tmp", "--proc", "/proc", "--dev", "/dev", ...hostSystemArgs()];
   for (const b of agentRuntime().binds) args.push("--ro-bind", b.source, b.target);
   for (const b of binds) args.push(b.readOnly ? "--ro-bind" : "--bind", b.source, b.target);
   args.push(

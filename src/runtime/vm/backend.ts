@@ -1,0 +1,285 @@
+/**
+ * The VM backend: each workspace is a QEMU microVM with its own guest kernel. The VM runs inside
+ * a jail — a bubblewrap sandbox like a namespace workspace's, but holding only QEMU, virtiofsd
+ * and the supervisor, with the host's programs read-only, the workspace's cgroup and its own
+ * network namespace. So everything around the guest is the namespace backend's, reused rather
+ * than rewritten: stop and liveness (kill the jail, the cgroup catches the rest), and network
+ * enforcement (QEMU's user-mode stack opens its connections inside the jail's namespace, where
+ * the same nftables rules, DNS forwarder and slirp4netns apply; guest root cannot touch them).
+ *
+ * The guest's root is a qcow2 overlay on the environment's shared ext4 image (kit.ts); its
+ * /workspace is the host's workspace directory through virtiofs, so snapshots, diff, export and
+ * the disk tools work on it exactly as for namespace workspaces. Host-side.
+ */
+import { spawn } from "node:child_process";
+import fs from "node:fs";
+import net from "node:net";
+import path from "node:path";
+import { randomBytes } from "node:crypto";
+import type { BackendName, NetworkSpec, PublishedPort, SandboxNetwork, SandboxRecord, SandboxSpec, StartedSandbox } from "../backend.js";
+import { agentRuntime } from "../agent-runtime.js";
+import { AgentClient } from "../../protocol/client.js";
+import { PyroError } from "../../shared/errors.js";
+import { createSandboxCgroup, destroySandboxCgroup, cgroupDirsFor, probeCgroups } from "../namespace/cgroups.js";
+import { CLOSE_FDS_SCRIPT, NamespaceBackend, SANDBOX_PATH, networkContext, processStartTime, readBootId, readChildPid, tail } from "../namespace/backend.js";
+import { applyNetwork } from "../namespace/network.js";
+import { hostSystemArgs } from "../namespace/utility.js";
+import { agentImage, createRootOverlay, guestKit, requireVmTools, rootImage, supervisorBundlePath, virtiofsdPath } from "./kit.js";
+import { vmAcceleration } from "./host.js";
+import { qemuMicrovm } from "./qemu.js";
+import type { VmLauncher } from "./qemu.js";
+import type { SupervisorConfig } from "./supervisor.js";
+
+/**
+ * What the jail keeps of root's capabilities: virtiofsd serves the guest's file operations
+ * under the guest's uids (chown, setuid/setgid per request, chroot into the shared directory).
+ * No CAP_MKNOD, so a device node made in the guest never becomes one on the host, and no
+ * CAP_SYS_ADMIN or CAP_NET_ADMIN: the jail cannot change its mounts or its firewall.
+ */
+const JAIL_CAPS = ["CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FOWNER", "CAP_FSETID", "CAP_SETGID", "CAP_SETUID", "CAP_SYS_CHROOT", "CAP_SETPCAP"];
+
+/** Host memory a VM needs beyond its guest RAM (QEMU, virtiofsd, the supervisor). */
+const VM_OVERHEAD_MIB = 384;
+/** How long a guest may take to answer: a TCG boot on a loaded 2-core host takes seconds. */
+const BOOT_TIMEOUT_MS = { kvm: 30_000, tcg: 180_000 };
+const LOG_MAX_BYTES = 1024 * 1024;
+
+/** Paths inside the jail. */
+const JAIL = {
+  kernel: "/vm/vmlinuz",
+  initramfs: "/vm/initramfs",
+  agentDisk: "/vm/agent.ext4",
+  state: "/vm/state",
+  run: "/vm/run",
+  workspace: "/vm/workspace",
+  log: "/vm/sandbox.log",
+  supervisor: "/run/pyro/vm-supervisor.mjs",
+};
+
+/** Joins the cgroup, then becomes bubblewrap with every inherited descriptor above 4 closed. */
+const JAIL_LAUNCHER = ['for f in $PYRO_CGROUP_PROCS; do echo $$ > "$f"; done', 'exec perl -e "$PYRO_CLOSE_FDS" 5 bwrap "$@"'].join("\n");
+
+function runDirFor(spec: SandboxSpec): string {
+  return spec.socketPath.replace(/\.sock$/, "") + ".vm";
+}
+
+export class VmBackend extends NamespaceBackend {
+  override readonly name: BackendName = "vm";
+
+  constructor(
+    private readonly home: string,
+    private readonly launcher: VmLauncher = qemuMicrovm,
+  ) {
+    super();
+  }
+
+  override async start(spec: SandboxSpec): Promise<StartedSandbox> {
+    requireVmTools();
+    const acceleration = await vmAcceleration(this.home);
+    const [kit, agentDisk, rootBase] = await Promise.all([guestKit(this.home), agentImage(this.home), rootImage(this.home, spec.layers)]);
+    const runDir = runDirFor(spec);
+    for (const dir of [spec.stateDir, spec.workspaceDir, path.dirname(spec.socketPath)]) fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+    fs.rmSync(runDir, { recursive: true, force: true });
+    fs.mkdirSync(runDir, { mode: 0o700 });
+    const rootDisk = path.join(spec.stateDir, "root.qcow2");
+    if (!fs.existsSync(rootDisk)) await createRootOverlay(rootBase, rootDisk);
+    fs.closeSync(fs.openSync(spec.logPath, "a", 0o600));
+
+    const nic = spec.network.policy !== "off";
+    const qemu = this.launcher.argv("qemu-system-x86_64", {
+      kernel: JAIL.kernel,
+      initramfs: JAIL.initramfs,
+      rootDisk: `${JAIL.state}/root.qcow2`,
+      agentDisk: JAIL.agentDisk,
+      workspaceSocket: `${JAIL.run}/fs.sock`,
+      agentSocket: `${JAIL.run}/agent.sock`,
+      controlSocket: `${JAIL.run}/control.sock`,
+      memMib: spec.limits.memMib,
+      vcpus: spec.limits.vcpuCount,
+      acceleration,
+      nic,
+      hostname: spec.hostname,
+    });
+    const config: SupervisorConfig = {
+      launcher: qemu,
+      // cache=none: the host changes /workspace too (sync push, reset), and the guest must see it at once.
+      virtiofsd: [virtiofsdPath()!, `--socket-path=${JAIL.run}/fs.sock`, "-o", `source=${JAIL.workspace}`, "-o", "cache=none", "-o", "sandbox=chroot", "-o", "no_xattr", "-o", "modcaps=-mknod:-setfcap"],
+      workspaceSocket: `${JAIL.run}/fs.sock`,
+      agentSocket: `${JAIL.run}/agent.sock`,
+      log: JAIL.log,
+      logMaxBytes: LOG_MAX_BYTES,
+    };
+    fs.writeFileSync(path.join(runDir, "supervisor.json"), JSON.stringify(config), { mode: 0o600 });
+    // QEMU's user-mode stack resolves through the jail's resolver: slirp4netns's, or the
+    // allow-list forwarder that the jail's firewall sends every DNS packet to.
+    fs.writeFileSync(path.join(runDir, "resolv.conf"), "nameserver 10.0.2.3\n", { mode: 0o644 });
+
+    await destroySandboxCgroup(cgroupDirsFor(spec.sandboxId));
+    const cgroup = createSandboxCgroup(spec.sandboxId, { ...spec.limits, memMib: spec.limits.memMib + VM_OVERHEAD_MIB });
+
+    const tmpSocket = `${spec.socketPath}.${randomBytes(4).toString("hex")}`;
+    fs.rmSync(spec.socketPath, { force: true });
+    const server = net.createServer();
+    await new Promise<void>((resolve, reject) => {
+      server.once("error", reject);
+      server.listen(tmpSocket, () => resolve());
+    });
+    fs.chmodSync(tmpSocket, 0o600);
+    const serverFd = (server as unknown as { _handle: { fd: number } })._handle.fd;
+    const infoPath = path.join(runDir, "jail-info.json");
+    const log = fs.openSync(spec.logPath, "a", 0o600);
+    const info = fs.openSync(infoPath, "w", 0o600);
+    let child;
+    try {
+      child = spawn("/bin/sh", ["-c", JAIL_LAUNCHER, "pyro-vm", ...this.jailArgs(spec, { kernel: kit.kernel, initramfs: kit.initramfs, agentDisk, rootBase, runDir, kvm: acceleration === "kvm" })], {
+        detached: true,
+        stdio: ["ignore", log, log, serverFd, info],
+        env: { PATH: process.env.PATH ?? SANDBOX_PATH, PYRO_CGROUP_PROCS: cgroup?.procsFiles.join(" ") ?? "", PYRO_CLOSE_FDS: CLOSE_FDS_SCRIPT },
+      });
+    } finally {
+      fs.closeSync(log);
+      fs.closeSync(info);
+    }
+    fs.renameSync(tmpSocket, spec.socketPath);
+    server.close();
+    const pid = child.pid;
+    if (pid === undefined) throw new PyroError("sandbox_start_failed", "could not spawn the VM jail");
+    let exited = false;
+    child.once("exit", () => {
+      exited = true;
+    });
+    child.unref();
+    const launchedAt = Date.now();
+    const record: SandboxRecord = {
+      backend: "vm",
+      pid,
+      startTime: processStartTime(pid) ?? 0,
+      sandboxPid: null,
+      vm: { acceleration, runDir, nic, bootMs: null },
+      bootId: readBootId(),
+      cgroupDirs: cgroup?.dirs ?? [],
+      enforcement: cgroup?.enforcement ?? probeCgroups(),
+      startedAt: new Date().toISOString(),
+    };
+
+    const network = (async (): Promise<void> => {
+      record.sandboxPid = await readChildPid(infoPath, () => exited, 10_000);
+      record.sandboxStartTime = record.sandboxPid === null ? null : processStartTime(record.sandboxPid);
+      if (record.sandboxPid === null || record.sandboxStartTime === null) throw new Error("bubblewrap did not report the jail's pid");
+      record.network = await applyNetwork(networkContext(spec, record), null, spec.network);
+    })();
+    const connected = connectWhileAlive(spec.socketPath, () => exited, BOOT_TIMEOUT_MS[acceleration]);
+    const [agent, netSetup] = await Promise.allSettled([connected, network]);
+    if (agent.status === "rejected" || netSetup.status === "rejected") {
+      if (agent.status === "fulfilled") agent.value.close();
+      await new Promise((r) => setTimeout(r, exited ? 0 : 50));
+      await this.stop(record);
+      if (agent.status === "fulfilled" && netSetup.status === "rejected" && netSetup.reason instanceof PyroError) throw netSetup.reason;
+      const err = (agent.status === "rejected" ? agent.reason : netSetup.status === "rejected" ? netSetup.reason : null) as Error;
+      throw new PyroError("sandbox_start_failed", `the VM did not start: ${err.message}`, {
+        details: { log_tail: tail(spec.logPath, 40) },
+        hint: "Run `pyro doctor` to check QEMU, KVM and the guest kit on this host.",
+      });
+    }
+    record.vm!.bootMs = Date.now() - launchedAt;
+    return { record, client: agent.value };
+  }
+
+  private jailArgs(spec: SandboxSpec, p: { kernel: string; initramfs: string; agentDisk: string; rootBase: string; runDir: string; kvm: boolean }): string[] {
+    const args = ["--tmpfs", "/", "--dir", "/tmp", "--proc", "/proc", "--dev", "/dev", ...hostSystemArgs()];
+    if (p.kvm) args.push("--dev-bind", "/dev/kvm", "/dev/kvm");
+    for (const bind of agentRuntime().binds) args.push("--ro-bind", bind.source, bind.target);
+    args.push(
+      "--ro-bind", supervisorBundlePath(), JAIL.supervisor,
+      "--ro-bind", p.kernel, JAIL.kernel,
+      "--ro-bind", p.initramfs, JAIL.initramfs,
+      "--ro-bind", p.agentDisk, JAIL.agentDisk,
+      // The overlay names its backing image by host path: it is shown at that path, read-only.
+      "--ro-bind", p.rootBase, p.rootBase,
+      "--ro-bind", path.join(p.runDir, "resolv.conf"), "/etc/resolv.conf",
+      "--bind", spec.stateDir, JAIL.state,
+      "--bind", p.runDir, JAIL.run,
+      "--bind", spec.workspaceDir, JAIL.workspace,
+      "--bind", spec.logPath, JAIL.log,
+      "--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts", "--unshare-cgroup-try",
+      "--hostname", spec.hostname,
+      "--new-session",
+      "--cap-drop", "ALL",
+      ...JAIL_CAPS.flatMap((cap) => ["--cap-add", cap]),
+      "--clearenv",
+      "--setenv", "PATH", SANDBOX_PATH,
+      "--chdir", "/",
+      "--info-fd", "4",
+      "--",
+      // The agent runtime's node (with its small heap), running the supervisor instead of the agent.
+      ...agentRuntime().command.slice(0, -1),
+      JAIL.supervisor,
+      `${JAIL.run}/supervisor.json`,
+    );
+    return args;
+  }
+
+  override async stop(record: SandboxRecord): Promise<void> {
+    await super.stop(record);
+    if (record.vm?.runDir) fs.rmSync(record.vm.runDir, { recursive: true, force: true });
+  }
+
+  override async configureNetwork(record: SandboxRecord, spec: NetworkSpec): Promise<SandboxNetwork> {
+    const state = await super.configureNetwork(record, spec);
+    const wantsNic = spec.policy !== "off";
+    if (record.vm && record.vm.nic !== wantsNic) {
+      // microvm's virtio-mmio devices cannot be hot-plugged: the rules change now, the device at the next start.
+      state.note = wantsNic
+        ? "this VM was started without a network device: egress works after the workspace restarts (workspace stop, then start)"
+        : "the policy is off and enforced now; the VM keeps its idle network device until the workspace restarts";
+    }
+    return state;
+  }
+
+  override async publishPort(record: SandboxRecord, service: string, guestPort: number, hostPort: number | null): Promise<PublishedPort> {
+    if (!record.vm?.nic) {
+      throw new PyroError("publish_not_allowed", "this VM was started without a network device", {
+        hint: "Restart the workspace (workspace stop, then start) so it boots with the current network policy.",
+      });
+    }
+    const published = await super.publishPort(record, service, guestPort, hostPort);
+    try {
+      // slirp4netns brings host 127.0.0.1:hostPort to the jail's 127.0.0.1:guestPort; QEMU takes it on to the guest.
+      await this.launcher.addForward(path.join(record.vm.runDir, "control.sock"), guestPort, guestPort);
+    } catch (err) {
+      await super.unpublishPort(record, published).catch(() => undefined);
+      throw err;
+    }
+    return published;
+  }
+
+  override async unpublishPort(record: SandboxRecord, port: PublishedPort): Promise<void> {
+    if (record.vm) await this.launcher.removeForward(path.join(record.vm.runDir, "control.sock"), port.guest_port).catch(() => undefined);
+    await super.unpublishPort(record, port);
+  }
+}
+
+/**
+ * Connects to the supervisor's socket and completes the agent handshake, which succeeds only
+ * once the guest has booted and its agent serves; fails fast if the jail dies meanwhile.
+ */
+async function connectWhileAlive(socketPath: string, exited: () => boolean, timeoutMs: number): Promise<AgentClient> {
+  let timer: NodeJS.Timeout | undefined;
+  let poll: NodeJS.Timeout | undefined;
+  const guard = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`the guest agent did not answer within ${timeoutMs / 1000} s`)), timeoutMs);
+    poll = setInterval(() => {
+      if (exited()) reject(new Error("the VM exited during boot"));
+    }, 50);
+  });
+  const client = AgentClient.connect(socketPath, 10_000);
+  try {
+    return await Promise.race([client, guard]);
+  } catch (err) {
+    void client.then((c) => c.close(), () => undefined);
+    throw err;
+  } finally {
+    clearTimeout(timer);
+    clearInterval(poll);
+  }
+}

@@ -1,0 +1,103 @@
+/**
+ * The two scripts a VM guest runs before the agent, both interpreted by static busybox:
+ *
+ * - `/init` in the initramfs loads the virtio modules, mounts the workspace's root disk (found
+ *   by label), the read-only agent image at /run/pyro/agent and the host's /workspace through
+ *   virtiofs, then switches root;
+ * - `guest-init` (in the agent image) is PID 1 of the real root: it mounts what a Linux
+ *   userland expects, configures the network QEMU gave it (if any), starts the agent on the
+ *   virtio-serial port named `pyro.agent`, reaps orphans, and powers the guest off when the
+ *   agent exits — a guest without its agent is of no use, and a dead guest is what the host
+ *   reports as `failed`.
+ *
+ * Any failure prints one `pyro-guest:` line on the console (the host keeps its tail) and powers
+ * off at once instead of hanging. Pure: renders text.
+ */
+import { AGENT_RUNTIME_DIR, WORKSPACE_GUEST_PATH } from "../../protocol/messages.js";
+import { SANDBOX_PATH } from "../namespace/backend.js";
+
+/** Kernel modules the guest loads, in dependency order (paths under lib/modules/RELEASE/kernel). */
+export const GUEST_MODULES: { path: string; optional?: boolean }[] = [
+  { path: "drivers/virtio/virtio_ring" },
+  { path: "drivers/virtio/virtio" },
+  { path: "drivers/virtio/virtio_mmio" },
+  { path: "drivers/block/virtio_blk" },
+  { path: "drivers/char/virtio_console" },
+  { path: "net/core/failover" },
+  { path: "drivers/net/net_failover" },
+  { path: "drivers/net/virtio_net" },
+  { path: "fs/fuse/fuse" },
+  { path: "fs/fuse/virtiofs" },
+  { path: "drivers/char/hw_random/virtio-rng", optional: true },
+];
+
+/** Name of the virtio-serial port the agent serves on. */
+export const AGENT_PORT_NAME = "pyro.agent";
+/** virtiofs tag of the shared /workspace. */
+export const WORKSPACE_TAG = "workspace";
+/** Addressing of QEMU's user-mode network (its defaults). */
+export const GUEST_NET = { address: "10.0.2.15/24", gateway: "10.0.2.2", dns: "10.0.2.3" };
+/** Printed by the probe guest (kernel command line `pyro.probe=1`) instead of starting the agent. */
+export const PROBE_MARKER = "pyro-guest: probe ok";
+
+const FAIL = 'fail() { echo "pyro-guest: $*" > /dev/console; $B poweroff -f; }';
+
+export function initramfsInit(): string {
+  const modules = GUEST_MODULES.map((m) => m.path.split("/").pop()!).join(" ");
+  return `#!/bin/busybox sh
+B=/bin/busybox
+${FAIL}
+$B mount -t proc proc /proc
+$B mount -t sysfs sys /sys
+$B mount -t devtmpfs dev /dev
+for m in ${modules}; do
+  [ -f /lib/modules/$m.ko ] && { $B insmod /lib/modules/$m.ko || fail "cannot load module $m"; }
+done
+if $B grep -q 'pyro.probe=1' /proc/cmdline; then echo "${PROBE_MARKER}" > /dev/console; $B poweroff -f; fi
+root=$($B findfs LABEL=pyro-root) || fail "no root disk"
+agent=$($B findfs LABEL=pyro-agent) || fail "no agent disk"
+$B mount -t ext4 -o rw,nodev "$root" /newroot || fail "cannot mount the root disk"
+$B mount -t tmpfs -o mode=0755,nodev,nosuid tmpfs /newroot/run || fail "cannot mount /run"
+$B mkdir -p /newroot${AGENT_RUNTIME_DIR} /newroot${WORKSPACE_GUEST_PATH}
+$B mount -t ext4 -o ro,nodev "$agent" /newroot${AGENT_RUNTIME_DIR} || fail "cannot mount the agent disk"
+$B mount -t virtiofs -o nodev ${WORKSPACE_TAG} /newroot${WORKSPACE_GUEST_PATH} || fail "cannot mount /workspace"
+for d in dev proc sys; do $B mkdir -p /newroot/$d; $B mount --move /$d /newroot/$d; done
+exec $B switch_root /newroot ${AGENT_RUNTIME_DIR}/busybox sh ${AGENT_RUNTIME_DIR}/guest-init
+`;
+}
+
+export function pidOneScript(): string {
+  const agent = AGENT_RUNTIME_DIR;
+  return `# PID 1 of a pyro VM guest (run by busybox sh from the agent image).
+B=${agent}/busybox
+${FAIL}
+$B mkdir -p /dev/pts /dev/shm /run/pyro-secrets /tmp
+$B mount -t devpts -o gid=5,mode=0620,ptmxmode=0666 devpts /dev/pts
+$B mount -t tmpfs -o mode=1777,nodev,nosuid tmpfs /dev/shm
+$B mount -t tmpfs -o mode=0700,nodev,nosuid,noexec tmpfs /run/pyro-secrets
+$B chmod 1777 /tmp
+host=$($B sed -n 's/.*pyro.hostname=\\([a-z0-9-]*\\).*/\\1/p' /proc/cmdline)
+[ -n "$host" ] && $B hostname "$host"
+$B ip link set lo up
+if [ -e /sys/class/net/eth0 ]; then
+  $B ip link set eth0 up
+  $B ip addr add ${GUEST_NET.address} dev eth0
+  $B ip route add default via ${GUEST_NET.gateway}
+fi
+# The environment's resolv.conf may name anything; the guest's resolver is QEMU's.
+echo "nameserver ${GUEST_NET.dns}" > /run/pyro/resolv.conf
+[ -e /etc/resolv.conf ] || $B touch /etc/resolv.conf 2>/dev/null
+$B mount --bind /run/pyro/resolv.conf /etc/resolv.conf 2>/dev/null
+port=
+for p in /sys/class/virtio-ports/*; do [ "$($B cat $p/name 2>/dev/null)" = "${AGENT_PORT_NAME}" ] && port=/dev/\${p##*/}; done
+[ -n "$port" ] || fail "no agent port"
+cd ${WORKSPACE_GUEST_PATH}
+$B env -i PATH=${SANDBOX_PATH} HOME=/root LANG=C.UTF-8 HOSTNAME="$host" UV_THREADPOOL_SIZE=8 \\
+  ${agent}/ld.so --library-path ${agent} ${agent}/node --max-old-space-size=256 ${agent}/pyro-agent.mjs --serial "$port" \\
+  < /dev/null > /dev/console 2>&1 &
+# Reap whatever the agent's children leave behind; \`wait\` returns once the agent is gone.
+wait
+echo "pyro-guest: the agent exited" > /dev/console
+$B poweroff -f
+`;
+}
