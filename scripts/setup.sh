@@ -9,8 +9,10 @@ cd "$(dirname "$0")/.."
 # util-linux (unshare, mount, nsenter), tar, ca-certificates; for workspace networking:
 # slirp4netns (user-mode egress and published ports), nftables (the rules inside each workspace's
 # own network namespace — never the host's), iproute2 (routes there), perl-base (starts helpers);
-# git (project sources) and findutils (snapshots).
-PACKAGES=(bubblewrap debootstrap util-linux mount tar ca-certificates slirp4netns nftables iproute2 perl-base git findutils)
+# git (project sources) and findutils (snapshots); for the VM backend: qemu-system-x86 (the
+# microvm machine, virtiofsd), qemu-utils (qcow2 root disks), busybox-static (the guest's init)
+# and e2fsprogs (ext4 images of environments).
+PACKAGES=(bubblewrap debootstrap util-linux mount tar ca-certificates slirp4netns nftables iproute2 perl-base git findutils qemu-system-x86 qemu-utils busybox-static e2fsprogs)
 
 need_node() {
   echo "pyro needs Node.js >= 20 (found: $(node --version 2>/dev/null || echo none))." >&2

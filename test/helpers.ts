@@ -13,6 +13,8 @@ import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js"
 export const REPO = path.resolve(import.meta.dirname, "..");
 export const SHARED_HOME = process.env.PYRO_TEST_HOME ? path.resolve(process.env.PYRO_TEST_HOME) : path.join(REPO, ".pyro-test", "home");
 export const TEST_ENVIRONMENT = "debian:12";
+/** The backend this run's workspaces use (the suite runs once per backend; see vitest.config.ts). */
+export const TEST_BACKEND = process.env.PYRO_BACKEND === "vm" ? "vm" : "namespace";
 export const CLI = path.join(REPO, "bin", "pyro.js");
 
 /**
@@ -25,6 +27,9 @@ export function testHome(label: string, options: { allEnvironments?: boolean } =
   const shared = path.join(SHARED_HOME, "environments");
   fs.mkdirSync(path.join(shared, "manifests"), { recursive: true });
   fs.mkdirSync(path.join(shared, "layers"), { recursive: true });
+  // The VM guest kit and root images are caches like the layers: built once, shared by every file.
+  fs.mkdirSync(path.join(SHARED_HOME, "vm"), { recursive: true });
+  fs.symlinkSync(path.join(SHARED_HOME, "vm"), path.join(home, "vm"));
   if (options.allEnvironments) {
     fs.symlinkSync(shared, path.join(home, "environments"));
     return home;
@@ -60,6 +65,8 @@ export function findLeaks(home: string): Leaks {
       const cmd = fs.readFileSync(`/proc/${pid}/cmdline`, "utf8").replace(/\0/g, " ");
       // The sandbox launcher and bubblewrap, and the network helpers (slirp4netns, the DNS forwarder).
       if (cmd.includes(home) && /bwrap|unshare|slirp4netns|dns-forwarder/.test(cmd)) processes.push(`${pid}: ${cmd.slice(0, 120)}`);
+      // A VM jail's processes name only jail paths; their mounts show the host directories they hold.
+      else if (/qemu-system|virtiofsd|vm-supervisor/.test(cmd) && fs.readFileSync(`/proc/${pid}/mountinfo`, "utf8").includes(home)) processes.push(`${pid}: ${cmd.slice(0, 120)}`);
     } catch {
       // exited
     }

@@ -158,6 +158,7 @@ export function networkContext(spec: SandboxSpec, record: SandboxRecord): Networ
     dir: path.join(spec.stateDir, "net"),
     log: spec.logPath,
     apiSocket: spec.socketPath.replace(/\.sock$/, "") + ".net.sock",
+    loopbackToGateway: record.backend === "vm",
   };
 }
 
@@ -314,6 +315,6 @@ export class NamespaceBackend implements Backend {
         hint: "Call workspace_stop and workspace_start (CLI: `pyro workspace stop WS && pyro workspace start WS`).",
       });
     }
-    return { target: netnsTarget(record), dir: paths.dir, log: paths.log, apiSocket: paths.apiSocket };
+    return { target: netnsTarget(record), dir: paths.dir, log: paths.log, apiSocket: paths.apiSocket, loopbackToGateway: record.backend === "vm" };
   }
 }

@@ -378,6 +378,12 @@ export interface NetworkContext {
   dir: string;
   log: string;
   apiSocket: string;
+  /**
+   * The sandbox is a VM jail: QEMU turns the guest's connections to the gateway into
+   * connections to the jail's own 127.0.0.1, which the rules send on to the host's loopback
+   * (through slirp4netns's gateway), where host-loopback protection applies as for namespaces.
+   */
+  loopbackToGateway?: boolean;
 }
 
 function restricted(spec: NetworkSpec): boolean {
@@ -451,7 +457,7 @@ async function resolvedAddresses(nsFd: number, nft: string): Promise<string[]> {
 }
 
 /** Routes and rules for `spec`; with the policy off, the loopback default route makes denied attempts reach the rules (to be recorded) instead of failing before them. */
-async function applyRules(nsFd: number, spec: NetworkSpec, forwarderPort: number | null, resolved: string[]): Promise<void> {
+async function applyRules(nsFd: number, spec: NetworkSpec, forwarderPort: number | null, resolved: string[], loopbackToGateway = false): Promise<void> {
   const { nft, ip } = requireTools(["nft", "ip"], "network rules");
   const egress = spec.policy !== "off";
   const ruleset = renderRuleset({
@@ -463,6 +469,7 @@ async function applyRules(nsFd: number, spec: NetworkSpec, forwarderPort: number
     dnsForwarderPort: forwarderPort,
     published: spec.policy === "egress+published-ports",
     allowGateway: spec.allowHostLoopback,
+    loopbackToGateway,
   });
   // Rules first: a loopback default route without them would make connections hang, not fail.
   const script = [
@@ -519,7 +526,7 @@ export async function applyNetwork(ctx: NetworkContext, prev: SandboxNetwork | n
       const oldHosts = prev?.spec.allowHosts ?? [];
       const keepResolved = needForwarder && alive(state.dnsForwarder) && oldHosts.every((h) => spec.allowHosts.includes(h));
       const resolved = keepResolved ? await resolvedAddresses(nsFd, tools.get("nft")!) : [];
-      await applyRules(nsFd, spec, forwarder?.port ?? null, resolved);
+      await applyRules(nsFd, spec, forwarder?.port ?? null, resolved, ctx.loopbackToGateway);
       // The first baseline of this sandbox's drop counter, so its first result skips the nft call.
       if (readDropMarker(ctx.dir, ctx.target.sandboxPid) === null) writeDropMarker(ctx.dir, ctx.target.sandboxPid, dropCount(ctx.target.sandboxPid));
       state.spec = spec;
@@ -567,7 +574,7 @@ async function failClosed(ctx: NetworkContext, state: SandboxNetwork): Promise<v
   state.note = "network setup failed, so the workspace is offline (policy off); see the error of the call that failed";
   const tools = networkTools();
   if (tools.get("nft") && tools.get("ip") && tools.get("nsenter")) {
-    await withNetns(ctx.target, (nsFd) => applyRules(nsFd, state.spec, null, []));
+    await withNetns(ctx.target, (nsFd) => applyRules(nsFd, state.spec, null, [], ctx.loopbackToGateway));
     state.recording = true;
   }
 }

@@ -33,6 +33,8 @@ export interface RulesInput {
   published: boolean;
   /** The host's loopback (the gateway) was allowed explicitly: it passes an allow-list too. */
   allowGateway: boolean;
+  /** VM jails: connections to the jail's 127.0.0.1 are the guest's to its gateway (see network.ts). */
+  loopbackToGateway?: boolean;
 }
 
 const elements = (items: string[]) => (items.length > 0 ? ` elements = { ${items.join(", ")} };` : "");
@@ -60,6 +62,7 @@ export function renderRuleset(input: RulesInput): string {
   } else {
     lines.push(`    ip daddr 127.0.0.0/8 meta l4proto { tcp, udp } th dport 53 dnat ip to ${SLIRP_DNS}`);
   }
+  if (input.loopbackToGateway && input.egress) lines.push(`    ip daddr 127.0.0.1 meta l4proto { tcp, udp } dnat ip to ${HOST_GATEWAY}`);
   lines.push("  }");
   if (input.egress) {
     // Loopback-sourced packets that the DNS rule sent out through the tap need a real source.

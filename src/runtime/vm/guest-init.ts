@@ -15,6 +15,7 @@
  */
 import { AGENT_RUNTIME_DIR, WORKSPACE_GUEST_PATH } from "../../protocol/messages.js";
 import { SANDBOX_PATH } from "../namespace/backend.js";
+import { GUEST_ADDRESS, HOST_GATEWAY, SLIRP_DNS } from "../namespace/nft-rules.js";
 
 /** Kernel modules the guest loads, in dependency order (paths under lib/modules/RELEASE/kernel). */
 export const GUEST_MODULES: { path: string; optional?: boolean }[] = [
@@ -35,8 +36,11 @@ export const GUEST_MODULES: { path: string; optional?: boolean }[] = [
 export const AGENT_PORT_NAME = "pyro.agent";
 /** virtiofs tag of the shared /workspace. */
 export const WORKSPACE_TAG = "workspace";
-/** Addressing of QEMU's user-mode network (its defaults). */
-export const GUEST_NET = { address: "10.0.2.15/24", gateway: "10.0.2.2", dns: "10.0.2.3" };
+/**
+ * Addressing on QEMU's user-mode network: its gateway and resolver, and the guest at the same
+ * address a namespace sandbox has, so a workspace looks the same from inside on both backends.
+ */
+export const GUEST_NET = { address: `${GUEST_ADDRESS}/24`, gateway: HOST_GATEWAY, dns: SLIRP_DNS };
 /** Printed by the probe guest (kernel command line `pyro.probe=1`) instead of starting the agent. */
 export const PROBE_MARKER = "pyro-guest: probe ok";
 

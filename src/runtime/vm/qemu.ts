@@ -11,6 +11,7 @@
 import net from "node:net";
 import { PyroError } from "../../shared/errors.js";
 import { AGENT_PORT_NAME, WORKSPACE_TAG } from "./guest-init.js";
+import { GUEST_ADDRESS } from "../namespace/nft-rules.js";
 import type { Acceleration } from "./host.js";
 
 export interface GuestConfig {
@@ -83,7 +84,7 @@ export const qemuMicrovm: VmLauncher = {
   },
 
   async addForward(controlSocket, hostPort, guestPort) {
-    const reply = await hmp(controlSocket, `hostfwd_add net0 tcp:127.0.0.1:${hostPort}-:${guestPort}`);
+    const reply = await hmp(controlSocket, `hostfwd_add net0 tcp:127.0.0.1:${hostPort}-${GUEST_ADDRESS}:${guestPort}`);
     if (reply.trim()) throw new PyroError("port_in_use", `the VM could not forward port ${hostPort}: ${reply.trim()}`);
   },
 
