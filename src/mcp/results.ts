@@ -62,6 +62,7 @@ export const MCP_NEXT_STEPS: Readonly<Record<string, string>> = {
   environment_in_use: "Delete the workspaces that use this environment first.",
   environment_build_failed: "Ask the user to run `pyro env pull` on the host and read its output.",
   host_unsupported: "Ask the user to run `pyro doctor` on the host and fix what it reports.",
+  backend_unavailable: "Use backend \"namespace\" instead, or ask the user to run `pyro doctor` on the host and fix what its VM section reports.",
   sandbox_start_failed: "Retry once; if it fails again, ask the user to run `pyro doctor` on the host.",
   agent_unreachable: "Call workspace_status: if the workspace is stopped or failed call workspace_start, otherwise retry the call.",
   agent_protocol_error: "Ask the user to restart pyro (its sandboxes and host side may be different versions).",

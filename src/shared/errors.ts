@@ -49,6 +49,7 @@ export const ERROR_CODES = {
   environment_build_failed: "Building the environment failed.",
   // host and sandbox
   host_unsupported: "This host cannot run the requested backend.",
+  backend_unavailable: "This backend cannot run on this host (e.g. the vm backend without QEMU or its guest kit).",
   sandbox_start_failed: "The sandbox could not be started.",
   agent_unreachable: "The in-sandbox agent did not answer.",
   agent_protocol_error: "The in-sandbox agent sent something that is not valid protocol.",
