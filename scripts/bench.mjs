@@ -48,6 +48,9 @@ await realHome.pullEnvironment(ENV, { onProgress: (e) => log(`[pull] phase=${e.p
 
 const home = fs.mkdtempSync(path.join(os.tmpdir(), "pyro-bench-"));
 fs.symlinkSync(path.join(realHome.home, "environments"), path.join(home, "environments"));
+// The VM backend's guest kit and images are caches too.
+fs.mkdirSync(path.join(realHome.home, "vm"), { recursive: true });
+fs.symlinkSync(path.join(realHome.home, "vm"), path.join(home, "vm"));
 const pyro = new Pyro({ home });
 const env = { ...process.env, PYRO_HOME: home };
 const results = {};
@@ -138,6 +141,8 @@ try {
     );
   }
   results.daily_loop_create_exec_reset_exec_delete = stats(loop);
+
+  await benchVm();
 
   log(`[bench] node -e 0 (Node start-up, for reference) x${runs}`);
   const nodeStart = [];
@@ -245,6 +250,66 @@ async function benchNetwork() {
     hostEcho.kill();
     await pyro.deleteWorkspace(pw.workspace_id);
   }
+}
+
+/**
+ * The VM backend: boot to agent-ready (as the supervisor in the VM's jail measures it, from its
+ * own start to the guest agent's first word), create → first exec, a warm exec, and the host
+ * memory an idle VM workspace holds (PSS of every process in its cgroup: QEMU, virtiofsd, the
+ * supervisor). Fewer runs: under TCG emulation a boot takes seconds.
+ */
+async function benchVm() {
+  const vmRuns = Math.max(3, Math.floor(runs / 4));
+  let acceleration = null;
+  const boot = [];
+  const create = [];
+  const memory = [];
+  log(`[bench] VM backend: create -> first exec, boot -> agent ready, idle memory x${vmRuns}`);
+  for (let i = 0; i < vmRuns; i++) {
+    let info;
+    try {
+      create.push(
+        await time(async () => {
+          info = await pyro.createWorkspace({ environment: ENV, backend: "vm" });
+          await pyro.execWorkspace(info.workspace_id, { command: ["true"] });
+        }),
+      );
+    } catch (err) {
+      notes.push(`vm backend not measured: ${err.message}`);
+      return;
+    }
+    acceleration = info.isolation.match(/acceleration: (\w+)/)?.[1] ?? acceleration;
+    const logText = fs.readFileSync(path.join(home, "workspaces", info.workspace_id, "sandbox.log"), "utf8");
+    const ready = logText.match(/agent ready after (\d+) ms/g)?.pop()?.match(/\d+/)?.[0];
+    if (ready) boot.push(Number(ready));
+    if (i === 0) {
+      const warm = [];
+      for (let j = 0; j < runs * 2; j++) warm.push(await time(() => pyro.execWorkspace(info.workspace_id, { command: ["true"] })));
+      results.vm_warm_exec = stats(warm);
+    }
+    await new Promise((r) => setTimeout(r, 2000));
+    memory.push(idlePssMib(info.workspace_id));
+    await pyro.deleteWorkspace(info.workspace_id);
+  }
+  if (boot.length) results.vm_boot_to_agent_ready = stats(boot);
+  results.vm_create_to_first_exec = stats(create);
+  const mem = [...memory].sort((a, b) => a - b);
+  notes.push(`vm backend: acceleration ${acceleration}; idle VM workspace holds ${mem[Math.floor(mem.length / 2)].toFixed(0)} MiB of host memory (PSS, median of ${mem.length}; guest RAM is touched lazily)`);
+}
+
+/** Proportional set size of every process in a workspace's memory cgroup, in MiB. */
+function idlePssMib(id) {
+  const procs = [`/sys/fs/cgroup/memory/pyro/${id}/cgroup.procs`, `/sys/fs/cgroup/pyro/${id}/cgroup.procs`].find((f) => fs.existsSync(f));
+  if (!procs) return NaN;
+  let kib = 0;
+  for (const pid of fs.readFileSync(procs, "utf8").split("\n").filter(Boolean)) {
+    try {
+      kib += Number(fs.readFileSync(`/proc/${pid}/smaps_rollup`, "utf8").match(/^Pss:\s+(\d+)/m)?.[1] ?? 0);
+    } catch {
+      // exited
+    }
+  }
+  return kib / 1024;
 }
 
 const meta = { date: new Date().toISOString(), host: `${os.cpus().length} cores, ${Math.round(os.totalmem() / 2 ** 30)} GiB, ${os.release()}`, node: process.version, runs };

@@ -1,0 +1,174 @@
+/**
+ * What only the VM backend has, on real QEMU guests (TCG where this host's KVM cannot boot
+ * them): its own kernel, a copy-on-write root on the shared environment image, a network whose
+ * policy is enforced outside the guest (off: no network device at all), published ports through
+ * QEMU's forwards, and a dead VM reported as failed with its console, leaving no process behind.
+ * The per-feature behaviour (exec, files, snapshots, services, shells…) is the shared suite's,
+ * run against this backend by the `vm` project in vitest.config.ts.
+ */
+import { spawn, spawnSync } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
+import fs from "node:fs";
+import net from "node:net";
+import os from "node:os";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { Pyro } from "../../src/sdk/index.js";
+import { cli, findLeaks, noLeaks, testHome, TEST_ENVIRONMENT } from "../helpers.js";
+
+const SUBNET = `10.204.${200 + (process.pid % 50)}`;
+const REMOTE = `${SUBNET}.2`;
+const REMOTE_OTHER = `${SUBNET}.3`;
+const NETNS = `pyrovm${process.pid}`;
+const VETH = `pvm${process.pid % 1_000_000}`;
+
+let home: string;
+let pyro: Pyro;
+let remoteServer: ChildProcess;
+let hostServer: net.Server;
+let hostPort: number;
+
+const get = (host: string, port: number) => `exec 3<>/dev/tcp/${host}/${port} && printf 'GET / HTTP/1.0\\r\\n\\r\\n' >&3 && tail -n1 <&3`;
+const bash = (script: string) => ["bash", "-c", script];
+
+function sh(cmd: string): void {
+  const r = spawnSync("sh", ["-c", cmd], { encoding: "utf8" });
+  if (r.status !== 0) throw new Error(`${cmd}: ${r.stderr}`);
+}
+
+function kvmOpens(): boolean {
+  try {
+    fs.closeSync(fs.openSync("/dev/kvm", "r+"));
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function hostGet(port: number): Promise<string> {
+  return new Promise((resolve) => {
+    const c = net.connect(port, "127.0.0.1");
+    let data = "";
+    c.on("data", (d) => (data += d.toString()));
+    c.on("error", (e: NodeJS.ErrnoException) => resolve(`error ${e.code}`));
+    c.on("end", () => resolve(data.split("\r\n\r\n")[1] ?? data));
+    c.write("GET / HTTP/1.0\r\n\r\n");
+  });
+}
+
+beforeAll(async () => {
+  sh(`ip netns add ${NETNS}`);
+  sh(`ip link add ${VETH}h type veth peer name ${VETH}r && ip link set ${VETH}r netns ${NETNS}`);
+  sh(`ip addr add ${SUBNET}.1/24 dev ${VETH}h && ip link set ${VETH}h up`);
+  sh(`ip -n ${NETNS} addr add ${REMOTE}/24 dev ${VETH}r && ip -n ${NETNS} addr add ${REMOTE_OTHER}/24 dev ${VETH}r && ip -n ${NETNS} link set ${VETH}r up && ip -n ${NETNS} link set lo up`);
+  remoteServer = spawn("ip", ["netns", "exec", NETNS, process.execPath, "-e", 'require("http").createServer((q,s)=>s.end("hello from "+q.socket.localAddress+"\\n")).listen(8080,"0.0.0.0",()=>console.log("up"))'], { stdio: ["ignore", "pipe", "inherit"] });
+  await new Promise((r) => remoteServer.stdout!.once("data", r));
+  hostServer = net.createServer((s) => s.end("HTTP/1.0 200 OK\r\n\r\nhello from the host loopback\n"));
+  await new Promise<void>((r) => hostServer.listen(0, "127.0.0.1", () => r()));
+  hostPort = (hostServer.address() as net.AddressInfo).port;
+  home = testHome("vm");
+  pyro = new Pyro({ home });
+});
+
+afterAll(async () => {
+  for (const w of (await pyro.listWorkspaces()).workspaces) await pyro.deleteWorkspace(w.workspace_id);
+  pyro.close();
+  remoteServer?.kill("SIGKILL");
+  hostServer?.close();
+  spawnSync("sh", ["-c", `ip link del ${VETH}h; ip netns del ${NETNS}`]);
+  expect(findLeaks(home)).toEqual(noLeaks());
+});
+
+describe("a VM workspace", () => {
+  it("runs in its own guest kernel, records its backend, and keeps root changes until a reset", async () => {
+    const ws = await pyro.createWorkspace({ environment: TEST_ENVIRONMENT, name: "guest", backend: "vm" });
+    expect(ws.backend).toBe("vm");
+    expect(ws.isolation).toMatch(/^vm backend .*acceleration: (kvm|tcg)/);
+    const r = await pyro.execWorkspace("guest", { command: "uname -r; cat /proc/1/comm; ls /sys/class/net" });
+    const [kernel, init, ...nics] = r.stdout.trim().split("\n");
+    expect(kernel).toMatch(/-cloud-amd64$/);
+    expect(kernel).not.toBe(os.release());
+    expect(init).toBe("busybox");
+    // The policy off: no network device at all, only loopback.
+    expect(nics).toEqual(["lo"]);
+
+    const listed = cli(home, ["workspace", "list", "--json"]).json() as { workspaces: { name: string; backend: string }[] };
+    expect(listed.workspaces.find((w) => w.name === "guest")?.backend).toBe("vm");
+
+    // The root disk is the workspace's own copy-on-write layer: it survives a restart…
+    await pyro.execWorkspace("guest", { command: "echo installed > /usr/local/marker" });
+    await pyro.stopWorkspace("guest");
+    await pyro.startWorkspace("guest");
+    expect((await pyro.execWorkspace("guest", { command: "cat /usr/local/marker" })).stdout).toBe("installed\n");
+    // …and a reset goes back to exactly what the environment ships.
+    await pyro.resetWorkspace("guest");
+    expect((await pyro.execWorkspace("guest", { command: "cat /usr/local/marker" })).exit_code).not.toBe(0);
+  });
+
+  it("cannot make a device node that reaches the host through /workspace", async () => {
+    await pyro.createWorkspace({ environment: TEST_ENVIRONMENT, name: "nodes", backend: "vm" });
+    const r = await pyro.execWorkspace("nodes", { command: "mknod /workspace/mem c 1 1; echo rc=$?" });
+    expect(r.stdout).toContain("rc=1");
+    const files = await pyro.listWorkspaceFiles("nodes", { path: "/workspace" });
+    expect(files.entries.map((e) => e.name)).not.toContain("mem");
+  });
+
+  it("is reported failed with its console when the VM dies, and leaves no process behind", async () => {
+    const ws = await pyro.createWorkspace({ environment: TEST_ENVIRONMENT, name: "doomed", backend: "vm" });
+    // Kill QEMU itself, found among the jail's processes (its cgroup names the workspace).
+    const qemu = spawnSync("sh", ["-c", `for p in $(pgrep -f qemu-system-x86_64); do grep -q ${ws.workspace_id} /proc/$p/cgroup && echo $p; done`], { encoding: "utf8" }).stdout.trim().split("\n").filter(Boolean);
+    expect(qemu.length).toBe(1);
+    process.kill(Number(qemu[0]), "SIGKILL");
+    await new Promise((r) => setTimeout(r, 1000));
+    const status = await pyro.statusWorkspace("doomed");
+    expect(status.state).toBe("failed");
+    expect(status.failure?.log_tail).toContain("the VM exited");
+    await pyro.deleteWorkspace("doomed");
+    const left = spawnSync("sh", ["-c", `grep -l ${ws.workspace_id} /proc/[0-9]*/cgroup 2>/dev/null`], { encoding: "utf8" }).stdout.trim();
+    expect(left).toBe("");
+  });
+});
+
+describe("a VM workspace's network", () => {
+  it("reaches outside servers with egress, keeps the host's loopback out unless allowed, and enforces allow-lists outside the guest", async () => {
+    await pyro.createWorkspace({ environment: TEST_ENVIRONMENT, name: "net", backend: "vm", networkPolicy: "egress", allowCidrs: [`${REMOTE}/32`] });
+    const r = await pyro.execWorkspace("net", { command: bash(`${get(REMOTE, 8080)}; ${get(REMOTE_OTHER, 8080)}; echo "other=$?"; ${get("10.0.2.2", hostPort)}; echo "host=$?"`) });
+    expect(r.stdout).toBe(`hello from ${REMOTE}\nother=1\nhost=1\n`);
+    const notices = r.network_notices.join("\n");
+    expect(notices).toContain(`TCP to ${REMOTE_OTHER}:8080`);
+    expect(notices).toContain(`the host itself (10.0.2.2:${hostPort})`);
+
+    // The guest is root in its own kernel, and still cannot lift the policy: the rules are in the jail.
+    const root = await pyro.execWorkspace("net", { command: bash(`ip route flush table main 2>/dev/null; ip addr add 10.0.2.50/24 dev eth0 2>/dev/null; ${get(REMOTE_OTHER, 8080)}; echo "other=$?"`) });
+    expect(root.stdout).toContain("other=1");
+
+    await pyro.setWorkspaceNetwork("net", { allowHostLoopback: true });
+    const after = await pyro.execWorkspace("net", { command: bash(get("10.0.2.2", hostPort)) });
+    expect(after.stdout).toBe("hello from the host loopback\n");
+  });
+
+  it("publishes a guest service on the host's 127.0.0.1 and removes the forward with the service", async () => {
+    await pyro.createWorkspace({ environment: TEST_ENVIRONMENT, name: "web", backend: "vm", networkPolicy: "egress+published-ports" });
+    await pyro.writeWorkspaceFile("web", "site/index.html", "served from the guest\n");
+    const svc = await pyro.startService("web", "http", {
+      command: "/run/pyro/agent/busybox httpd -f -p 8000 -h /workspace/site",
+      readiness: { type: "tcp", port: 8000 },
+      publish: [8000],
+    });
+    const port = svc.published_ports[0]!.host_port;
+    expect(await hostGet(port)).toBe("served from the guest\n");
+    await pyro.stopService("web", "http");
+    expect(await hostGet(port)).toMatch(/^error|^$/);
+  });
+});
+
+it("doctor reports the VM backend: QEMU, KVM and the acceleration in use", () => {
+  const r = cli(home, ["doctor", "--json"]);
+  const report = r.json() as { vm: { usable: boolean; qemu: { path: string | null }; kvm: { device: boolean; bootable: boolean | null }; acceleration: string | null; reason: string } };
+  expect(report.vm.usable).toBe(true);
+  expect(report.vm.qemu.path).toMatch(/qemu-system-x86_64$/);
+  expect(["kvm", "tcg"]).toContain(report.vm.acceleration);
+  expect(report.vm.reason.length).toBeGreaterThan(10);
+  // A /dev/kvm that opens is always put to the test of a real boot.
+  expect(report.vm.kvm.device).toBe(kvmOpens());
+  if (report.vm.kvm.device) expect(report.vm.kvm.bootable).not.toBeNull();
+});
