@@ -109,7 +109,7 @@ describe("a VM workspace", () => {
     const r = await pyro.execWorkspace("nodes", { command: "mknod /workspace/mem c 1 1; echo rc=$?" });
     expect(r.stdout).toContain("rc=1");
     const files = await pyro.listWorkspaceFiles("nodes", { path: "/workspace" });
-    expect(files.entries.map((e) => e.name)).not.toContain("mem");
+    expect(files.entries.some((e) => e.path.endsWith("mem"))).toBe(false);
   });
 
   it("is reported failed with its console when the VM dies, and leaves no process behind", async () => {
@@ -148,7 +148,7 @@ describe("a VM workspace's network", () => {
 
   it("publishes a guest service on the host's 127.0.0.1 and removes the forward with the service", async () => {
     await pyro.createWorkspace({ environment: TEST_ENVIRONMENT, name: "web", backend: "vm", networkPolicy: "egress+published-ports" });
-    await pyro.writeWorkspaceFile("web", "site/index.html", "served from the guest\n");
+    await pyro.writeWorkspaceFile("web", "site/index.html", { text: "served from the guest\n" });
     const svc = await pyro.startService("web", "http", {
       command: "/run/pyro/agent/busybox httpd -f -p 8000 -h /workspace/site",
       readiness: { type: "tcp", port: 8000 },
