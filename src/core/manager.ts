@@ -1,14 +1,15 @@
 /**
  * The workspace manager: lifecycle (create, start, stop, delete, reap), discovery (list,
- * status, names, labels), exec with history, all on top of the state store and an isolation
- * backend. Every mutating step holds the workspace's lock; long-running commands do not, so
+ * status, names, labels), exec with history, all on top of the state store and the isolation
+ * backends: each workspace names its backend in its record, for life. Every mutating step holds the workspace's lock; long-running commands do not, so
  * several execs run at once while metadata updates stay serialized. Host-side; file contents
  * inside a workspace are only ever reached through the agent.
  */
 import fs from "node:fs";
 import fsp from "node:fs/promises";
 import path from "node:path";
-import type { Backend, SandboxRecord, StartedSandbox } from "../runtime/backend.js";
+import type { Backend, BackendName, SandboxRecord, StartedSandbox } from "../runtime/backend.js";
+import type { BackendSet } from "../runtime/backends.js";
 import { SANDBOX_PATH } from "../runtime/namespace/backend.js";
 import { AgentClient } from "../protocol/client.js";
 import { WORKSPACE_GUEST_PATH } from "../protocol/messages.js";
@@ -40,6 +41,8 @@ export const MAX_STDIN_BYTES = 16 * 1024 * 1024;
 
 export interface CreateWorkspaceOptions extends NetworkOptions {
   environment: string;
+  /** The backend, already resolved (`auto` decided, see runtime/backends.ts); kept for the workspace's life. */
+  backend: BackendName;
   name?: string;
   labels?: Record<string, string>;
   seedPath?: string;
@@ -79,9 +82,10 @@ export interface UpdateWorkspaceOptions {
 const nowIso = () => new Date().toISOString();
 
 function isolationText(record: WorkspaceRecord): string {
-  return record.backend === "namespace"
-    ? "namespace backend (bubblewrap: mount, pid, ipc, uts, net namespaces; shares the host kernel)"
-    : record.backend;
+  if (record.backend === "namespace") return "namespace backend (bubblewrap: mount, pid, ipc, uts, net namespaces; shares the host kernel)";
+  // The acceleration is decided at each start (KVM when a guest boots with it here), so only a running VM has one.
+  const acceleration = record.sandbox?.vm?.acceleration;
+  return `vm backend (QEMU microvm, own guest kernel${acceleration ? `; acceleration: ${acceleration}` : ""})`;
 }
 
 export class WorkspaceManager {
@@ -90,7 +94,7 @@ export class WorkspaceManager {
 
   constructor(
     home: string,
-    private readonly backend: Backend,
+    private readonly backends: BackendSet,
     private readonly environments: EnvironmentStore,
   ) {
     this.store = new StateStore(home);
@@ -118,6 +122,16 @@ export class WorkspaceManager {
     });
   }
 
+  /** The backend a workspace's record names (its sandbox record names the same one). */
+  private backendOf(record: WorkspaceRecord): Promise<Backend> {
+    return this.backends.get(record.backend);
+  }
+
+  /** Whether the record's sandbox is up, asked of the backend that started it. */
+  private async sandboxAlive(record: WorkspaceRecord): Promise<boolean> {
+    return record.state === "running" && record.sandbox !== null && (await this.backendOf(record)).liveness(record.sandbox) === "alive";
+  }
+
   private async load(id: string): Promise<WorkspaceRecord> {
     const record = await this.store.read(id);
     if (!record) throw new PyroError("workspace_not_found", `workspace ${id} does not exist`, { hint: "Run `pyro workspace list` to see workspaces." });
@@ -136,10 +150,11 @@ export class WorkspaceManager {
       return { record, reason: record.failure.reason };
     }
     if (record.state !== "running" || !record.sandbox) return { record, reason: null };
-    const liveness = this.backend.liveness(record.sandbox);
+    const backend = await this.backendOf(record);
+    const liveness = backend.liveness(record.sandbox);
     if (liveness === "alive") return { record, reason: null };
     const sandbox = record.sandbox;
-    await this.backend.stop(sandbox);
+    await backend.stop(sandbox);
     record.sandbox = null;
     let reason: string;
     if (liveness === "host-rebooted") {
@@ -166,7 +181,7 @@ export class WorkspaceManager {
   /** True when the workspace's sandbox is up (no repair, no lock). */
   async isRunning(id: string): Promise<boolean> {
     const r = await this.store.read(id);
-    return r !== undefined && r.state === "running" && r.sandbox !== null && this.backend.liveness(r.sandbox) === "alive";
+    return r !== undefined && (await this.sandboxAlive(r));
   }
 
   /** Set by the SDK: live service counts for status and list. */
@@ -251,7 +266,7 @@ export class WorkspaceManager {
       environment: opts.environment,
       environment_digest: digest,
       layers: [],
-      backend: this.backend.name,
+      backend: opts.backend,
       state: "creating",
       created_at: created,
       last_activity_at: created,
@@ -307,7 +322,7 @@ export class WorkspaceManager {
     } catch (err) {
       // Roll back completely: no half-made workspace, sandbox, cgroup or directory remains.
       this.dropClient(id);
-      if (record.sandbox) await this.backend.stop(record.sandbox).catch(() => undefined);
+      if (record.sandbox) await this.stopSandbox(record).catch(() => undefined);
       await this.store.removeWorkspace(id).catch(() => undefined);
       throw err;
     }
@@ -376,7 +391,7 @@ export class WorkspaceManager {
     return this.store.withLock(id, async () => {
       const record = await this.load(id);
       this.dropClient(id);
-      if (record.sandbox) await this.backend.stop(record.sandbox);
+      if (record.sandbox) await this.stopSandbox(record);
       record.sandbox = null;
       if (record.state !== "failed") record.state = "stopped";
       record.last_activity_at = nowIso();
@@ -398,7 +413,7 @@ export class WorkspaceManager {
       if (record.state === "creating") throw new PyroError("workspace_busy", "the workspace is still being created");
       await this.snapshots(id).tree(snapshot);
       this.dropClient(id);
-      if (record.sandbox) await this.backend.stop(record.sandbox);
+      if (record.sandbox) await this.stopSandbox(record);
       record.sandbox = null;
       const p = this.store.paths(id);
       // A fresh root layer: back to exactly what the environment ships.
@@ -423,7 +438,7 @@ export class WorkspaceManager {
     await this.store.withLock(id, async () => {
       const record = await this.store.read(id);
       this.dropClient(id);
-      if (record?.sandbox) await this.backend.stop(record.sandbox);
+      if (record?.sandbox) await this.stopSandbox(record);
       await this.store.removeWorkspace(id);
     });
     return { workspace_id: id, deleted: true };
@@ -588,7 +603,7 @@ export class WorkspaceManager {
   async requireRunning(id: string): Promise<WorkspaceRecord> {
     // Fast path without the lock: a running workspace whose sandbox is alive needs no repair.
     const seen = await this.load(id);
-    const healthy = seen.state === "running" && seen.sandbox !== null && this.backend.liveness(seen.sandbox) === "alive";
+    const healthy = await this.sandboxAlive(seen);
     const record = healthy ? seen : await this.store.withLock(id, async () => (await this.reconcile(await this.load(id))).record);
     if (record.state !== "running") {
       throw new PyroError("workspace_stopped", `workspace ${record.name ?? id} is ${record.state}`, {
@@ -622,7 +637,7 @@ export class WorkspaceManager {
       const next = applyChange({ policy: record.network_policy, config: networkConfig(record) }, change);
       if (record.state === "running" && record.sandbox) {
         try {
-          await this.backend.configureNetwork(record.sandbox, specOf(next.policy, next.config));
+          await (await this.backendOf(record)).configureNetwork(record.sandbox, specOf(next.policy, next.config));
         } finally {
           // Whatever is applied now (the new network, or the offline fallback) is what the record says.
           await this.store.write(record);
@@ -669,11 +684,12 @@ export class WorkspaceManager {
       }
       const sandbox = record.sandbox;
       if (record.state !== "running" || !sandbox) throw new PyroError("workspace_stopped", `workspace ${record.name ?? id} is ${record.state}`);
+      const backend = await this.backendOf(record);
       const added: PublishedPort[] = [];
       try {
-        for (const r of requests) added.push(await this.backend.publishPort(sandbox, service, r.guestPort, r.hostPort));
+        for (const r of requests) added.push(await backend.publishPort(sandbox, service, r.guestPort, r.hostPort));
       } catch (err) {
-        for (const p of added) await this.backend.unpublishPort(sandbox, p).catch(() => undefined);
+        for (const p of added) await backend.unpublishPort(sandbox, p).catch(() => undefined);
         throw err;
       }
       if (sandbox.network) sandbox.network.published.push(...added);
@@ -690,7 +706,8 @@ export class WorkspaceManager {
       const record = await this.load(id);
       const network = record.sandbox?.network;
       if (!record.sandbox || !network) return;
-      for (const p of network.published.filter((x) => x.service === service)) await this.backend.unpublishPort(record.sandbox, p).catch(() => undefined);
+      const backend = await this.backendOf(record);
+      for (const p of network.published.filter((x) => x.service === service)) await backend.unpublishPort(record.sandbox, p).catch(() => undefined);
       network.published = network.published.filter((x) => x.service !== service);
       await this.store.write(record);
     });
@@ -710,7 +727,7 @@ export class WorkspaceManager {
     const sandbox = record.sandbox;
     if (!sandbox?.network) return [];
     try {
-      const denials = await this.backend.takeNetworkDenials(sandbox);
+      const denials = await (await this.backendOf(record)).takeNetworkDenials(sandbox);
       return denials.length === 0 ? [] : noticesFor(record.name ?? record.workspace_id, record.network_policy, denials);
     } catch {
       return [];
@@ -745,17 +762,25 @@ export class WorkspaceManager {
    */
   private async startSandbox(record: WorkspaceRecord): Promise<SandboxRecord> {
     const id = record.workspace_id;
-    const started = await this.backend.start(this.sandboxSpec(record));
+    const backend = await this.backendOf(record);
+    const started = await backend.start(this.sandboxSpec(record));
     try {
+      // Every later call finds the backend through the workspace record: a sandbox from another one would never be stopped.
+      if (started.record.backend !== record.backend) throw new PyroError("internal_error", `the ${record.backend} backend started a ${started.record.backend} sandbox`);
       if ((record.secret_names ?? []).length > 0) {
         await started.client.request({ type: "secrets_load", secrets: await loadSecrets(this.store.paths(id).secrets) });
       }
     } catch (err) {
       started.client.close();
-      await this.backend.stop(started.record);
+      await backend.stop(started.record);
       throw err;
     }
     return this.adopt(id, started);
+  }
+
+  /** Stops a workspace's sandbox through the backend that started it. */
+  private async stopSandbox(record: WorkspaceRecord): Promise<void> {
+    if (record.sandbox) await (await this.backendOf(record)).stop(record.sandbox);
   }
 
   /** Keeps the connection a start already opened, so the first exec does not reconnect. */

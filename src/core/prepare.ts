@@ -10,6 +10,7 @@ import fsp from "node:fs/promises";
 import path from "node:path";
 import type { EnvironmentStore } from "../environments/index.js";
 import type { WorkspaceManager } from "./manager.js";
+import type { BackendName } from "../runtime/backend.js";
 import { agentBundlePath } from "../runtime/agent-runtime.js";
 import { readJsonIfExists, writeJsonAtomic } from "../shared/atomic.js";
 
@@ -57,7 +58,7 @@ export async function prepareEnvironment(
   environments: EnvironmentStore,
   manager: WorkspaceManager,
   environment: string,
-  options: { force?: boolean; onProgress?: (line: string) => void } = {},
+  options: { force?: boolean; onProgress?: (line: string) => void; backend?: BackendName } = {},
 ): Promise<Readiness & { cycle_ms: Record<string, number> }> {
   const say = options.onProgress ?? (() => undefined);
   const before = await environmentReadiness(home, environments, environment);
@@ -73,7 +74,7 @@ export async function prepareEnvironment(
   cycle.pull = Math.round(t() - t0);
   say("[prepare] proving create → exec → reset → exec → delete");
   t0 = t();
-  const ws = await manager.create({ environment, ephemeral: true });
+  const ws = await manager.create({ environment, backend: options.backend ?? "namespace", ephemeral: true });
   cycle.create = Math.round(t() - t0);
   try {
     t0 = t();

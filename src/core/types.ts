@@ -6,7 +6,7 @@
 import type { SandboxRecord } from "../runtime/backend.js";
 import type { LimitEnforcement } from "../runtime/namespace/cgroups.js";
 import type { CapturedStreamInfo } from "../protocol/messages.js";
-import type { NetworkPolicyName } from "../runtime/backend.js";
+import type { BackendName, NetworkPolicyName } from "../runtime/backend.js";
 import type { NetworkConfig, WorkspaceNetworkInfo } from "./network.js";
 
 export type WorkspaceState = "creating" | "running" | "stopped" | "failed";
@@ -45,7 +45,8 @@ export interface WorkspaceRecord {
   environment_digest: string | null;
   /** Environment layers pinned at create time, so a later re-pull never changes what lies under this workspace's upper layer. */
   layers: string[];
-  backend: "namespace";
+  /** Chosen at create time and kept for life: the sandbox is always restarted on the same backend. */
+  backend: BackendName;
   state: WorkspaceState;
   created_at: string;
   last_activity_at: string;
@@ -77,7 +78,8 @@ export interface WorkspaceInfo {
   labels: Record<string, string>;
   environment: string;
   state: WorkspaceState;
-  backend: "namespace";
+  backend: BackendName;
+  /** What isolates this workspace, in words (for the vm backend: the acceleration its guest runs with). */
   isolation: string;
   workspace_path: "/workspace";
   created_at: string;

@@ -2,7 +2,7 @@
  * The package entry point: `import { Pyro } from "pyro-mcp"`.
  */
 export { Pyro } from "./pyro.js";
-export type { PyroOptions, ExecWorkspaceOptions, RunInVmOptions, RunResult, CreateWorkspaceInput } from "./pyro.js";
+export type { PyroOptions, ExecWorkspaceOptions, RunInVmOptions, RunResult, CreateWorkspaceInput, BackendOption } from "./pyro.js";
 export { Workspace } from "./workspace.js";
 export { PyroError, ERROR_CODES } from "../shared/errors.js";
 export type { ErrorCode } from "../shared/errors.js";

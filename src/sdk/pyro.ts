@@ -10,7 +10,8 @@ import type { EnvironmentDetails, EnvironmentListEntry, PullProgress } from "../
 import { WorkspaceManager } from "../core/manager.js";
 import type { CreateWorkspaceOptions, ExecOptions, UpdateWorkspaceOptions } from "../core/manager.js";
 import type { CommandRecord, ExecResult, RawExecResult, WorkspaceInfo } from "../core/types.js";
-import { NamespaceBackend } from "../runtime/namespace/backend.js";
+import { BackendSet, backendRequest, resolveBackendRequest } from "../runtime/backends.js";
+import type { BackendName, BackendRequest } from "../runtime/backend.js";
 import { runDoctor } from "../core/doctor.js";
 import { prepareEnvironment } from "../core/prepare.js";
 import type { DoctorReport } from "../core/doctor.js";
@@ -56,8 +57,17 @@ export interface ExecWorkspaceOptions {
   secretEnv?: string[] | Record<string, string>;
 }
 
+/**
+ * Where a new workspace lives: `namespace` (bubblewrap namespaces sharing the host kernel),
+ * `vm` (a QEMU microVM with its own guest kernel; KVM, else TCG emulation) or `auto` (vm when
+ * guests boot with KVM on this host, else namespace). Default: `$PYRO_BACKEND`, else namespace.
+ */
+export type BackendOption = BackendRequest;
+
 export interface RunInVmOptions extends ExecWorkspaceOptions, NetworkOptions {
   environment: string;
+  /** See `BackendOption`; an invalid value is `invalid_argument` and nothing is created. */
+  backend?: BackendOption;
   vcpuCount?: number;
   memMib?: number;
   ttlSeconds?: number;
@@ -69,7 +79,10 @@ export interface RunResult extends ExecResult {
   cleaned_up: boolean;
 }
 
-export type CreateWorkspaceInput = Omit<CreateWorkspaceOptions, "ephemeral" | "origin">;
+export interface CreateWorkspaceInput extends Omit<CreateWorkspaceOptions, "ephemeral" | "origin" | "backend"> {
+  /** See `BackendOption`; the workspace keeps it for life. An invalid value is `invalid_argument` and nothing is created. */
+  backend?: BackendOption;
+}
 
 function toExecOptions(opts: ExecWorkspaceOptions): ExecOptions {
   if (opts === null || typeof opts !== "object") throw new PyroError("invalid_argument", "exec options are required");
@@ -102,7 +115,7 @@ export class Pyro {
     this.home = options.home ?? resolvePyroHome();
     this.projectSourceOptions = options.projectSource ?? null;
     this.environments = new EnvironmentStore(this.home);
-    this.manager = new WorkspaceManager(this.home, new NamespaceBackend(), this.environments);
+    this.manager = new WorkspaceManager(this.home, new BackendSet(this.home), this.environments);
     this.content = new WorkspaceContent(this.manager);
     this.services = new WorkspaceServices(this.manager);
     this.shells = new WorkspaceShells(this.manager);
@@ -120,8 +133,10 @@ export class Pyro {
    * Warms everything the first workspace needs: builds the environment if missing and proves the
    * create → exec → reset → exec → delete cycle once. Fast when already warm (unless `force`).
    */
-  prepare(environment = "debian:12", options: { force?: boolean; onProgress?: (line: string) => void } = {}) {
-    return prepareEnvironment(this.home, this.environments, this.manager, environment, options);
+  async prepare(environment = "debian:12", options: { force?: boolean; onProgress?: (line: string) => void } = {}) {
+    // The cycle is proven on the backend new workspaces get by default ($PYRO_BACKEND).
+    const backend = await this.backend(backendRequest(undefined));
+    return prepareEnvironment(this.home, this.environments, this.manager, environment, { ...options, backend });
   }
 
   async listEnvironments(): Promise<EnvironmentListEntry[]> {
@@ -164,9 +179,11 @@ export class Pyro {
     // Refuse bad exec options before a sandbox is made for nothing.
     this.manager.prepareExec(toExecOptions(options));
     networkFromOptions(options);
+    const request = backendRequest(options.backend);
     const key = Symbol("run");
-    const created = this.manager.create({
+    const created = this.backend(request).then((backend) => this.manager.create({
       environment: options.environment,
+      backend,
       ephemeral: true,
       ...(options.vcpuCount !== undefined ? { vcpuCount: options.vcpuCount } : {}),
       ...(options.memMib !== undefined ? { memMib: options.memMib } : {}),
@@ -175,7 +192,7 @@ export class Pyro {
       ...(options.allowHosts !== undefined ? { allowHosts: options.allowHosts } : {}),
       ...(options.allowCidrs !== undefined ? { allowCidrs: options.allowCidrs } : {}),
       ...(options.allowHostLoopback !== undefined ? { allowHostLoopback: options.allowHostLoopback } : {}),
-    });
+    }));
     this.runs.set(key, { created: created.catch(() => null) });
     let info: WorkspaceInfo | undefined;
     try {
@@ -204,8 +221,9 @@ export class Pyro {
 
   async createWorkspace(options: CreateWorkspaceInput): Promise<WorkspaceInfo> {
     if (options === null || typeof options !== "object") throw new PyroError("invalid_argument", "createWorkspace needs an options object");
+    const request = backendRequest(options.backend);
     const source = options.seedPath === undefined ? await this.projectSource() : null;
-    if (!source) return this.manager.create({ ...options, ephemeral: false });
+    if (!source) return this.manager.create({ ...options, backend: await this.backend(request), ephemeral: false });
     let material;
     try {
       material = await materializeProjectSource(source);
@@ -218,6 +236,7 @@ export class Pyro {
     try {
       return await this.manager.create({
         ...options,
+        backend: await this.backend(request),
         seedPath: material.archive,
         origin: { kind: material.origin_kind, ref: material.origin_ref, path: source.path ?? source.repo_url },
         ephemeral: false,
@@ -225,6 +244,11 @@ export class Pyro {
     } finally {
       await material.cleanup();
     }
+  }
+
+  /** The concrete backend for a checked request: `auto` is decided here, once per create. */
+  private backend(request: BackendRequest): Promise<BackendName> {
+    return resolveBackendRequest(request, this.home);
   }
 
   /** The project source new workspaces are seeded from, or null (resolved once, on first use). */
