@@ -28,13 +28,16 @@ export function error(e: PyroError): string {
 }
 
 export function doctor(r: DoctorReport): string {
-  const lines = [`Platform: ${r.platform}`, `Backend: ${r.backend} — ${r.isolation}`, `State directory: ${r.state_dir}`];
+  const lines = [`Platform: ${r.platform}`, `Backend: ${r.backend} — ${r.isolation}`];
+  lines.push(`Backend choice: ${r.backend_source === "PYRO_BACKEND" ? "from PYRO_BACKEND" : "the default (PYRO_BACKEND not set)"}; --backend auto picks ${r.auto_backend} here`);
+  lines.push(`State directory: ${r.state_dir}`);
   lines.push(`Defaults: ${r.defaults.vcpu_count} vCPU / ${r.defaults.mem_mib} MiB / ${r.defaults.pids_max} pids`);
   lines.push(`Limits: ${r.limits.note ?? `enforced through cgroup v${r.limits.cgroup_version} (memory, pids, cpu)`}`);
   lines.push(`Network: ${r.network}`);
   lines.push(`Environments: ${r.environments.map((e) => `${e.name} [${e.installed ? "installed" : "not installed"}]`).join(", ")}`);
   if (r.environment_readiness) lines.push(`Daily loop: ${r.environment_readiness.environment} is ${r.environment_readiness.state} (${r.environment_readiness.reason})`);
   lines.push(`Project source: ${r.project_source.description}`);
+  lines.push("", ...vmSection(r.vm));
   lines.push("");
   for (const c of r.checks) {
     lines.push(`${c.ok ? "PASS" : "FAIL"} ${c.name}: ${c.detail}`);
@@ -42,6 +45,26 @@ export function doctor(r: DoctorReport): string {
   }
   lines.push("", r.ok ? "Ready." : "Not ready: fix the FAIL lines above.");
   return lines.join("\n");
+}
+
+/**
+ * The optional VM backend, apart from the PASS/FAIL checks: it being unusable is information
+ * (for `--backend vm` and `auto`), not a failure of the host.
+ */
+export function vmSection(vm: DoctorReport["vm"]): string[] {
+  const state = !vm.usable ? "not usable" : vm.acceleration ? `usable, acceleration ${vm.acceleration}` : "usable, acceleration decided at its first start";
+  const lines = [`VM backend (optional): ${state}`];
+  if (vm.error === null) {
+    lines.push(`  QEMU: ${vm.qemu.path ? `${vm.qemu.path}${vm.qemu.version ? ` (${vm.qemu.version})` : ""}` : "not found"}`);
+    // One detail string serves both lines: the device's state until a probe guest ran, then the
+    // probe's verdict; the reason often quotes it already.
+    const detail = vm.reason.includes(vm.kvm.detail) ? "" : ` (${vm.kvm.detail})`;
+    lines.push(`  /dev/kvm: ${vm.kvm.device ? "present" : `not usable${detail}`}`);
+    if (vm.kvm.device) lines.push(`  KVM guest boot: ${vm.kvm.bootable === null ? "not probed" : vm.kvm.bootable ? "yes" : "no"}${detail}`);
+  }
+  lines.push(`  Why: ${vm.reason}`);
+  if (!vm.usable && vm.hint) lines.push(`  Fix: ${vm.hint}`);
+  return lines;
 }
 
 export function environments(list: EnvironmentListEntry[]): string {

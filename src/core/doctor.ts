@@ -1,7 +1,8 @@
 /**
  * `pyro doctor`: checks this host can run workspaces and says plainly which backend and which
- * limits will be used. Each check is a real probe (it starts a bubblewrap sandbox) rather than
- * a guess from file presence. Reads host state only; creates nothing but the state directory.
+ * limits will be used. Each check is a real probe (it starts a bubblewrap sandbox, and boots a
+ * probe guest for the VM section) rather than a guess from file presence. Reads host state only;
+ * creates nothing but the state directory and the VM backend's cached guest kit.
  */
 import { spawnSync } from "node:child_process";
 import fs from "node:fs";
@@ -18,6 +19,10 @@ import { environmentReadiness } from "./prepare.js";
 import type { Readiness } from "./prepare.js";
 import { describeProjectSource, resolveProjectSource } from "./project-source.js";
 import { networkTools } from "../runtime/namespace/network.js";
+import type { BackendName, BackendRequest } from "../runtime/backend.js";
+import { backendRequest, backendRequestSource, resolveBackendRequest } from "../runtime/backends.js";
+import type { VmHostReport } from "../runtime/vm/host.js";
+import { PyroError } from "../shared/errors.js";
 
 export interface DoctorCheck {
   name: string;
@@ -26,10 +31,26 @@ export interface DoctorCheck {
   hint?: string;
 }
 
+/**
+ * The VM backend as this host offers it (runtime/vm/host.ts `vmHostReport`, with a probe boot).
+ * Optional: an unusable VM backend never makes the report fail, unless it is the default.
+ */
+export interface DoctorVmSection extends VmHostReport {
+  /** Set when the host check itself failed; the section then says unusable, with this as the reason. */
+  error: string | null;
+}
+
 export interface DoctorReport {
+  /** Every check passed: the namespace backend works, and the default backend can run here. */
   ok: boolean;
   platform: string;
-  backend: "namespace";
+  /** What a workspace created without `--backend` gets here (`auto` already decided). */
+  backend: BackendName;
+  /** Where that default comes from: `$PYRO_BACKEND`, or pyro's own default (namespace). */
+  backend_source: "PYRO_BACKEND" | "default";
+  /** What `--backend auto` picks on this host now. */
+  auto_backend: BackendName;
+  /** The isolation of `backend`, in words. */
   isolation: string;
   state_dir: string;
   defaults: { vcpu_count: number; mem_mib: number; pids_max: number };
@@ -40,6 +61,7 @@ export interface DoctorReport {
   environment_readiness: Readiness | null;
   /** What `pyro mcp serve` started here would seed new workspaces from. */
   project_source: { kind: string | null; path: string | null; description: string };
+  vm: DoctorVmSection;
   checks: DoctorCheck[];
 }
 
@@ -58,6 +80,85 @@ function which(cmd: string): string | null {
 
 const APT_HINT = (pkgs: string) =>
   process.getuid?.() === 0 ? `Install it: apt-get install -y ${pkgs}` : `Install it: sudo apt-get install -y ${pkgs}`;
+
+const NAMESPACE_ISOLATION = "bubblewrap namespaces sharing the host kernel (weaker than a microVM against kernel exploits)";
+
+function vmIsolation(acceleration: VmHostReport["acceleration"]): string {
+  return `a QEMU microVM per workspace with its own guest kernel${acceleration ? ` (acceleration: ${acceleration}${acceleration === "tcg" ? ", software emulation: correct but much slower" : ""})` : ""}`;
+}
+
+/** What the VM section and the backend choice are computed from; tests give fakes. */
+export interface BackendProbes {
+  vmReport(home: string): Promise<VmHostReport>;
+  resolve(request: BackendRequest, home: string): Promise<BackendName>;
+  env: NodeJS.ProcessEnv;
+}
+
+const HOST_PROBES: BackendProbes = {
+  async vmReport(home) {
+    const { vmHostReport } = await import("../runtime/vm/host.js");
+    return vmHostReport(home, { probe: true });
+  },
+  resolve: resolveBackendRequest,
+  env: process.env,
+};
+
+/**
+ * The VM section, the default backend and what `auto` picks, plus the one check they add
+ * ("default backend": PYRO_BACKEND is valid and names a backend that can run here). Never
+ * throws: whatever the VM code does, doctor still reports the rest.
+ */
+export async function backendDiagnosis(
+  home: string,
+  probes: BackendProbes = HOST_PROBES,
+): Promise<{ backend: BackendName; backend_source: DoctorReport["backend_source"]; auto_backend: BackendName; isolation: string; vm: DoctorVmSection; check: DoctorCheck }> {
+  let vm: DoctorVmSection;
+  try {
+    vm = { ...(await probes.vmReport(home)), error: null };
+  } catch (err) {
+    const message = err instanceof Error ? err.message : String(err);
+    vm = {
+      usable: false,
+      qemu: { path: null, version: null },
+      kvm: { device: false, bootable: null, detail: "not checked" },
+      acceleration: null,
+      reason: `the VM host check failed: ${message}`,
+      hint: err instanceof PyroError ? (err.hint ?? null) : null,
+      error: message,
+    };
+  }
+  // An unusable VM backend cannot be auto's pick; otherwise the rule is resolveBackend's own.
+  const auto_backend: BackendName = vm.usable ? await probes.resolve("auto", home).catch(() => "namespace" as const) : "namespace";
+  const backend_source = backendRequestSource(probes.env);
+  let request: BackendRequest;
+  try {
+    request = backendRequest(undefined, probes.env);
+  } catch (err) {
+    return {
+      backend: "namespace",
+      backend_source,
+      auto_backend,
+      isolation: NAMESPACE_ISOLATION,
+      vm,
+      check: { name: "default backend", ok: false, detail: (err as Error).message, hint: "Set PYRO_BACKEND to namespace, vm or auto, or unset it (namespace)." },
+    };
+  }
+  const backend: BackendName = request === "auto" ? auto_backend : request;
+  const isolation = backend === "vm" ? vmIsolation(vm.acceleration) : NAMESPACE_ISOLATION;
+  const from = backend_source === "PYRO_BACKEND" ? `PYRO_BACKEND=${request}` : "pyro's default; choose with --backend or PYRO_BACKEND";
+  if (backend === "vm" && !vm.usable) {
+    return {
+      backend,
+      backend_source,
+      auto_backend,
+      isolation,
+      vm,
+      check: { name: "default backend", ok: false, detail: `vm (${from}), but the vm backend cannot run here: ${vm.reason}`, hint: vm.hint ?? "Unset PYRO_BACKEND to use the namespace backend, or fix what the VM section reports." },
+    };
+  }
+  const accelerated = backend === "vm" && vm.acceleration ? ` with ${vm.acceleration}` : "";
+  return { backend, backend_source, auto_backend, isolation, vm, check: { name: "default backend", ok: true, detail: `${backend}${accelerated} (${from})` } };
+}
 
 export async function runDoctor(home: string, environments: EnvironmentStore, options: { environment?: string; cwd?: string } = {}): Promise<DoctorReport> {
   const checks: DoctorCheck[] = [];
@@ -152,12 +253,16 @@ export async function runDoctor(home: string, environments: EnvironmentStore, op
   const readiness = options.environment ? await environmentReadiness(home, environments, options.environment) : null;
   if (readiness) add({ name: `environment ${readiness.environment}`, ok: readiness.state === "warm", detail: `${readiness.state}: ${readiness.reason}`, ...(readiness.state === "warm" ? {} : { hint: `Run \`pyro prepare ${readiness.environment}\`.` }) });
   const source = await resolveProjectSource({ cwd: options.cwd ?? process.cwd() }).catch(() => null);
+  const backends = await backendDiagnosis(home);
+  add(backends.check);
 
   return {
     ok: checks.every((c) => c.ok),
     platform,
-    backend: "namespace",
-    isolation: "bubblewrap namespaces sharing the host kernel (weaker than a microVM against kernel exploits)",
+    backend: backends.backend,
+    backend_source: backends.backend_source,
+    auto_backend: backends.auto_backend,
+    isolation: backends.isolation,
     state_dir: layout.home,
     defaults: { vcpu_count: DEFAULT_VCPU_COUNT, mem_mib: DEFAULT_MEM_MIB, pids_max: DEFAULT_PIDS_MAX },
     limits,
@@ -165,6 +270,7 @@ export async function runDoctor(home: string, environments: EnvironmentStore, op
     environments: envs,
     environment_readiness: readiness,
     project_source: { kind: source?.kind ?? null, path: source?.path ?? null, description: describeProjectSource(source) },
+    vm: backends.vm,
     checks,
   };
 }
