@@ -30,11 +30,11 @@ export const CLI_COMMANDS: readonly CliCommandContract[] = [
   { command: "env import", flags: [JSON_FLAG] },
   {
     command: "run",
-    flags: ["--vcpu-count", "--mem-mib", "--timeout-seconds", "--ttl-seconds", "--env", "--shell", "--stdin", "--max-output-bytes", "--network-policy", "--allow-host", "--allow-cidr", "--allow-host-loopback", JSON_FLAG],
+    flags: ["--vcpu-count", "--mem-mib", "--timeout-seconds", "--ttl-seconds", "--env", "--shell", "--stdin", "--max-output-bytes", "--backend", "--network-policy", "--allow-host", "--allow-cidr", "--allow-host-loopback", JSON_FLAG],
   },
   {
     command: "workspace create",
-    flags: ["--name", "--label", "--seed-path", "--vcpu-count", "--mem-mib", "--ttl-seconds", "--secret", "--secret-file", "--network-policy", "--allow-host", "--allow-cidr", "--allow-host-loopback", JSON_FLAG, "--id-only"],
+    flags: ["--name", "--label", "--seed-path", "--vcpu-count", "--mem-mib", "--ttl-seconds", "--secret", "--secret-file", "--backend", "--network-policy", "--allow-host", "--allow-cidr", "--allow-host-loopback", JSON_FLAG, "--id-only"],
   },
   { command: "workspace list", flags: [JSON_FLAG] },
   { command: "workspace status", flags: [JSON_FLAG] },
@@ -291,4 +291,26 @@ export const MCP_MODES = {
 
 export type McpMode = keyof typeof MCP_MODES;
 
-export const CONTRACT = { cli: CLI_COMMANDS, sdk: SDK_METHODS, mcp: MCP_TOOLS, mcpProfiles: MCP_PROFILES, mcpModes: MCP_MODES } as const;
+/**
+ * A choice offered on all three surfaces, each in its own spelling: the CLI flag on these
+ * commands, the SDK option on these methods, the MCP argument on these tools (in every profile
+ * and mode that lists the tool), each accepting exactly `values` and refusing anything else
+ * with `invalid_argument`.
+ */
+export interface SurfaceOptionContract {
+  cli: { flag: string; commands: readonly string[] };
+  sdk: { option: string; methods: readonly (typeof SDK_METHODS)[number][] };
+  mcp: { param: string; tools: readonly McpToolName[] };
+  values: readonly string[];
+}
+
+export const SURFACE_OPTIONS: readonly SurfaceOptionContract[] = [
+  {
+    cli: { flag: "--backend", commands: ["run", "workspace create"] },
+    sdk: { option: "backend", methods: ["runInVm", "createWorkspace"] },
+    mcp: { param: "backend", tools: ["vm_run", "workspace_create"] },
+    values: ["namespace", "vm", "auto"],
+  },
+];
+
+export const CONTRACT = { cli: CLI_COMMANDS, sdk: SDK_METHODS, mcp: MCP_TOOLS, mcpProfiles: MCP_PROFILES, mcpModes: MCP_MODES, options: SURFACE_OPTIONS } as const;

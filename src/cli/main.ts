@@ -14,6 +14,7 @@ import { parseKeyValues } from "../core/validate.js";
 import { MAX_STDIN_BYTES } from "../core/manager.js";
 import { parseSecretEnvFlags } from "../core/secrets.js";
 import type { RawExecResult } from "../core/types.js";
+import type { BackendRequest } from "../runtime/backend.js";
 import * as render from "./render.js";
 
 const VERSION = "0.1.0";
@@ -159,6 +160,19 @@ function networkInput(opts: { networkPolicy?: string; allowHost?: string[]; allo
   };
 }
 
+/** `--backend` of `run` and `workspace create`, as the SDK option; the SDK checks the value, so every surface refuses the same things. */
+function backendInput(opts: { backend?: string }) {
+  return opts.backend !== undefined ? { backend: opts.backend as BackendRequest } : {};
+}
+
+/** Adds `--backend`, shared by `run` and `workspace create`. */
+function backendOption(command: Command): Command {
+  return command.option(
+    "--backend <backend>",
+    "where the workspace lives: namespace (bubblewrap namespaces, the host's kernel), vm (a QEMU microVM with its own kernel) or auto (vm when guests boot with KVM here, else namespace); default $PYRO_BACKEND, else namespace",
+  );
+}
+
 /** Adds the network flags shared by `run` and `workspace create`. */
 function networkOptions(command: Command): Command {
   return command
@@ -180,7 +194,7 @@ function buildProgram(): Command {
 
   program
     .command("doctor")
-    .description("Check this host: bubblewrap, namespaces, overlayfs, cgroups, state directory; show the backend and limits that will be used")
+    .description("Check this host: bubblewrap, namespaces, overlayfs, cgroups, state directory, the optional VM backend (QEMU, KVM); show the backend and limits that will be used")
     .option("--environment <env>", "also say whether the daily loop for this environment is warm, cold or stale")
     .addOption(json())
     .action(
@@ -358,10 +372,10 @@ function buildProgram(): Command {
     .option("--shell <string>", "run this string with /bin/sh -c instead of an argv after `--`")
     .option("--stdin", "forward this process's stdin to the command")
     .option("--max-output-bytes <n>", "cap per output stream, head and tail kept (default 65536)", number("--max-output-bytes"));
-  networkOptions(runCommand)
+  networkOptions(backendOption(runCommand))
     .addOption(json())
     .action(
-      action(async (environment: string, commandArgs: string[], opts: { vcpuCount?: number; memMib?: number; ttlSeconds?: number; stdin?: boolean; shell?: string; env?: string[]; timeoutSeconds?: number; maxOutputBytes?: number; networkPolicy?: string; allowHost?: string[]; allowCidr?: string[]; allowHostLoopback?: boolean }) => {
+      action(async (environment: string, commandArgs: string[], opts: { vcpuCount?: number; memMib?: number; ttlSeconds?: number; stdin?: boolean; shell?: string; env?: string[]; timeoutSeconds?: number; maxOutputBytes?: number; backend?: string; networkPolicy?: string; allowHost?: string[]; allowCidr?: string[]; allowHostLoopback?: boolean }) => {
         const p = pyro();
         const onSignal = (signal: NodeJS.Signals) => {
           // Whatever was started is torn down before we go: no sandbox, mount or directory
@@ -379,6 +393,7 @@ function buildProgram(): Command {
           ...(opts.vcpuCount !== undefined ? { vcpuCount: opts.vcpuCount } : {}),
           ...(opts.memMib !== undefined ? { memMib: opts.memMib } : {}),
           ...(opts.ttlSeconds !== undefined ? { ttlSeconds: opts.ttlSeconds } : {}),
+          ...backendInput(opts),
           ...networkInput(opts),
         });
         if (state.json) printJson({ ...raw.result, environment, cleaned_up: true });
@@ -400,11 +415,11 @@ function buildProgram(): Command {
     .option("--ttl-seconds <n>", "delete the workspace after this many seconds (reaped, never while in use)", number("--ttl-seconds"))
     .option("--secret <NAME=VALUE>", "a secret (repeatable); prefer --secret-file, command lines are visible to other users", collect)
     .option("--secret-file <NAME=PATH>", "a secret read from a host file (repeatable)", collect);
-  networkOptions(createCommand)
+  networkOptions(backendOption(createCommand))
     .addOption(json())
     .option("--id-only", "print only the workspace id")
     .action(
-      action(async (environment: string, opts: { name?: string; label?: string[]; seedPath?: string; vcpuCount?: number; memMib?: number; ttlSeconds?: number; idOnly?: boolean; secret?: string[]; secretFile?: string[]; networkPolicy?: string; allowHost?: string[]; allowCidr?: string[]; allowHostLoopback?: boolean }) => {
+      action(async (environment: string, opts: { name?: string; label?: string[]; seedPath?: string; vcpuCount?: number; memMib?: number; ttlSeconds?: number; idOnly?: boolean; secret?: string[]; secretFile?: string[]; backend?: string; networkPolicy?: string; allowHost?: string[]; allowCidr?: string[]; allowHostLoopback?: boolean }) => {
         const info = await pyro().createWorkspace({
           environment,
           ...(opts.name !== undefined ? { name: opts.name } : {}),
@@ -415,6 +430,7 @@ function buildProgram(): Command {
           ...(opts.ttlSeconds !== undefined ? { ttlSeconds: opts.ttlSeconds } : {}),
           ...(opts.secret ? { secrets: parseSecretPairs(opts.secret) } : {}),
           ...(opts.secretFile ? { secretFiles: parseSecretPairs(opts.secretFile) } : {}),
+          ...backendInput(opts),
           ...networkInput(opts),
         });
         if (opts.idOnly) out(info.workspace_id);

@@ -122,7 +122,7 @@ export function workspaceList(r: { count: number; workspaces: WorkspaceInfo[]; r
   }
   for (const w of r.workspaces) {
     const labels = Object.entries(w.labels).map(([k, v]) => `${k}=${v}`).join(",");
-    lines.push(`${w.workspace_id}  ${(w.name ?? "-").padEnd(16)} ${w.state.padEnd(8)} ${w.environment.padEnd(16)} ${w.last_activity_at}  cmds=${w.command_count}${labels ? `  ${labels}` : ""}`);
+    lines.push(`${w.workspace_id}  ${(w.name ?? "-").padEnd(16)} ${w.state.padEnd(8)} ${w.backend.padEnd(9)} ${w.environment.padEnd(16)} ${w.last_activity_at}  cmds=${w.command_count}${labels ? `  ${labels}` : ""}`);
   }
   return lines.join("\n");
 }

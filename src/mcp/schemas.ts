@@ -4,6 +4,8 @@
  * SDK and MCP shows up as a failing test rather than a confused model. Pure.
  */
 import * as z from "zod";
+import { BACKEND_NAMES } from "../runtime/backend.js";
+import { BACKEND_REQUESTS } from "../runtime/backends.js";
 
 export const workspaceRef = z
   .string()
@@ -30,6 +32,19 @@ const limits = z
     note: z.string().nullable(),
   })
   .nullable();
+
+/**
+ * The backend argument of workspace_create and vm_run. Every surface offers it, narrowed ones
+ * too: how strongly a workspace is isolated is a choice every job may need (inspect above all).
+ */
+export const backendInput = {
+  backend: z
+    .enum(BACKEND_REQUESTS as [string, ...string[]])
+    .optional()
+    .describe(
+      "Where the workspace lives, for its whole life: namespace (bubblewrap namespaces on the host's kernel; starts in milliseconds), vm (a QEMU microVM with its own kernel: stronger isolation, starts in seconds) or auto (vm when this host boots guests with KVM, else namespace). Default: the server's PYRO_BACKEND, else namespace.",
+    ),
+};
 
 /** Network arguments of workspace_create and vm_run (workspace-full only; narrowed surfaces leave them out). */
 export const networkInput = {
@@ -71,7 +86,7 @@ export const workspaceInfo = z.object({
   labels: z.record(z.string(), z.string()),
   environment: z.string(),
   state: z.enum(["creating", "running", "stopped", "failed"]),
-  backend: z.string(),
+  backend: z.enum(BACKEND_NAMES as [string, ...string[]]),
   isolation: z.string(),
   workspace_path: z.string(),
   created_at: z.string(),

@@ -12,8 +12,9 @@ import * as z from "zod";
 import type { Pyro } from "../sdk/pyro.js";
 import { PyroError } from "../shared/errors.js";
 import type { ExecResult, WorkspaceInfo } from "../core/types.js";
+import type { BackendRequest } from "../runtime/backend.js";
 import { MCP_TOOLS } from "../contract.js";
-import { commandInput, commandRecord, execResult, networkInput, runResult, workspaceInfo, workspaceRef } from "./schemas.js";
+import { backendInput, commandInput, commandRecord, execResult, networkInput, runResult, workspaceInfo, workspaceRef } from "./schemas.js";
 import { registerContentTools } from "./content-tools.js";
 import { registerSessionTools } from "./session-tools.js";
 import { registerSummaryTool } from "./summary-tool.js";
@@ -49,7 +50,7 @@ type Handler = (args: never) => Promise<CallToolResult>;
 export type Register = ((name: string, config: ToolConfig, handler: Handler) => void) & { has: (name: string) => boolean };
 
 function workspaceText(w: WorkspaceInfo): string {
-  return `workspace ${w.workspace_id}${w.name ? ` (${w.name})` : ""}: ${w.state}, ${w.environment}, ${w.command_count} commands${w.state_reason ? ` — ${w.state_reason}` : ""}`;
+  return `workspace ${w.workspace_id}${w.name ? ` (${w.name})` : ""}: ${w.state}, ${w.environment}, ${w.backend} backend, ${w.command_count} commands${w.state_reason ? ` — ${w.state_reason}` : ""}`;
 }
 
 /**
@@ -116,6 +117,13 @@ export const secretEnvInput = z
   .optional()
   .describe("Workspace secrets to export into the environment: {SECRET_NAME: ENV_VAR}. Values are never shown; output containing them reads [REDACTED].");
 
+type BackendArgs = { backend?: string };
+
+/** The backend argument as the SDK option; the SDK checks it, as it does the CLI's `--backend`. */
+function backendArgs(a: BackendArgs): { backend?: BackendRequest } {
+  return a.backend !== undefined ? { backend: a.backend as BackendRequest } : {};
+}
+
 type ExecArgs = { command: string | string[]; timeout_seconds?: number; env?: Record<string, string>; cwd?: string; stdin?: string; max_output_bytes?: number; secret_env?: Record<string, string> };
 
 function execOptions(a: ExecArgs) {
@@ -156,14 +164,15 @@ export function createMcpServer(pyro: Pyro, options: McpServerOptions = {}, defi
       title: "Run one command in a fresh sandbox",
       description:
         "Run one command in a brand-new isolated Linux sandbox (network off unless network_policy says otherwise) and delete the sandbox afterwards. Use for a quick, stateless check (e.g. `git --version`, running a script once). For anything that needs files to persist between commands, use workspace_create + workspace_exec instead. Returns exit code, outcome, duration and capped stdout/stderr.",
-      inputSchema: { environment: z.string().describe("Environment name, e.g. debian:12."), ...execInput, ...limitsInput, ...networkInput },
+      inputSchema: { environment: z.string().describe("Environment name, e.g. debian:12."), ...execInput, ...limitsInput, ...backendInput, ...networkInput },
       outputSchema: runResult,
       annotations: { openWorldHint: false },
     },
-    tool(async (a: ExecArgs & NetworkArgs & { environment: string; vcpu_count?: number; mem_mib?: number; ttl_seconds?: number }) => {
+    tool(async (a: ExecArgs & NetworkArgs & BackendArgs & { environment: string; vcpu_count?: number; mem_mib?: number; ttl_seconds?: number }) => {
       const r = await pyro.runInVm({
         environment: a.environment,
         ...execOptions(a),
+        ...backendArgs(a),
         ...networkArgs(a),
         ...(a.vcpu_count !== undefined ? { vcpuCount: a.vcpu_count } : {}),
         ...(a.mem_mib !== undefined ? { memMib: a.mem_mib } : {}),
@@ -188,12 +197,14 @@ export function createMcpServer(pyro: Pyro, options: McpServerOptions = {}, defi
         secrets: z.record(z.string(), z.string()).optional().describe("Secret values by name, e.g. {\"API_TOKEN\": \"...\"}; available in /run/pyro-secrets and via secret_env, redacted from all output."),
         secret_files: z.record(z.string(), z.string()).optional().describe("Secrets read from host files: {NAME: host_path}."),
         ...limitsInput,
+        ...backendInput,
         ...networkInput,
       },
       outputSchema: workspaceInfo.shape,
     },
-    tool(async (a: NetworkArgs & { environment: string; name?: string; labels?: Record<string, string>; seed_path?: string; vcpu_count?: number; mem_mib?: number; ttl_seconds?: number; secrets?: Record<string, string>; secret_files?: Record<string, string> }) => {
+    tool(async (a: NetworkArgs & BackendArgs & { environment: string; name?: string; labels?: Record<string, string>; seed_path?: string; vcpu_count?: number; mem_mib?: number; ttl_seconds?: number; secrets?: Record<string, string>; secret_files?: Record<string, string> }) => {
       const w = await pyro.createWorkspace({
+        ...backendArgs(a),
         ...networkArgs(a),
         ...(a.secrets !== undefined ? { secrets: a.secrets } : {}),
         ...(a.secret_files !== undefined ? { secretFiles: a.secret_files } : {}),

@@ -41,8 +41,8 @@ const ID = "workspace_id";
 
 /** The arguments narrowed surfaces offer: everything but secrets, network and snapshot choices. */
 const NARROW_PARAMS: Record<string, readonly string[]> = {
-  vm_run: ["environment", "command", "timeout_seconds", "env", "cwd", "stdin", "max_output_bytes", "vcpu_count", "mem_mib", "ttl_seconds"],
-  workspace_create: ["environment", "name", "labels", "seed_path", "vcpu_count", "mem_mib", "ttl_seconds"],
+  vm_run: ["environment", "command", "timeout_seconds", "env", "cwd", "stdin", "max_output_bytes", "vcpu_count", "mem_mib", "ttl_seconds", "backend"],
+  workspace_create: ["environment", "name", "labels", "seed_path", "vcpu_count", "mem_mib", "ttl_seconds", "backend"],
   workspace_list: [],
   workspace_status: [ID],
   workspace_update: [ID, "name", "labels", "clear_labels"],
@@ -170,7 +170,7 @@ const MODE_SURFACES: Record<McpMode, Omit<Surface, "kind" | "name" | "label">> =
   inspect: {
     tools: narrowed(MCP_MODES.inspect, {
       workspace_create: {
-        params: ["environment", "seed_path", "name"],
+        params: ["environment", "seed_path", "name", "backend"],
         description:
           "Open untrusted code for inspection: create an isolated workspace with no network, with seed_path set to the suspicious directory or .tar/.tar.gz/.tgz (archives with absolute, '..' or escaping entries are refused before anything is written). Nothing run inside can reach the network or the host's files. Returns the workspace: keep its workspace_id.",
       },

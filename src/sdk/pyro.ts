@@ -11,7 +11,7 @@ import { WorkspaceManager } from "../core/manager.js";
 import type { CreateWorkspaceOptions, ExecOptions, UpdateWorkspaceOptions } from "../core/manager.js";
 import type { CommandRecord, ExecResult, RawExecResult, WorkspaceInfo } from "../core/types.js";
 import { BackendSet, backendRequest, resolveBackendRequest } from "../runtime/backends.js";
-import type { BackendName, BackendRequest } from "../runtime/backend.js";
+import type { BackendRequest } from "../runtime/backend.js";
 import { runDoctor } from "../core/doctor.js";
 import { prepareEnvironment } from "../core/prepare.js";
 import type { DoctorReport } from "../core/doctor.js";
@@ -135,7 +135,7 @@ export class Pyro {
    */
   async prepare(environment = "debian:12", options: { force?: boolean; onProgress?: (line: string) => void } = {}) {
     // The cycle is proven on the backend new workspaces get by default ($PYRO_BACKEND).
-    const backend = await this.backend(backendRequest(undefined));
+    const backend = await resolveBackendRequest(backendRequest(undefined), this.home);
     return prepareEnvironment(this.home, this.environments, this.manager, environment, { ...options, backend });
   }
 
@@ -181,7 +181,7 @@ export class Pyro {
     networkFromOptions(options);
     const request = backendRequest(options.backend);
     const key = Symbol("run");
-    const created = this.backend(request).then((backend) => this.manager.create({
+    const created = resolveBackendRequest(request, this.home).then((backend) => this.manager.create({
       environment: options.environment,
       backend,
       ephemeral: true,
@@ -221,9 +221,10 @@ export class Pyro {
 
   async createWorkspace(options: CreateWorkspaceInput): Promise<WorkspaceInfo> {
     if (options === null || typeof options !== "object") throw new PyroError("invalid_argument", "createWorkspace needs an options object");
+    // Checked before anything is made; `auto` is decided once, just before the create.
     const request = backendRequest(options.backend);
     const source = options.seedPath === undefined ? await this.projectSource() : null;
-    if (!source) return this.manager.create({ ...options, backend: await this.backend(request), ephemeral: false });
+    if (!source) return this.manager.create({ ...options, backend: await resolveBackendRequest(request, this.home), ephemeral: false });
     let material;
     try {
       material = await materializeProjectSource(source);
@@ -236,7 +237,7 @@ export class Pyro {
     try {
       return await this.manager.create({
         ...options,
-        backend: await this.backend(request),
+        backend: await resolveBackendRequest(request, this.home),
         seedPath: material.archive,
         origin: { kind: material.origin_kind, ref: material.origin_ref, path: source.path ?? source.repo_url },
         ephemeral: false,
@@ -244,11 +245,6 @@ export class Pyro {
     } finally {
       await material.cleanup();
     }
-  }
-
-  /** The concrete backend for a checked request: `auto` is decided here, once per create. */
-  private backend(request: BackendRequest): Promise<BackendName> {
-    return resolveBackendRequest(request, this.home);
   }
 
   /** The project source new workspaces are seeded from, or null (resolved once, on first use). */

@@ -12,7 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { InMemoryTransport } from "@modelcontextprotocol/sdk/inMemory.js";
 import type { Tool } from "@modelcontextprotocol/sdk/types.js";
-import { CLI_COMMANDS, MCP_MODES, MCP_PROFILES, MCP_TOOLS, SDK_METHODS } from "../../src/contract.js";
+import { CLI_COMMANDS, MCP_MODES, MCP_PROFILES, MCP_TOOLS, SDK_METHODS, SURFACE_OPTIONS } from "../../src/contract.js";
 import { ERROR_CODES } from "../../src/shared/errors.js";
 import { Pyro } from "../../src/sdk/pyro.js";
 import { createMcpServer } from "../../src/mcp/server.js";
@@ -159,6 +159,62 @@ describe("the MCP server matches the contract", () => {
     expect(tool.inputSchema.type).toBe("object");
     expect(tool.outputSchema?.type).toBe("object");
     expect(Object.keys(tool.outputSchema?.properties ?? {}).length).toBeGreaterThan(0);
+  });
+});
+
+/** The help text of one flag: its line of the Options section and the wrapped lines after it. */
+function flagHelp(text: string, flag: string): string {
+  const lines = section(text, "Options:");
+  const start = lines.findIndex((l) => new RegExp(`^ {2}(?:-[A-Za-z], )?${flag}(?![a-z0-9-])`).test(l));
+  if (start < 0) return "";
+  const end = lines.findIndex((l, i) => i > start && /^ {2}-/.test(l));
+  return lines.slice(start, end < 0 ? undefined : end).join(" ");
+}
+
+describe.each(SURFACE_OPTIONS.map((o) => [o.cli.flag, o] as const))("the choice %s is the same on every surface", (_flag, option) => {
+  const bad = "no-such-value";
+
+  it.each([...option.cli.commands])("`pyro %s` takes the flag, and its help names every value", (command) => {
+    expect(CLI_COMMANDS.find((c) => c.command === command)?.flags).toContain(option.cli.flag);
+    const text = flagHelp(help(command.split(" ")), option.cli.flag);
+    for (const value of option.values) expect(text, value).toMatch(new RegExp(`\\b${value}\\b`));
+  });
+
+  it.each([...option.sdk.methods])("the SDK's %s refuses a value outside the contract with invalid_argument naming the values, and creates nothing", async (method) => {
+    const home = fs.mkdtempSync(path.join(os.tmpdir(), "pyro-contract-option-"));
+    const pyro = new Pyro({ home });
+    try {
+      const call = (pyro as unknown as Record<string, (o: object) => Promise<unknown>>)[method]!.call(pyro, { environment: "debian:12", command: "true", [option.sdk.option]: bad });
+      await expect(call).rejects.toMatchObject({ code: "invalid_argument", message: expect.stringContaining(option.values.join(", ")) });
+      expect(fs.existsSync(path.join(home, "workspaces")) ? fs.readdirSync(path.join(home, "workspaces")) : []).toEqual([]);
+    } finally {
+      pyro.close();
+      fs.rmSync(home, { recursive: true, force: true });
+    }
+  });
+
+  const surfaces = [...Object.keys(MCP_PROFILES).map((profile) => ({ profile })), ...Object.keys(MCP_MODES).map((mode) => ({ mode }))];
+  it.each(surfaces)("MCP offers it on every listed tool that takes it, with exactly the contract's values (%o), and refuses others with invalid_argument", async (options) => {
+    const home = fs.mkdtempSync(path.join(os.tmpdir(), "pyro-contract-option-"));
+    const pyro = new Pyro({ home });
+    const server = createMcpServer(pyro, options);
+    const [clientSide, serverSide] = InMemoryTransport.createLinkedPair();
+    const c = new Client({ name: "pyro-contract-test", version: "0.0.0" });
+    await Promise.all([server.connect(serverSide), c.connect(clientSide)]);
+    try {
+      const tools = (await c.listTools()).tools.filter((t) => (option.mcp.tools as readonly string[]).includes(t.name));
+      for (const t of tools) {
+        expect((t.inputSchema.properties?.[option.mcp.param] as { enum?: string[] } | undefined)?.enum, t.name).toEqual([...option.values]);
+        const r = await c.callTool({ name: t.name, arguments: { environment: "debian:12", command: "true", [option.mcp.param]: bad } });
+        expect(r.isError, t.name).toBe(true);
+        expect((r._meta?.["pyro/error"] as { code?: string } | undefined)?.code, t.name).toBe("invalid_argument");
+      }
+      expect(fs.existsSync(path.join(home, "workspaces")) ? fs.readdirSync(path.join(home, "workspaces")) : []).toEqual([]);
+    } finally {
+      await c.close();
+      pyro.close();
+      fs.rmSync(home, { recursive: true, force: true });
+    }
   });
 });
 

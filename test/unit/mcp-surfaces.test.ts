@@ -86,15 +86,15 @@ describe("narrowed tool sets", () => {
     expect(leaks).toEqual([]);
   });
 
-  it("keeps the arguments the job needs: workspace_create in workspace-core takes a seed, a name and labels", async () => {
+  it("keeps the arguments the job needs: workspace_create in workspace-core takes a seed, a name, labels and a backend", async () => {
     const { tools } = await toolsOf({});
-    expect(paramsOf(tools.find((t) => t.name === "workspace_create")!)).toEqual(["environment", "name", "labels", "seed_path", "vcpu_count", "mem_mib", "ttl_seconds"]);
+    expect(paramsOf(tools.find((t) => t.name === "workspace_create")!)).toEqual(["environment", "name", "labels", "seed_path", "vcpu_count", "mem_mib", "ttl_seconds", "backend"]);
     expect(paramsOf(tools.find((t) => t.name === "workspace_exec")!)).toEqual(["workspace_id", "command", "timeout_seconds", "env", "cwd", "stdin", "max_output_bytes"]);
   });
 
-  it("narrows the inspect mode further: creation takes only an environment, a seed and a name, and export never overwrites", async () => {
+  it("narrows the inspect mode further: creation takes only an environment, a seed, a name and a backend, and export never overwrites", async () => {
     const { tools } = await toolsOf({ mode: "inspect" });
-    expect(paramsOf(tools.find((t) => t.name === "workspace_create")!)).toEqual(["environment", "seed_path", "name"]);
+    expect(paramsOf(tools.find((t) => t.name === "workspace_create")!)).toEqual(["environment", "seed_path", "name", "backend"]);
     expect(paramsOf(tools.find((t) => t.name === "workspace_export")!)).not.toContain("force");
     expect(tools.map((t) => t.name).filter((n) => /write|patch|sync|service|shell|snapshot/.test(n))).toEqual([]);
   });
