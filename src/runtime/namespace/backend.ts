@@ -10,6 +10,7 @@ import fs from "node:fs";
 import net from "node:net";
 import path from "node:path";
 import { randomBytes } from "node:crypto";
+import type { Limits } from "./cgroups.js";
 import type { Backend, BackendName, NetworkDenial, NetworkSpec, PublishedPort, SandboxLiveness, SandboxNetwork, SandboxRecord, SandboxSpec, StartedSandbox } from "../backend.js";
 import { agentRuntime } from "../agent-runtime.js";
 import { createSandboxCgroup, destroySandboxCgroup, cgroupDirsFor, probeCgroups } from "./cgroups.js";
@@ -119,7 +120,7 @@ export function bwrapArgs(spec: SandboxSpec, mergedDir: string): string[] {
   return args;
 }
 
-export function tail(file: string, lines = 20): string {
+function tail(file: string, lines = 20): string {
   try {
     const text = fs.readFileSync(file, "utf8");
     return text.split("\n").slice(-lines).join("\n").slice(-4000);
@@ -138,7 +139,7 @@ async function waitForExit(pid: number, startTime: number, timeoutMs: number): P
 }
 
 /** The sandbox init's pid from bubblewrap's --info-fd, as soon as bubblewrap has written it. */
-export async function readChildPid(infoPath: string, exited: () => boolean, timeoutMs: number): Promise<number | null> {
+async function readChildPid(infoPath: string, exited: () => boolean, timeoutMs: number): Promise<number | null> {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline && !exited()) {
     try {
@@ -162,6 +163,18 @@ export function networkContext(spec: SandboxSpec, record: SandboxRecord): Networ
   };
 }
 
+/** How a backend's sandbox is launched (see NamespaceBackend.launch). */
+export interface Launch {
+  /** The launcher: joins `$PYRO_CGROUP_PROCS`, then execs bubblewrap with `--info-fd 4`. */
+  argv: string[];
+  infoPath: string;
+  limits: Limits;
+  record: Pick<SandboxRecord, "backend"> & Partial<Pick<SandboxRecord, "vm">>;
+  /** Connects and handshakes with the agent; `exited` tells whether the launcher is gone. */
+  connect: (exited: () => boolean) => Promise<AgentClient>;
+  failure: { what: string; hint: string };
+}
+
 export class NamespaceBackend implements Backend {
   readonly name: BackendName = "namespace";
 
@@ -171,9 +184,27 @@ export class NamespaceBackend implements Backend {
     const merged = path.join(spec.stateDir, "rootfs");
     for (const p of [...spec.layers, upper, work, merged]) assertOverlaySafe(p);
     for (const dir of [upper, work, merged, spec.workspaceDir, path.dirname(spec.socketPath)]) fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+    const overlayOptions = `lowerdir=${spec.layers.join(":")},upperdir=${upper},workdir=${work}`;
+    return this.launch(spec, {
+      argv: ["unshare", "--mount", "--propagation", "private", "/bin/sh", "-c", LAUNCHER, "pyro-launch", overlayOptions, merged, ...bwrapArgs(spec, merged)],
+      infoPath: path.join(spec.stateDir, "sandbox-info.json"),
+      limits: spec.limits,
+      record: { backend: "namespace" },
+      connect: () => AgentClient.connect(spec.socketPath, 10_000),
+      failure: { what: "sandbox", hint: "Run `pyro doctor` to check bubblewrap, overlayfs and namespaces on this host." },
+    });
+  }
+
+  /**
+   * Starts a launcher in the workspace's fresh cgroup with the agent's listening socket as fd 3
+   * and bubblewrap's info as fd 4, then sets up the network (from bubblewrap's pid) while the
+   * agent comes up. Either failing stops everything that started. Shared by every backend whose
+   * sandbox is a bubblewrap sandbox (the VM backend's jail is one).
+   */
+  protected async launch(spec: SandboxSpec, l: Launch): Promise<StartedSandbox> {
     // A crashed predecessor may have left its cgroup behind; a fresh start begins clean.
     await destroySandboxCgroup(cgroupDirsFor(spec.sandboxId));
-    const cgroup = createSandboxCgroup(spec.sandboxId, spec.limits);
+    const cgroup = createSandboxCgroup(spec.sandboxId, l.limits);
 
     // Bind the socket under a temporary name, hand its fd to the sandbox, then rename it into
     // place: closing our copy of the server would otherwise unlink the path the agent serves.
@@ -186,13 +217,11 @@ export class NamespaceBackend implements Backend {
     });
     fs.chmodSync(tmpSocket, 0o600);
     const serverFd = (server as unknown as { _handle: { fd: number } })._handle.fd;
-    const infoPath = path.join(spec.stateDir, "sandbox-info.json");
     const log = fs.openSync(spec.logPath, "a", 0o600);
-    const info = fs.openSync(infoPath, "w", 0o600);
-    const overlayOptions = `lowerdir=${spec.layers.join(":")},upperdir=${upper},workdir=${work}`;
+    const info = fs.openSync(l.infoPath, "w", 0o600);
     let child;
     try {
-      child = spawn("unshare", ["--mount", "--propagation", "private", "/bin/sh", "-c", LAUNCHER, "pyro-launch", overlayOptions, merged, ...bwrapArgs(spec, merged)], {
+      child = spawn(l.argv[0]!, l.argv.slice(1), {
         detached: true,
         stdio: ["ignore", log, log, serverFd, info],
         env: { PATH: process.env.PATH ?? SANDBOX_PATH, PYRO_CGROUP_PROCS: cgroup?.procsFiles.join(" ") ?? "", PYRO_CLOSE_FDS: CLOSE_FDS_SCRIPT },
@@ -204,17 +233,16 @@ export class NamespaceBackend implements Backend {
     fs.renameSync(tmpSocket, spec.socketPath);
     server.close();
     const pid = child.pid;
-    if (pid === undefined) throw new PyroError("sandbox_start_failed", "could not spawn the sandbox launcher (is util-linux `unshare` installed?)");
+    if (pid === undefined) throw new PyroError("sandbox_start_failed", `could not spawn the ${l.failure.what} launcher (is util-linux \`unshare\` installed?)`);
     let exited = false;
     child.once("exit", () => {
       exited = true;
     });
     child.unref();
-    const startTime = processStartTime(pid) ?? 0;
     const record: SandboxRecord = {
-      backend: "namespace",
+      ...l.record,
       pid,
-      startTime,
+      startTime: processStartTime(pid) ?? 0,
       sandboxPid: null,
       bootId: readBootId(),
       cgroupDirs: cgroup?.dirs ?? [],
@@ -225,7 +253,7 @@ export class NamespaceBackend implements Backend {
     // The network is set up while the agent starts (Node start-up dominates both), before any
     // command can run: the first exec already sees the workspace's policy.
     const network = (async (): Promise<void> => {
-      record.sandboxPid = await readChildPid(infoPath, () => exited, 10_000);
+      record.sandboxPid = await readChildPid(l.infoPath, () => exited, 10_000);
       record.sandboxStartTime = record.sandboxPid === null ? null : processStartTime(record.sandboxPid);
       if (record.sandboxPid === null || record.sandboxStartTime === null) throw new Error("bubblewrap did not report the sandbox's pid");
       record.network = null;
@@ -238,17 +266,16 @@ export class NamespaceBackend implements Backend {
         record.network = { spec: spec.network, recording: false, slirp: null, dnsForwarder: null, published: [], paths: { dir: ctx.dir, log: ctx.log, apiSocket: ctx.apiSocket }, note: `denied attempts are not recorded: ${(err as Error).message}` };
       }
     })();
-    const connected = AgentClient.connect(spec.socketPath, 10_000);
-    const [agent, netSetup] = await Promise.allSettled([connected, network]);
+    const [agent, netSetup] = await Promise.allSettled([l.connect(() => exited), network]);
     if (agent.status === "rejected" || netSetup.status === "rejected") {
       if (agent.status === "fulfilled") agent.value.close();
       await new Promise((r) => setTimeout(r, exited ? 0 : 50));
       await this.stop(record);
       if (agent.status === "fulfilled" && netSetup.status === "rejected" && netSetup.reason instanceof PyroError) throw netSetup.reason;
       const err = (agent.status === "rejected" ? agent.reason : netSetup.status === "rejected" ? netSetup.reason : null) as Error;
-      throw new PyroError("sandbox_start_failed", `the sandbox did not start: ${err.message}`, {
-        details: { log_tail: tail(spec.logPath) },
-        hint: "Run `pyro doctor` to check bubblewrap, overlayfs and namespaces on this host.",
+      throw new PyroError("sandbox_start_failed", `the ${l.failure.what} did not start: ${err.message}`, {
+        details: { log_tail: tail(spec.logPath, 40) },
+        hint: l.failure.hint,
       });
     }
     return { record, client: agent.value };

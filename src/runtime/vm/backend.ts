@@ -11,18 +11,13 @@
  * /workspace is the host's workspace directory through virtiofs, so snapshots, diff, export and
  * the disk tools work on it exactly as for namespace workspaces. Host-side.
  */
-import { spawn } from "node:child_process";
 import fs from "node:fs";
-import net from "node:net";
 import path from "node:path";
-import { randomBytes } from "node:crypto";
 import type { BackendName, NetworkSpec, PublishedPort, SandboxNetwork, SandboxRecord, SandboxSpec, StartedSandbox } from "../backend.js";
 import { agentRuntime } from "../agent-runtime.js";
 import { AgentClient } from "../../protocol/client.js";
 import { PyroError } from "../../shared/errors.js";
-import { createSandboxCgroup, destroySandboxCgroup, cgroupDirsFor, probeCgroups } from "../namespace/cgroups.js";
-import { CLOSE_FDS_SCRIPT, NamespaceBackend, SANDBOX_PATH, networkContext, processStartTime, readBootId, readChildPid, tail } from "../namespace/backend.js";
-import { applyNetwork } from "../namespace/network.js";
+import { NamespaceBackend, SANDBOX_PATH } from "../namespace/backend.js";
 import { hostSystemArgs } from "../namespace/utility.js";
 import { agentImage, createRootOverlay, guestKit, requireVmTools, rootImage, supervisorBundlePath, virtiofsdPath } from "./kit.js";
 import { vmAcceleration } from "./host.js";
@@ -114,75 +109,17 @@ export class VmBackend extends NamespaceBackend {
     // allow-list forwarder that the jail's firewall sends every DNS packet to.
     fs.writeFileSync(path.join(runDir, "resolv.conf"), "nameserver 10.0.2.3\n", { mode: 0o644 });
 
-    await destroySandboxCgroup(cgroupDirsFor(spec.sandboxId));
-    const cgroup = createSandboxCgroup(spec.sandboxId, { ...spec.limits, memMib: spec.limits.memMib + VM_OVERHEAD_MIB });
-
-    const tmpSocket = `${spec.socketPath}.${randomBytes(4).toString("hex")}`;
-    fs.rmSync(spec.socketPath, { force: true });
-    const server = net.createServer();
-    await new Promise<void>((resolve, reject) => {
-      server.once("error", reject);
-      server.listen(tmpSocket, () => resolve());
-    });
-    fs.chmodSync(tmpSocket, 0o600);
-    const serverFd = (server as unknown as { _handle: { fd: number } })._handle.fd;
-    const infoPath = path.join(runDir, "jail-info.json");
-    const log = fs.openSync(spec.logPath, "a", 0o600);
-    const info = fs.openSync(infoPath, "w", 0o600);
-    let child;
-    try {
-      child = spawn("/bin/sh", ["-c", JAIL_LAUNCHER, "pyro-vm", ...this.jailArgs(spec, { kernel: kit.kernel, initramfs: kit.initramfs, agentDisk, rootBase, runDir, kvm: acceleration === "kvm" })], {
-        detached: true,
-        stdio: ["ignore", log, log, serverFd, info],
-        env: { PATH: process.env.PATH ?? SANDBOX_PATH, PYRO_CGROUP_PROCS: cgroup?.procsFiles.join(" ") ?? "", PYRO_CLOSE_FDS: CLOSE_FDS_SCRIPT },
-      });
-    } finally {
-      fs.closeSync(log);
-      fs.closeSync(info);
-    }
-    fs.renameSync(tmpSocket, spec.socketPath);
-    server.close();
-    const pid = child.pid;
-    if (pid === undefined) throw new PyroError("sandbox_start_failed", "could not spawn the VM jail");
-    let exited = false;
-    child.once("exit", () => {
-      exited = true;
-    });
-    child.unref();
     const launchedAt = Date.now();
-    const record: SandboxRecord = {
-      backend: "vm",
-      pid,
-      startTime: processStartTime(pid) ?? 0,
-      sandboxPid: null,
-      vm: { acceleration, runDir, nic, bootMs: null },
-      bootId: readBootId(),
-      cgroupDirs: cgroup?.dirs ?? [],
-      enforcement: cgroup?.enforcement ?? probeCgroups(),
-      startedAt: new Date().toISOString(),
-    };
-
-    const network = (async (): Promise<void> => {
-      record.sandboxPid = await readChildPid(infoPath, () => exited, 10_000);
-      record.sandboxStartTime = record.sandboxPid === null ? null : processStartTime(record.sandboxPid);
-      if (record.sandboxPid === null || record.sandboxStartTime === null) throw new Error("bubblewrap did not report the jail's pid");
-      record.network = await applyNetwork(networkContext(spec, record), null, spec.network);
-    })();
-    const connected = connectWhileAlive(spec.socketPath, () => exited, BOOT_TIMEOUT_MS[acceleration]);
-    const [agent, netSetup] = await Promise.allSettled([connected, network]);
-    if (agent.status === "rejected" || netSetup.status === "rejected") {
-      if (agent.status === "fulfilled") agent.value.close();
-      await new Promise((r) => setTimeout(r, exited ? 0 : 50));
-      await this.stop(record);
-      if (agent.status === "fulfilled" && netSetup.status === "rejected" && netSetup.reason instanceof PyroError) throw netSetup.reason;
-      const err = (agent.status === "rejected" ? agent.reason : netSetup.status === "rejected" ? netSetup.reason : null) as Error;
-      throw new PyroError("sandbox_start_failed", `the VM did not start: ${err.message}`, {
-        details: { log_tail: tail(spec.logPath, 40) },
-        hint: "Run `pyro doctor` to check QEMU, KVM and the guest kit on this host.",
-      });
-    }
-    record.vm!.bootMs = Date.now() - launchedAt;
-    return { record, client: agent.value };
+    const started = await this.launch(spec, {
+      argv: ["/bin/sh", "-c", JAIL_LAUNCHER, "pyro-vm", ...this.jailArgs(spec, { kernel: kit.kernel, initramfs: kit.initramfs, agentDisk, rootBase, runDir, kvm: acceleration === "kvm" })],
+      infoPath: path.join(runDir, "jail-info.json"),
+      limits: { ...spec.limits, memMib: spec.limits.memMib + VM_OVERHEAD_MIB },
+      record: { backend: "vm", vm: { acceleration, runDir, nic, bootMs: null } },
+      connect: (exited) => connectWhileAlive(spec.socketPath, exited, BOOT_TIMEOUT_MS[acceleration]),
+      failure: { what: "VM", hint: "Run `pyro doctor` to check QEMU, KVM and the guest kit on this host." },
+    });
+    started.record.vm!.bootMs = Date.now() - launchedAt;
+    return started;
   }
 
   private jailArgs(spec: SandboxSpec, p: { kernel: string; initramfs: string; agentDisk: string; rootBase: string; runDir: string; kvm: boolean }): string[] {

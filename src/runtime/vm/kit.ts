@@ -106,6 +106,18 @@ async function withScratch<T>(home: string, fn: (dir: string) => Promise<T>): Pr
   }
 }
 
+const builds = new Map<string, Promise<string>>();
+
+/** One build per output path at a time in this process; concurrent callers share it. */
+function buildOnce(output: string, build: () => Promise<string>): Promise<string> {
+  let pending = builds.get(output);
+  if (!pending) {
+    pending = build().finally(() => builds.delete(output));
+    builds.set(output, pending);
+  }
+  return pending;
+}
+
 async function publish(tmp: string, final: string): Promise<void> {
   await fsp.mkdir(path.dirname(final), { recursive: true, mode: 0o700 });
   await fsp.rename(tmp, final);
@@ -226,17 +238,14 @@ function agentImageDigest(): string {
   return hash.digest("hex").slice(0, 24);
 }
 
-const agentBuilds = new Map<string, Promise<string>>();
-
 /** The read-only ext4 image mounted at /run/pyro/agent in every guest. */
 export function agentImage(home: string): Promise<string> {
   requireVmTools();
   const digest = agentImageDigest();
   const image = path.join(vmDir(home), "agent", `${digest}.ext4`);
   if (fs.existsSync(image)) return Promise.resolve(image);
-  let build = agentBuilds.get(image);
-  if (!build) {
-    build = withScratch(home, async (scratch) => {
+  return buildOnce(image, () =>
+    withScratch(home, async (scratch) => {
       const tree = path.join(scratch, "agent");
       await fsp.mkdir(tree);
       for (const bind of agentRuntime().binds) {
@@ -253,10 +262,8 @@ export function agentImage(home: string): Promise<string> {
       await publish(tmp, image);
       await pruneOthers(path.dirname(image), path.basename(image));
       return image;
-    }).finally(() => agentBuilds.delete(image));
-    agentBuilds.set(image, build);
-  }
-  return build;
+    }),
+  );
 }
 
 function duBytes(p: string): number {
@@ -282,8 +289,6 @@ export function rootImagePath(home: string, layers: string[]): string {
   return path.join(vmDir(home), "rootfs", `${key}.ext4`);
 }
 
-const rootBuilds = new Map<string, Promise<string>>();
-
 /**
  * The environment's layers, merged by a read-only overlay mounted in a private mount namespace
  * (so it never shows in the host's mount table), written into an ext4 image.
@@ -292,9 +297,8 @@ export function rootImage(home: string, layers: string[]): Promise<string> {
   requireVmTools();
   const image = rootImagePath(home, layers);
   if (fs.existsSync(image)) return Promise.resolve(image);
-  let build = rootBuilds.get(image);
-  if (!build) {
-    build = withScratch(home, async (scratch) => {
+  return buildOnce(image, () =>
+    withScratch(home, async (scratch) => {
       const merged = path.join(scratch, "merged");
       await fsp.mkdir(merged);
       const tmp = path.join(scratch, "root.ext4");
@@ -309,10 +313,8 @@ export function rootImage(home: string, layers: string[]): Promise<string> {
       await checked(isolatedBuildCommand(["sh", "-c", script, "pyro-vm-root", merged, tmp, ROOT_LABEL, lower, layers[0] ?? "", String(ROOT_FREE_MIB)]), "building the VM root image");
       await publish(tmp, image);
       return image;
-    }).finally(() => rootBuilds.delete(image));
-    rootBuilds.set(image, build);
-  }
-  return build;
+    }),
+  );
 }
 
 /** A workspace's copy-on-write root disk: a qcow2 overlay whose backing file is the shared image. */
