@@ -1,9 +1,10 @@
 /**
  * The workspace manager: lifecycle (create, start, stop, delete, reap), discovery (list,
  * status, names, labels), exec with history, all on top of the state store and the isolation
- * backends: each workspace names its backend in its record, for life. Every mutating step holds the workspace's lock; long-running commands do not, so
- * several execs run at once while metadata updates stay serialized. Host-side; file contents
- * inside a workspace are only ever reached through the agent.
+ * backends: each workspace names its backend in its record, for life. Every mutating step holds
+ * the workspace's lock; long-running commands do not, so several execs run at once while
+ * metadata updates stay serialized. Host-side; file contents inside a workspace are only ever
+ * reached through the agent.
  */
 import fs from "node:fs";
 import fsp from "node:fs/promises";

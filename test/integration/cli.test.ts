@@ -250,6 +250,31 @@ describe("errors a script can branch on", () => {
     expectJsonError(cli(home, ["no-such-command", "--json"]), "usage_error", 2);
   });
 
+  it("refuses a backend other than namespace, vm or auto, from --backend or PYRO_BACKEND, as invalid_argument and creates nothing", () => {
+    const before = workspaceCount();
+    for (const args of [
+      ["workspace", "create", TEST_ENVIRONMENT, "--backend", "docker", "--json"],
+      ["run", TEST_ENVIRONMENT, "--backend", "docker", "--json", "--", "true"],
+    ]) {
+      expect(expectJsonError(cli(home, args), "invalid_argument").message).toContain("namespace, vm, auto");
+    }
+    const fromEnv = spawnSync(process.execPath, [CLI, "workspace", "create", TEST_ENVIRONMENT, "--json"], { env: { ...process.env, PYRO_HOME: home, PYRO_BACKEND: "docker" }, encoding: "utf8", timeout: 60_000 });
+    expect(fromEnv.status).toBe(1);
+    expect(JSON.parse(fromEnv.stdout).error).toMatchObject({ code: "invalid_argument", message: expect.stringMatching(/^PYRO_BACKEND must be one of namespace, vm, auto/) });
+    expect(workspaceCount()).toBe(before);
+  });
+
+  it("records the backend a workspace was created on, and shows it in status and list", () => {
+    const created = cli(home, ["workspace", "create", TEST_ENVIRONMENT, "--name", "on-namespace", "--backend", "namespace", "--json"]).json();
+    expect(created.backend).toBe("namespace");
+    expect(cli(home, ["workspace", "status", "on-namespace"]).stdout).toMatch(/^Backend: namespace backend \(bubblewrap/m);
+    expect(cli(home, ["workspace", "list"]).stdout).toMatch(/on-namespace\s+running\s+namespace\s/);
+    const listed = cli(home, ["workspace", "list", "--json"]).json().workspaces as { name: string; backend: string }[];
+    expect(listed.find((w) => w.name === "on-namespace")?.backend).toBe("namespace");
+    expect(cli(home, ["run", TEST_ENVIRONMENT, "--backend", "namespace", "--", "true"]).code).toBe(0);
+    cli(home, ["workspace", "delete", "on-namespace"]);
+  });
+
   it("reports a non-numeric number as invalid_argument and creates nothing", () => {
     const before = workspaceCount();
     const error = expectJsonError(cli(home, ["workspace", "create", TEST_ENVIRONMENT, "--mem-mib", "abc", "--json"]), "invalid_argument");
@@ -259,11 +284,14 @@ describe("errors a script can branch on", () => {
 });
 
 describe("host and environment inspection", () => {
-  it("doctor --json says the host is ready and which limits apply", () => {
+  it("doctor --json says the host is ready, which limits apply, and what the optional VM backend can do here", () => {
     const r = cli(home, ["doctor", "--json"]);
     expect(r.code).toBe(0);
     const report = r.json();
     expect(report.ok).toBe(true);
+    expect(report.backend).toBe("namespace");
+    expect(["namespace", "vm"]).toContain(report.auto_backend);
+    expect(report.vm).toEqual(expect.objectContaining({ usable: expect.any(Boolean), reason: expect.any(String), kvm: expect.objectContaining({ device: expect.any(Boolean) }) }));
     expect(report.limits).toEqual(expect.objectContaining({ memory: expect.any(Boolean), pids: expect.any(Boolean), cpu: expect.any(Boolean) }));
     expect(report.environments).toContainEqual({ name: TEST_ENVIRONMENT, installed: true });
   });

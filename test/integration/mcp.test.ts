@@ -82,8 +82,8 @@ describe("an agent driving a workspace over MCP", () => {
   });
 
   it("creates a named, labelled workspace and finds it again by name", async () => {
-    const ws = await call<WorkspaceInfo>("workspace_create", { environment: TEST_ENVIRONMENT, name: "mcp-issue-42", labels: { issue: "42" } });
-    expect(ws).toMatchObject({ name: "mcp-issue-42", labels: { issue: "42" }, state: "running", workspace_path: "/workspace", command_count: 0 });
+    const ws = await call<WorkspaceInfo>("workspace_create", { environment: TEST_ENVIRONMENT, name: "mcp-issue-42", labels: { issue: "42" }, backend: "namespace" });
+    expect(ws).toMatchObject({ name: "mcp-issue-42", labels: { issue: "42" }, state: "running", backend: "namespace", workspace_path: "/workspace", command_count: 0 });
     workspaceId = ws.workspace_id;
 
     const list = await call<{ count: number; workspaces: WorkspaceInfo[] }>("workspace_list");
@@ -187,6 +187,15 @@ describe("errors an agent can act on", () => {
     const e = await callError(tool, args);
     expect(e.code).toBe("invalid_argument");
     expect(e.hint).toMatch(/input schema/);
+  });
+
+  it("refuses a backend other than namespace, vm or auto as invalid_argument, naming the three, and creates nothing", async () => {
+    for (const tool of ["workspace_create", "vm_run"]) {
+      const e = await callError(tool, { environment: TEST_ENVIRONMENT, command: "true", backend: "docker" });
+      expect(e.code).toBe("invalid_argument");
+      expect(e.message).toMatch(/namespace.*vm.*auto/);
+    }
+    expect((await call<{ count: number }>("workspace_list")).count).toBe(0);
   });
 
   it("reports an environment that is not built here as environment_not_installed, with the command that builds it", async () => {

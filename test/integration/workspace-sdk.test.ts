@@ -152,6 +152,14 @@ describe("discovery and metadata", () => {
     expect(a.workspace_id).not.toBe(b.workspace_id);
   });
 
+  it("lives on the backend PYRO_BACKEND names, and status and list say so", async () => {
+    const ws = await pyro.createWorkspace({ environment: TEST_ENVIRONMENT, name: "on-default" });
+    expect(ws.backend).toBe(TEST_BACKEND);
+    expect((await pyro.statusWorkspace("on-default")).backend).toBe(TEST_BACKEND);
+    expect((await pyro.listWorkspaces()).workspaces.find((w) => w.name === "on-default")?.backend).toBe(TEST_BACKEND);
+    await pyro.deleteWorkspace("on-default");
+  });
+
   it("keeps a command history with argv, exit code, duration and output sizes", async () => {
     const ws = await pyro.createWorkspace({ environment: TEST_ENVIRONMENT });
     await pyro.execWorkspace(ws.workspace_id, { command: ["echo", "one"] });
