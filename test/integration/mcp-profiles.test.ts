@@ -312,7 +312,7 @@ describe("the MCP Inspector CLI as a second client", () => {
   it("lists exactly the contract's tools of a mode", () => {
     const listed = inspector(["--mode", "inspect"], ["--method", "tools/list"]) as { tools: { name: string; inputSchema: { properties: object } }[] };
     expect(listed.tools.map((t) => t.name)).toEqual([...MCP_MODES.inspect]);
-    expect(Object.keys(listed.tools.find((t) => t.name === "workspace_create")!.inputSchema.properties)).toEqual(["environment", "seed_path", "name"]);
+    expect(Object.keys(listed.tools.find((t) => t.name === "workspace_create")!.inputSchema.properties)).toEqual(["environment", "seed_path", "name", "backend"]);
   });
 
   it("calls a tool and gets structured content back", () => {
