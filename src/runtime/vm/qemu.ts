@@ -49,11 +49,14 @@ export const qemuMicrovm: VmLauncher = {
   name: "qemu-microvm",
 
   argv(binary, c) {
-    const append = ["console=ttyS0", "quiet", "pci=off", "panic=-1", "reboot=t", "random.trust_cpu=on", `pyro.hostname=${c.hostname}`, ...(c.probe ? ["pyro.probe=1"] : [])];
+    const append = ["console=ttyS0", "pci=off", "panic=-1", "reboot=t", "random.trust_cpu=on", `pyro.hostname=${c.hostname}`, ...(c.probe ? ["pyro.probe=1"] : [])];
     const args = [
       binary,
       "-name", `pyro,debug-threads=off`,
-      "-machine", `microvm,accel=${c.acceleration},memory-backend=mem`,
+      "-machine", "microvm,memory-backend=mem",
+      // TCG runs every vCPU in one thread: on a small busy host, one thread per vCPU lets a
+      // vCPU that spins waiting for another (SMP bring-up, TLB shootdowns) starve it for seconds.
+      "-accel", c.acceleration === "kvm" ? "kvm" : "tcg,thread=single",
       "-cpu", c.acceleration === "kvm" ? "host" : "max",
       "-m", `${c.memMib}M`,
       "-smp", String(c.vcpus),

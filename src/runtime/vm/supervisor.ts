@@ -97,7 +97,8 @@ async function main(): Promise<void> {
   });
   await waitForPath(config.agentSocket, "the agent link socket", 5_000);
   startChild(config.launcher, "the VM", appendLog);
-  const mux = new ChannelMux(await link, null, (err) => shutdown(1, `the agent link broke: ${err.message}`));
+  // The link breaks when the VM dies; give the VM's own exit a moment to be the reason reported.
+  const mux = new ChannelMux(await link, null, (err) => setTimeout(() => shutdown(1, `the agent link broke: ${err.message}`), 500));
   void mux.ready.then(() => note(`agent ready after ${Date.now() - started} ms`));
 
   // Host connections are accepted at once and wait for the guest agent inside their channel,
