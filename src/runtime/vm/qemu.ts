@@ -8,6 +8,7 @@
  * because virtiofsd maps it. The console is the serial port on QEMU's stdout, read by the
  * supervisor; the monitor is QMP on a unix socket only the host reaches. Host-side.
  */
+import fs from "node:fs";
 import net from "node:net";
 import { PyroError } from "../../shared/errors.js";
 import { AGENT_PORT_NAME, WORKSPACE_TAG } from "./guest-init.js";
@@ -45,11 +46,38 @@ export interface VmLauncher {
   removeForward(controlSocket: string, hostPort: number): Promise<void>;
 }
 
+/**
+ * A TCG guest reads the host's TSC (QEMU returns the host counter), but microvm gives it no
+ * reference timer to measure it against: on a busy host its calibration fails and boot can stall
+ * in the timer checks. So the guest is told the frequency (the host's own, which is what it will
+ * count at) and that the counter is reliable. KVM guests get kvm-clock and need none of this.
+ */
+function tcgClock(acceleration: Acceleration): string[] {
+  if (acceleration !== "tcg") return [];
+  const khz = hostTscKhz();
+  if (!khz) return ["no_timer_check"];
+  // lpj at the kernel's HZ (250 in Debian's cloud kernel): skips the delay-loop calibration too.
+  return [`tsc_early_khz=${khz}`, "tsc=reliable", `lpj=${khz * 4}`, "no_timer_check"];
+}
+
+let tscKhz: number | null | undefined;
+
+function hostTscKhz(): number | null {
+  if (tscKhz !== undefined) return tscKhz;
+  try {
+    const mhz = fs.readFileSync("/proc/cpuinfo", "utf8").match(/^cpu MHz\s*:\s*([\d.]+)/m)?.[1];
+    tscKhz = mhz ? Math.round(Number(mhz) * 1000) : null;
+  } catch {
+    tscKhz = null;
+  }
+  return tscKhz;
+}
+
 export const qemuMicrovm: VmLauncher = {
   name: "qemu-microvm",
 
   argv(binary, c) {
-    const append = ["console=ttyS0", "pci=off", "panic=-1", "reboot=t", "random.trust_cpu=on", `pyro.hostname=${c.hostname}`, ...(c.probe ? ["pyro.probe=1"] : [])];
+    const append = ["console=ttyS0", "pci=off", "panic=-1", "reboot=t", "random.trust_cpu=on", ...tcgClock(c.acceleration), `pyro.hostname=${c.hostname}`, ...(c.probe ? ["pyro.probe=1"] : [])];
     const args = [
       binary,
       "-name", `pyro,debug-threads=off`,
