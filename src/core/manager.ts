@@ -392,7 +392,8 @@ export class WorkspaceManager {
     return this.store.withLock(id, async () => {
       const record = await this.load(id);
       this.dropClient(id);
-      if (record.sandbox) await this.stopSandbox(record);
+      // The workspace lives on: what its sandbox holds in memory (a VM's page cache) is kept.
+      if (record.sandbox) await this.stopSandbox(record, { preserve: true });
       record.sandbox = null;
       if (record.state !== "failed") record.state = "stopped";
       record.last_activity_at = nowIso();
@@ -780,8 +781,8 @@ export class WorkspaceManager {
   }
 
   /** Stops a workspace's sandbox through the backend that started it. */
-  private async stopSandbox(record: WorkspaceRecord): Promise<void> {
-    if (record.sandbox) await (await this.backendOf(record)).stop(record.sandbox);
+  private async stopSandbox(record: WorkspaceRecord, options: { preserve?: boolean } = {}): Promise<void> {
+    if (record.sandbox) await (await this.backendOf(record)).stop(record.sandbox, options);
   }
 
   /** Keeps the connection a start already opened, so the first exec does not reconnect. */

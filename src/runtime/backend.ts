@@ -124,8 +124,11 @@ export type SandboxLiveness = "alive" | "dead" | "host-rebooted";
 export interface Backend {
   readonly name: BackendName;
   start(spec: SandboxSpec): Promise<StartedSandbox>;
-  /** Stops the sandbox and every process in it; idempotent. */
-  stop(record: SandboxRecord): Promise<void>;
+  /**
+   * Stops the sandbox and every process in it; idempotent. `preserve`: the workspace will start
+   * again, so state the sandbox still holds in memory is written out first (best effort).
+   */
+  stop(record: SandboxRecord, options?: { preserve?: boolean }): Promise<void>;
   liveness(record: SandboxRecord): SandboxLiveness;
   /** Applies a network spec to a running sandbox without restarting it; fails closed. */
   configureNetwork(record: SandboxRecord, spec: NetworkSpec): Promise<SandboxNetwork>;

@@ -17,6 +17,9 @@ import type { BackendName, NetworkSpec, PublishedPort, SandboxNetwork, SandboxRe
 import { agentRuntime } from "../agent-runtime.js";
 import { AgentClient } from "../../protocol/client.js";
 import { PyroError } from "../../shared/errors.js";
+import { AGENT_RUNTIME_DIR } from "../../protocol/messages.js";
+import type { ExecRequest } from "../../protocol/messages.js";
+import type { FrameHeader } from "../../protocol/frames.js";
 import { NamespaceBackend, SANDBOX_PATH } from "../namespace/backend.js";
 import { hostSystemArgs } from "../namespace/utility.js";
 import { agentImage, createRootOverlay, guestKit, requireVmTools, rootImage, supervisorBundlePath, virtiofsdPath } from "./kit.js";
@@ -54,8 +57,13 @@ const JAIL = {
 /** Joins the cgroup, then becomes bubblewrap with every inherited descriptor above 4 closed. */
 const JAIL_LAUNCHER = ['for f in $PYRO_CGROUP_PROCS; do echo $$ > "$f"; done', 'exec perl -e "$PYRO_CLOSE_FDS" 5 bwrap "$@"'].join("\n");
 
+/** `run/<id>.vm/` beside the agent's `run/<id>.sock`: the jail's sockets. */
 function runDirFor(spec: SandboxSpec): string {
   return spec.socketPath.replace(/\.sock$/, "") + ".vm";
+}
+
+function agentSocketOf(runDir: string): string {
+  return runDir.replace(/\.vm$/, "") + ".sock";
 }
 
 export class VmBackend extends NamespaceBackend {
@@ -156,7 +164,10 @@ export class VmBackend extends NamespaceBackend {
     return args;
   }
 
-  override async stop(record: SandboxRecord): Promise<void> {
+  override async stop(record: SandboxRecord, options: { preserve?: boolean } = {}): Promise<void> {
+    // The guest's page cache holds root-disk writes for seconds; a stop that keeps the workspace
+    // has the guest flush it first, or a package installed just before would come back empty.
+    if (options.preserve && this.liveness(record) === "alive") await flushGuest(record).catch(() => undefined);
     await super.stop(record);
     if (record.vm?.runDir) fs.rmSync(record.vm.runDir, { recursive: true, force: true });
   }
@@ -193,6 +204,17 @@ export class VmBackend extends NamespaceBackend {
   override async unpublishPort(record: SandboxRecord, port: PublishedPort): Promise<void> {
     if (record.vm) await this.launcher.removeForward(path.join(record.vm.runDir, "control.sock"), port.guest_port).catch(() => undefined);
     await super.unpublishPort(record, port);
+  }
+}
+
+/** Runs `sync` in the guest through its agent, bounded by a short timeout. */
+async function flushGuest(record: SandboxRecord): Promise<void> {
+  const client = await AgentClient.connect(agentSocketOf(record.vm!.runDir), 2000);
+  try {
+    const request: ExecRequest = { type: "exec", argv: [`${AGENT_RUNTIME_DIR}/busybox`, "sync"], cwd: "/", env: {}, timeoutMs: 5000, maxOutputBytes: 1024, stdinBytes: 0 };
+    await Promise.race([client.request(request as unknown as Omit<FrameHeader, "id">), new Promise((_, reject) => setTimeout(() => reject(new Error("sync timed out")), 6000))]);
+  } finally {
+    client.close();
   }
 }
 
