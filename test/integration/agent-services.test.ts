@@ -294,6 +294,8 @@ describe("stopping a service", () => {
     );
     expect(status?.state).toBe("starting");
     expect((await call("service_list")).running_count).toBe(1);
+    // Stopped once it has said something (a slow guest may not have run `echo` yet).
+    await until(() => call("service_logs", { name: "waiting" }).catch(() => null), (l) => l?.stdout === "hoping\n");
     const stopped = await call("service_stop", { name: "waiting" });
     expect(stopped.state).toBe("stopped");
     const r = await starting;

@@ -117,9 +117,10 @@ describe("a shell is a real terminal", () => {
     const tty = await run(id, "test -t 0 && test -t 1 && echo is-a-tty; echo $TERM; echo $GREETING; stty size; pwd");
     expect(tty.text.split("\n")).toEqual(expect.arrayContaining(["is-a-tty", "xterm-256color", "hi there", "24 80", "/workspace"]));
 
-    const jobs = await run(id, "sleep 100 & jobs; kill %1; wait");
+    // Job control: the job is listed, and killing it by job spec ends it by SIGTERM (128 + 15).
+    const jobs = await run(id, "sleep 100 & jobs; kill %1; wait %1; echo \"status=$?\"");
     expect(jobs.text).toMatch(/^\[1\]\+ +Running +sleep 100 &$/m);
-    expect(jobs.text).toMatch(/Terminated/);
+    expect(jobs.text.split("\n")).toContain("status=143");
     expect(prompt.h.state).toBe("running");
     await call("shell_close", { shell_id: id });
   });
@@ -450,6 +451,8 @@ describe("secrets never reach a shell read", () => {
     const second = await read(id, { cursor: first.h.next_cursor, plain: false, wait_for_pattern: "==9==" });
     expect(second.text.startsWith("[REDACTED]")).toBe(true);
     expect(first.text + second.text).not.toContain(SECRET);
+    // The prompt after it too, so the whole-buffer reads below see one settled buffer.
+    await read(id, { cursor: second.h.next_cursor, plain: false, wait_for_pattern: "# $" });
 
     // Every read path, raw and plain, paged in small pieces or whole.
     const raw = await read(id, { cursor: start, plain: false });
