@@ -160,9 +160,14 @@ export class Pyro {
     await this.manager.store.init();
     // Under the registry lock: no create can pin an environment's layers while we decide.
     return this.manager.store.withLock("registry", async () => {
-      const inUse = new Set((await this.manager.store.readAll()).map((r) => r.environment));
+      const records = await this.manager.store.readAll();
+      const inUse = new Set(records.map((r) => r.environment));
       const { removed, freedBytes } = await this.environments.prune(inUse);
-      return { removed, freed_bytes: freedBytes };
+      // VM root images follow: kept for every workspace's pinned layers and every environment left.
+      const installed = (await this.environments.list()).filter((e) => e.installed);
+      const layerSets = [...records.map((r) => r.layers), ...(await Promise.all(installed.map((e) => this.environments.layers(e.name))))];
+      const { pruneRootImages } = await import("../runtime/vm/kit.js");
+      return { removed, freed_bytes: freedBytes + (await pruneRootImages(this.home, layerSets)) };
     });
   }
 

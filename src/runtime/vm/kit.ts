@@ -317,6 +317,23 @@ export function rootImage(home: string, layers: string[]): Promise<string> {
   );
 }
 
+/**
+ * Removes the root images no workspace and no installed environment stands on (an image in use
+ * backs workspaces' root disks by path, so only unreferenced ones go). Returns the bytes freed.
+ */
+export async function pruneRootImages(home: string, layerSets: string[][]): Promise<number> {
+  const dir = path.join(vmDir(home), "rootfs");
+  const keep = new Set(layerSets.map((layers) => path.basename(rootImagePath(home, layers))));
+  let freed = 0;
+  for (const name of await fsp.readdir(dir).catch(() => [] as string[])) {
+    if (!name.endsWith(".ext4") || keep.has(name)) continue;
+    const file = path.join(dir, name);
+    freed += (await fsp.stat(file)).blocks * 512;
+    await fsp.rm(file, { force: true });
+  }
+  return freed;
+}
+
 /** A workspace's copy-on-write root disk: a qcow2 overlay whose backing file is the shared image. */
 export async function createRootOverlay(base: string, overlay: string): Promise<void> {
   const tmp = `${overlay}.tmp`;
