@@ -112,6 +112,15 @@ describe("a VM workspace", () => {
     expect(files.entries.some((e) => e.path.endsWith("mem"))).toBe(false);
   });
 
+  it("says when a network change needs a restart for the guest's device, and has it after one", async () => {
+    const set = await pyro.setWorkspaceNetwork("nodes", { networkPolicy: "egress" });
+    expect(set.note).toMatch(/without a network device.*restarts/);
+    expect((await pyro.execWorkspace("nodes", { command: "ls /sys/class/net" })).stdout).toBe("lo\n");
+    await pyro.stopWorkspace("nodes");
+    await pyro.startWorkspace("nodes");
+    expect((await pyro.execWorkspace("nodes", { command: "ls /sys/class/net" })).stdout).toBe("eth0\nlo\n");
+  });
+
   it("is reported failed with its console when the VM dies, and leaves no process behind", async () => {
     const ws = await pyro.createWorkspace({ environment: TEST_ENVIRONMENT, name: "doomed", backend: "vm" });
     // Kill QEMU itself, found among the jail's processes (its cgroup names the workspace).
