@@ -5,10 +5,10 @@
  * Runs host CLIs found on PATH with argument arrays (no shell); prints instead when absent.
  */
 import { spawnSync } from "node:child_process";
-import fs from "node:fs";
 import path from "node:path";
 import { packageRoot } from "../runtime/agent-runtime.js";
 import { PyroError } from "../shared/errors.js";
+import { findExecutable } from "../shared/executables.js";
 
 export const CLI_HOSTS = ["claude-code", "codex"] as const;
 export const CONFIG_HOSTS = ["opencode", "claude-desktop", "cursor"] as const;
@@ -39,19 +39,8 @@ export function canonicalServeCommand(options: ServeOptions = {}): { command: st
   return { command: process.execPath, args };
 }
 
-function onPath(binary: string): string | null {
-  for (const dir of (process.env.PATH ?? "").split(":")) {
-    if (!dir) continue;
-    const p = path.join(dir, binary);
-    try {
-      fs.accessSync(p, fs.constants.X_OK);
-      return p;
-    } catch {
-      // keep looking
-    }
-  }
-  return null;
-}
+/** Chat hosts are the ones on $PATH: the user chose them by putting them there. */
+const onPath = (binary: string): string | null => findExecutable(binary, { pathOnly: true });
 
 function quote(arg: string): string {
   return /^[A-Za-z0-9_./:=@+-]+$/.test(arg) ? arg : `'${arg.replace(/'/g, "'\\''")}'`;

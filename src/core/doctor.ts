@@ -12,6 +12,7 @@ import { probeCgroups } from "../runtime/namespace/cgroups.js";
 import type { LimitEnforcement } from "../runtime/namespace/cgroups.js";
 import { agentBundlePath } from "../runtime/agent-runtime.js";
 import { homeLayout } from "../shared/home.js";
+import { findExecutable } from "../shared/executables.js";
 import type { EnvironmentStore } from "../environments/index.js";
 import { detectDebianMirror } from "../environments/index.js";
 import { DEFAULT_MEM_MIB, DEFAULT_PIDS_MAX, DEFAULT_VCPU_COUNT } from "./manager.js";
@@ -65,18 +66,7 @@ export interface DoctorReport {
   checks: DoctorCheck[];
 }
 
-function which(cmd: string): string | null {
-  for (const dir of (process.env.PATH ?? "/usr/sbin:/usr/bin:/sbin:/bin").split(":")) {
-    const p = path.join(dir, cmd);
-    try {
-      fs.accessSync(p, fs.constants.X_OK);
-      return p;
-    } catch {
-      // keep looking
-    }
-  }
-  return null;
-}
+const which = (cmd: string): string | null => findExecutable(cmd);
 
 const APT_HINT = (pkgs: string) =>
   process.getuid?.() === 0 ? `Install it: apt-get install -y ${pkgs}` : `Install it: sudo apt-get install -y ${pkgs}`;

@@ -12,12 +12,13 @@
  */
 import { spawn } from "node:child_process";
 import fs from "node:fs";
-import { processStartTime } from "./backend.js";
+import { SANDBOX_PATH, processStartTime } from "./backend.js";
 import net from "node:net";
 import os from "node:os";
 import path from "node:path";
 import type { HelperProcess, NetworkDenial, NetworkSpec, PublishedPort, SandboxNetwork, SandboxRecord } from "../backend.js";
 import { PyroError } from "../../shared/errors.js";
+import { findExecutable } from "../../shared/executables.js";
 import { packageRoot } from "../agent-runtime.js";
 import { GUEST_ADDRESS, HOST_GATEWAY, SLIRP_DNS, TABLE, TAP_DEVICE, renderRuleset } from "./nft-rules.js";
 import type { ForwarderConfig } from "../network/dns-forwarder.js";
@@ -25,28 +26,12 @@ import type { ForwarderConfig } from "../network/dns-forwarder.js";
 const TOOLS = ["nsenter", "ip", "nft", "slirp4netns", "perl"] as const;
 type Tool = (typeof TOOLS)[number];
 const TOOL_PACKAGE: Record<Tool, string> = { nsenter: "util-linux", ip: "iproute2", nft: "nftables", slirp4netns: "slirp4netns", perl: "perl-base" };
-const SEARCH_PATH = ["/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"];
-
 let toolCache: Map<Tool, string | null> | undefined;
 
 /** Absolute paths of the networking tools, null for the missing ones (looked up once). */
 export function networkTools(): Map<Tool, string | null> {
   if (toolCache) return toolCache;
-  const dirs = [...new Set([...(process.env.PATH ?? "").split(":").filter(Boolean), ...SEARCH_PATH])];
-  toolCache = new Map(
-    TOOLS.map((tool) => {
-      for (const dir of dirs) {
-        const candidate = path.join(dir, tool);
-        try {
-          fs.accessSync(candidate, fs.constants.X_OK);
-          return [tool, candidate] as const;
-        } catch {
-          // keep looking
-        }
-      }
-      return [tool, null] as const;
-    }),
-  );
+  toolCache = new Map(TOOLS.map((tool) => [tool, findExecutable(tool)] as const));
   return toolCache;
 }
 
@@ -150,7 +135,7 @@ interface RunResult {
 function runInNetns(nsFd: number, argv: string[], input?: string): Promise<RunResult> {
   const { nsenter } = requireTools(["nsenter"], "entering a sandbox's network");
   return new Promise((resolve, reject) => {
-    const child = spawn(nsenter, ["--net=/proc/self/fd/3", "--", ...argv], { stdio: ["pipe", "pipe", "pipe", nsFd], env: { PATH: SEARCH_PATH.join(":"), LANG: "C" } });
+    const child = spawn(nsenter, ["--net=/proc/self/fd/3", "--", ...argv], { stdio: ["pipe", "pipe", "pipe", nsFd], env: { PATH: SANDBOX_PATH, LANG: "C" } });
     let stdout = "";
     let stderr = "";
     child.stdout!.on("data", (d: Buffer) => (stdout += d.toString()));
@@ -209,7 +194,7 @@ function startHelper(argv: string[], fds: number[], readyIndex: number, target: 
     child = spawn(argv[0]!, argv.slice(1), {
       detached: true,
       stdio,
-      env: { PATH: SEARCH_PATH.join(":"), LANG: "C", PYRO_CGROUP_PROCS: target.cgroupProcs.join(" ") },
+      env: { PATH: SANDBOX_PATH, LANG: "C", PYRO_CGROUP_PROCS: target.cgroupProcs.join(" ") },
     });
   } finally {
     fs.closeSync(logFd);

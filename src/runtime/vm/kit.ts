@@ -22,6 +22,7 @@ import { agentRuntime, packageRoot } from "../agent-runtime.js";
 import { AGENT_RUNTIME_DIR } from "../../protocol/messages.js";
 import { isolatedBuildCommand, runCommand } from "../../environments/command.js";
 import { PyroError } from "../../shared/errors.js";
+import { findExecutable } from "../../shared/executables.js";
 import { GUEST_MODULES, initramfsInit, pidOneScript } from "./guest-init.js";
 
 /** The Debian package whose dependency names the cloud kernel to fetch. */
@@ -42,18 +43,8 @@ export function vmDir(home: string): string {
 }
 
 /** Where a host tool lives, or null. */
-export function findTool(name: string, extra: string[] = []): string | null {
-  const dirs = [...extra, ...(process.env.PATH ?? "").split(":").filter(Boolean), "/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"];
-  for (const dir of dirs) {
-    const candidate = path.join(dir, name);
-    try {
-      fs.accessSync(candidate, fs.constants.X_OK);
-      return candidate;
-    } catch {
-      // keep looking
-    }
-  }
-  return null;
+export function findTool(name: string, first: string[] = []): string | null {
+  return findExecutable(name, { first });
 }
 
 /** Debian packages the VM backend needs on the host, by the tool that proves each is there. */
