@@ -9,8 +9,6 @@
  * slirp4netns reaches through the host's routing table like any outside address. Names come
  * from a tiny DNS server on the host's loopback, given to pyro's forwarder by PYRO_DNS_UPSTREAM.
  */
-import { spawn, spawnSync } from "node:child_process";
-import type { ChildProcess } from "node:child_process";
 import dgram from "node:dgram";
 import fs from "node:fs";
 import net from "node:net";
@@ -20,31 +18,21 @@ import { InMemoryTransport } from "@modelcontextprotocol/sdk/inMemory.js";
 import { Pyro } from "../../src/sdk/index.js";
 import { createMcpServer } from "../../src/mcp/server.js";
 import { buildAResponse, emptyAnswer, parseQuery, RCODE_NXDOMAIN } from "../../src/runtime/network/dns-wire.js";
-import { cli, findLeaks, noLeaks, testHome, TEST_ENVIRONMENT } from "../helpers.js";
+import { cli, findLeaks, hostGet, httpGetScript, noLeaks, startTestNetwork, testHome, TEST_ENVIRONMENT } from "../helpers.js";
+import type { TestNetwork } from "../helpers.js";
 
-const SUBNET = `10.203.${200 + (process.pid % 50)}`;
-const REMOTE = `${SUBNET}.2`;
-const REMOTE_OTHER = `${SUBNET}.3`;
+let REMOTE: string;
+let REMOTE_OTHER: string;
 /** The remote server again, on a link-local address (where cloud metadata services live). */
-const LINK_LOCAL = `169.254.${200 + (process.pid % 50)}`;
-const NETNS = `pyrot${process.pid}`;
-const VETH = `pyv${process.pid % 1_000_000}`;
-
+let LINK_LOCAL: string;
 let home: string;
 let pyro: Pyro;
-let remoteServer: ChildProcess;
-let hostServer: net.Server;
+let world: TestNetwork;
 let hostPort: number;
 let dns: dgram.Socket;
 
-/** bash inside the workspace: an HTTP GET over /dev/tcp, printing the body's last line. */
-const get = (host: string, port: number) => `exec 3<>/dev/tcp/${host}/${port} && printf 'GET / HTTP/1.0\\r\\n\\r\\n' >&3 && tail -n1 <&3`;
+const get = httpGetScript;
 const bash = (script: string) => ["bash", "-c", script];
-
-function sh(cmd: string): void {
-  const r = spawnSync("sh", ["-c", cmd], { encoding: "utf8" });
-  if (r.status !== 0) throw new Error(`${cmd}: ${r.stderr}`);
-}
 
 function alive(pid: number | null): boolean {
   if (pid === null) return false;
@@ -55,35 +43,12 @@ function alive(pid: number | null): boolean {
   }
 }
 
-/** A GET from the host (to a published port). */
-function hostGet(port: number): Promise<string> {
-  return new Promise((resolve) => {
-    const c = net.connect(port, "127.0.0.1");
-    let data = "";
-    c.on("data", (d) => (data += d.toString()));
-    c.on("error", (e: NodeJS.ErrnoException) => resolve(`error ${e.code}`));
-    c.on("end", () => resolve(data.split("\r\n\r\n")[1] ?? data));
-    c.write("GET / HTTP/1.0\r\n\r\n");
-  });
-}
-
 beforeAll(async () => {
-  // The "remote" network: a namespace with two addresses, serving HTTP.
-  sh(`ip netns add ${NETNS}`);
-  sh(`ip link add ${VETH}h type veth peer name ${VETH}r && ip link set ${VETH}r netns ${NETNS}`);
-  sh(`ip addr add ${SUBNET}.1/24 dev ${VETH}h && ip addr add ${LINK_LOCAL}.1/24 dev ${VETH}h && ip link set ${VETH}h up`);
-  sh(`ip -n ${NETNS} addr add ${LINK_LOCAL}.2/24 dev ${VETH}r`);
-  sh(`ip -n ${NETNS} addr add ${REMOTE}/24 dev ${VETH}r && ip -n ${NETNS} addr add ${REMOTE_OTHER}/24 dev ${VETH}r && ip -n ${NETNS} link set ${VETH}r up && ip -n ${NETNS} link set lo up`);
-  remoteServer = spawn("ip", ["netns", "exec", NETNS, process.execPath, "-e", 'require("http").createServer((q,s)=>s.end("hello from "+q.socket.localAddress+"\\n")).listen(8080,"0.0.0.0",()=>console.log("up"))'], { stdio: ["ignore", "pipe", "inherit"] });
-  await new Promise((r) => remoteServer.stdout!.once("data", r));
-
-  // A service on the host's own loopback: what untrusted code must not reach by default.
-  hostServer = net.createServer((s) => s.end("HTTP/1.0 200 OK\r\n\r\nhello from the host loopback\n"));
-  await new Promise<void>((r) => hostServer.listen(0, "127.0.0.1", () => r()));
-  hostPort = (hostServer.address() as net.AddressInfo).port;
+  world = await startTestNetwork(203);
+  ({ remote: REMOTE, remoteOther: REMOTE_OTHER, linkLocal: LINK_LOCAL, hostPort } = world);
 
   // Our own DNS answers for the allow-list tests.
-  const zone: Record<string, string[]> = { "allowed.pyro.test": [REMOTE], "api.dev.pyro.test": [REMOTE], "other.pyro.test": [REMOTE_OTHER], "metadata.pyro.test": [`${LINK_LOCAL}.2`] };
+  const zone: Record<string, string[]> = { "allowed.pyro.test": [REMOTE], "api.dev.pyro.test": [REMOTE], "other.pyro.test": [REMOTE_OTHER], "metadata.pyro.test": [`${LINK_LOCAL}`] };
   dns = dgram.createSocket("udp4");
   dns.on("message", (msg, from) => {
     const q = parseQuery(msg);
@@ -101,10 +66,8 @@ beforeAll(async () => {
 afterAll(async () => {
   for (const w of (await pyro.listWorkspaces()).workspaces) await pyro.deleteWorkspace(w.workspace_id);
   pyro.close();
-  remoteServer?.kill("SIGKILL");
-  hostServer?.close();
+  world?.stop();
   dns?.close();
-  spawnSync("sh", ["-c", `ip link del ${VETH}h; ip netns del ${NETNS}`]);
   expect(findLeaks(home)).toEqual(noLeaks());
 });
 
@@ -192,9 +155,9 @@ describe("allow-lists", () => {
     await pyro.createWorkspace({ environment: TEST_ENVIRONMENT, name: "net-rebind", networkPolicy: "egress", allowHosts: ["metadata.pyro.test"], allowCidrs: [`${REMOTE}/32`], allowHostLoopback: true });
     const r = await pyro.execWorkspace("net-rebind", { command: bash(`getent hosts metadata.pyro.test; ${get("metadata.pyro.test", 8080)}; echo "by-name=$?"; ${get(REMOTE, 8080)}; ${get("10.0.2.2", hostPort)}`) });
     expect(r.stdout).toMatch(new RegExp(`by-name=1\nhello from ${REMOTE.replace(/\./g, "\\.")}\nhello from the host loopback\n$`));
-    expect(r.network_notices.join("\n")).toContain(`--allow-cidr ${LINK_LOCAL}.2/32`);
-    await pyro.setWorkspaceNetwork("net-rebind", { allowCidrs: [`${LINK_LOCAL}.2`] });
-    expect((await pyro.execWorkspace("net-rebind", { command: bash(get("metadata.pyro.test", 8080)) })).stdout).toBe(`hello from ${LINK_LOCAL}.2\n`);
+    expect(r.network_notices.join("\n")).toContain(`--allow-cidr ${LINK_LOCAL}/32`);
+    await pyro.setWorkspaceNetwork("net-rebind", { allowCidrs: [`${LINK_LOCAL}`] });
+    expect((await pyro.execWorkspace("net-rebind", { command: bash(get("metadata.pyro.test", 8080)) })).stdout).toBe(`hello from ${LINK_LOCAL}\n`);
   });
 
   it("hold by CIDR, and report denials in shell reads and service logs too", async () => {

@@ -6,34 +6,23 @@
  * The per-feature behaviour (exec, files, snapshots, services, shells…) is the shared suite's,
  * run against this backend by the `vm` project in vitest.config.ts.
  */
-import { spawn, spawnSync } from "node:child_process";
-import type { ChildProcess } from "node:child_process";
+import { spawnSync } from "node:child_process";
 import fs from "node:fs";
-import net from "node:net";
 import os from "node:os";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Pyro } from "../../src/sdk/index.js";
-import { cli, findLeaks, noLeaks, testHome, TEST_ENVIRONMENT } from "../helpers.js";
+import { cli, findLeaks, hostGet, httpGetScript, noLeaks, startTestNetwork, testHome, TEST_ENVIRONMENT } from "../helpers.js";
+import type { TestNetwork } from "../helpers.js";
 
-const SUBNET = `10.204.${200 + (process.pid % 50)}`;
-const REMOTE = `${SUBNET}.2`;
-const REMOTE_OTHER = `${SUBNET}.3`;
-const NETNS = `pyrovm${process.pid}`;
-const VETH = `pvm${process.pid % 1_000_000}`;
-
+let REMOTE: string;
+let REMOTE_OTHER: string;
 let home: string;
 let pyro: Pyro;
-let remoteServer: ChildProcess;
-let hostServer: net.Server;
+let world: TestNetwork;
 let hostPort: number;
 
-const get = (host: string, port: number) => `exec 3<>/dev/tcp/${host}/${port} && printf 'GET / HTTP/1.0\\r\\n\\r\\n' >&3 && tail -n1 <&3`;
+const get = httpGetScript;
 const bash = (script: string) => ["bash", "-c", script];
-
-function sh(cmd: string): void {
-  const r = spawnSync("sh", ["-c", cmd], { encoding: "utf8" });
-  if (r.status !== 0) throw new Error(`${cmd}: ${r.stderr}`);
-}
 
 function kvmOpens(): boolean {
   try {
@@ -44,27 +33,9 @@ function kvmOpens(): boolean {
   }
 }
 
-function hostGet(port: number): Promise<string> {
-  return new Promise((resolve) => {
-    const c = net.connect(port, "127.0.0.1");
-    let data = "";
-    c.on("data", (d) => (data += d.toString()));
-    c.on("error", (e: NodeJS.ErrnoException) => resolve(`error ${e.code}`));
-    c.on("end", () => resolve(data.split("\r\n\r\n")[1] ?? data));
-    c.write("GET / HTTP/1.0\r\n\r\n");
-  });
-}
-
 beforeAll(async () => {
-  sh(`ip netns add ${NETNS}`);
-  sh(`ip link add ${VETH}h type veth peer name ${VETH}r && ip link set ${VETH}r netns ${NETNS}`);
-  sh(`ip addr add ${SUBNET}.1/24 dev ${VETH}h && ip link set ${VETH}h up`);
-  sh(`ip -n ${NETNS} addr add ${REMOTE}/24 dev ${VETH}r && ip -n ${NETNS} addr add ${REMOTE_OTHER}/24 dev ${VETH}r && ip -n ${NETNS} link set ${VETH}r up && ip -n ${NETNS} link set lo up`);
-  remoteServer = spawn("ip", ["netns", "exec", NETNS, process.execPath, "-e", 'require("http").createServer((q,s)=>s.end("hello from "+q.socket.localAddress+"\\n")).listen(8080,"0.0.0.0",()=>console.log("up"))'], { stdio: ["ignore", "pipe", "inherit"] });
-  await new Promise((r) => remoteServer.stdout!.once("data", r));
-  hostServer = net.createServer((s) => s.end("HTTP/1.0 200 OK\r\n\r\nhello from the host loopback\n"));
-  await new Promise<void>((r) => hostServer.listen(0, "127.0.0.1", () => r()));
-  hostPort = (hostServer.address() as net.AddressInfo).port;
+  world = await startTestNetwork(204);
+  ({ remote: REMOTE, remoteOther: REMOTE_OTHER, hostPort } = world);
   home = testHome("vm");
   pyro = new Pyro({ home });
 });
@@ -72,9 +43,7 @@ beforeAll(async () => {
 afterAll(async () => {
   for (const w of (await pyro.listWorkspaces()).workspaces) await pyro.deleteWorkspace(w.workspace_id);
   pyro.close();
-  remoteServer?.kill("SIGKILL");
-  hostServer?.close();
-  spawnSync("sh", ["-c", `ip link del ${VETH}h; ip netns del ${NETNS}`]);
+  world?.stop();
   expect(findLeaks(home)).toEqual(noLeaks());
 });
 
