@@ -51,9 +51,15 @@ function kvmDevice(): { ok: boolean; detail: string } {
   }
 }
 
+const versions = new Map<string, string | null>();
+
+/** QEMU's version, asked once per process (every VM start reads the host report). */
 function qemuVersion(binary: string): string | null {
-  const r = spawnSync(binary, ["--version"], { encoding: "utf8", timeout: 5000 });
-  return r.stdout?.match(/version\s+(\S+)/)?.[1] ?? null;
+  if (!versions.has(binary)) {
+    const r = spawnSync(binary, ["--version"], { encoding: "utf8", timeout: 5000 });
+    versions.set(binary, r.stdout?.match(/version\s+(\S+)/)?.[1] ?? null);
+  }
+  return versions.get(binary)!;
 }
 
 /** Boots the kit's kernel with KVM to the initramfs's probe marker, within a short timeout. */

@@ -217,8 +217,14 @@ function hashTree(hash: ReturnType<typeof createHash>, p: string): void {
   }
 }
 
-/** Digest of what goes into the agent image: the runtime's files, busybox and the guest scripts. */
+let digest: string | undefined;
+
+/**
+ * Digest of what goes into the agent image: the runtime's files (by size and mtime), busybox and
+ * the guest scripts. Computed once per process: a build of pyro does not change under it.
+ */
 function agentImageDigest(): string {
+  if (digest) return digest;
   const hash = createHash("sha256");
   for (const bind of agentRuntime().binds) {
     hash.update(`${bind.target}\0`);
@@ -226,7 +232,8 @@ function agentImageDigest(): string {
   }
   hashTree(hash, findTool("busybox")!);
   hash.update(pidOneScript());
-  return hash.digest("hex").slice(0, 24);
+  digest = hash.digest("hex").slice(0, 24);
+  return digest;
 }
 
 /** The read-only ext4 image mounted at /run/pyro/agent in every guest. */
