@@ -142,7 +142,8 @@ export class VmBackend extends NamespaceBackend {
       // The overlay names its backing image by host path: it is shown at that path, read-only.
       "--ro-bind", p.rootBase, p.rootBase,
       "--ro-bind", path.join(p.runDir, "resolv.conf"), "/etc/resolv.conf",
-      "--bind", spec.stateDir, JAIL.state,
+      // The root disk alone, not the state directory: the network helpers keep their files there.
+      "--bind", path.join(spec.stateDir, "root.qcow2"), `${JAIL.state}/root.qcow2`,
       "--bind", p.runDir, JAIL.run,
       "--bind", spec.workspaceDir, JAIL.workspace,
       "--bind", spec.logPath, JAIL.log,
