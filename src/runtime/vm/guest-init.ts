@@ -30,6 +30,8 @@ export const GUEST_MODULES: { path: string; optional?: boolean }[] = [
   { path: "fs/fuse/fuse" },
   { path: "fs/fuse/virtiofs" },
   { path: "drivers/char/hw_random/virtio-rng", optional: true },
+  // Free page reporting: memory the guest frees goes back to the host.
+  { path: "drivers/virtio/virtio_balloon", optional: true },
 ];
 
 /** Name of the virtio-serial port the agent serves on. */

@@ -111,22 +111,38 @@ function buildOnce(output: string, build: () => Promise<string>): Promise<string
 
 async function publish(tmp: string, final: string): Promise<void> {
   await fsp.mkdir(path.dirname(final), { recursive: true, mode: 0o700 });
-  await fsp.rename(tmp, final);
+  try {
+    await fsp.rename(tmp, final);
+  } catch (err) {
+    // Another process published the same directory first: theirs is as good as ours.
+    const code = (err as NodeJS.ErrnoException).code;
+    if ((code !== "ENOTEMPTY" && code !== "EEXIST") || !fs.existsSync(final)) throw err;
+  }
 }
 
 // ---------- kernel and initramfs ----------
 
-/** The cached kit, if one was built (any kernel release; the newest by name wins). */
+/**
+ * What the initramfs is made of besides the kernel: its /init and module list. A kit is named
+ * `<kernel release>+<this>`, so a pyro whose guest init changed builds a new kit instead of
+ * booting the old one.
+ */
+function initramfsVersion(): string {
+  return createHash("sha256").update(initramfsInit()).update(JSON.stringify(GUEST_MODULES)).digest("hex").slice(0, 12);
+}
+
+/** The cached kit for this pyro's initramfs, if one was built (the newest kernel release wins). */
 export function cachedKit(home: string): GuestKit | null {
   const dir = path.join(vmDir(home), "kit");
+  const suffix = `+${initramfsVersion()}`;
   let names: string[];
   try {
-    names = fs.readdirSync(dir).filter((n) => !n.startsWith(".")).sort();
+    names = fs.readdirSync(dir).filter((n) => n.endsWith(suffix)).sort();
   } catch {
     return null;
   }
   for (const name of names.reverse()) {
-    const kit = { kernel: path.join(dir, name, "vmlinuz"), initramfs: path.join(dir, name, "initramfs.cpio"), kernelRelease: name };
+    const kit = { kernel: path.join(dir, name, "vmlinuz"), initramfs: path.join(dir, name, "initramfs.cpio"), kernelRelease: name.slice(0, -suffix.length) };
     if (fs.existsSync(kit.kernel) && fs.existsSync(kit.initramfs)) return kit;
   }
   return null;
@@ -198,7 +214,12 @@ async function buildKit(home: string): Promise<GuestKit> {
     await fsp.mkdir(staged);
     await fsp.copyFile(path.join(boot, vmlinuz), path.join(staged, "vmlinuz"));
     await packCpio(root, path.join(staged, "initramfs.cpio"));
-    await publish(staged, path.join(vmDir(home), "kit", release));
+    const final = path.join(vmDir(home), "kit", `${release}+${initramfsVersion()}`);
+    await publish(staged, final);
+    // Kits of earlier pyro versions: running guests hold their files open, new ones use this one.
+    for (const old of await fsp.readdir(path.dirname(final))) {
+      if (old !== path.basename(final) && !old.startsWith(".")) await fsp.rm(path.join(path.dirname(final), old), { recursive: true, force: true });
+    }
     return cachedKit(home)!;
   });
 }
