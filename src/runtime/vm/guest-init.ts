@@ -98,6 +98,7 @@ port=
 for p in /sys/class/virtio-ports/*; do [ "$($B cat $p/name 2>/dev/null)" = "${AGENT_PORT_NAME}" ] && port=/dev/\${p##*/}; done
 [ -n "$port" ] || fail "no agent port"
 cd ${WORKSPACE_GUEST_PATH}
+echo "pyro-guest: starting the agent at $($B cut -d' ' -f1 /proc/uptime) s of guest uptime" > /dev/console
 $B env -i PATH=${SANDBOX_PATH} HOME=/root LANG=C.UTF-8 HOSTNAME="$host" UV_THREADPOOL_SIZE=8 \\
   ${agent}/ld.so --library-path ${agent} ${agent}/node --max-old-space-size=256 ${agent}/pyro-agent.mjs --serial "$port" \\
   < /dev/null > /dev/console 2>&1 &
