@@ -10,7 +10,10 @@ import { spawnSync } from "node:child_process";
 import fs from "node:fs";
 import os from "node:os";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { Pyro } from "../../src/sdk/index.js";
+import path from "node:path";
+import { Pyro, PyroError } from "../../src/sdk/index.js";
+import { VmBackend } from "../../src/runtime/vm/backend.js";
+import { qemuMicrovm } from "../../src/runtime/vm/qemu.js";
 import { cli, findLeaks, hostGet, httpGetScript, noLeaks, startTestNetwork, testHome, TEST_ENVIRONMENT } from "../helpers.js";
 import type { TestNetwork } from "../helpers.js";
 
@@ -102,6 +105,31 @@ describe("a VM workspace", () => {
     expect(status.failure?.log_tail).toContain("the VM exited");
     await pyro.deleteWorkspace("doomed");
     const left = spawnSync("sh", ["-c", `grep -l ${ws.workspace_id} /proc/[0-9]*/cgroup 2>/dev/null`], { encoding: "utf8" }).stdout.trim();
+    expect(left).toBe("");
+  });
+});
+
+describe("a VM that cannot boot", () => {
+  it("is a clear error carrying its console, and leaves no process, cgroup or socket behind", async () => {
+    // The real jail, supervisor and virtiofsd, with a "VM" that prints a panic and exits.
+    const crashing = new VmBackend(home, { ...qemuMicrovm, argv: () => ["/bin/sh", "-c", "echo 'Kernel panic - not syncing: VFS: Unable to mount root fs'; exit 1"] });
+    const dir = fs.mkdtempSync(path.join(home, "crash-"));
+    const id = `crash${process.pid}`;
+    const err = await crashing
+      .start({
+        sandboxId: id, hostname: "crash", layers: await pyro.environments.layers(TEST_ENVIRONMENT), stateDir: path.join(dir, "state"), workspaceDir: path.join(dir, "workspace"),
+        socketPath: path.join(dir, "run", `${id}.sock`), logPath: path.join(dir, "sandbox.log"), limits: { vcpuCount: 1, memMib: 256, pidsMax: 256 },
+        network: { policy: "off", allowHosts: [], allowCidrs: [], allowHostLoopback: false },
+      })
+      .then(() => null, (e: unknown) => e as PyroError);
+    expect(err).toBeInstanceOf(PyroError);
+    expect(err!.code).toBe("sandbox_start_failed");
+    expect(err!.message).toContain("the VM did not start");
+    expect(String(err!.details?.log_tail)).toContain("Kernel panic - not syncing");
+    expect(String(err!.details?.log_tail)).toContain("pyro-vm: the VM exited (code 1)");
+    expect(fs.existsSync(`/sys/fs/cgroup/memory/pyro/${id}`) || fs.existsSync(`/sys/fs/cgroup/pyro/${id}`)).toBe(false);
+    expect(fs.readdirSync(path.join(dir, "run")).filter((n) => n.startsWith(id) && n.endsWith(".vm"))).toEqual([]);
+    const left = spawnSync("sh", ["-c", `grep -l ${id} /proc/[0-9]*/cgroup 2>/dev/null`], { encoding: "utf8" }).stdout.trim();
     expect(left).toBe("");
   });
 });
