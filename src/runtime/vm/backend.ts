@@ -21,6 +21,7 @@ import { AGENT_RUNTIME_DIR } from "../../protocol/messages.js";
 import type { ExecRequest } from "../../protocol/messages.js";
 import type { FrameHeader } from "../../protocol/frames.js";
 import { NamespaceBackend, SANDBOX_PATH } from "../namespace/backend.js";
+import { SLIRP_DNS } from "../namespace/nft-rules.js";
 import { hostSystemArgs } from "../namespace/utility.js";
 import { agentImage, createRootOverlay, guestKit, requireVmTools, rootImage, supervisorBundlePath, virtiofsdPath } from "./kit.js";
 import { vmAcceleration } from "./host.js";
@@ -86,6 +87,7 @@ export class VmBackend extends NamespaceBackend {
     fs.mkdirSync(runDir, { mode: 0o700 });
     const rootDisk = path.join(spec.stateDir, "root.qcow2");
     if (!fs.existsSync(rootDisk)) await createRootOverlay(rootBase, rootDisk);
+    // The log is bound into the jail by path (the supervisor writes the console there): it must exist.
     fs.closeSync(fs.openSync(spec.logPath, "a", 0o600));
 
     const nic = spec.network.policy !== "off";
@@ -115,7 +117,7 @@ export class VmBackend extends NamespaceBackend {
     fs.writeFileSync(path.join(runDir, "supervisor.json"), JSON.stringify(config), { mode: 0o600 });
     // QEMU's user-mode stack resolves through the jail's resolver: slirp4netns's, or the
     // allow-list forwarder that the jail's firewall sends every DNS packet to.
-    fs.writeFileSync(path.join(runDir, "resolv.conf"), "nameserver 10.0.2.3\n", { mode: 0o644 });
+    fs.writeFileSync(path.join(runDir, "resolv.conf"), `nameserver ${SLIRP_DNS}\n`, { mode: 0o644 });
 
     const launchedAt = Date.now();
     const started = await this.launch(spec, {
