@@ -102,9 +102,9 @@ export function cli(home: string, args: string[], options: { input?: string; tim
 }
 
 /** Polls `condition` every 25 ms until it holds, failing with `what` after `timeoutMs`. */
-export async function waitFor(what: string, condition: () => boolean, timeoutMs: number): Promise<void> {
+export async function waitFor(what: string, condition: () => boolean | Promise<boolean>, timeoutMs: number): Promise<void> {
   const deadline = Date.now() + timeoutMs;
-  while (!condition()) {
+  while (!(await condition())) {
     if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting until ${what}`);
     await new Promise((r) => setTimeout(r, 25));
   }

@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Pyro, PyroError } from "../../src/sdk/index.js";
 import type { AgentClient } from "../../src/protocol/client.js";
 import { SANDBOX_PATH } from "../../src/runtime/namespace/backend.js";
-import { findLeaks, noLeaks, testHome, TEST_ENVIRONMENT } from "../helpers.js";
+import { findLeaks, noLeaks, testHome, TEST_ENVIRONMENT, waitFor } from "../helpers.js";
 
 let home: string;
 let pyro: Pyro;
@@ -149,6 +149,9 @@ describe("a shell is a real terminal", () => {
     // cat echoes what it reads; the terminal echoes what is typed.
     cursor = r.h.next_cursor;
     await write(id, "cat");
+    // Typed only once cat runs: what is typed while bash still reads its command line (echo
+    // off, readline's own) is not echoed by the terminal, so the line would show once.
+    await waitFor("cat is running", async () => (await pyro.execWorkspace(workspaceId, { command: "grep -lx cat /proc/[0-9]*/comm || true" })).stdout.trim() !== "", 10_000);
     await write(id, "hello cat");
     r = await read(id, { cursor, wait_for_pattern: "^hello cat\\n(.*\\n)?hello cat$" });
     expect(r.text.split("\n").filter((l) => l === "hello cat")).toHaveLength(2);
