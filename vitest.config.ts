@@ -22,8 +22,10 @@ export default defineConfig({
     maxWorkers: 2,
     globalSetup: ["test/global-setup.ts"],
     projects: [
-      { extends: true, test: { name: "namespace", include: ["test/**/*.test.ts"], exclude: [...configDefaults.exclude, "test/integration/vm.test.ts"], env: { PYRO_BACKEND: "namespace" } } },
-      { extends: true, test: { name: "vm", include: [...PER_BACKEND, "test/integration/vm.test.ts"], env: { PYRO_BACKEND: "vm" }, testTimeout: 300_000 } },
+      // The projects run one after the other: emulated guests keep both cores busy, and the
+      // namespace files' timing-sensitive tests (terminal echo, idle waits) should not share them.
+      { extends: true, test: { name: "namespace", include: ["test/**/*.test.ts"], exclude: [...configDefaults.exclude, "test/integration/vm.test.ts"], env: { PYRO_BACKEND: "namespace" }, sequence: { groupOrder: 0 } } },
+      { extends: true, test: { name: "vm", include: [...PER_BACKEND, "test/integration/vm.test.ts"], env: { PYRO_BACKEND: "vm" }, testTimeout: 300_000, sequence: { groupOrder: 1 } } },
     ],
   },
 });
