@@ -91,6 +91,23 @@ export function processStartTime(pid: number): number | null {
   }
 }
 
+/**
+ * What every workspace's bubblewrap sandbox is confined by — the namespace sandbox and the VM
+ * jail alike: its own ipc, pid, net, uts and cgroup namespaces (bubblewrap always adds mount), a
+ * new session, no capability but `caps`, and an environment holding only PATH.
+ */
+export function confinementArgs(hostname: string, caps: readonly string[]): string[] {
+  return [
+    "--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts", "--unshare-cgroup-try",
+    "--hostname", hostname,
+    "--new-session",
+    "--cap-drop", "ALL",
+    ...caps.flatMap((cap) => ["--cap-add", cap]),
+    "--clearenv",
+    "--setenv", "PATH", SANDBOX_PATH,
+  ];
+}
+
 export function bwrapArgs(spec: SandboxSpec, mergedDir: string): string[] {
   const runtime = agentRuntime();
   const args = [
@@ -102,13 +119,7 @@ export function bwrapArgs(spec: SandboxSpec, mergedDir: string): string[] {
   ];
   for (const bind of runtime.binds) args.push("--ro-bind", bind.source, bind.target);
   args.push(
-    "--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts", "--unshare-cgroup-try",
-    "--hostname", spec.hostname,
-    "--new-session",
-    "--cap-drop", "ALL",
-    ...SANDBOX_CAPS.flatMap((cap) => ["--cap-add", cap]),
-    "--clearenv",
-    "--setenv", "PATH", SANDBOX_PATH,
+    ...confinementArgs(spec.hostname, SANDBOX_CAPS),
     "--setenv", "HOME", "/root",
     "--setenv", "LANG", "C.UTF-8",
     "--setenv", "HOSTNAME", spec.hostname,

@@ -20,7 +20,7 @@ import { PyroError } from "../../shared/errors.js";
 import { AGENT_RUNTIME_DIR } from "../../protocol/messages.js";
 import type { ExecRequest } from "../../protocol/messages.js";
 import type { FrameHeader } from "../../protocol/frames.js";
-import { NamespaceBackend, SANDBOX_PATH } from "../namespace/backend.js";
+import { NamespaceBackend, confinementArgs } from "../namespace/backend.js";
 import { SLIRP_DNS } from "../namespace/nft-rules.js";
 import { hostSystemArgs } from "../namespace/utility.js";
 import { agentImage, createRootOverlay, guestKit, requireVmTools, rootImage, supervisorBundlePath, virtiofsdPath } from "./kit.js";
@@ -149,13 +149,7 @@ export class VmBackend extends NamespaceBackend {
       "--bind", p.runDir, JAIL.run,
       "--bind", spec.workspaceDir, JAIL.workspace,
       "--bind", spec.logPath, JAIL.log,
-      "--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts", "--unshare-cgroup-try",
-      "--hostname", spec.hostname,
-      "--new-session",
-      "--cap-drop", "ALL",
-      ...JAIL_CAPS.flatMap((cap) => ["--cap-add", cap]),
-      "--clearenv",
-      "--setenv", "PATH", SANDBOX_PATH,
+      ...confinementArgs(spec.hostname, JAIL_CAPS),
       "--chdir", "/",
       "--info-fd", "4",
       "--",
