@@ -186,6 +186,7 @@ export async function resolveBackend(requested: BackendRequest, home: string): P
     await vmAcceleration(home);
     return "vm";
   }
-  const report = await vmHostReport(home, { probe: fs.existsSync("/dev/kvm") && missingVmPackages().length === 0 }).catch(() => null);
+  // The report itself skips the probe when QEMU or /dev/kvm is missing.
+  const report = await vmHostReport(home, { probe: true }).catch(() => null);
   return report?.usable && report.acceleration === "kvm" ? "vm" : "namespace";
 }

@@ -259,7 +259,7 @@ function agentImageDigest(): string {
 
 /** The read-only ext4 image mounted at /run/pyro/agent in every guest. */
 export function agentImage(home: string): Promise<string> {
-  requireVmTools();
+  requireVmTools(); // busybox is part of the digest
   const digest = agentImageDigest();
   const image = path.join(vmDir(home), "agent", `${digest}.ext4`);
   if (fs.existsSync(image)) return Promise.resolve(image);
@@ -313,9 +313,9 @@ export function rootImagePath(home: string, layers: string[]): string {
  * (so it never shows in the host's mount table), written into an ext4 image.
  */
 export function rootImage(home: string, layers: string[]): Promise<string> {
-  requireVmTools();
   const image = rootImagePath(home, layers);
   if (fs.existsSync(image)) return Promise.resolve(image);
+  requireVmTools();
   return buildOnce(image, () =>
     withScratch(home, async (scratch) => {
       const merged = path.join(scratch, "merged");
