@@ -4,7 +4,9 @@ import path from "node:path";
 import { describe, expect, it } from "vitest";
 import { qemuMicrovm } from "../../src/runtime/vm/qemu.js";
 import type { GuestConfig } from "../../src/runtime/vm/qemu.js";
-import { pruneRootImages, rootImagePath } from "../../src/runtime/vm/kit.js";
+import net from "node:net";
+import { guestKit, pruneRootImages, rootImagePath } from "../../src/runtime/vm/kit.js";
+import { vmHostReport } from "../../src/runtime/vm/host.js";
 import { initramfsInit, pidOneScript } from "../../src/runtime/vm/guest-init.js";
 
 const config: GuestConfig = {
@@ -74,5 +76,52 @@ describe("root image pruning", () => {
     expect(fs.existsSync(stale)).toBe(false);
     expect(freed).toBeGreaterThan(0);
     fs.rmSync(home, { recursive: true, force: true });
+  });
+});
+
+describe("bad input from the environment or from QEMU", () => {
+  it("refuses an unknown PYRO_VM_ACCELERATION with invalid_argument", async () => {
+    const home = fs.mkdtempSync(path.join(os.tmpdir(), "pyro-vmaccel-"));
+    process.env.PYRO_VM_ACCELERATION = "turbo";
+    try {
+      await expect(vmHostReport(home)).rejects.toMatchObject({ code: "invalid_argument", message: expect.stringContaining("kvm or tcg") });
+    } finally {
+      delete process.env.PYRO_VM_ACCELERATION;
+      fs.rmSync(home, { recursive: true, force: true });
+    }
+  });
+
+  it("says which kernel package is missing when PYRO_VM_KERNEL_DEB names nothing, and builds no kit", async () => {
+    const home = fs.mkdtempSync(path.join(os.tmpdir(), "pyro-vmkit-"));
+    process.env.PYRO_VM_KERNEL_DEB = path.join(home, "no-such-kernel.deb");
+    try {
+      await expect(guestKit(home)).rejects.toMatchObject({ code: "backend_unavailable", message: expect.stringContaining("no-such-kernel.deb") });
+      expect(fs.readdirSync(path.join(home, "vm"))).toEqual(["tmp"]);
+      expect(fs.readdirSync(path.join(home, "vm", "tmp"))).toEqual([]);
+    } finally {
+      delete process.env.PYRO_VM_KERNEL_DEB;
+      fs.rmSync(home, { recursive: true, force: true });
+    }
+  });
+
+  it("stops reading a control socket that sends an endless line", async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "pyro-qmp-"));
+    const socketPath = path.join(dir, "control.sock");
+    // A hostile QEMU: a greeting, then bytes without end and never a newline.
+    const server = net.createServer((c) => {
+      c.write('{"QMP": {}}\n');
+      const chunk = "x".repeat(64 * 1024);
+      const flood = () => { while (!c.destroyed && c.write(chunk)); };
+      c.on("drain", flood);
+      c.on("error", () => undefined);
+      c.once("data", flood);
+    });
+    await new Promise<void>((r) => server.listen(socketPath, () => r()));
+    try {
+      await expect(qemuMicrovm.addForward(socketPath, 8000, 8000)).rejects.toMatchObject({ code: "internal_error", message: expect.stringContaining("over 1048576 bytes") });
+    } finally {
+      server.close();
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -127,6 +127,8 @@ export const qemuMicrovm: VmLauncher = {
   },
 };
 
+const QMP_LINE_MAX = 1024 * 1024;
+
 /** One human-monitor command over QMP; resolves with its text output. */
 function hmp(socketPath: string, command: string, timeoutMs = 5000): Promise<string> {
   return new Promise((resolve, reject) => {
@@ -146,6 +148,8 @@ function hmp(socketPath: string, command: string, timeoutMs = 5000): Promise<str
     socket.on("error", (err) => finish(new PyroError("internal_error", `cannot reach the VM's control socket: ${err.message}`)));
     socket.on("data", (data: Buffer) => {
       buffered += data.toString("utf8");
+      // QEMU runs beside the guest, so its answers are untrusted too: a line never grows unbounded.
+      if (buffered.length > QMP_LINE_MAX) return finish(new PyroError("internal_error", `the VM's control socket sent a line over ${QMP_LINE_MAX} bytes`));
       let nl: number;
       while ((nl = buffered.indexOf("\n")) >= 0) {
         const line = buffered.slice(0, nl);
