@@ -16,6 +16,8 @@ import { archiveKind, checkArchiveEntry, DEFAULT_ARCHIVE_MAX_BYTES, DEFAULT_ARCH
 import type { ArchiveProblem, ArchiveTally } from "../shared/archive.js";
 import { WORKSPACE_GUEST_PATH } from "../protocol/messages.js";
 import type { ExportCopyResult } from "../protocol/messages.js";
+import { ownByGuestRoot } from "../runtime/confine/launch.js";
+import { removeTree } from "../runtime/confine/trees.js";
 
 export interface SeedSource {
   path: string;
@@ -114,6 +116,7 @@ export async function importInto(workspaceDir: string, scratchDir: string, sourc
   const guestDest = guestDestination(dest);
   const staging = path.join(scratchDir, `staging-${randomBytes(4).toString("hex")}`);
   await fsp.mkdir(staging, { recursive: true, mode: 0o700 });
+  ownByGuestRoot(staging);
   try {
     const binds: UtilityBind[] = [
       { source: workspaceDir, target: "/workspace", readOnly: false },
@@ -131,7 +134,7 @@ export async function importInto(workspaceDir: string, scratchDir: string, sourc
     const [entries, bytes] = r.stdout.trim().split(/\s+/).map(Number);
     return { source: source.path, kind: source.kind, dest: guestDest, entries: entries ?? 0, bytes: bytes ?? 0 };
   } finally {
-    await fsp.rm(staging, { recursive: true, force: true });
+    await removeTree(staging);
   }
 }
 
@@ -164,6 +167,7 @@ export async function exportFrom(workspaceDir: string, guestPath: string, output
   const { out, parent, exists } = await checkOutput(output, force);
   const temp = path.join(parent, `.pyro-export-${randomBytes(4).toString("hex")}`);
   await fsp.mkdir(temp, { mode: 0o700 });
+  ownByGuestRoot(temp);
   try {
     const result = await withUtilityAgent(
       [
@@ -186,6 +190,6 @@ export async function exportFrom(workspaceDir: string, guestPath: string, output
       skipped: Array.isArray(result.skipped) ? (result.skipped as { path: string; reason: string }[]).slice(0, 100) : [],
     };
   } finally {
-    await fsp.rm(temp, { recursive: true, force: true });
+    await removeTree(temp);
   }
 }

@@ -30,6 +30,8 @@ import { applyChange, networkFromOptions, networkInfo, noticesFor, specOf } from
 import type { NetworkChange, NetworkConfig, NetworkOptions, NetworkShowResult, PublishRequest } from "./network.js";
 import type { PublishedPort } from "../runtime/backend.js";
 import { GUEST_ADDRESS } from "../runtime/namespace/nft-rules.js";
+import { ownByGuestRoot } from "../runtime/confine/launch.js";
+import { removeTree } from "../runtime/confine/trees.js";
 
 export const DEFAULT_VCPU_COUNT = 1;
 export const DEFAULT_MEM_MIB = 1024;
@@ -295,6 +297,7 @@ export class WorkspaceManager {
       record.layers = await this.environments.layers(opts.environment);
       await fsp.mkdir(paths.dir, { recursive: true, mode: 0o700 });
       await fsp.mkdir(paths.workspace, { recursive: true, mode: 0o755 });
+      ownByGuestRoot(paths.workspace);
       if (record.secret_names.length > 0) await saveSecrets(paths.secrets, secrets);
       await this.store.write(record);
     });
@@ -419,7 +422,7 @@ export class WorkspaceManager {
       record.sandbox = null;
       const p = this.store.paths(id);
       // A fresh root layer: back to exactly what the environment ships.
-      await fsp.rm(p.sandboxState, { recursive: true, force: true });
+      await removeTree(p.sandboxState);
       await this.snapshots(id).restore(snapshot, p.workspace);
       if (record.layers.length === 0) record.layers = await this.environments.layers(record.environment);
       record.sandbox = await this.startSandbox(record);

@@ -8,6 +8,8 @@ import fsp from "node:fs/promises";
 import path from "node:path";
 import { randomBytes } from "node:crypto";
 import { runUtilityChecked } from "../runtime/namespace/utility.js";
+import { ownByGuestRoot } from "../runtime/confine/launch.js";
+import { removeTree } from "../runtime/confine/trees.js";
 import { readJsonIfExists, writeJsonAtomic } from "../shared/atomic.js";
 import { PyroError } from "../shared/errors.js";
 import { validateName } from "./validate.js";
@@ -65,6 +67,7 @@ export class SnapshotStore {
     await fsp.mkdir(path.join(this.dir, "trees"), { recursive: true, mode: 0o700 });
     const tmp = path.join(this.dir, "trees", `.tmp-${name}-${randomBytes(4).toString("hex")}`);
     await fsp.mkdir(tmp, { mode: 0o755 });
+    ownByGuestRoot(tmp);
     try {
       const out = await runUtilityChecked(
         [
@@ -75,13 +78,13 @@ export class SnapshotStore {
         "snapshot copy",
       );
       const [entries, bytes] = out.trim().split("\n").map(Number);
-      await fsp.rm(this.treeDir(name), { recursive: true, force: true });
+      await removeTree(this.treeDir(name));
       await fsp.rename(tmp, this.treeDir(name));
       const info: SnapshotInfo = { name, created_at: new Date().toISOString(), entries: entries ?? 0, bytes: bytes ?? 0, baseline: name === BASELINE };
       await writeJsonAtomic(this.manifest(name), info);
       return info;
     } catch (err) {
-      await fsp.rm(tmp, { recursive: true, force: true });
+      await removeTree(tmp);
       throw err;
     }
   }
@@ -90,6 +93,7 @@ export class SnapshotStore {
   async createEmptyBaseline(): Promise<SnapshotInfo> {
     await fsp.mkdir(this.treeDir(BASELINE), { recursive: true, mode: 0o755 });
     await fsp.chmod(this.treeDir(BASELINE), 0o755);
+    ownByGuestRoot(this.treeDir(BASELINE));
     const info: SnapshotInfo = { name: BASELINE, created_at: new Date().toISOString(), entries: 0, bytes: 0, baseline: true };
     await writeJsonAtomic(this.manifest(BASELINE), info);
     return info;
@@ -100,20 +104,20 @@ export class SnapshotStore {
     await this.tree(name);
     // Manifest first: from this moment the snapshot is not listed and cannot be reset to.
     await fsp.rm(this.manifest(name), { force: true });
-    await fsp.rm(this.treeDir(name), { recursive: true, force: true });
+    await removeTree(this.treeDir(name));
   }
 
   /** Replaces the contents of `workspaceDir` with a snapshot's tree. */
   async restore(name: string, workspaceDir: string): Promise<void> {
     const tree = await this.tree(name);
-    // Empty the directory in place (its inode is what running sandboxes would have bound).
-    for (const entry of await fsp.readdir(workspaceDir)) await fsp.rm(path.join(workspaceDir, entry), { recursive: true, force: true });
+    // Empty the directory in place (its inode is what running sandboxes would have bound),
+    // inside the utility sandbox: the host never walks a workspace tree.
     await runUtilityChecked(
       [
         { source: tree, target: "/snapshot", readOnly: true },
         { source: workspaceDir, target: "/workspace", readOnly: false },
       ],
-      ["cp", "-a", "--reflink=auto", "/snapshot/.", "/workspace/"],
+      ["sh", "-c", "find /workspace -mindepth 1 -delete && cp -a --reflink=auto /snapshot/. /workspace/"],
       "snapshot restore",
     );
   }
@@ -122,7 +126,7 @@ export class SnapshotStore {
   private async sweep(): Promise<void> {
     const trees = path.join(this.dir, "trees");
     for (const n of await fsp.readdir(trees).catch(() => [] as string[])) {
-      if (n.startsWith(".tmp-")) await fsp.rm(path.join(trees, n), { recursive: true, force: true });
+      if (n.startsWith(".tmp-")) await removeTree(path.join(trees, n));
     }
   }
 }

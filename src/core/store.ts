@@ -12,6 +12,7 @@ import { homeLayout } from "../shared/home.js";
 import { readJsonIfExists, writeJsonAtomic } from "../shared/atomic.js";
 import { PyroError } from "../shared/errors.js";
 import type { WorkspaceRecord, CommandRecord, WorkspaceEvent } from "./types.js";
+import { removeTree } from "../runtime/confine/trees.js";
 
 /** Locks older than this with no heartbeat belong to a dead process and are taken over. */
 const LOCK_STALE_MS = 10_000;
@@ -192,7 +193,7 @@ export class StateStore {
       if ((err as NodeJS.ErrnoException).code === "ENOENT") return;
       throw err;
     }
-    await fsp.rm(trash, { recursive: true, force: true });
+    await removeTree(trash);
     await fsp.rm(path.join(this.layout.locks, `${id}.lock`), { recursive: true, force: true });
   }
 }

@@ -17,6 +17,8 @@ import type { AgentClient } from "../protocol/client.js";
 import type { FileEntry, FileReadHeader } from "../protocol/messages.js";
 import { PyroError } from "../shared/errors.js";
 import { validatePositiveInt } from "./validate.js";
+import { ownByGuestRoot } from "../runtime/confine/launch.js";
+import { removeTree } from "../runtime/confine/trees.js";
 
 export const DEFAULT_FILE_READ_MAX_BYTES = 65536;
 export const MAX_FILE_READ_BYTES = 8 * 1024 * 1024;
@@ -272,6 +274,7 @@ export class WorkspaceContent {
     const { out, exists } = await checkOutput(output, options.force === true);
     const temp = path.join(path.dirname(out), `.pyro-disk-${process.pid}-${Date.now()}`);
     await fsp.mkdir(temp, { mode: 0o700 });
+    ownByGuestRoot(temp);
     try {
       await runUtilityChecked(
         [
@@ -286,7 +289,7 @@ export class WorkspaceContent {
       const { size } = await fsp.stat(out);
       return { workspace_id: id, output_path: out, bytes: size };
     } finally {
-      await fsp.rm(temp, { recursive: true, force: true });
+      await removeTree(temp);
     }
   }
 }

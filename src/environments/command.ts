@@ -6,6 +6,7 @@
 import { spawn } from "node:child_process";
 import type { Readable } from "node:stream";
 import { PyroError } from "../shared/errors.js";
+import { ConfinedLaunch } from "../runtime/confine/launch.js";
 
 /** Lines of output kept for `environment_build_failed` details. */
 export const OUTPUT_TAIL_LINES = 20;
@@ -24,30 +25,34 @@ export interface RunOptions {
   failureHint?: string;
   /** Piped to the child's stdin (e.g. an archive stream); stdin is /dev/null otherwise. */
   stdin?: Readable;
+  /** Descriptors handed to the child from fd 3 up. */
+  fds?: number[];
+  /** Whether a non-zero exit still counts as success (e.g. tar's warnings); default: never. */
+  acceptFailure?: (result: CommandResult) => boolean;
 }
 
 /**
- * Wraps a command so that it dies with us and takes its whole process tree along:
- * `setpriv --pdeathsig KILL` kills `unshare` when Node dies (even by SIGKILL), and
- * `unshare --pid --fork --kill-child` makes the command PID 1 of a fresh PID namespace that
- * the kernel tears down completely when it dies. `--mount --propagation private` keeps every
- * mount the build makes (debootstrap's /proc, our overlay) out of the host's mount table.
+ * Runs a build step confined to the sandbox identity (runtime/confine): `make` gets the launch
+ * to stage the host paths it needs and returns the command. The command dies with us and takes
+ * its whole process tree along: `setpriv --pdeathsig KILL` kills the launcher when Node dies
+ * (even by SIGKILL), and `unshare --pid --fork --kill-child` makes the command PID 1 of a fresh
+ * PID namespace that the kernel tears down completely when it dies. Every mount the build makes
+ * (debootstrap's /proc, an overlay) stays in the launch's own mount namespace. What the build
+ * writes belongs to the sandbox identity's ids, as a workspace's sandbox will see them.
  */
-export function isolatedBuildCommand(argv: string[]): string[] {
-  return [
-    "setpriv",
-    "--pdeathsig",
-    "KILL",
-    "unshare",
-    "--mount",
-    "--propagation",
-    "private",
-    "--pid",
-    "--fork",
-    "--kill-child=SIGKILL",
-    "--mount-proc",
-    ...argv,
-  ];
+export async function runConfinedBuildStep(
+  environment: string,
+  step: string,
+  make: (launch: ConfinedLaunch) => string[],
+  options: RunOptions = {},
+): Promise<CommandResult> {
+  const launch = await ConfinedLaunch.open(3);
+  try {
+    const { argv, fds } = launch.argv(["unshare", "--mount", "--pid", "--fork", "--kill-child=SIGKILL", "--mount-proc", ...make(launch)]);
+    return await runBuildStep(environment, step, ["setpriv", "--pdeathsig", "KILL", ...argv], { ...options, fds });
+  } finally {
+    launch.release();
+  }
 }
 
 export function runCommand(argv: string[], options: RunOptions = {}): Promise<CommandResult> {
@@ -70,7 +75,7 @@ export function runCommand(argv: string[], options: RunOptions = {}): Promise<Co
       }
     };
     const child = spawn(command, args, {
-      stdio: [options.stdin ? "pipe" : "ignore", "pipe", "pipe"],
+      stdio: [options.stdin ? "pipe" : "ignore", "pipe", "pipe", ...(options.fds ?? [])],
       env: { ...process.env, LC_ALL: "C.UTF-8", LANG: "C.UTF-8" },
     });
     child.stdout?.on("data", collect);
@@ -127,7 +132,7 @@ export async function runBuildStep(
   options: RunOptions = {},
 ): Promise<CommandResult> {
   const result = await runCommand(argv, options);
-  if (result.exitCode !== 0) {
+  if (result.exitCode !== 0 && !options.acceptFailure?.(result)) {
     const how = result.signal ? `was killed by ${result.signal}` : `exited with status ${result.exitCode}`;
     throw new PyroError("environment_build_failed", `Building ${environment} failed: ${step} ${how}.`, {
       hint: options.failureHint ?? "Check that the Debian mirror is reachable (or set PYRO_DEBIAN_MIRROR), then run the pull again.",

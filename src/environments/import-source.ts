@@ -11,7 +11,11 @@ import { createGunzip } from "node:zlib";
 import type { Readable } from "node:stream";
 import { list as listTar } from "tar";
 import type { ReadEntry } from "tar";
-import { runBuildStep } from "./command.js";
+import { spawn } from "node:child_process";
+import { runConfinedBuildStep } from "./command.js";
+import type { CommandResult } from "./command.js";
+import { ConfinedLaunch } from "../runtime/confine/launch.js";
+import { sandboxIdentity } from "../runtime/confine/identity.js";
 import { PyroError } from "../shared/errors.js";
 
 export type ImportSourceKind = "directory" | "archive";
@@ -97,58 +101,75 @@ export async function assertArchiveSafe(archive: string): Promise<number> {
 }
 
 /**
- * Extracts `archive` into `target` with GNU tar in a sandbox: no network, no host paths except
- * read-only /usr (and the host's /bin, /lib links into it), only the capabilities tar needs to
- * restore ownership, modes and device nodes of a root filesystem. Hostile names or symlink
- * tricks can at worst write into `target` or the sandbox's throwaway root.
+ * Extracts a tar stream into `target` with GNU tar in a sandbox, as guest root of the sandbox
+ * identity: no network, no host paths except read-only /usr (and the host's /bin, /lib links
+ * into it), only the capabilities tar needs to restore ownership and modes of a root
+ * filesystem. Ownership lands shifted into the sandbox's id range, so the layer means the same
+ * inside a workspace. Hostile names or symlink tricks can at worst write into `target` or the
+ * sandbox's throwaway root; device nodes cannot be made in a user namespace at all, and tar
+ * reports those entries and carries on (accepted below: a sandbox gets a fresh /dev anyway).
  */
+async function extractConfined(environment: string, stream: Readable, target: string, signal?: AbortSignal): Promise<void> {
+  const libraryLinks = await hostLibraryLinks();
+  await runConfinedBuildStep(
+    environment,
+    "tar extract",
+    (launch) => [
+      "bwrap",
+      "--die-with-parent",
+      "--new-session",
+      "--unshare-ipc",
+      "--unshare-pid",
+      "--unshare-net",
+      "--unshare-uts",
+      "--unshare-cgroup-try",
+      "--cap-drop",
+      "ALL",
+      ...["CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID", "CAP_SETFCAP"].flatMap((cap) => ["--cap-add", cap]),
+      "--ro-bind",
+      "/usr",
+      "/usr",
+      ...libraryLinks,
+      "--dev",
+      "/dev",
+      "--bind",
+      launch.bind(target),
+      "/target",
+      "--chdir",
+      "/target",
+      "--setenv",
+      "PATH",
+      "/usr/bin:/bin",
+      "--",
+      "tar",
+      "-x",
+      "-p",
+      "--numeric-owner",
+      "--same-owner",
+      "--xattrs",
+      "--xattrs-include=user.*",
+      "--xattrs-include=security.capability",
+      "-f",
+      "-",
+    ],
+    {
+      signal,
+      stdin: stream,
+      acceptFailure: onlyDeviceNodesRefused,
+      failureHint: "GNU tar could not extract the archive (see details.output); fix or re-create the archive and import again.",
+    },
+  );
+}
+
+/** tar's exit status 2 when the only errors were device nodes it may not create here. */
+function onlyDeviceNodesRefused(result: CommandResult): boolean {
+  if (result.exitCode !== 2 || result.signal) return false;
+  return result.tail.every((line) => /Cannot mknod|Exiting with failure status due to previous errors/.test(line));
+}
+
+/** Extracts `archive` (.tar, .tar.gz) into `target`; see `extractConfined`. */
 export async function extractArchiveSandboxed(environment: string, archive: string, target: string, signal?: AbortSignal): Promise<void> {
-  const argv = [
-    "bwrap",
-    "--die-with-parent",
-    "--new-session",
-    "--unshare-ipc",
-    "--unshare-pid",
-    "--unshare-net",
-    "--unshare-uts",
-    "--unshare-cgroup-try",
-    "--cap-drop",
-    "ALL",
-    ...["CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID", "CAP_MKNOD", "CAP_SETFCAP"].flatMap((cap) => [
-      "--cap-add",
-      cap,
-    ]),
-    "--ro-bind",
-    "/usr",
-    "/usr",
-    ...(await hostLibraryLinks()),
-    "--dev",
-    "/dev",
-    "--bind",
-    target,
-    "/target",
-    "--chdir",
-    "/target",
-    "--setenv",
-    "PATH",
-    "/usr/bin:/bin",
-    "--",
-    "tar",
-    "-x",
-    "-p",
-    "--numeric-owner",
-    "--same-owner",
-    "--xattrs",
-    "--xattrs-include=user.*",
-    "--xattrs-include=security.capability",
-    "-f",
-    "-",
-  ];
-  await runBuildStep(environment, "tar extract", argv, {
-    signal,
-    stdin: await archiveStream(archive),
-    failureHint: "GNU tar could not extract the archive (see details.output); fix or re-create the archive and import again.",
-  });
+  await extractConfined(environment, await archiveStream(archive), target, signal);
 }
 
 /** Plain tar bytes: gzip is undone here, by magic number, so the sandbox needs no gzip binary. */
@@ -188,9 +209,11 @@ async function hostLibraryLinks(): Promise<string[]> {
 }
 
 /**
- * `cp -a` keeps owners, modes, links, device nodes and xattrs and never dereferences a symlink
- * inside the source; `--reflink=auto` makes it nearly free on btrfs/xfs. Refuses a source that
- * contains the destination, which would copy forever.
+ * Copies a host directory in as a tar stream: pyro reads the source as itself (the user named
+ * it), with numeric owners, and the confined extractor writes it, so ownership is shifted into
+ * the sandbox's range exactly as for an archive. For an ordinary user the reading side runs as
+ * guest root too: the user's own files then count as root's, as they would inside. Refuses a
+ * source that contains the destination, which would copy forever.
  */
 export async function copyDirectory(environment: string, source: string, target: string, signal?: AbortSignal): Promise<void> {
   const realSource = await fs.realpath(source);
@@ -200,8 +223,24 @@ export async function copyDirectory(environment: string, source: string, target:
       hint: "Import a directory that holds only the root filesystem.",
     });
   }
-  await runBuildStep(environment, "cp -a", ["cp", "-a", "--reflink=auto", "--", `${realSource}/.`, realTarget], {
-    signal,
-    failureHint: "Copying the directory failed (see details.output); check that it is readable and the disk has space.",
-  });
+  const asRoot = sandboxIdentity().kind === "root-range";
+  const launch = asRoot ? null : await ConfinedLaunch.open(3);
+  try {
+    const argv = launch
+      ? launch.argv(["tar", "-c", "--numeric-owner", "--xattrs", "-f", "-", "-C", launch.bind(realSource, { readOnly: true }), "."])
+      : { argv: ["tar", "-c", "--numeric-owner", "--xattrs", "-f", "-", "-C", realSource, "."], fds: [] };
+    const reader = spawn(argv.argv[0]!, argv.argv.slice(1), { stdio: ["ignore", "pipe", "pipe", ...argv.fds] });
+    const stderr: Buffer[] = [];
+    reader.stderr!.on("data", (d: Buffer) => stderr.push(d));
+    const read = new Promise<number | null>((resolve) => reader.on("close", resolve));
+    const [extracted, readCode] = await Promise.allSettled([extractConfined(environment, reader.stdout!, target, signal), read]);
+    if (readCode.status === "fulfilled" && readCode.value !== 0) {
+      throw new PyroError("environment_build_failed", `Reading ${source} failed: ${Buffer.concat(stderr).toString("utf8").trim().slice(-300)}`, {
+        hint: "Check that the directory is readable, then import again.",
+      });
+    }
+    if (extracted.status === "rejected") throw extracted.reason;
+  } finally {
+    launch?.release();
+  }
 }

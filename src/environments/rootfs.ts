@@ -7,6 +7,7 @@
 import fs from "node:fs/promises";
 import type { Stats } from "node:fs";
 import path from "node:path";
+import { ownByGuestRoot } from "../runtime/confine/launch.js";
 
 /** Where a lookup inside a layer ended. */
 export type InsideLookup =
@@ -51,7 +52,7 @@ export async function looksLikeRootfs(root: string): Promise<boolean> {
 }
 
 /**
- * Guarantees a real `/workspace` directory (0755, root-owned) for the sandbox to mount the
+ * Guarantees a real `/workspace` directory (0755, guest root's) for the sandbox to mount the
  * workspace on. Anything else at that name (a planted symlink, a file) is replaced.
  */
 export async function ensureWorkspaceDir(root: string): Promise<void> {
@@ -63,29 +64,7 @@ export async function ensureWorkspaceDir(root: string): Promise<void> {
     await fs.mkdir(target, { mode: 0o755 });
   }
   await fs.chmod(target, 0o755);
-  await fs.lchown(target, 0, 0);
-}
-
-/**
- * Removes block and character device nodes from an imported tree. A sandbox always gets a
- * fresh /dev, so a legitimate root never needs them, while a hostile archive could plant e.g.
- * the host's disk as `b 8 0` anywhere in the tree. Returns how many were removed.
- */
-export async function removeDeviceNodes(root: string): Promise<number> {
-  let removed = 0;
-  const visit = async (dir: string): Promise<void> => {
-    for (const entry of await fs.readdir(dir, { withFileTypes: true })) {
-      const absolute = path.join(dir, entry.name);
-      if (entry.isCharacterDevice() || entry.isBlockDevice()) {
-        await fs.unlink(absolute);
-        removed += 1;
-      } else if (entry.isDirectory()) {
-        await visit(absolute);
-      }
-    }
-  };
-  await visit(root);
-  return removed;
+  ownByGuestRoot(target);
 }
 
 /**

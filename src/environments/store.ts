@@ -30,16 +30,18 @@ import type { CatalogEntry } from "./catalog.js";
 import { resolveMirror } from "./mirror.js";
 import { scanLayer, diskUsage } from "./layer-scan.js";
 import { readInstalledPackages } from "./dpkg.js";
-import { ensureWorkspaceDir, looksLikeRootfs, removeDeviceNodes, tidyDebootstrapRoot } from "./rootfs.js";
+import { ensureWorkspaceDir, looksLikeRootfs, tidyDebootstrapRoot } from "./rootfs.js";
+import { ownByGuestRoot } from "../runtime/confine/launch.js";
+import { sandboxIdentity } from "../runtime/confine/identity.js";
 import { debootstrapBase, installPackagesInOverlay, sourcesListFor } from "./builders.js";
 import { assertArchiveSafe, classifyImportSource, copyDirectory, extractArchiveSandboxed } from "./import-source.js";
 import { runCommand } from "./command.js";
-import { removeTree } from "./remove-tree.js";
+import { removeTree } from "../runtime/confine/trees.js";
 import { assertLockHeld, withStoreLock } from "./store-lock.js";
 import type { HeldLock } from "./store-lock.js";
 
 /** Bumped when the way layers are built changes; recorded in every manifest. */
-export const BUILDER_VERSION = 1;
+export const BUILDER_VERSION = 2;
 
 export interface EnvironmentSummary {
   name: string;
@@ -73,6 +75,11 @@ export interface EnvironmentManifest {
   /** The mirror packages came from; null when the root's own apt sources were used (imports). */
   mirror: string | null;
   builderVersion: number;
+  /**
+   * The sandbox identity the layers were written for (confine/identity.ts `key`): their files
+   * carry that identity's host ids, so another identity cannot use them.
+   */
+  identity: string;
 }
 
 export interface PullProgress {
@@ -195,7 +202,6 @@ export class EnvironmentStore {
       }
       throw unknownEnvironment(name);
     }
-    requireRoot(`Building ${name}`);
     const mirror = resolveMirror(opts.mirror);
     emit({ environment: name, phase: "resolve", message: `Resolving ${chainOf(entry).join(" -> ")} from ${mirror}.` });
     return withStoreLock(
@@ -223,7 +229,6 @@ export class EnvironmentStore {
         hint: "Use lower-case letters, digits, '.', '_' and '-', optionally with one ':tag', e.g. `myorg:ubuntu-24.04`.",
       });
     }
-    requireRoot(`Importing ${name}`);
     const kind = await classifyImportSource(sourcePath);
     emit({ environment: name, phase: "resolve", message: `Importing ${name} from ${kind} ${sourcePath}.` });
     // Vetting needs no lock and has no side effects: refuse bad archives before touching the cache.
@@ -237,6 +242,7 @@ export class EnvironmentStore {
         try {
           const rootDir = path.join(tmp, "root");
           await fs.mkdir(rootDir, { mode: 0o755 });
+          ownByGuestRoot(rootDir);
           emit({ environment: name, phase: "install", message: kind === "archive" ? "Extracting archive in a sandbox." : "Copying directory." });
           if (kind === "archive") await extractArchiveSandboxed(name, sourcePath, rootDir);
           else await copyDirectory(name, sourcePath, rootDir);
@@ -245,11 +251,11 @@ export class EnvironmentStore {
               hint: "Import the top directory of a Linux root filesystem, or an archive made from it (tar -C ROOT -cf root.tar .).",
             });
           }
-          await removeDeviceNodes(rootDir);
+          // No device node can be in it: the extraction ran in a user namespace, where none can be made.
           await ensureWorkspaceDir(rootDir);
           // The layer's root becomes the sandbox's `/`: normalise it whatever the source dir was.
           await fs.chmod(rootDir, 0o755);
-          await fs.lchown(rootDir, 0, 0);
+          ownByGuestRoot(rootDir);
           const plan: LayerPlan = {
             name,
             description: entry?.description ?? `Imported root filesystem (${path.basename(sourcePath)})`,
@@ -323,6 +329,8 @@ export class EnvironmentStore {
         phase: "debootstrap",
         message: `Running debootstrap --variant=minbase from ${context.mirror}.`,
       });
+      await fs.mkdir(rootDir, { mode: 0o755 });
+      ownByGuestRoot(rootDir);
       await debootstrapBase(entry.name, rootDir, context.mirror, context.signal);
       await tidyDebootstrapRoot(rootDir);
       await ensureWorkspaceDir(rootDir);
@@ -338,8 +346,10 @@ export class EnvironmentStore {
     try {
       const upper = path.join(tmp, "upper");
       const work = path.join(tmp, "work");
-      const merged = path.join(tmp, "merged");
-      for (const dir of [upper, work, merged]) await fs.mkdir(dir, { mode: 0o755 });
+      for (const dir of [upper, work]) {
+        await fs.mkdir(dir, { mode: 0o755 });
+        ownByGuestRoot(dir);
+      }
       // The upper dir's own mode becomes the merged root's: keep `/` at 0755.
       await fs.chmod(upper, 0o755);
       // Only a chain pyro debootstrapped is known to use a plain sources.list pointing at a
@@ -360,7 +370,6 @@ export class EnvironmentStore {
         lowerLayers: parent.layers.map((layer) => path.join(this.layersDir, layer)),
         upper,
         work,
-        merged,
         packages: entry.packages,
         sourcesList,
         signal: context.signal,
@@ -423,6 +432,7 @@ export class EnvironmentStore {
       source: plan.source,
       mirror: plan.mirror,
       builderVersion: BUILDER_VERSION,
+      identity: sandboxIdentity().key,
       ...(retiredLayers.length > 0 ? { retiredLayers } : {}),
     };
     await fs.mkdir(this.manifestsDir, { recursive: true, mode: 0o755 });
@@ -456,12 +466,18 @@ export class EnvironmentStore {
   /** The manifest, only when every layer it lists is present: an install is all or nothing. */
   private async readInstalled(name: string): Promise<StoredManifest | undefined> {
     const record = await this.readManifest(name);
-    return record && (await this.layersPresent(record)) ? record : undefined;
+    return record && record.identity === sandboxIdentity().key && (await this.layersPresent(record)) ? record : undefined;
   }
 
   private async requireInstalled(name: string): Promise<StoredManifest> {
     const record = await this.readInstalled(name);
     if (record) return record;
+    const stale = await this.readManifest(name);
+    if (stale && stale.identity !== sandboxIdentity().key) {
+      throw new PyroError("environment_not_installed", `Environment ${name} was built for another sandbox identity (by an earlier pyro that ran sandboxes as host root, or by another user) and cannot be used by this one.`, {
+        hint: catalogEntry(name) ? `Run \`pyro env pull ${name} --force\` to build it again.` : `Run \`pyro env import ${name} PATH\` again.`,
+      });
+    }
     if (catalogEntry(name)) {
       throw new PyroError("environment_not_installed", `Environment ${name} is not installed.`, {
         hint: `Run \`pyro env pull ${name}\` to build it.`,
@@ -569,6 +585,7 @@ function publicManifest(record: StoredManifest): EnvironmentManifest {
     source: record.source,
     mirror: record.mirror,
     builderVersion: record.builderVersion,
+    identity: record.identity,
   };
 }
 
@@ -606,13 +623,6 @@ function unknownEnvironment(name: string): PyroError {
   });
 }
 
-function requireRoot(action: string): void {
-  if (process.getuid?.() !== 0) {
-    throw new PyroError("host_unsupported", `${action} needs root: it uses debootstrap, overlay mounts and ownership-preserving extraction.`, {
-      hint: "Run the command as root (e.g. with sudo), or use an environment that is already installed.",
-    });
-  }
-}
 
 /** Progress is informational: a throwing listener must not abort a half-finished build. */
 function safeEmitter(listener: ((event: PullProgress) => void) | undefined): (event: PullProgress) => void {

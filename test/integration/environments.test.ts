@@ -9,7 +9,7 @@ import { spawnSync } from "node:child_process";
 import { EnvironmentStore } from "../../src/environments/index.js";
 import type { PullProgress } from "../../src/environments/index.js";
 import { PyroError } from "../../src/shared/errors.js";
-import { removeTree } from "../../src/environments/remove-tree.js";
+import { removeTree } from "../../src/runtime/confine/trees.js";
 import { SHARED_HOME } from "../helpers.js";
 
 const isRoot = process.getuid?.() === 0;

@@ -11,7 +11,7 @@ import { parseDpkgStatus, readInstalledPackages } from "../../src/environments/d
 import { unsafeEntryReason } from "../../src/environments/import-source.js";
 import { inUseClosure } from "../../src/environments/store.js";
 import { lstatInside, looksLikeRootfs } from "../../src/environments/rootfs.js";
-import { removeTree } from "../../src/environments/remove-tree.js";
+import { removeTree } from "../../src/runtime/confine/trees.js";
 
 const isRoot = process.getuid?.() === 0;
 

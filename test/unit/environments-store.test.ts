@@ -7,7 +7,7 @@ import path from "node:path";
 import { EnvironmentStore } from "../../src/environments/index.js";
 import type { PullProgress } from "../../src/environments/index.js";
 import { PyroError } from "../../src/shared/errors.js";
-import { removeTree } from "../../src/environments/remove-tree.js";
+import { removeTree } from "../../src/runtime/confine/trees.js";
 
 const isRoot = process.getuid?.() === 0;
 

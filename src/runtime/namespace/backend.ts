@@ -12,7 +12,10 @@ import path from "node:path";
 import { randomBytes } from "node:crypto";
 import type { Limits } from "./cgroups.js";
 import type { Backend, BackendName, NetworkDenial, NetworkSpec, PublishedPort, SandboxLiveness, SandboxNetwork, SandboxRecord, SandboxSpec, StartedSandbox } from "../backend.js";
+import { Writable } from "node:stream";
 import { agentRuntime } from "../agent-runtime.js";
+import { ConfinedLaunch, ownByGuestRoot } from "../confine/launch.js";
+import { seccompProgram } from "../confine/seccomp.js";
 import { createSandboxCgroup, destroySandboxCgroup, cgroupDirsFor, probeCgroups } from "./cgroups.js";
 import { AgentClient } from "../../protocol/client.js";
 import { PyroError } from "../../shared/errors.js";
@@ -49,23 +52,15 @@ export function withClosedFds(from: number, argv: string[]): string[] {
   return ["perl", "-e", CLOSE_FDS_SCRIPT, String(from), ...argv];
 }
 
-/** Joins the cgroup, mounts the overlay in the private namespace, then becomes bubblewrap. */
-const LAUNCHER = [
-  "set -e",
-  'for f in $PYRO_CGROUP_PROCS; do echo $$ > "$f"; done',
-  'mount -t overlay pyro -o "$1" -o nodev,nosuid "$2"',
-  "shift 2",
-  'exec perl -e "$PYRO_CLOSE_FDS" 5 bwrap "$@"',
-].join("\n");
+/**
+ * Joins the workspace's cgroup as pyro itself (the sandbox identity may not write there), then
+ * execs the confined launch (confine/launch.ts): namespaces, stage, bubblewrap.
+ */
+export const JOIN_CGROUP = 'for f in $PYRO_CGROUP_PROCS; do echo $$ > "$f"; done; exec "$@"';
 
-/** Paths go into overlay's comma/colon separated option string; refuse what would break it. */
-function assertOverlaySafe(p: string): void {
-  if (/[,:\n]/.test(p)) {
-    throw new PyroError("host_unsupported", `path ${p} contains ',' or ':', which overlayfs options cannot carry`, {
-      hint: "Set PYRO_HOME to a directory whose path has no ',' or ':'.",
-    });
-  }
-}
+/** Child descriptors of a workspace launch: 3 the agent's socket, 4 bubblewrap's info, 5 the seccomp program, staged paths from 6. */
+export const SECCOMP_FD = 5;
+export const FIRST_STAGED_FD = 6;
 
 export function readBootId(): string {
   try {
@@ -108,16 +103,21 @@ export function confinementArgs(hostname: string, caps: readonly string[]): stri
   ];
 }
 
-export function bwrapArgs(spec: SandboxSpec, mergedDir: string): string[] {
+/**
+ * The workspace sandbox's bubblewrap arguments. `root` and `workspace` are stage paths (see
+ * confine/launch.ts); the agent runtime's sources are host paths the sandbox identity can reach,
+ * or staged when it cannot.
+ */
+export function bwrapArgs(spec: SandboxSpec, root: string, workspace: string, launch: ConfinedLaunch): string[] {
   const runtime = agentRuntime();
   const args = [
-    "--bind", mergedDir, "/",
-    "--bind", spec.workspaceDir, WORKSPACE_GUEST_PATH,
+    "--bind", root, "/",
+    "--bind", workspace, WORKSPACE_GUEST_PATH,
     "--proc", "/proc",
     "--dev", "/dev",
     "--tmpfs", "/run",
   ];
-  for (const bind of runtime.binds) args.push("--ro-bind", bind.source, bind.target);
+  for (const bind of runtime.binds) args.push("--ro-bind", launch.reachable(bind.source), bind.target);
   args.push(
     ...confinementArgs(spec.hostname, SANDBOX_CAPS),
     "--setenv", "HOME", "/root",
@@ -178,6 +178,8 @@ export function networkContext(spec: SandboxSpec, record: SandboxRecord): Networ
 export interface Launch {
   /** The launcher: joins `$PYRO_CGROUP_PROCS`, then execs bubblewrap with `--info-fd 4`. */
   argv: string[];
+  /** Descriptors the launcher gets from 6 up (staged paths; 5 carries the seccomp program). */
+  fds: number[];
   infoPath: string;
   limits: Limits;
   record: Pick<SandboxRecord, "backend"> & Partial<Pick<SandboxRecord, "vm">>;
@@ -192,18 +194,26 @@ export class NamespaceBackend implements Backend {
   async start(spec: SandboxSpec): Promise<StartedSandbox> {
     const upper = path.join(spec.stateDir, "rootfs-upper");
     const work = path.join(spec.stateDir, "rootfs-work");
-    const merged = path.join(spec.stateDir, "rootfs");
-    for (const p of [...spec.layers, upper, work, merged]) assertOverlaySafe(p);
-    for (const dir of [upper, work, merged, spec.workspaceDir, path.dirname(spec.socketPath)]) fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
-    const overlayOptions = `lowerdir=${spec.layers.join(":")},upperdir=${upper},workdir=${work}`;
-    return this.launch(spec, {
-      argv: ["unshare", "--mount", "--propagation", "private", "/bin/sh", "-c", LAUNCHER, "pyro-launch", overlayOptions, merged, ...bwrapArgs(spec, merged)],
-      infoPath: path.join(spec.stateDir, "sandbox-info.json"),
-      limits: spec.limits,
-      record: { backend: "namespace" },
-      connect: () => AgentClient.connect(spec.socketPath, 10_000),
-      failure: { what: "sandbox", hint: "Run `pyro doctor` to check bubblewrap, overlayfs and namespaces on this host." },
-    });
+    for (const dir of [upper, work, spec.workspaceDir, path.dirname(spec.socketPath)]) fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+    // The overlay's upper and work directories belong to guest root, like /workspace.
+    for (const dir of [upper, work]) ownByGuestRoot(dir);
+    const launch = await ConfinedLaunch.open(FIRST_STAGED_FD);
+    try {
+      const root = launch.overlay(spec.layers, upper, work);
+      const workspace = launch.bind(spec.workspaceDir);
+      const confined = launch.argv(["bwrap", "--seccomp", String(SECCOMP_FD), ...bwrapArgs(spec, root, workspace, launch)]);
+      return await this.launch(spec, {
+        argv: ["/bin/sh", "-c", JOIN_CGROUP, "pyro-launch", ...confined.argv],
+        fds: confined.fds,
+        infoPath: path.join(spec.stateDir, "sandbox-info.json"),
+        limits: spec.limits,
+        record: { backend: "namespace" },
+        connect: () => AgentClient.connect(spec.socketPath, 10_000),
+        failure: { what: "sandbox", hint: "Run `pyro doctor` to check bubblewrap, user namespaces and overlayfs on this host." },
+      });
+    } finally {
+      launch.release();
+    }
   }
 
   /**
@@ -234,12 +244,18 @@ export class NamespaceBackend implements Backend {
     try {
       child = spawn(l.argv[0]!, l.argv.slice(1), {
         detached: true,
-        stdio: ["ignore", log, log, serverFd, info],
+        stdio: ["ignore", log, log, serverFd, info, "pipe", ...l.fds],
         env: { PATH: process.env.PATH ?? SANDBOX_PATH, PYRO_CGROUP_PROCS: cgroup?.procsFiles.join(" ") ?? "", PYRO_CLOSE_FDS: CLOSE_FDS_SCRIPT },
       });
     } finally {
       fs.closeSync(log);
       fs.closeSync(info);
+    }
+    // bubblewrap reads the seccomp program from fd 5 until end of file.
+    const seccompPipe: unknown = child.stdio[SECCOMP_FD as number];
+    if (seccompPipe instanceof Writable) {
+      seccompPipe.on("error", () => undefined);
+      seccompPipe.end(seccompProgram());
     }
     fs.renameSync(tmpSocket, spec.socketPath);
     server.close();

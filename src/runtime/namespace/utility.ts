@@ -6,13 +6,16 @@
  * whatever a hostile tree contains (symlinks, FIFOs, huge files) stays inside that view.
  */
 import { spawn } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
 import fs from "node:fs";
-import { Duplex } from "node:stream";
+import { Duplex, Writable } from "node:stream";
 import { agentRuntime } from "../agent-runtime.js";
 import { AgentClient } from "../../protocol/client.js";
 import { PyroError } from "../../shared/errors.js";
 import { capBytes, renderCapped } from "../../shared/output-cap.js";
-import { SANDBOX_PATH, withClosedFds } from "./backend.js";
+import { SANDBOX_PATH } from "./backend.js";
+import { ConfinedLaunch } from "../confine/launch.js";
+import { seccompProgram } from "../confine/seccomp.js";
 
 export interface UtilityBind {
   source: string;
@@ -20,7 +23,7 @@ export interface UtilityBind {
   readOnly: boolean;
 }
 
-/** Copying a tree faithfully as root needs these; nothing else (no mount, no net, no ptrace). */
+/** Copying a tree faithfully as guest root needs these; nothing else (no mount, no net, no ptrace). */
 const UTILITY_CAPS = ["CAP_CHOWN", "CAP_FOWNER", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FSETID"];
 
 /** bubblewrap arguments that show the host's own programs and libraries read-only, nothing else. */
@@ -40,10 +43,14 @@ export function hostSystemArgs(): string[] {
   return args;
 }
 
-function utilityArgs(binds: UtilityBind[]): string[] {
+/** Child descriptors of a utility sandbox: 3 the seccomp program, staged paths from 4. */
+const SECCOMP_FD = 3;
+const FIRST_STAGED_FD = 4;
+
+function utilityArgs(binds: UtilityBind[], launch: ConfinedLaunch): string[] {
   const args = ["--tmpfs", "/", "--dir", "/tmp", "--proc", "/proc", "--dev", "/dev", ...hostSystemArgs()];
-  for (const b of agentRuntime().binds) args.push("--ro-bind", b.source, b.target);
-  for (const b of binds) args.push(b.readOnly ? "--ro-bind" : "--bind", b.source, b.target);
+  for (const b of agentRuntime().binds) args.push("--ro-bind", launch.reachable(b.source), b.target);
+  for (const b of binds) args.push(b.readOnly ? "--ro-bind" : "--bind", launch.bind(b.source, { readOnly: b.readOnly }), b.target);
   args.push(
     "--unshare-all",
     "--die-with-parent",
@@ -58,6 +65,30 @@ function utilityArgs(binds: UtilityBind[]): string[] {
   return args;
 }
 
+/**
+ * Spawns `argv` in a utility sandbox: confined to the sandbox identity, the binds staged by
+ * descriptor, the seccomp filter applied. The launch is released once the child exits.
+ */
+async function spawnUtility(binds: UtilityBind[], argv: string[], stdio: "pipe" | "ignore"): Promise<ChildProcess> {
+  const launch = await ConfinedLaunch.open(FIRST_STAGED_FD);
+  try {
+    const confined = launch.argv(["bwrap", "--seccomp", String(SECCOMP_FD), ...utilityArgs(binds, launch), "--", ...argv]);
+    const child = spawn(confined.argv[0]!, confined.argv.slice(1), { stdio: [stdio, "pipe", "pipe", "pipe", ...confined.fds] });
+    const program: unknown = child.stdio[SECCOMP_FD];
+    if (program instanceof Writable) {
+      program.on("error", () => undefined);
+      program.end(seccompProgram());
+    }
+    child.once("close", () => launch.release());
+    child.once("error", () => launch.release());
+    // Our copies of the staged descriptors are not needed once the child has its own.
+    return child;
+  } catch (err) {
+    launch.release();
+    throw err;
+  }
+}
+
 export interface UtilityResult {
   code: number | null;
   stdout: string;
@@ -65,14 +96,13 @@ export interface UtilityResult {
 }
 
 /** Runs one command (host coreutils/tar) in a utility sandbox; output is capped. */
-export function runUtility(binds: UtilityBind[], argv: string[], timeoutMs = 600_000): Promise<UtilityResult> {
+export async function runUtility(binds: UtilityBind[], argv: string[], timeoutMs = 600_000): Promise<UtilityResult> {
+  const child = await spawnUtility(binds, argv, "ignore");
   return new Promise((resolve, reject) => {
-    const [cmd, ...rest] = withClosedFds(3, ["bwrap", ...utilityArgs(binds), "--", ...argv]);
-    const child = spawn(cmd!, rest, { stdio: ["ignore", "pipe", "pipe"] });
     const out: Buffer[] = [];
     const err: Buffer[] = [];
-    child.stdout.on("data", (d: Buffer) => out.push(d));
-    child.stderr.on("data", (d: Buffer) => err.push(d));
+    child.stdout!.on("data", (d: Buffer) => out.push(d));
+    child.stderr!.on("data", (d: Buffer) => err.push(d));
     const timer = setTimeout(() => child.kill("SIGKILL"), timeoutMs);
     child.on("error", (e) => {
       clearTimeout(timer);
@@ -103,12 +133,11 @@ export async function runUtilityChecked(binds: UtilityBind[], argv: string[], wh
  * connected client to `fn`, and tears the sandbox down afterwards.
  */
 export async function withUtilityAgent<T>(binds: UtilityBind[], fn: (client: AgentClient) => Promise<T>): Promise<T> {
-  const [cmd, ...rest] = withClosedFds(3, ["bwrap", ...utilityArgs(binds), "--", ...agentRuntime().command, "--stdio"]);
-  const child = spawn(cmd!, rest, { stdio: ["pipe", "pipe", "pipe"] });
+  const child = await spawnUtility(binds, [...agentRuntime().command, "--stdio"], "pipe");
   const stderr: Buffer[] = [];
-  child.stderr.on("data", (d: Buffer) => stderr.push(d));
+  child.stderr!.on("data", (d: Buffer) => stderr.push(d));
   const exited = new Promise<void>((resolve) => child.on("close", () => resolve()));
-  const duplex = Duplex.from({ readable: child.stdout, writable: child.stdin });
+  const duplex = Duplex.from({ readable: child.stdout!, writable: child.stdin! });
   try {
     const client = await AgentClient.overStream(duplex);
     try {
@@ -122,7 +151,7 @@ export async function withUtilityAgent<T>(binds: UtilityBind[], fn: (client: Age
     }
     throw err;
   } finally {
-    child.stdin.end();
+    child.stdin!.end();
     const timer = setTimeout(() => child.kill("SIGKILL"), 2000);
     await exited;
     clearTimeout(timer);

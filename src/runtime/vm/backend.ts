@@ -20,7 +20,8 @@ import { PyroError } from "../../shared/errors.js";
 import { AGENT_RUNTIME_DIR } from "../../protocol/messages.js";
 import type { ExecRequest } from "../../protocol/messages.js";
 import type { FrameHeader } from "../../protocol/frames.js";
-import { NamespaceBackend, confinementArgs } from "../namespace/backend.js";
+import { NamespaceBackend, confinementArgs, JOIN_CGROUP, SECCOMP_FD, FIRST_STAGED_FD } from "../namespace/backend.js";
+import { ConfinedLaunch, ownByGuestRoot } from "../confine/launch.js";
 import { SLIRP_DNS } from "../namespace/nft-rules.js";
 import { hostSystemArgs } from "../namespace/utility.js";
 import { agentImage, createRootOverlay, guestKit, requireVmTools, rootImage, supervisorBundlePath, virtiofsdPath } from "./kit.js";
@@ -55,8 +56,6 @@ const JAIL = {
   supervisor: "/run/pyro/vm-supervisor.mjs",
 };
 
-/** Joins the cgroup, then becomes bubblewrap with every inherited descriptor above 4 closed. */
-const JAIL_LAUNCHER = ['for f in $PYRO_CGROUP_PROCS; do echo $$ > "$f"; done', 'exec perl -e "$PYRO_CLOSE_FDS" 5 bwrap "$@"'].join("\n");
 
 /** `run/<id>.vm/` beside the agent's `run/<id>.sock`: the jail's sockets. */
 function runDirFor(spec: SandboxSpec): string {
@@ -119,36 +118,49 @@ export class VmBackend extends NamespaceBackend {
     // allow-list forwarder that the jail's firewall sends every DNS packet to.
     fs.writeFileSync(path.join(runDir, "resolv.conf"), `nameserver ${SLIRP_DNS}\n`, { mode: 0o644 });
 
+    // What QEMU and virtiofsd write belongs to guest root (the jail runs as the sandbox identity).
+    for (const p of [rootDisk, runDir, spec.logPath, spec.workspaceDir]) ownByGuestRoot(p);
+
     const launchedAt = Date.now();
-    const started = await this.launch(spec, {
-      argv: ["/bin/sh", "-c", JAIL_LAUNCHER, "pyro-vm", ...this.jailArgs(spec, { kernel: kit.kernel, initramfs: kit.initramfs, agentDisk, rootBase, runDir, kvm: acceleration === "kvm" })],
-      infoPath: path.join(runDir, "jail-info.json"),
-      limits: { ...spec.limits, memMib: spec.limits.memMib + VM_OVERHEAD_MIB },
-      record: { backend: "vm", vm: { acceleration, runDir, nic, bootMs: null } },
-      connect: (exited) => connectWhileAlive(spec.socketPath, exited, BOOT_TIMEOUT_MS[acceleration]),
-      failure: { what: "VM", hint: "Run `pyro doctor` to check QEMU, KVM and the guest kit on this host." },
-    });
-    started.record.vm!.bootMs = Date.now() - launchedAt;
-    return started;
+    const launch = await ConfinedLaunch.open(FIRST_STAGED_FD);
+    try {
+      const jail = this.jailArgs(spec, launch, { kernel: kit.kernel, initramfs: kit.initramfs, agentDisk, rootBase, runDir, kvm: acceleration === "kvm" });
+      const confined = launch.argv(["bwrap", "--seccomp", String(SECCOMP_FD), ...jail]);
+      const started = await this.launch(spec, {
+        argv: ["/bin/sh", "-c", JOIN_CGROUP, "pyro-vm", ...confined.argv],
+        fds: confined.fds,
+        infoPath: path.join(runDir, "jail-info.json"),
+        limits: { ...spec.limits, memMib: spec.limits.memMib + VM_OVERHEAD_MIB },
+        record: { backend: "vm", vm: { acceleration, runDir, nic, bootMs: null } },
+        connect: (exited) => connectWhileAlive(spec.socketPath, exited, BOOT_TIMEOUT_MS[acceleration]),
+        failure: { what: "VM", hint: "Run `pyro doctor` to check QEMU, KVM and the guest kit on this host." },
+      });
+      started.record.vm!.bootMs = Date.now() - launchedAt;
+      return started;
+    } finally {
+      launch.release();
+    }
   }
 
-  private jailArgs(spec: SandboxSpec, p: { kernel: string; initramfs: string; agentDisk: string; rootBase: string; runDir: string; kvm: boolean }): string[] {
+  /** The jail's bubblewrap arguments; pyro's state files reach it through the launch's stage. */
+  private jailArgs(spec: SandboxSpec, launch: ConfinedLaunch, p: { kernel: string; initramfs: string; agentDisk: string; rootBase: string; runDir: string; kvm: boolean }): string[] {
     const args = ["--tmpfs", "/", "--dir", "/tmp", "--proc", "/proc", "--dev", "/dev", ...hostSystemArgs()];
     if (p.kvm) args.push("--dev-bind", "/dev/kvm", "/dev/kvm");
-    for (const bind of agentRuntime().binds) args.push("--ro-bind", bind.source, bind.target);
+    for (const bind of agentRuntime().binds) args.push("--ro-bind", launch.reachable(bind.source), bind.target);
+    const ro = (source: string) => launch.bind(source, { readOnly: true });
     args.push(
-      "--ro-bind", supervisorBundlePath(), JAIL.supervisor,
-      "--ro-bind", p.kernel, JAIL.kernel,
-      "--ro-bind", p.initramfs, JAIL.initramfs,
-      "--ro-bind", p.agentDisk, JAIL.agentDisk,
+      "--ro-bind", launch.reachable(supervisorBundlePath()), JAIL.supervisor,
+      "--ro-bind", ro(p.kernel), JAIL.kernel,
+      "--ro-bind", ro(p.initramfs), JAIL.initramfs,
+      "--ro-bind", ro(p.agentDisk), JAIL.agentDisk,
       // The overlay names its backing image by host path: it is shown at that path, read-only.
-      "--ro-bind", p.rootBase, p.rootBase,
-      "--ro-bind", path.join(p.runDir, "resolv.conf"), "/etc/resolv.conf",
+      "--ro-bind", ro(p.rootBase), p.rootBase,
+      "--ro-bind", ro(path.join(p.runDir, "resolv.conf")), "/etc/resolv.conf",
       // The root disk alone, not the state directory: the network helpers keep their files there.
-      "--bind", path.join(spec.stateDir, "root.qcow2"), `${JAIL.state}/root.qcow2`,
-      "--bind", p.runDir, JAIL.run,
-      "--bind", spec.workspaceDir, JAIL.workspace,
-      "--bind", spec.logPath, JAIL.log,
+      "--bind", launch.bind(path.join(spec.stateDir, "root.qcow2")), `${JAIL.state}/root.qcow2`,
+      "--bind", launch.bind(p.runDir), JAIL.run,
+      "--bind", launch.bind(spec.workspaceDir), JAIL.workspace,
+      "--bind", launch.bind(spec.logPath), JAIL.log,
       ...confinementArgs(spec.hostname, JAIL_CAPS),
       "--chdir", "/",
       "--info-fd", "4",

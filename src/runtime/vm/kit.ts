@@ -20,7 +20,8 @@ import fsp from "node:fs/promises";
 import path from "node:path";
 import { agentRuntime, packageRoot } from "../agent-runtime.js";
 import { AGENT_RUNTIME_DIR } from "../../protocol/messages.js";
-import { isolatedBuildCommand, runCommand } from "../../environments/command.js";
+import { runCommand } from "../../environments/command.js";
+import { ConfinedLaunch, ownByGuestRoot } from "../confine/launch.js";
 import { PyroError } from "../../shared/errors.js";
 import { findExecutable } from "../../shared/executables.js";
 import { GUEST_MODULES, initramfsInit, pidOneScript } from "./guest-init.js";
@@ -309,8 +310,10 @@ export function rootImagePath(home: string, layers: string[]): string {
 }
 
 /**
- * The environment's layers, merged by a read-only overlay mounted in a private mount namespace
- * (so it never shows in the host's mount table), written into an ext4 image.
+ * The environment's layers, merged by a read-only overlay in the sandbox identity's own mount
+ * namespace (so it never shows in the host's mount table, and overlayfs reads the layers'
+ * user.* metadata as a workspace's sandbox does), written into an ext4 image. The image
+ * records the ids as the guest sees them (root is 0).
  */
 export function rootImage(home: string, layers: string[]): Promise<string> {
   const image = rootImagePath(home, layers);
@@ -318,19 +321,25 @@ export function rootImage(home: string, layers: string[]): Promise<string> {
   requireVmTools();
   return buildOnce(image, () =>
     withScratch(home, async (scratch) => {
-      const merged = path.join(scratch, "merged");
-      await fsp.mkdir(merged);
-      const tmp = path.join(scratch, "root.ext4");
-      // overlayfs wants two lower layers at least; a single layer is used as it is.
+      const out = path.join(scratch, "out");
+      await fsp.mkdir(out);
+      ownByGuestRoot(out);
       const script = [
         "set -e",
-        'if [ -n "$4" ]; then mount -t overlay pyro-vm-root -o "ro,lowerdir=$4" "$1"; src="$1"; else src="$5"; fi',
-        'used=$(du -sm "$src" | cut -f1)',
-        'mkfs.ext4 -q -F -L "$3" -E root_owner=0:0 -d "$src" "$2" "$(( used + used / 5 + $6 ))M"',
+        'used=$(du -sm "$1" | cut -f1)',
+        'mkfs.ext4 -q -F -L "$3" -E root_owner=0:0 -d "$1" "$2/root.ext4" "$(( used + used / 5 + $4 ))M"',
       ].join("\n");
-      const lower = layers.length > 1 ? layers.join(":") : "";
-      await checked(isolatedBuildCommand(["sh", "-c", script, "pyro-vm-root", merged, tmp, ROOT_LABEL, lower, layers[0] ?? "", String(ROOT_FREE_MIB)]), "building the VM root image");
-      await publish(tmp, image);
+      const launch = await ConfinedLaunch.open(3);
+      try {
+        // overlayfs wants two lower layers at least; a single layer is used as it is.
+        const source = layers.length > 1 ? launch.overlay(layers, null, null, ["ro"]) : launch.bind(layers[0]!, { readOnly: true });
+        const { argv, fds } = launch.argv(["sh", "-c", script, "pyro-vm-root", source, launch.bind(out), ROOT_LABEL, String(ROOT_FREE_MIB)]);
+        const r = await runCommand(argv, { fds });
+        if (r.exitCode !== 0) throw new PyroError("backend_unavailable", `building the VM root image failed: ${r.tail.slice(-4).join(" | ").slice(0, 600) || `exit ${r.exitCode}`}`);
+      } finally {
+        launch.release();
+      }
+      await publish(path.join(out, "root.ext4"), image);
       return image;
     }),
   );

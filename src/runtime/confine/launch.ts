@@ -1,0 +1,336 @@
+/**
+ * Starting a command confined to the sandbox identity (identity.ts): in a fresh user namespace
+ * whose ids map to the unprivileged host identity, with a private mount namespace owned by it.
+ * Every sandbox pyro starts goes through here: workspaces, utility sandboxes, environment
+ * builds and the VM backend's jail.
+ *
+ * How, and why this way:
+ *
+ * 1. A *holder* process (`unshare --user --mount --propagation private … cat`) creates the two
+ *    namespaces. pyro writes its id maps from outside: directly when pyro is root (a range no
+ *    host account uses), through `newuidmap`/`newgidmap` for an ordinary user's subordinate ids.
+ * 2. The sandbox identity may be unable to reach host paths pyro uses (root's state directory
+ *    under /root is mode 0700). So pyro, still itself, opens every host path the command needs
+ *    *through the holder's root* (`/proc/HOLDER/root/…`: the descriptors then belong to the
+ *    holder's mount namespace) and hands them over as inherited descriptors.
+ * 3. The launcher enters the namespaces (`nsenter --user --mount`, becoming guest root with
+ *    capabilities only there), mounts a small tmpfs *stage* over an unimportant directory, and
+ *    mounts each descriptor onto it — a bind, or an overlay whose layers are descriptors — then
+ *    closes them and execs the command, which sees only stage paths. The host never resolves a
+ *    path on the sandbox's behalf, and the sandbox never resolves a host path of pyro's.
+ *
+ * Mounts made here exist only in the holder's namespace, so they vanish with the last process
+ * in it, even after `kill -9`.
+ */
+import { spawn, execFile } from "node:child_process";
+import fs from "node:fs";
+import path from "node:path";
+import { PyroError } from "../../shared/errors.js";
+import { findExecutable } from "../../shared/executables.js";
+import { mapText, sandboxIdentity } from "./identity.js";
+import type { SandboxIdentity } from "./identity.js";
+
+/** mount(2) on the architectures pyro runs on (Node's process.arch names). */
+const MOUNT_SYSCALL: Record<string, number> = { x64: 165, arm64: 40 };
+
+/**
+ * The stage: mounts a tmpfs at $stage, then performs the operations before `--`, then closes
+ * every descriptor from `close_from` up and execs the rest. Operations (all descriptors are
+ * inherited, so /proc/self/fd/N names them without resolving any host path):
+ *   bind NAME FD d|f 0|1   NAME becomes a (read-only when 1) bind of descriptor FD
+ *   overlay NAME DATA      an overlay on NAME; DATA names its layers as /proc/self/fd/N
+ * Written in perl (perl-base is essential on Debian) because it needs raw mount(2) calls and
+ * costs one exec, where mount(8) would cost one per operation.
+ */
+const STAGE_PERL = String.raw`
+use strict;
+my ($stage, $nr, $close_from) = (shift, 0 + shift, 0 + shift);
+sub mnt { my ($src, $dst, $type, $flags, $data) = @_;
+  syscall($nr, $src, $dst, $type, $flags + 0, $data) == 0 or die "pyro-stage: mount $type on $dst: $!\n"; }
+mnt("pyro-stage", $stage, "tmpfs", 2 | 4, "mode=0755,size=64k");
+while (@ARGV) {
+  my $op = shift;
+  last if $op eq "--";
+  my $name = shift; my $dst = "$stage/$name";
+  if ($op eq "bind") {
+    my ($fd, $kind, $ro) = (shift, shift, shift);
+    if ($kind eq "d") { mkdir($dst) or die "pyro-stage: mkdir $dst: $!\n"; }
+    else { open(my $f, ">", $dst) or die "pyro-stage: create $dst: $!\n"; close($f); }
+    mnt("/proc/self/fd/$fd", $dst, "", 4096, "");
+    mnt("", $dst, "", 4096 | 32 | 1 | 2 | 4, "") if $ro;
+  } elsif ($op eq "overlay") {
+    my $data = shift;
+    mkdir($dst) or die "pyro-stage: mkdir $dst: $!\n";
+    mnt("pyro", $dst, "overlay", 2 | 4, $data);
+  } else { die "pyro-stage: unknown operation $op\n"; }
+}
+syscall(436, $close_from, 4294967295, 0) == 0 or do { require POSIX; POSIX::close($_) for $close_from..4095 };
+exec { $ARGV[0] } @ARGV or die "pyro-stage: exec $ARGV[0]: $!\n";
+`;
+
+/** Directories the stage may cover, in order: any that exists is fine; none is used by a sandbox. */
+const STAGE_CANDIDATES = ["/mnt", "/srv", "/media", "/opt", "/var/tmp"];
+
+let stageDir: string | undefined;
+function stageLocation(): string {
+  if (stageDir) return stageDir;
+  for (const dir of STAGE_CANDIDATES) {
+    try {
+      if (fs.lstatSync(dir).isDirectory()) return (stageDir = dir);
+    } catch {
+      // try the next
+    }
+  }
+  throw new PyroError("host_unsupported", `none of ${STAGE_CANDIDATES.join(", ")} exists on this host`, {
+    hint: "Create /mnt (an empty directory); pyro mounts its staging area over it inside each sandbox's own mount namespace.",
+  });
+}
+
+/** An open holder: the namespaces exist while it (or anything that entered them) runs. */
+export interface Holder {
+  pid: number;
+  /** Lets the holder exit; processes that already entered keep the namespaces alive. */
+  release(): void;
+}
+
+function required(name: string, pkg: string): string {
+  const found = findExecutable(name);
+  if (!found) throw new PyroError("host_unsupported", `${name} is not installed`, { hint: `Install it: sudo apt-get install ${pkg}` });
+  return found;
+}
+
+function runTool(file: string, args: string[]): Promise<void> {
+  return new Promise((resolve, reject) => {
+    execFile(file, args, { timeout: 10_000 }, (err, _stdout, stderr) => {
+      if (err) reject(new Error(`${path.basename(file)} ${args.join(" ")}: ${String(stderr).trim() || err.message}`));
+      else resolve();
+    });
+  });
+}
+
+/** Creates the namespaces and writes their id maps. */
+export async function createHolder(identity: SandboxIdentity = sandboxIdentity()): Promise<Holder> {
+  const unshare = required("unshare", "util-linux");
+  const child = spawn(unshare, ["--user", "--mount", "--propagation", "private", "--", "/bin/sh", "-c", "echo; exec cat"], {
+    stdio: ["pipe", "pipe", "pipe"],
+  });
+  const stderr: Buffer[] = [];
+  child.stderr!.on("data", (d: Buffer) => stderr.push(d));
+  child.stdin!.on("error", () => undefined);
+  const release = () => {
+    child.stdin!.end();
+    child.stdout!.destroy();
+    child.stderr!.destroy();
+  };
+  const ready = await new Promise<boolean>((resolve) => {
+    child.once("error", () => resolve(false));
+    child.once("exit", () => resolve(false));
+    child.stdout!.once("data", () => resolve(true));
+  });
+  const pid = child.pid;
+  if (!ready || pid === undefined) {
+    release();
+    throw userNamespaceRefused(Buffer.concat(stderr).toString("utf8").trim());
+  }
+  try {
+    await writeMaps(pid, identity);
+  } catch (err) {
+    child.kill("SIGKILL");
+    release();
+    throw new PyroError("host_unsupported", `cannot map ids into the sandbox's user namespace: ${(err as Error).message}`, {
+      hint: identity.hint ?? "Run `pyro doctor`: it says how this host maps sandbox ids.",
+    });
+  }
+  return { pid, release };
+}
+
+async function writeMaps(pid: number, identity: SandboxIdentity): Promise<void> {
+  if (identity.kind === "subids") {
+    const flat = (m: SandboxIdentity["uidMap"]) => m.flatMap((r) => [String(r.inside), String(r.outside), String(r.count)]);
+    await runTool(required("newuidmap", "uidmap"), [String(pid), ...flat(identity.uidMap)]);
+    await runTool(required("newgidmap", "uidmap"), [String(pid), ...flat(identity.gidMap)]);
+    return;
+  }
+  // Written whole, in one write(2) each: the kernel takes a map in a single write only.
+  if (identity.kind === "single") fs.writeFileSync(`/proc/${pid}/setgroups`, "deny");
+  fs.writeFileSync(`/proc/${pid}/uid_map`, mapText(identity.uidMap));
+  fs.writeFileSync(`/proc/${pid}/gid_map`, mapText(identity.gidMap));
+}
+
+/** Why a user namespace could not be made, and how to allow it. */
+export function userNamespaceRefused(detail: string): PyroError {
+  const reason = userNamespaceBlocker();
+  return new PyroError("host_unsupported", `this host does not allow user namespaces${reason ? ` (${reason.reason})` : ""}${detail ? `: ${detail}` : ""}`, {
+    hint: reason?.fix ?? "pyro runs every sandbox in a user namespace; run `pyro doctor` for what blocks them here.",
+  });
+}
+
+/** What stops unprivileged user namespaces on this host, if anything pyro can name. */
+export function userNamespaceBlocker(): { reason: string; fix: string } | null {
+  const read = (f: string) => {
+    try {
+      return fs.readFileSync(f, "utf8").trim();
+    } catch {
+      return null;
+    }
+  };
+  if (read("/proc/sys/user/max_user_namespaces") === "0") {
+    return { reason: "user.max_user_namespaces is 0", fix: "Allow them: sudo sysctl -w user.max_user_namespaces=15000 (and set it in /etc/sysctl.d/ to keep it)." };
+  }
+  if (read("/proc/sys/kernel/unprivileged_userns_clone") === "0") {
+    return { reason: "kernel.unprivileged_userns_clone is 0", fix: "Allow them: sudo sysctl -w kernel.unprivileged_userns_clone=1 (and set it in /etc/sysctl.d/)." };
+  }
+  if (read("/proc/sys/kernel/apparmor_restrict_unprivileged_userns") === "1") {
+    return {
+      reason: "AppArmor restricts unprivileged user namespaces (kernel.apparmor_restrict_unprivileged_userns=1)",
+      fix: "Allow bwrap and unshare an AppArmor profile with `userns,` (see Ubuntu's bwrap-userns-restrict), or: sudo sysctl -w kernel.apparmor_restrict_unprivileged_userns=0",
+    };
+  }
+  return null;
+}
+
+const reachableCache = new Map<string, boolean>();
+
+/**
+ * Whether guest root can open `hostPath` by path: true for an ordinary user (guest root is that
+ * user); for root-run pyro, when every directory on the way lets "others" (or the guest range)
+ * search it and the path itself is readable. Host-side stats of pyro's own paths only.
+ */
+export function reachableByGuestRoot(identity: SandboxIdentity, hostPath: string): boolean {
+  if (identity.kind !== "root-range") return true;
+  const cached = reachableCache.get(hostPath);
+  if (cached !== undefined) return cached;
+  const allows = (st: fs.Stats, bits: number) =>
+    (st.mode & bits) === bits || (st.uid === identity.rootUid && (st.mode & (bits << 6)) === bits << 6) || (st.gid === identity.rootGid && (st.mode & (bits << 3)) === bits << 3);
+  let ok = true;
+  try {
+    const parts = path.resolve(hostPath).split("/").filter(Boolean);
+    let current = "/";
+    for (const part of parts) {
+      if (!allows(fs.statSync(current), 0o1)) ok = false;
+      current = path.join(current, part);
+    }
+    const st = fs.statSync(current);
+    if (!allows(st, st.isDirectory() ? 0o5 : 0o4)) ok = false;
+  } catch {
+    ok = false;
+  }
+  reachableCache.set(hostPath, ok);
+  return ok;
+}
+
+/**
+ * Gives a directory pyro created to guest root. Needed when pyro is root: what the sandbox
+ * must write (its overlay's upper layer, /workspace, a build's target) must belong to the
+ * range guests map to. An ordinary user's directories already belong to guest root.
+ */
+export function ownByGuestRoot(dir: string, identity: SandboxIdentity = sandboxIdentity()): void {
+  if (identity.kind === "root-range") fs.lchownSync(dir, identity.rootUid, identity.rootGid);
+}
+
+/**
+ * Builds one confined launch: the paths a command needs, staged by descriptor, and the argv
+ * that enters the namespaces, stages them and execs the command.
+ */
+export class ConfinedLaunch {
+  private readonly ops: string[] = [];
+  private readonly fds: number[] = [];
+  private released = false;
+  readonly stage = stageLocation();
+
+  private constructor(
+    readonly identity: SandboxIdentity,
+    readonly holder: Holder,
+    /** The first child descriptor the staged paths use; everything from it up is closed before the command runs. */
+    private readonly firstFd: number,
+  ) {}
+
+  /**
+   * Starts a launch. Descriptors below `firstFd` are the caller's (stdio, sockets, the
+   * seccomp program) and reach the command; staged ones are numbered from `firstFd` up.
+   */
+  static async open(firstFd: number, identity: SandboxIdentity = sandboxIdentity()): Promise<ConfinedLaunch> {
+    return new ConfinedLaunch(identity, await createHolder(identity), firstFd);
+  }
+
+  private openInHolder(hostPath: string, directory: boolean): number {
+    if (!path.isAbsolute(hostPath)) throw new PyroError("internal_error", `not an absolute path: ${hostPath}`);
+    // O_PATH: no read permission needed, only the right to look it up (pyro's own).
+    const O_PATH = 0o10000000;
+    // (Node opens every descriptor close-on-exec; spawn hands over only those it is given.)
+    const flags = O_PATH | (directory ? fs.constants.O_DIRECTORY : 0);
+    return fs.openSync(`/proc/${this.holder.pid}/root${hostPath}`, flags);
+  }
+
+  private childFd(fd: number): number {
+    this.fds.push(fd);
+    return this.firstFd + this.fds.length - 1;
+  }
+
+  /** `hostPath` (a directory or a file) as the command sees it: a bind on the stage. */
+  bind(hostPath: string, options: { readOnly?: boolean } = {}): string {
+    const stat = fs.statSync(hostPath);
+    const name = `b${this.ops.length}`;
+    const fd = this.openInHolder(hostPath, stat.isDirectory());
+    this.ops.push("bind", name, String(this.childFd(fd)), stat.isDirectory() ? "d" : "f", options.readOnly ? "1" : "0");
+    return `${this.stage}/${name}`;
+  }
+
+  /**
+   * `hostPath` itself when the sandbox identity can reach it by path (the host's /usr, a
+   * checkout readable by all), else a read-only bind of it on the stage.
+   */
+  reachable(hostPath: string): string {
+    return reachableByGuestRoot(this.identity, hostPath) ? hostPath : this.bind(hostPath, { readOnly: true });
+  }
+
+  /**
+   * An overlay of `lowers` (top-most first) under `upper`/`work` (or read-only without them),
+   * mounted on the stage; returns its path. `options` are extra overlay options. `userxattr`
+   * is always set: overlayfs in a user namespace keeps its metadata in user.* xattrs.
+   */
+  overlay(lowers: string[], upper: string | null, work: string | null, options: string[] = []): string {
+    const name = `o${this.ops.length}`;
+    const ref = (p: string) => `/proc/self/fd/${this.childFd(this.openInHolder(p, true))}`;
+    const data = [
+      `lowerdir=${lowers.map(ref).join(":")}`,
+      ...(upper && work ? [`upperdir=${ref(upper)}`, `workdir=${ref(work)}`] : []),
+      "userxattr",
+      ...options,
+    ].join(",");
+    this.ops.push("overlay", name, data);
+    return `${this.stage}/${name}`;
+  }
+
+  /**
+   * The argv that runs `command` confined, and the descriptors to hand the child at
+   * `firstFd`, `firstFd + 1`, … (spawn's stdio entries).
+   */
+  argv(command: string[]): { argv: string[]; fds: number[] } {
+    const nsenter = required("nsenter", "util-linux");
+    const perl = required("perl", "perl-base");
+    const nr = MOUNT_SYSCALL[process.arch];
+    if (nr === undefined) throw new PyroError("host_unsupported", `pyro's sandboxes are not supported on ${process.arch}`);
+    return {
+      argv: [
+        nsenter, `--target=${this.holder.pid}`, "--user", "--mount", "--",
+        perl, "-e", STAGE_PERL, this.stage, String(nr), String(this.firstFd), ...this.ops, "--", ...command,
+      ],
+      fds: [...this.fds],
+    };
+  }
+
+  /** Closes pyro's copies of the staged descriptors and lets the holder go. Idempotent. */
+  release(): void {
+    if (this.released) return;
+    this.released = true;
+    for (const fd of this.fds) {
+      try {
+        fs.closeSync(fd);
+      } catch {
+        // already closed
+      }
+    }
+    this.holder.release();
+  }
+}
