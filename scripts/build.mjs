@@ -35,6 +35,16 @@ await Promise.all([
     target: "node20",
     logLevel: "warning",
   }),
+  // Hashes an environment layer as guest root (an ordinary user's pyro cannot read all of one).
+  build({
+    entryPoints: ["src/environments/layer-scan-main.ts"],
+    outfile: "dist/environments/layer-scan.mjs",
+    bundle: true,
+    format: "esm",
+    platform: "node",
+    target: "node20",
+    logLevel: "warning",
+  }),
   // Runs beside QEMU inside each VM workspace's jail, with the agent runtime's node.
   build({
     entryPoints: ["src/runtime/vm/supervisor.ts"],

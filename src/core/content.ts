@@ -9,6 +9,9 @@ import fsp from "node:fs/promises";
 import path from "node:path";
 import { randomBytes } from "node:crypto";
 import * as tar from "tar";
+import { spawn } from "node:child_process";
+import { createReadStream } from "node:fs";
+import type { Readable } from "node:stream";
 import { runUtility, withUtilityAgent } from "../runtime/namespace/utility.js";
 import type { UtilityBind } from "../runtime/namespace/utility.js";
 import { PyroError } from "../shared/errors.js";
@@ -17,7 +20,7 @@ import type { ArchiveProblem, ArchiveTally } from "../shared/archive.js";
 import { WORKSPACE_GUEST_PATH } from "../protocol/messages.js";
 import type { ExportCopyResult } from "../protocol/messages.js";
 import { ownByGuestRoot } from "../runtime/confine/launch.js";
-import { removeTree } from "../runtime/confine/trees.js";
+import { giveToHostUser, removeTree } from "../runtime/confine/trees.js";
 
 export interface SeedSource {
   path: string;
@@ -89,27 +92,39 @@ export function guestDestination(dest: string | undefined): string {
 }
 
 /**
- * The copy-in script, run in a utility sandbox. It resolves the destination with symlinks (in
- * the sandbox's own view, where only /workspace exists) and refuses one that leads outside;
- * archives are extracted into a staging directory first, so a broken archive changes nothing.
- * Prints "entries bytes" of what was imported.
+ * The copy-in script, run in a utility sandbox. The source arrives on standard input as a tar
+ * stream (pyro reads host paths itself: the sandbox identity may not be allowed to, and must
+ * not be given the path). It resolves the destination with symlinks (in the sandbox's own
+ * view, where only /workspace exists) and refuses one that leads outside; the stream is
+ * extracted into a staging directory first, so a broken archive changes nothing. Files belong
+ * to guest root whatever their owner on the host. Prints "entries bytes" of what was imported.
  */
 const IMPORT_SCRIPT = `
 set -e
-dest=$(realpath -m -- "$1"); kind=$2
+dest=$(realpath -m -- "$1"); gz=$2
 case "$dest" in /workspace|/workspace/*) ;; *) echo "destination leads outside /workspace" >&2; exit 3 ;; esac
-if [ "$kind" = directory ]; then
-  src=/source
-else
-  src=/staging
-  tar -xf /source -C /staging --no-same-owner --delay-directory-restore || { echo "archive extraction failed" >&2; exit 4; }
-fi
+tar -x $gz -f - -C /staging --no-same-owner --delay-directory-restore || { echo "archive extraction failed" >&2; exit 4; }
 if [ -e "$dest" ] && [ ! -d "$dest" ]; then echo "destination is not a directory" >&2; exit 5; fi
 mkdir -p -- "$dest" 2>/dev/null || { echo "destination is not a directory" >&2; exit 5; }
-cp -R -P --preserve=mode,timestamps,links -- "$src"/. "$dest"/
-n=$(find "$src" -mindepth 1 | wc -l); b=$(du -sb "$src" | cut -f1)
+cp -R -P --preserve=mode,timestamps,links -- /staging/. "$dest"/
+n=$(find /staging -mindepth 1 | wc -l); b=$(du -sb /staging | cut -f1)
 echo "$n $b"
 `;
+
+/** The seed as a tar stream read by pyro: a directory through host tar, an archive as it is. */
+function sourceStream(source: SeedSource): { stream: Readable; gz: string; done: Promise<string | null> } {
+  if (source.kind !== "directory") {
+    return { stream: createReadStream(source.path), gz: source.kind === "tar.gz" ? "-z" : "", done: Promise.resolve(null) };
+  }
+  const tar = spawn("tar", ["-c", "-f", "-", "-C", source.path, "."], { stdio: ["ignore", "pipe", "pipe"] });
+  const stderr: Buffer[] = [];
+  tar.stderr.on("data", (d: Buffer) => stderr.push(d));
+  const done = new Promise<string | null>((resolve) => {
+    tar.on("error", (err) => resolve(err.message));
+    tar.on("close", (code) => resolve(code === 0 ? null : Buffer.concat(stderr).toString("utf8").trim().slice(-500) || `tar exited ${code}`));
+  });
+  return { stream: tar.stdout, gz: "", done };
+}
 
 /** Copies a checked host source into a workspace directory (host path) at `dest` (guest path). */
 export async function importInto(workspaceDir: string, scratchDir: string, source: SeedSource, dest: string): Promise<ImportResult> {
@@ -120,10 +135,12 @@ export async function importInto(workspaceDir: string, scratchDir: string, sourc
   try {
     const binds: UtilityBind[] = [
       { source: workspaceDir, target: "/workspace", readOnly: false },
-      { source: source.path, target: "/source", readOnly: true },
       { source: staging, target: "/staging", readOnly: false },
     ];
-    const r = await runUtility(binds, ["sh", "-c", IMPORT_SCRIPT, "pyro-import", guestDest, source.kind]);
+    const input = sourceStream(source);
+    const r = await runUtility(binds, ["sh", "-c", IMPORT_SCRIPT, "pyro-import", guestDest, input.gz], { input: input.stream });
+    const readFailure = await input.done;
+    if (readFailure !== null) throw new PyroError("seed_path_invalid", `cannot read ${source.path}: ${readFailure}`);
     if (r.code === 3) throw new PyroError("path_outside_workspace", `${dest} leads outside /workspace through a symbolic link`);
     if (r.code === 5) throw new PyroError("invalid_argument", `${dest} exists and is not a directory`);
     if (r.code !== 0) {
@@ -176,6 +193,7 @@ export async function exportFrom(workspaceDir: string, guestPath: string, output
       ],
       async (client) => (await client.request({ type: "export_copy", path: guestPath, name: "out" })).header,
     );
+    await giveToHostUser(path.join(temp, "out"));
     // Replacing removes the old entry itself (a symlink is removed, never followed).
     if (exists) await fsp.rm(out, { recursive: true, force: true });
     await fsp.rename(path.join(temp, "out"), out);

@@ -18,7 +18,7 @@ import type { FileEntry, FileReadHeader } from "../protocol/messages.js";
 import { PyroError } from "../shared/errors.js";
 import { validatePositiveInt } from "./validate.js";
 import { ownByGuestRoot } from "../runtime/confine/launch.js";
-import { removeTree } from "../runtime/confine/trees.js";
+import { giveToHostUser, removeTree } from "../runtime/confine/trees.js";
 
 export const DEFAULT_FILE_READ_MAX_BYTES = 65536;
 export const MAX_FILE_READ_BYTES = 8 * 1024 * 1024;
@@ -284,6 +284,7 @@ export class WorkspaceContent {
         ["tar", "-cf", "/export/workspace.tar", "-C", "/workspace", "."],
         "disk export",
       );
+      await giveToHostUser(path.join(temp, "workspace.tar"));
       if (exists) await fsp.rm(out, { recursive: true, force: true });
       await fsp.rename(path.join(temp, "workspace.tar"), out);
       const { size } = await fsp.stat(out);

@@ -29,6 +29,9 @@ import { CATALOG, catalogEntry, catalogNames, isValidEnvironmentName, manifestFi
 import type { CatalogEntry } from "./catalog.js";
 import { resolveMirror } from "./mirror.js";
 import { scanLayer, diskUsage } from "./layer-scan.js";
+import type { LayerScan } from "./layer-scan.js";
+import { runConfined } from "../runtime/confine/launch.js";
+import { packageRoot } from "../runtime/agent-runtime.js";
 import { readInstalledPackages } from "./dpkg.js";
 import { ensureWorkspaceDir, looksLikeRootfs, tidyDebootstrapRoot } from "./rootfs.js";
 import { ownByGuestRoot } from "../runtime/confine/launch.js";
@@ -400,7 +403,7 @@ export class EnvironmentStore {
     context.emit({ environment: plan.name, phase: "finalize", message: "Hashing the layer and writing its manifest." });
     // syncfs, once for the whole tree: cheaper than dpkg's per-file fsync we switched off.
     await runCommand(["sync", "-f", layerDir]);
-    const scan = await scanLayer(layerDir);
+    const scan = await scanAsGuestRoot(layerDir);
     const layerName = scan.digest.slice("sha256:".length);
     const parentLayers = plan.parent?.layers ?? [];
     const packages = await readInstalledPackages([layerDir, ...parentLayers.map((layer) => path.join(this.layersDir, layer))]);
@@ -650,4 +653,16 @@ async function fsyncDirectory(dir: string): Promise<void> {
   } finally {
     await handle.close();
   }
+}
+
+/**
+ * `scanLayer` where every file of the layer can be read: in-process for root, else as guest
+ * root in the sandbox identity's user namespace (the layer's files carry its ids).
+ */
+async function scanAsGuestRoot(layerDir: string): Promise<LayerScan> {
+  if (sandboxIdentity().kind === "root-range") return scanLayer(layerDir);
+  const script = path.join(packageRoot(), "dist", "environments", "layer-scan.mjs");
+  const r = await runConfined((launch) => [process.execPath, script, launch.bind(layerDir, { readOnly: true })]);
+  if (r.code !== 0) throw new PyroError("environment_build_failed", `Hashing the layer failed: ${r.stderr.trim().slice(-300) || `exit ${r.code}`}`);
+  return JSON.parse(r.stdout) as LayerScan;
 }

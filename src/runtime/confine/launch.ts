@@ -259,7 +259,10 @@ export class ConfinedLaunch {
     const O_PATH = 0o10000000;
     // (Node opens every descriptor close-on-exec; spawn hands over only those it is given.)
     const flags = O_PATH | (directory ? fs.constants.O_DIRECTORY : 0);
-    return fs.openSync(`/proc/${this.holder.pid}/root${hostPath}`, flags);
+    // Symlinks on the way (a state directory reached through a link) are resolved here first:
+    // followed through /proc/HOLDER/root they would land in pyro's mount namespace, not the
+    // holder's, and overlayfs and bind mounts refuse a path from another namespace.
+    return fs.openSync(`/proc/${this.holder.pid}/root${fs.realpathSync(hostPath)}`, flags);
   }
 
   private childFd(fd: number): number {
@@ -332,5 +335,41 @@ export class ConfinedLaunch {
       }
     }
     this.holder.release();
+  }
+}
+
+export interface ConfinedResult {
+  code: number | null;
+  stdout: string;
+  /** The last 4 KiB of standard error. */
+  stderr: string;
+}
+
+/**
+ * Runs `make(launch)`'s command confined and collects its output (standard output up to
+ * `maxStdout` bytes, beyond which the command is killed and `code` is null).
+ */
+export async function runConfined(make: (launch: ConfinedLaunch) => string[], maxStdout = 1 << 20): Promise<ConfinedResult> {
+  const launch = await ConfinedLaunch.open(3);
+  try {
+    const { argv, fds } = launch.argv(make(launch));
+    return await new Promise<ConfinedResult>((resolve, reject) => {
+      const child = spawn(argv[0]!, argv.slice(1), { stdio: ["ignore", "pipe", "pipe", ...fds] });
+      const out: Buffer[] = [];
+      let outBytes = 0;
+      let err = Buffer.alloc(0);
+      child.stdout!.on("data", (d: Buffer) => {
+        outBytes += d.length;
+        if (outBytes > maxStdout) child.kill("SIGKILL");
+        else out.push(d);
+      });
+      child.stderr!.on("data", (d: Buffer) => {
+        err = Buffer.concat([err, d]).subarray(-4096);
+      });
+      child.on("error", reject);
+      child.on("close", (code) => resolve({ code: outBytes > maxStdout ? null : code, stdout: Buffer.concat(out).toString("utf8"), stderr: err.toString("utf8") }));
+    });
+  } finally {
+    launch.release();
   }
 }

@@ -9,6 +9,7 @@ import { spawn } from "node:child_process";
 import type { ChildProcess } from "node:child_process";
 import fs from "node:fs";
 import { Duplex, Writable } from "node:stream";
+import type { Readable } from "node:stream";
 import { agentRuntime } from "../agent-runtime.js";
 import { AgentClient } from "../../protocol/client.js";
 import { PyroError } from "../../shared/errors.js";
@@ -95,9 +96,19 @@ export interface UtilityResult {
   stderr: string;
 }
 
-/** Runs one command (host coreutils/tar) in a utility sandbox; output is capped. */
-export async function runUtility(binds: UtilityBind[], argv: string[], timeoutMs = 600_000): Promise<UtilityResult> {
-  const child = await spawnUtility(binds, argv, "ignore");
+/**
+ * Runs one command (host coreutils/tar) in a utility sandbox; output is capped. `input` is
+ * piped to its standard input (a tar stream pyro read from a host path on the sandbox's behalf).
+ */
+export async function runUtility(binds: UtilityBind[], argv: string[], options: { timeoutMs?: number; input?: Readable } = {}): Promise<UtilityResult> {
+  const timeoutMs = options.timeoutMs ?? 600_000;
+  const child = await spawnUtility(binds, argv, options.input ? "pipe" : "ignore");
+  if (options.input) {
+    // A sandbox that exits early closes the pipe: its exit status says why, not an EPIPE.
+    child.stdin!.on("error", () => undefined);
+    options.input.on("error", () => child.kill("SIGKILL"));
+    options.input.pipe(child.stdin!);
+  }
   return new Promise((resolve, reject) => {
     const out: Buffer[] = [];
     const err: Buffer[] = [];
