@@ -1,13 +1,39 @@
 /**
  * Memory, pids and CPU limits for a sandbox through cgroups, v2 (unified) or v1 (per-controller
  * hierarchies), whichever this host offers and lets us write. Limits that cannot be enforced
- * are reported as such, never silently assumed. Host-side; touches only /sys/fs/cgroup/.../pyro.
+ * are reported as such, never silently assumed. Host-side; touches only pyro's own subtree.
+ *
+ * Where that subtree is (`pyroGroup`): root uses `pyro` at the top of each hierarchy. An
+ * ordinary user needs a subtree someone delegated to it: `$PYRO_CGROUP_PARENT` (a v2 directory,
+ * or a name under each v1 controller), else `pyro-<user>` at the top (made and chowned by root,
+ * see docs/isolation.md), else, on cgroup v2 with systemd, `pyro` under the user's own delegated
+ * `user@UID.service`. Without one, workspaces run unlimited and say so.
  */
 import fs from "node:fs";
+import os from "node:os";
 import path from "node:path";
 
 const CGROUP_ROOT = "/sys/fs/cgroup";
-const GROUP = "pyro";
+
+/** The name of pyro's subtree under each hierarchy's top (v1), or its v2 directory. */
+export function pyroGroup(): { v1: string; v2: string } {
+  const env = process.env.PYRO_CGROUP_PARENT;
+  if (env) return path.isAbsolute(env) ? { v1: path.basename(env), v2: env } : { v1: env, v2: path.join(CGROUP_ROOT, env) };
+  if (process.getuid?.() === 0) return { v1: "pyro", v2: path.join(CGROUP_ROOT, "pyro") };
+  const name = `pyro-${os.userInfo().username}`;
+  const top = path.join(CGROUP_ROOT, name);
+  if (fs.existsSync(top)) return { v1: name, v2: top };
+  const uid = process.getuid?.() ?? 0;
+  return { v1: name, v2: path.join(CGROUP_ROOT, "user.slice", `user-${uid}.slice`, `user@${uid}.service`, "pyro") };
+}
+
+/** What to tell a user whose limits are not enforced. */
+export function delegationHint(): string {
+  const user = os.userInfo().username;
+  return fs.existsSync(path.join(CGROUP_ROOT, "cgroup.controllers"))
+    ? `Delegate a cgroup subtree to ${user}: sudo mkdir /sys/fs/cgroup/pyro-${user} && sudo chown -R ${user} /sys/fs/cgroup/pyro-${user} && echo '+memory +pids +cpu' | sudo tee /sys/fs/cgroup/cgroup.subtree_control (or run pyro under systemd-run --user -p Delegate=yes); see docs/isolation.md.`
+    : `Delegate cgroup subtrees to ${user}: for c in memory pids cpu; do sudo mkdir -p /sys/fs/cgroup/$c/pyro-${user} && sudo chown -R ${user} /sys/fs/cgroup/$c/pyro-${user}; done (see docs/isolation.md).`;
+}
 
 export interface Limits {
   vcpuCount: number;
@@ -51,26 +77,53 @@ function tryWrite(file: string, value: string): boolean {
   }
 }
 
+/** The directory sandbox cgroups are made in for a v1 controller, if pyro may write there. */
+function v1Parent(controller: string): string | null {
+  const dir = path.join(CGROUP_ROOT, controller, pyroGroup().v1);
+  if (writeable(dir)) return dir;
+  // Root may create its subtree at the top of the hierarchy.
+  return process.getuid?.() === 0 && writeable(path.join(CGROUP_ROOT, controller)) ? dir : null;
+}
+
+/** The v2 directory sandbox cgroups are made in, if pyro may write there. */
+function v2Parent(): string | null {
+  const dir = pyroGroup().v2;
+  if (writeable(dir)) return dir;
+  const parent = path.dirname(dir);
+  return writeable(parent) && writeable(path.join(parent, "cgroup.subtree_control")) ? dir : null;
+}
+
 /** What this host can enforce, without creating anything. */
 export function probeCgroups(): LimitEnforcement {
   if (fs.existsSync(path.join(CGROUP_ROOT, "cgroup.controllers"))) {
-    const controllers = fs.readFileSync(path.join(CGROUP_ROOT, "cgroup.controllers"), "utf8").split(/\s+/);
-    const ok = writeable(path.join(CGROUP_ROOT, "cgroup.subtree_control"));
-    const has = (c: string) => ok && controllers.includes(c);
+    const parent = v2Parent();
+    // The controllers the parent's parent hands down are the ones a child can limit.
+    const from = parent ? (fs.existsSync(parent) ? parent : path.dirname(parent)) : CGROUP_ROOT;
+    const controllers = readControllers(from);
+    const has = (c: string) => parent !== null && controllers.includes(c);
     return summarize(2, has("memory"), has("pids"), has("cpu"));
   }
-  const v1 = (c: string) => writeable(path.join(CGROUP_ROOT, c));
+  const v1 = (c: string) => v1Parent(c) !== null;
   if (["memory", "pids", "cpu"].some(v1)) return summarize(1, v1("memory"), v1("pids"), v1("cpu"));
   return summarize(null, false, false, false);
 }
 
+function readControllers(dir: string): string[] {
+  try {
+    return fs.readFileSync(path.join(dir, "cgroup.controllers"), "utf8").split(/\s+/).filter(Boolean);
+  } catch {
+    return [];
+  }
+}
+
 function summarize(version: 1 | 2 | null, memory: boolean, pids: boolean, cpu: boolean): LimitEnforcement {
   const missing = [memory ? null : "memory", pids ? null : "pids", cpu ? null : "cpu"].filter(Boolean);
+  const root = process.getuid?.() === 0;
   const note =
     missing.length === 0
       ? null
-      : version === null
-        ? "no writable cgroup hierarchy: memory, pids and CPU limits are not enforced"
+      : version === null || (!memory && !pids && !cpu)
+        ? `no cgroup subtree is writable by pyro${root ? "" : " (none is delegated to this user)"}: memory, pids and CPU limits are not enforced`
         : `cgroup v${version} controllers not available to pyro: ${missing.join(", ")} limits are not enforced`;
   return { cgroup_version: version, memory, pids, cpu, note };
 }
@@ -82,9 +135,10 @@ export function createSandboxCgroup(sandboxId: string, limits: Limits): SandboxC
   const quota = Math.max(1000, Math.round(limits.vcpuCount * 100_000));
   const memBytes = String(limits.memMib * 1024 * 1024);
   if (probe.cgroup_version === 2) {
-    const parent = path.join(CGROUP_ROOT, GROUP);
+    const parent = v2Parent();
+    if (parent === null) return null;
     fs.mkdirSync(parent, { recursive: true });
-    for (const c of ["memory", "pids", "cpu"]) tryWrite(path.join(CGROUP_ROOT, "cgroup.subtree_control"), `+${c}`);
+    for (const c of ["memory", "pids", "cpu"]) tryWrite(path.join(path.dirname(parent), "cgroup.subtree_control"), `+${c}`);
     for (const c of ["memory", "pids", "cpu"]) tryWrite(path.join(parent, "cgroup.subtree_control"), `+${c}`);
     const dir = path.join(parent, sandboxId);
     fs.mkdirSync(dir, { recursive: true });
@@ -98,9 +152,9 @@ export function createSandboxCgroup(sandboxId: string, limits: Limits): SandboxC
   }
   const dirs: string[] = [];
   const make = (controller: string, settings: Record<string, string>): boolean => {
-    const root = path.join(CGROUP_ROOT, controller);
-    if (!writeable(root)) return false;
-    const dir = path.join(root, GROUP, sandboxId);
+    const parent = v1Parent(controller);
+    if (parent === null) return false;
+    const dir = path.join(parent, sandboxId);
     try {
       fs.mkdirSync(dir, { recursive: true });
     } catch {
@@ -111,7 +165,7 @@ export function createSandboxCgroup(sandboxId: string, limits: Limits): SandboxC
   };
   const memory = make("memory", { "memory.limit_in_bytes": memBytes });
   // memsw is optional (only with swap accounting); without it swap is not limited.
-  if (memory) tryWrite(path.join(CGROUP_ROOT, "memory", GROUP, sandboxId, "memory.memsw.limit_in_bytes"), memBytes);
+  if (memory) tryWrite(path.join(CGROUP_ROOT, "memory", pyroGroup().v1, sandboxId, "memory.memsw.limit_in_bytes"), memBytes);
   const pids = make("pids", { "pids.max": String(limits.pidsMax) });
   const cpu = make("cpu", { "cpu.cfs_period_us": "100000", "cpu.cfs_quota_us": String(quota) });
   return { version: 1, dirs, procsFiles: dirs.map((d) => path.join(d, "cgroup.procs")), enforcement: summarize(1, memory, pids, cpu) };
@@ -158,10 +212,11 @@ export async function destroySandboxCgroup(dirs: string[]): Promise<void> {
 /** Removes cgroups left by sandboxes that no longer exist (e.g. after a crash). */
 export function cgroupDirsFor(sandboxId: string): string[] {
   const dirs: string[] = [];
-  const v2 = path.join(CGROUP_ROOT, GROUP, sandboxId);
+  const group = pyroGroup();
+  const v2 = path.join(group.v2, sandboxId);
   if (fs.existsSync(v2)) dirs.push(v2);
   for (const c of ["memory", "pids", "cpu"]) {
-    const d = path.join(CGROUP_ROOT, c, GROUP, sandboxId);
+    const d = path.join(CGROUP_ROOT, c, group.v1, sandboxId);
     if (fs.existsSync(d)) dirs.push(d);
   }
   return dirs;
