@@ -108,12 +108,22 @@ export function confinementArgs(hostname: string, caps: readonly string[]): stri
  * confine/launch.ts); the agent runtime's sources are host paths the sandbox identity can reach,
  * or staged when it cannot.
  */
+/**
+ * A fresh /proc with /proc/sys read-only. Guest root cannot write host-global sysctls anyway
+ * (they need root of the host's user namespace); this also freezes the entries its own
+ * namespaces own (hostname, IPC limits, user.max_*), which bubblewrap would leave writable:
+ * it covers /proc/sys only when the directory itself is writable, and in a user namespace it
+ * is not. The bind's source is the launcher's /proc/sys; sysctl files answer for the opener's
+ * own namespaces whichever procfs they are reached through.
+ */
+export const PROC_ARGS = ["--proc", "/proc", "--ro-bind", "/proc/sys", "/proc/sys"];
+
 export function bwrapArgs(spec: SandboxSpec, root: string, workspace: string, launch: ConfinedLaunch): string[] {
   const runtime = agentRuntime();
   const args = [
     "--bind", root, "/",
     "--bind", workspace, WORKSPACE_GUEST_PATH,
-    "--proc", "/proc",
+    ...PROC_ARGS,
     "--dev", "/dev",
     "--tmpfs", "/run",
   ];
@@ -195,7 +205,9 @@ export class NamespaceBackend implements Backend {
     const upper = path.join(spec.stateDir, "rootfs-upper");
     const work = path.join(spec.stateDir, "rootfs-work");
     for (const dir of [upper, work, spec.workspaceDir, path.dirname(spec.socketPath)]) fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
-    // The overlay's upper and work directories belong to guest root, like /workspace.
+    // The overlay's upper and work directories belong to guest root, like /workspace; the
+    // upper directory's mode is the sandbox's `/`, which every guest user must be able to search.
+    fs.chmodSync(upper, 0o755);
     for (const dir of [upper, work]) ownByGuestRoot(dir);
     const launch = await ConfinedLaunch.open(FIRST_STAGED_FD);
     try {

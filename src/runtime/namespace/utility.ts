@@ -14,7 +14,7 @@ import { agentRuntime } from "../agent-runtime.js";
 import { AgentClient } from "../../protocol/client.js";
 import { PyroError } from "../../shared/errors.js";
 import { capBytes, renderCapped } from "../../shared/output-cap.js";
-import { SANDBOX_PATH } from "./backend.js";
+import { PROC_ARGS, SANDBOX_PATH } from "./backend.js";
 import { ConfinedLaunch } from "../confine/launch.js";
 import { seccompProgram } from "../confine/seccomp.js";
 
@@ -49,7 +49,7 @@ const SECCOMP_FD = 3;
 const FIRST_STAGED_FD = 4;
 
 function utilityArgs(binds: UtilityBind[], launch: ConfinedLaunch): string[] {
-  const args = ["--tmpfs", "/", "--dir", "/tmp", "--proc", "/proc", "--dev", "/dev", ...hostSystemArgs()];
+  const args = ["--tmpfs", "/", "--dir", "/tmp", ...PROC_ARGS, "--dev", "/dev", ...hostSystemArgs()];
   for (const b of agentRuntime().binds) args.push("--ro-bind", launch.reachable(b.source), b.target);
   for (const b of binds) args.push(b.readOnly ? "--ro-bind" : "--bind", launch.bind(b.source, { readOnly: b.readOnly }), b.target);
   args.push(

@@ -20,7 +20,7 @@ import { PyroError } from "../../shared/errors.js";
 import { AGENT_RUNTIME_DIR } from "../../protocol/messages.js";
 import type { ExecRequest } from "../../protocol/messages.js";
 import type { FrameHeader } from "../../protocol/frames.js";
-import { NamespaceBackend, confinementArgs, JOIN_CGROUP, SECCOMP_FD, FIRST_STAGED_FD } from "../namespace/backend.js";
+import { NamespaceBackend, confinementArgs, PROC_ARGS, JOIN_CGROUP, SECCOMP_FD, FIRST_STAGED_FD } from "../namespace/backend.js";
 import { ConfinedLaunch, ownByGuestRoot } from "../confine/launch.js";
 import { SLIRP_DNS } from "../namespace/nft-rules.js";
 import { hostSystemArgs } from "../namespace/utility.js";
@@ -144,7 +144,7 @@ export class VmBackend extends NamespaceBackend {
 
   /** The jail's bubblewrap arguments; pyro's state files reach it through the launch's stage. */
   private jailArgs(spec: SandboxSpec, launch: ConfinedLaunch, p: { kernel: string; initramfs: string; agentDisk: string; rootBase: string; runDir: string; kvm: boolean }): string[] {
-    const args = ["--tmpfs", "/", "--dir", "/tmp", "--proc", "/proc", "--dev", "/dev", ...hostSystemArgs()];
+    const args = ["--tmpfs", "/", "--dir", "/tmp", ...PROC_ARGS, "--dev", "/dev", ...hostSystemArgs()];
     if (p.kvm) args.push("--dev-bind", "/dev/kvm", "/dev/kvm");
     for (const bind of agentRuntime().binds) args.push("--ro-bind", launch.reachable(bind.source), bind.target);
     const ro = (source: string) => launch.bind(source, { readOnly: true });
