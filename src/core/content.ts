@@ -11,6 +11,7 @@ import { randomBytes } from "node:crypto";
 import * as tar from "tar";
 import { spawn } from "node:child_process";
 import { createReadStream } from "node:fs";
+import { PassThrough } from "node:stream";
 import type { Readable } from "node:stream";
 import { runUtility, withUtilityAgent } from "../runtime/namespace/utility.js";
 import type { UtilityBind } from "../runtime/namespace/utility.js";
@@ -123,7 +124,9 @@ function sourceStream(source: SeedSource): { stream: Readable; gz: string; done:
     tar.on("error", (err) => resolve(err.message));
     tar.on("close", (code) => resolve(code === 0 ? null : Buffer.concat(stderr).toString("utf8").trim().slice(-500) || `tar exited ${code}`));
   });
-  return { stream: tar.stdout, gz: "", done };
+  // Attached at once: Node drains (and discards) a child's unread output when the child exits,
+  // which tar may do before the sandbox is there to read it.
+  return { stream: tar.stdout.pipe(new PassThrough()), gz: "", done };
 }
 
 /** Copies a checked host source into a workspace directory (host path) at `dest` (guest path). */

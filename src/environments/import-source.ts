@@ -12,10 +12,11 @@ import type { Readable } from "node:stream";
 import { list as listTar } from "tar";
 import type { ReadEntry } from "tar";
 import { spawn } from "node:child_process";
+import { PassThrough } from "node:stream";
 import { runConfinedBuildStep } from "./command.js";
 import type { CommandResult } from "./command.js";
 import { ConfinedLaunch } from "../runtime/confine/launch.js";
-import { sandboxIdentity } from "../runtime/confine/identity.js";
+import { GUEST_ID_COUNT, sandboxIdentity } from "../runtime/confine/identity.js";
 import { PyroError } from "../shared/errors.js";
 
 export type ImportSourceKind = "directory" | "archive";
@@ -223,8 +224,13 @@ export async function copyDirectory(environment: string, source: string, target:
       hint: "Import a directory that holds only the root filesystem.",
     });
   }
-  const asRoot = sandboxIdentity().kind === "root-range";
-  const launch = asRoot ? null : await ConfinedLaunch.open(3);
+  // Root reads a host tree with its real ids, unless the tree already belongs to the sandbox
+  // range (another pyro layer, a sandbox's output): that one is read as guest root, so its ids
+  // are not shifted twice.
+  const identity = sandboxIdentity();
+  const owner = (await fs.lstat(realSource)).uid;
+  const alreadyShifted = owner >= identity.rootUid && owner < identity.rootUid + GUEST_ID_COUNT;
+  const launch = identity.kind === "root-range" && !alreadyShifted ? null : await ConfinedLaunch.open(3);
   try {
     const argv = launch
       ? launch.argv(["tar", "-c", "--numeric-owner", "--xattrs", "-f", "-", "-C", launch.bind(realSource, { readOnly: true }), "."])
@@ -233,7 +239,7 @@ export async function copyDirectory(environment: string, source: string, target:
     const stderr: Buffer[] = [];
     reader.stderr!.on("data", (d: Buffer) => stderr.push(d));
     const read = new Promise<number | null>((resolve) => reader.on("close", resolve));
-    const [extracted, readCode] = await Promise.allSettled([extractConfined(environment, reader.stdout!, target, signal), read]);
+    const [extracted, readCode] = await Promise.allSettled([extractConfined(environment, reader.stdout!.pipe(new PassThrough()), target, signal), read]);
     if (readCode.status === "fulfilled" && readCode.value !== 0) {
       throw new PyroError("environment_build_failed", `Reading ${source} failed: ${Buffer.concat(stderr).toString("utf8").trim().slice(-300)}`, {
         hint: "Check that the directory is readable, then import again.",

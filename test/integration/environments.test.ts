@@ -11,6 +11,8 @@ import type { PullProgress } from "../../src/environments/index.js";
 import { PyroError } from "../../src/shared/errors.js";
 import { removeTree } from "../../src/runtime/confine/trees.js";
 import { SHARED_HOME } from "../helpers.js";
+import { BUILDER_VERSION } from "../../src/environments/store.js";
+import { hostIdOf, sandboxIdentity } from "../../src/runtime/confine/identity.js";
 
 const isRoot = process.getuid?.() === 0;
 const BUILD_TIMEOUT = 300_000;
@@ -71,7 +73,7 @@ describe.skipIf(!isRoot)("environments on a real host", () => {
 
       const store = new EnvironmentStore(SHARED_HOME);
       const manifest = await store.inspect("debian:12");
-      expect(manifest).toMatchObject({ name: "debian:12", parent: "debian:12-base", builderVersion: 1 });
+      expect(manifest).toMatchObject({ name: "debian:12", parent: "debian:12-base", builderVersion: BUILDER_VERSION, identity: sandboxIdentity().key });
       expect(manifest.packages.some((p) => p.startsWith("git="))).toBe(true);
       expect(manifest.packages.some((p) => p.startsWith("ca-certificates="))).toBe(true);
       expect(manifest.packages.some((p) => p.startsWith("bash="))).toBe(true);
@@ -259,7 +261,9 @@ describe.skipIf(!isRoot)("environments on a real host", () => {
       expect(manifest).toMatchObject({ name: "demo:tiny", source: "import", parent: null, packages: ["demo=1.0"] });
       const [layer] = await store.layers("demo:tiny");
       const owned = await fs.lstat(path.join(layer!, "opt/owned"));
-      expect([owned.uid, owned.gid, owned.mode & 0o7777]).toEqual([1234, 5678, 0o4755]);
+      // Owners land shifted into the sandbox identity's range: guest 1234 is host hostIdOf(1234).
+      const identity = sandboxIdentity();
+      expect([owned.uid, owned.gid, owned.mode & 0o7777]).toEqual([hostIdOf(identity.uidMap, 1234), hostIdOf(identity.gidMap, 5678), 0o4755]);
       await expect(fs.lstat(path.join(layer!, "dev/null"))).rejects.toMatchObject({ code: "ENOENT" });
       expect((await fs.lstat(path.join(layer!, "workspace"))).isDirectory()).toBe(true);
 
