@@ -10,6 +10,7 @@ import { spawn, spawnSync } from "node:child_process";
 import net from "node:net";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js";
+import { pyroGroup } from "../src/runtime/namespace/cgroups.js";
 
 export const REPO = path.resolve(import.meta.dirname, "..");
 export const SHARED_HOME = process.env.PYRO_TEST_HOME ? path.resolve(process.env.PYRO_TEST_HOME) : path.join(REPO, ".pyro-test", "home");
@@ -64,10 +65,12 @@ export function findLeaks(home: string): Leaks {
   for (const pid of list("/proc").filter((n) => /^\d+$/.test(n))) {
     try {
       const cmd = fs.readFileSync(`/proc/${pid}/cmdline`, "utf8").replace(/\0/g, " ");
-      // The sandbox launcher and bubblewrap, and the network helpers (slirp4netns, the DNS forwarder).
-      if (cmd.includes(home) && /bwrap|unshare|slirp4netns|dns-forwarder/.test(cmd)) processes.push(`${pid}: ${cmd.slice(0, 120)}`);
-      // A VM jail's processes name only jail paths; their mounts show the host directories they hold.
-      else if (/qemu-system|virtiofsd|vm-supervisor/.test(cmd) && fs.readFileSync(`/proc/${pid}/mountinfo`, "utf8").includes(home)) processes.push(`${pid}: ${cmd.slice(0, 120)}`);
+      // The network helpers (slirp4netns, the DNS forwarder) name the home on their command line.
+      if (cmd.includes(home) && /slirp4netns|dns-forwarder/.test(cmd)) processes.push(`${pid}: ${cmd.slice(0, 120)}`);
+      // Sandboxes, their launchers and VM jails name only stage and jail paths, but they live in
+      // mount namespaces that hold mounts of the home's directories (mountinfo shows each bind's
+      // source path): any process whose namespace still holds one is a leftover.
+      else if (fs.readFileSync(`/proc/${pid}/mountinfo`, "utf8").includes(home)) processes.push(`${pid}: ${cmd.slice(0, 120)}`);
     } catch {
       // exited
     }
@@ -75,9 +78,9 @@ export function findLeaks(home: string): Leaks {
   const mounts = fs.readFileSync("/proc/mounts", "utf8").split("\n").filter((l) => l.includes(home));
   const ids = list(path.join(home, "workspaces"));
   const cgroups: string[] = [];
-  for (const c of ["memory", "pids", "cpu", ""]) {
-    for (const id of ids) {
-      const d = path.join("/sys/fs/cgroup", c, "pyro", id);
+  const group = pyroGroup();
+  for (const id of ids) {
+    for (const d of [path.join(group.v2, id), ...["memory", "pids", "cpu"].map((c) => path.join("/sys/fs/cgroup", c, group.v1, id))]) {
       if (fs.existsSync(d)) cgroups.push(d);
     }
   }
