@@ -16,7 +16,7 @@ import { archiveKind, checkArchiveEntry, DEFAULT_ARCHIVE_MAX_BYTES, DEFAULT_ARCH
 import type { ArchiveProblem, ArchiveTally } from "../shared/archive.js";
 import { hostPath, checkReplaceable } from "../shared/host-path.js";
 import type { GuardedPath } from "../shared/host-path.js";
-import { WORKSPACE_GUEST_PATH } from "../protocol/messages.js";
+import { EXPORT_LIST_MAX, WORKSPACE_GUEST_PATH } from "../protocol/messages.js";
 import type { ExportCopyResult } from "../protocol/messages.js";
 
 export interface SeedSource {
@@ -218,7 +218,7 @@ export async function placeOutput(built: string, out: string, replace: boolean):
  * Exports PATH from a workspace directory to a host path. The copy is made into a fresh
  * directory next to the output and moved into place (`placeOutput`), so a failure leaves no
  * partial output and the old output intact, and an existing output is never replaced unless
- * `force`.
+ * `force`. What the agent copies, strips and skips: src/agent/export.ts.
  */
 export async function exportFrom(workspaceDir: string, guestPath: string, output: string, force: boolean, options: OutputOptions = {}): Promise<ExportOutcome> {
   const { out, parent } = await checkOutput(output, force, options);
@@ -233,6 +233,7 @@ export async function exportFrom(workspaceDir: string, guestPath: string, output
       async (client) => (await client.request({ type: "export_copy", path: guestPath, name: "out" })).header,
     );
     await placeOutput(path.join(temp, "out"), out, force);
+    const entries = (v: unknown) => (Array.isArray(v) ? (v as { path: string; reason: string }[]).slice(0, EXPORT_LIST_MAX).map((e) => ({ path: String(e.path), reason: String(e.reason) })) : []);
     return {
       workspace_path: String(result.source),
       output_path: out,
@@ -241,7 +242,9 @@ export async function exportFrom(workspaceDir: string, guestPath: string, output
       directories: Number(result.directories) || 0,
       symlinks: Number(result.symlinks) || 0,
       bytes: Number(result.bytes) || 0,
-      skipped: Array.isArray(result.skipped) ? (result.skipped as { path: string; reason: string }[]).slice(0, 100) : [],
+      skipped: entries(result.skipped),
+      stripped: entries(result.stripped),
+      note: typeof result.note === "string" ? result.note.slice(0, 1000) : null,
     };
   } finally {
     await fsp.rm(temp, { recursive: true, force: true });

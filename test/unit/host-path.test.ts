@@ -1,7 +1,7 @@
 /**
  * The host-path rules on their own, without sandboxes: what a host-path parameter may be
- * (`hostPath`), what an export may replace (`checkReplaceable`), and how a finished output is
- * moved into place (`placeOutput`).
+ * (`hostPath`), what an export may replace (`checkReplaceable`), how a finished output is moved
+ * into place (`placeOutput`), and where a link of an exported copy leads (`whereLinkLeads`).
  */
 import fs from "node:fs";
 import os from "node:os";
@@ -10,6 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { checkReplaceable, hostPath } from "../../src/shared/host-path.js";
 import { PyroError } from "../../src/shared/errors.js";
 import { placeOutput } from "../../src/core/content.js";
+import { whereLinkLeads } from "../../src/agent/export.js";
 
 let dir: string;
 
@@ -99,5 +100,42 @@ describe("placeOutput", () => {
     await expect(placeOutput(path.join(parent, "missing"), path.join(parent, "out"), true)).rejects.toMatchObject({ code: "ENOENT" });
     expect(fs.readFileSync(path.join(parent, "out", "old.txt"), "utf8")).toBe("old");
     expect(fs.readdirSync(parent)).toEqual(["out"]);
+  });
+});
+
+describe("whereLinkLeads", () => {
+  it("follows links inside the copy and calls any step above the root, absolute target or loop outside", () => {
+    const root = path.join(dir, "tree");
+    fs.mkdirSync(path.join(root, "sub"), { recursive: true });
+    const links: Record<string, string> = {
+      dot: ".",
+      deep: "dot/dot/../../..",
+      sneaky: "dot/dot/../..",
+      rel: "ok-target",
+      "sub/back": "../dot/rel",
+      "sub/up": "../..",
+      abs: "/etc/passwd",
+      "via-abs": "abs/..",
+      "loop-a": "loop-b",
+      "loop-b": "loop-a",
+      missing: "nothing/here",
+      "missing-up": "nothing/../..",
+    };
+    for (const [name, target] of Object.entries(links)) fs.symlinkSync(target, path.join(root, name));
+    const verdicts = Object.fromEntries(Object.keys(links).map((name) => [name, whereLinkLeads(path.join(root, name), root)]));
+    expect(verdicts).toEqual({
+      dot: "inside",
+      deep: "outside-via-link",
+      sneaky: "outside-via-link",
+      rel: "inside",
+      "sub/back": "inside",
+      "sub/up": "outside",
+      abs: "outside",
+      "via-abs": "outside-via-link",
+      "loop-a": "loop",
+      "loop-b": "loop",
+      missing: "inside",
+      "missing-up": "outside",
+    });
   });
 });
