@@ -8,6 +8,7 @@ import { spawnSync } from "node:child_process";
 import path from "node:path";
 import { packageRoot } from "../runtime/agent-runtime.js";
 import { PyroError } from "../shared/errors.js";
+import { hostPath } from "../shared/host-path.js";
 import { findExecutable } from "../shared/executables.js";
 
 export const CLI_HOSTS = ["claude-code", "codex"] as const;
@@ -32,7 +33,7 @@ export function canonicalServeCommand(options: ServeOptions = {}): { command: st
   const args = [path.join(packageRoot(), "bin", "pyro.js"), "mcp", "serve"];
   if (options.profile) args.push("--profile", options.profile);
   if (options.mode) args.push("--mode", options.mode);
-  if (options.projectPath) args.push("--project-path", path.resolve(options.projectPath));
+  if (options.projectPath !== undefined) args.push("--project-path", hostPath(options.projectPath, "--project-path"));
   if (options.repoUrl) args.push("--repo-url", options.repoUrl);
   if (options.repoRef) args.push("--repo-ref", options.repoRef);
   if (options.noProjectSource) args.push("--no-project-source");

@@ -10,6 +10,7 @@ import { Command, CommanderError, Option } from "commander";
 import { Pyro } from "../sdk/pyro.js";
 import type { PyroOptions } from "../sdk/pyro.js";
 import { PyroError, asPyroError } from "../shared/errors.js";
+import { hostPath } from "../shared/host-path.js";
 import { parseKeyValues } from "../core/validate.js";
 import { MAX_STDIN_BYTES } from "../core/manager.js";
 import { parseSecretEnvFlags } from "../core/secrets.js";
@@ -87,12 +88,19 @@ function parseSecretPairs(items: string[]): Record<string, string> {
   return out;
 }
 
+/** `--secret-file NAME=PATH` pairs, each PATH checked like every host path. */
+function parseSecretFiles(items: string[]): Record<string, string> {
+  const pairs = parseSecretPairs(items);
+  return Object.fromEntries(Object.entries(pairs).map(([name, file]) => [name, hostPath(file, `--secret-file ${name}`)]));
+}
+
 /** Text from exactly one of an inline flag or a host file (UTF-8). */
 async function textInput(inline: string | undefined, file: string | undefined, inlineFlag: string, fileFlag: string): Promise<string> {
   if ((inline === undefined) === (file === undefined)) throw new PyroError("invalid_argument", `give exactly one of ${inlineFlag} or ${fileFlag}`);
   if (inline !== undefined) return inline;
+  const abs = hostPath(file, fileFlag);
   try {
-    return await fs.readFile(file!, "utf8");
+    return await fs.readFile(abs, "utf8");
   } catch (err) {
     throw new PyroError("invalid_argument", `cannot read ${file}: ${(err as Error).message}`);
   }
@@ -232,7 +240,7 @@ function buildProgram(): Command {
   const serveOptions = (o: ServeFlags) => ({
     ...(o.profile !== undefined ? { profile: o.profile } : {}),
     ...(o.mode !== undefined ? { mode: o.mode } : {}),
-    ...(o.projectPath !== undefined ? { projectPath: o.projectPath } : {}),
+    ...(o.projectPath !== undefined ? { projectPath: hostPath(o.projectPath, "--project-path") } : {}),
     ...(o.repoUrl !== undefined ? { repoUrl: o.repoUrl } : {}),
     ...(o.repoRef !== undefined ? { repoRef: o.repoRef } : {}),
     ...(o.projectSource === false ? { noProjectSource: true } : {}),
@@ -353,7 +361,7 @@ function buildProgram(): Command {
     .addOption(json())
     .action(
       action(async (name: string, source: string) => {
-        const manifest = await pyro().importEnvironment(name, source);
+        const manifest = await pyro().importEnvironment(name, hostPath(source, "PATH"));
         if (state.json) printJson(manifest);
         else out(render.manifest(manifest));
       }),
@@ -424,12 +432,12 @@ function buildProgram(): Command {
           environment,
           ...(opts.name !== undefined ? { name: opts.name } : {}),
           ...(opts.label ? { labels: parseKeyValues(opts.label, "label") } : {}),
-          ...(opts.seedPath !== undefined ? { seedPath: opts.seedPath } : {}),
+          ...(opts.seedPath !== undefined ? { seedPath: hostPath(opts.seedPath, "--seed-path") } : {}),
           ...(opts.vcpuCount !== undefined ? { vcpuCount: opts.vcpuCount } : {}),
           ...(opts.memMib !== undefined ? { memMib: opts.memMib } : {}),
           ...(opts.ttlSeconds !== undefined ? { ttlSeconds: opts.ttlSeconds } : {}),
           ...(opts.secret ? { secrets: parseSecretPairs(opts.secret) } : {}),
-          ...(opts.secretFile ? { secretFiles: parseSecretPairs(opts.secretFile) } : {}),
+          ...(opts.secretFile ? { secretFiles: parseSecretFiles(opts.secretFile) } : {}),
           ...backendInput(opts),
           ...networkInput(opts),
         });
@@ -537,7 +545,7 @@ function buildProgram(): Command {
     .addOption(json())
     .action(
       action(async (ref: string, source: string, opts: { dest?: string }) => {
-        const r = await pyro().pushWorkspaceSync(ref, source, opts.dest !== undefined ? { dest: opts.dest } : {});
+        const r = await pyro().pushWorkspaceSync(ref, hostPath(source, "SOURCE"), opts.dest !== undefined ? { dest: opts.dest } : {});
         if (state.json) printJson(r);
         else out(`Copied ${r.entries} entries (${render.bytes(r.bytes)}) from ${r.source} into ${r.dest}`);
       }),
@@ -619,7 +627,7 @@ function buildProgram(): Command {
     .addOption(json())
     .action(
       action(async (ref: string, p: string, opts: { output: string; force?: boolean }) => {
-        const r = await pyro().exportWorkspace(ref, p, { outputPath: opts.output, force: opts.force === true });
+        const r = await pyro().exportWorkspace(ref, p, { outputPath: hostPath(opts.output, "--output"), force: opts.force === true });
         if (state.json) printJson(r);
         else out(render.exported(r));
       }),
@@ -752,7 +760,7 @@ function buildProgram(): Command {
     .addOption(json())
     .action(
       action(async (ref: string, opts: { output: string; force?: boolean }) => {
-        const r = await pyro().exportWorkspaceDisk(ref, { outputPath: opts.output, force: opts.force === true });
+        const r = await pyro().exportWorkspaceDisk(ref, { outputPath: hostPath(opts.output, "--output"), force: opts.force === true });
         if (state.json) printJson(r);
         else out(`Wrote ${r.output_path} (${render.bytes(r.bytes)})`);
       }),
@@ -1053,7 +1061,7 @@ function buildProgram(): Command {
         const projectSource = {
           cwd: process.cwd(),
           noProjectSource: !opts.projectSource,
-          ...(opts.projectPath !== undefined ? { projectPath: opts.projectPath } : {}),
+          ...(opts.projectPath !== undefined ? { projectPath: hostPath(opts.projectPath, "--project-path") } : {}),
           ...(opts.repoUrl !== undefined ? { repoUrl: opts.repoUrl } : {}),
           ...(opts.repoRef !== undefined ? { repoRef: opts.repoRef } : {}),
         };

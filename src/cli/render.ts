@@ -168,6 +168,8 @@ export function writeFileRead(r: FileReadResult, contentOnly: boolean): void {
 export function exported(r: ExportOutcome): string {
   const lines = [`Exported ${r.workspace_path} to ${r.output_path}: ${r.files} files, ${r.directories} directories, ${r.symlinks} symlinks, ${bytes(r.bytes)}`];
   for (const s of r.skipped) lines.push(`  skipped ${s.path}: ${s.reason}`);
+  for (const s of r.stripped) lines.push(`  stripped ${s.path}: ${s.reason}`);
+  if (r.note) lines.push(`  note: ${r.note}`);
   return lines.join("\n");
 }
 

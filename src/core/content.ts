@@ -18,7 +18,9 @@ import type { UtilityBind } from "../runtime/namespace/utility.js";
 import { PyroError } from "../shared/errors.js";
 import { archiveKind, checkArchiveEntry, DEFAULT_ARCHIVE_MAX_BYTES, DEFAULT_ARCHIVE_MAX_ENTRIES } from "../shared/archive.js";
 import type { ArchiveProblem, ArchiveTally } from "../shared/archive.js";
-import { WORKSPACE_GUEST_PATH } from "../protocol/messages.js";
+import { hostPath, checkReplaceable } from "../shared/host-path.js";
+import type { GuardedPath } from "../shared/host-path.js";
+import { EXPORT_LIST_MAX, WORKSPACE_GUEST_PATH } from "../protocol/messages.js";
 import type { ExportCopyResult } from "../protocol/messages.js";
 import { ownByGuestRoot } from "../runtime/confine/launch.js";
 import { giveToHostUser, removeTree } from "../runtime/confine/trees.js";
@@ -42,9 +44,12 @@ export interface ExportOutcome extends Omit<ExportCopyResult, "source"> {
   output_path: string;
 }
 
-/** Checks a host seed/sync source before anything is changed; archives are scanned entry by entry. */
-export async function inspectSource(sourcePath: string): Promise<SeedSource> {
-  const abs = path.resolve(sourcePath);
+/**
+ * Checks a host seed/sync source before anything is changed; archives are scanned entry by
+ * entry. `parameter` is the caller's name for it, for the message when it is empty.
+ */
+export async function inspectSource(sourcePath: string, parameter = "source path"): Promise<SeedSource> {
+  const abs = hostPath(sourcePath, parameter);
   let stat: fs.Stats;
   try {
     stat = await fsp.stat(abs);
@@ -158,33 +163,88 @@ export async function importInto(workspaceDir: string, scratchDir: string, sourc
   }
 }
 
+/** Where an export may write: the parameter's name for messages, and directories it must never replace. */
+export interface OutputOptions {
+  /** The caller's name for the output parameter (`--output`, `outputPath`, `output_path`). */
+  parameter?: string;
+  /** Besides `/`, the current directory, the home directory and their ancestors (see `checkReplaceable`). */
+  guarded?: GuardedPath[];
+}
+
 /**
- * Checks a host output path for an export: its directory must exist, and an existing entry is
- * refused unless `force` (which later removes the entry itself — a symlink, never its target).
+ * Checks a host output path for an export: a real path (not empty; see `hostPath`) that names
+ * nothing `force` could wrongly destroy (`checkReplaceable`), whose directory exists; an existing
+ * entry is refused unless `force` (which later replaces the entry itself — a symlink, never its
+ * target).
  */
-export async function checkOutput(output: string, force: boolean): Promise<{ out: string; parent: string; exists: boolean }> {
-  const out = path.resolve(output);
+export async function checkOutput(output: string, force: boolean, options: OutputOptions = {}): Promise<{ out: string; parent: string; exists: boolean }> {
+  const parameter = options.parameter ?? "output path";
+  const out = hostPath(output, parameter);
+  checkReplaceable(out, options.guarded);
   const parent = path.dirname(out);
   try {
     if (!(await fsp.stat(parent)).isDirectory()) throw new Error();
   } catch {
     throw new PyroError("invalid_argument", `the output's directory ${parent} does not exist`, { hint: "Create it first or choose another --output." });
   }
-  const exists = await fsp.lstat(out).then(
-    () => true,
-    () => false,
-  );
-  if (exists && !force) throw new PyroError("output_exists", `${out} already exists`, { hint: "Choose another output path, or pass --force (MCP: force=true) to replace it." });
+  const exists = (await lstatOrNull(out)) !== null;
+  if (exists && !force) throw outputExists(out);
   return { out, parent, exists };
+}
+
+function outputExists(out: string): PyroError {
+  return new PyroError("output_exists", `${out} already exists`, { hint: "Choose another output path, or pass --force (MCP: force=true) to replace it." });
+}
+
+async function lstatOrNull(p: string): Promise<fs.Stats | null> {
+  return fsp.lstat(p).catch(() => null);
+}
+
+/**
+ * Moves a finished output `built` (made in a sibling directory of `out`, so on the same
+ * filesystem) to exactly `out` — never to or over anything else. Without `replace` nothing is
+ * clobbered, even if something appeared at `out` since it was checked: a file is hard-linked into
+ * place (which fails if the name exists), a directory renamed (which fails over anything but an
+ * empty directory). With `replace` the old entry is first renamed aside (a symlink is moved,
+ * never followed), the new one renamed in, and only then is the old one removed; if the swap
+ * fails the old one is put back, so a failed export never costs the user the old output.
+ */
+export async function placeOutput(built: string, out: string, replace: boolean): Promise<void> {
+  const old = await lstatOrNull(out);
+  if (old && !replace) throw outputExists(out);
+  if (!old) {
+    try {
+      if ((await fsp.lstat(built)).isDirectory()) await fsp.rename(built, out);
+      else {
+        await fsp.link(built, out);
+        await fsp.rm(built, { force: true });
+      }
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === "EEXIST" || code === "ENOTEMPTY" || code === "ENOTDIR" || code === "EISDIR") throw outputExists(out);
+      throw err;
+    }
+    return;
+  }
+  const aside = path.join(path.dirname(out), `.pyro-replaced-${randomBytes(4).toString("hex")}`);
+  await fsp.rename(out, aside);
+  try {
+    await fsp.rename(built, out);
+  } catch (err) {
+    await fsp.rename(aside, out).catch(() => undefined);
+    throw err;
+  }
+  await fsp.rm(aside, { recursive: true, force: true });
 }
 
 /**
  * Exports PATH from a workspace directory to a host path. The copy is made into a fresh
- * directory next to the output and renamed into place, so a failure leaves no partial output
- * and an existing output is never replaced unless `force`.
+ * directory next to the output and moved into place (`placeOutput`), so a failure leaves no
+ * partial output and the old output intact, and an existing output is never replaced unless
+ * `force`. What the agent copies, strips and skips: src/agent/export.ts.
  */
-export async function exportFrom(workspaceDir: string, guestPath: string, output: string, force: boolean): Promise<ExportOutcome> {
-  const { out, parent, exists } = await checkOutput(output, force);
+export async function exportFrom(workspaceDir: string, guestPath: string, output: string, force: boolean, options: OutputOptions = {}): Promise<ExportOutcome> {
+  const { out, parent } = await checkOutput(output, force, options);
   const temp = path.join(parent, `.pyro-export-${randomBytes(4).toString("hex")}`);
   await fsp.mkdir(temp, { mode: 0o700 });
   ownByGuestRoot(temp);
@@ -197,9 +257,8 @@ export async function exportFrom(workspaceDir: string, guestPath: string, output
       async (client) => (await client.request({ type: "export_copy", path: guestPath, name: "out" })).header,
     );
     await giveToHostUser(path.join(temp, "out"));
-    // Replacing removes the old entry itself (a symlink is removed, never followed).
-    if (exists) await fsp.rm(out, { recursive: true, force: true });
-    await fsp.rename(path.join(temp, "out"), out);
+    await placeOutput(path.join(temp, "out"), out, force);
+    const entries = (v: unknown) => (Array.isArray(v) ? (v as { path: string; reason: string }[]).slice(0, EXPORT_LIST_MAX).map((e) => ({ path: String(e.path), reason: String(e.reason) })) : []);
     return {
       workspace_path: String(result.source),
       output_path: out,
@@ -208,7 +267,9 @@ export async function exportFrom(workspaceDir: string, guestPath: string, output
       directories: Number(result.directories) || 0,
       symlinks: Number(result.symlinks) || 0,
       bytes: Number(result.bytes) || 0,
-      skipped: Array.isArray(result.skipped) ? (result.skipped as { path: string; reason: string }[]).slice(0, 100) : [],
+      skipped: entries(result.skipped),
+      stripped: entries(result.stripped),
+      note: typeof result.note === "string" ? result.note.slice(0, 1000) : null,
     };
   } finally {
     await removeTree(temp);

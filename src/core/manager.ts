@@ -255,7 +255,7 @@ export class WorkspaceManager {
       .inspect(opts.environment)
       .then((m) => m.digest)
       .catch(() => null);
-    const seed = opts.seedPath === undefined ? null : await inspectSource(opts.seedPath);
+    const seed = opts.seedPath === undefined ? null : await inspectSource(opts.seedPath, "seed path");
     const secrets = await collectSecrets(opts.secrets, opts.secretFiles);
     const network = networkFromOptions(opts);
 

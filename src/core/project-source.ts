@@ -12,6 +12,7 @@ import os from "node:os";
 import path from "node:path";
 import { promisify } from "node:util";
 import { PyroError } from "../shared/errors.js";
+import { hostPath } from "../shared/host-path.js";
 
 const run = promisify(execFile);
 
@@ -73,8 +74,8 @@ async function gitRoot(dir: string): Promise<string | null> {
 export async function resolveProjectSource(options: ProjectSourceOptions): Promise<ProjectSource | null> {
   if (options.noProjectSource) return null;
   if (options.repoUrl) return { kind: "repo_url", path: null, repo_url: options.repoUrl, repo_ref: options.repoRef ?? null };
-  if (options.projectPath) {
-    const abs = path.resolve(options.projectPath);
+  if (options.projectPath !== undefined) {
+    const abs = hostPath(options.projectPath, "project path");
     let stat: fs.Stats;
     try {
       stat = await fsp.stat(abs);

@@ -7,6 +7,7 @@
 import fsp from "node:fs/promises";
 import { readJsonIfExists, writeJsonAtomic } from "../shared/atomic.js";
 import { PyroError } from "../shared/errors.js";
+import { hostPath } from "../shared/host-path.js";
 import { Redactor, MIN_SECRET_LENGTH } from "../shared/redact.js";
 
 const SECRET_NAME_RE = /^[A-Za-z_][A-Za-z0-9_]{0,127}$/;
@@ -30,8 +31,9 @@ export async function collectSecrets(literal: Record<string, string> = {}, files
   for (const [name, file] of Object.entries(files)) {
     validateSecretName(name);
     if (name in out) throw new PyroError("invalid_secret", `secret ${name} is given twice`);
+    const abs = hostPath(file, `the file of secret ${name}`);
     try {
-      out[name] = (await fsp.readFile(file, "utf8")).replace(/\r?\n$/, "");
+      out[name] = (await fsp.readFile(abs, "utf8")).replace(/\r?\n$/, "");
     } catch (err) {
       throw new PyroError("invalid_secret", `cannot read the file for secret ${name}: ${(err as NodeJS.ErrnoException).code ?? "error"}`);
     }

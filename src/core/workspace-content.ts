@@ -8,8 +8,8 @@
 import path from "node:path";
 import fsp from "node:fs/promises";
 import type { WorkspaceManager } from "./manager.js";
-import { checkOutput, exportFrom, importInto, inspectSource, guestDestination } from "./content.js";
-import type { ExportOutcome, ImportResult } from "./content.js";
+import { checkOutput, exportFrom, importInto, inspectSource, guestDestination, placeOutput } from "./content.js";
+import type { ExportOutcome, ImportResult, OutputOptions } from "./content.js";
 import { BASELINE } from "./snapshots.js";
 import type { SnapshotInfo } from "./snapshots.js";
 import { withUtilityAgent, runUtilityChecked } from "../runtime/namespace/utility.js";
@@ -91,12 +91,17 @@ export class WorkspaceContent {
     return this.manager.store.paths(id);
   }
 
+  /** Exports never write into pyro's own state directory, nor replace it or what holds it. */
+  private outputOptions(): OutputOptions {
+    return { parameter: "output path", guarded: [{ path: this.manager.store.home, what: "pyro's state directory", inside: true }] };
+  }
+
   // ---------- sync ----------
 
   async syncPush(ref: string, source: string, options: { dest?: string } = {}): Promise<ImportResult & { workspace_id: string }> {
     const id = await this.manager.resolve(ref);
     guestDestination(options.dest);
-    const checked = await inspectSource(source);
+    const checked = await inspectSource(source, "sync push source");
     await this.manager.requireRunning(id);
     const result = await importInto(this.paths(id).workspace, this.paths(id).dir, checked, options.dest ?? ".");
     await this.manager.touch(id, "sync_push", { source: result.source, dest: result.dest, entries: result.entries, bytes: result.bytes });
@@ -181,7 +186,7 @@ export class WorkspaceContent {
 
   async export(ref: string, guestPath: string, output: string, options: { force?: boolean } = {}): Promise<ExportOutcome & { workspace_id: string }> {
     const id = await this.manager.resolve(ref);
-    const result = await exportFrom(this.paths(id).workspace, guestPath, output, options.force === true);
+    const result = await exportFrom(this.paths(id).workspace, guestPath, output, options.force === true, this.outputOptions());
     await this.manager.touch(id, "export", { path: result.workspace_path, output: result.output_path, files: result.files, bytes: result.bytes });
     return { workspace_id: id, ...result };
   }
@@ -270,8 +275,8 @@ export class WorkspaceContent {
 
   /** Writes the stopped workspace's /workspace as a .tar archive on the host. */
   async diskExport(ref: string, output: string, options: { force?: boolean } = {}): Promise<{ workspace_id: string; output_path: string; bytes: number }> {
+    const { out } = await checkOutput(output, options.force === true, this.outputOptions());
     const id = await this.stopped(ref);
-    const { out, exists } = await checkOutput(output, options.force === true);
     const temp = path.join(path.dirname(out), `.pyro-disk-${process.pid}-${Date.now()}`);
     await fsp.mkdir(temp, { mode: 0o700 });
     ownByGuestRoot(temp);
@@ -285,8 +290,7 @@ export class WorkspaceContent {
         "disk export",
       );
       await giveToHostUser(path.join(temp, "workspace.tar"));
-      if (exists) await fsp.rm(out, { recursive: true, force: true });
-      await fsp.rename(path.join(temp, "workspace.tar"), out);
+      await placeOutput(path.join(temp, "workspace.tar"), out, options.force === true);
       const { size } = await fsp.stat(out);
       return { workspace_id: id, output_path: out, bytes: size };
     } finally {

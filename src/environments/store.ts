@@ -23,6 +23,7 @@
 import fs from "node:fs/promises";
 import path from "node:path";
 import { PyroError } from "../shared/errors.js";
+import { hostPath } from "../shared/host-path.js";
 import { writeJsonAtomic } from "../shared/atomic.js";
 import { homeLayout } from "../shared/home.js";
 import { CATALOG, catalogEntry, catalogNames, isValidEnvironmentName, manifestFileName } from "./catalog.js";
@@ -232,6 +233,7 @@ export class EnvironmentStore {
         hint: "Use lower-case letters, digits, '.', '_' and '-', optionally with one ':tag', e.g. `myorg:ubuntu-24.04`.",
       });
     }
+    sourcePath = hostPath(sourcePath, "import source");
     const kind = await classifyImportSource(sourcePath);
     emit({ environment: name, phase: "resolve", message: `Importing ${name} from ${kind} ${sourcePath}.` });
     // Vetting needs no lock and has no side effects: refuse bad archives before touching the cache.

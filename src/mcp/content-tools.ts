@@ -5,6 +5,7 @@
  */
 import * as z from "zod";
 import type { Pyro } from "../sdk/pyro.js";
+import { hostPath } from "../shared/host-path.js";
 import { ok, tool } from "./results.js";
 import type { Register } from "./server.js";
 import { capLines, escapeControls, hasControls } from "./text.js";
@@ -75,7 +76,7 @@ export function registerContentTools(register: Register, pyro: Pyro): void {
       outputSchema: { workspace_id: z.string(), source: z.string(), kind: z.string(), dest: z.string(), entries: z.number(), bytes: z.number() },
     },
     tool(async (a: { workspace_id: string; source_path: string; dest?: string }) => {
-      const r = await pyro.pushWorkspaceSync(a.workspace_id, a.source_path, a.dest !== undefined ? { dest: a.dest } : {});
+      const r = await pyro.pushWorkspaceSync(a.workspace_id, hostPath(a.source_path, "source_path"), a.dest !== undefined ? { dest: a.dest } : {});
       return ok(r, `copied ${r.entries} entries (${r.bytes} bytes) into ${r.dest}`);
     }),
   );
@@ -142,7 +143,7 @@ export function registerContentTools(register: Register, pyro: Pyro): void {
     "workspace_export",
     {
       title: "Copy a file or directory out of a workspace",
-      description: "Copy a file or directory from /workspace to a host path. Never overwrites an existing host path unless force=true. Device nodes, FIFOs and symlinks leading outside the exported tree are skipped and listed in `skipped`.",
+      description: "Copy a file or directory from /workspace to a host path. Never overwrites an existing host path unless force=true, and never writes to or replaces the server's working directory, the home directory or their ancestors. Device nodes, FIFOs and symlinks leading outside the exported tree are skipped and listed in `skipped`; setuid/setgid bits and file capabilities are removed and listed in `stripped`; `note` says when the export is partial because the workspace changed meanwhile.",
       inputSchema: { workspace_id: workspaceRef, path: pathInput, output_path: z.string().describe("Host path to create."), force: z.boolean().optional().describe("Replace an existing output.") },
       outputSchema: {
         workspace_id: z.string(),
@@ -154,12 +155,16 @@ export function registerContentTools(register: Register, pyro: Pyro): void {
         symlinks: z.number(),
         bytes: z.number(),
         skipped: z.array(z.object({ path: z.string(), reason: z.string() })),
+        stripped: z.array(z.object({ path: z.string(), reason: z.string() })),
+        note: z.string().nullable(),
       },
     },
     tool(async (a: { workspace_id: string; path: string; output_path: string; force?: boolean }) => {
-      const r = await pyro.exportWorkspace(a.workspace_id, a.path, { outputPath: a.output_path, ...(a.force !== undefined ? { force: a.force } : {}) });
+      const r = await pyro.exportWorkspace(a.workspace_id, a.path, { outputPath: hostPath(a.output_path, "output_path"), ...(a.force !== undefined ? { force: a.force } : {}) });
       const skipped = r.skipped.length ? `\nskipped (not copied): ${capLines(r.skipped.map((x) => `${x.path}: ${x.reason}`), 10, () => "see skipped in the structured result")}` : "";
-      return ok(r, `exported ${r.workspace_path} to ${r.output_path} (${r.files} files, ${r.directories} directories, ${r.symlinks} symlinks, ${r.bytes} bytes)${skipped}`);
+      const stripped = r.stripped.length ? `\nstripped (copied without): ${capLines(r.stripped.map((x) => `${x.path}: ${x.reason}`), 10, () => "see stripped in the structured result")}` : "";
+      const note = r.note ? `\nnote: ${r.note}` : "";
+      return ok(r, `exported ${r.workspace_path} to ${r.output_path} (${r.files} files, ${r.directories} directories, ${r.symlinks} symlinks, ${r.bytes} bytes)${skipped}${stripped}${note}`);
     }),
   );
 
@@ -316,7 +321,7 @@ export function registerContentTools(register: Register, pyro: Pyro): void {
       outputSchema: { workspace_id: z.string(), output_path: z.string(), bytes: z.number() },
     },
     tool(async (a: { workspace_id: string; output_path: string; force?: boolean }) => {
-      const r = await pyro.exportWorkspaceDisk(a.workspace_id, { outputPath: a.output_path, ...(a.force !== undefined ? { force: a.force } : {}) });
+      const r = await pyro.exportWorkspaceDisk(a.workspace_id, { outputPath: hostPath(a.output_path, "output_path"), ...(a.force !== undefined ? { force: a.force } : {}) });
       return ok(r, `wrote ${r.output_path} (${r.bytes} bytes)`);
     }),
   );

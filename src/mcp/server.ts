@@ -11,6 +11,7 @@ import type { CallToolResult, ToolAnnotations } from "@modelcontextprotocol/sdk/
 import * as z from "zod";
 import type { Pyro } from "../sdk/pyro.js";
 import { PyroError } from "../shared/errors.js";
+import { hostPath } from "../shared/host-path.js";
 import type { ExecResult, WorkspaceInfo } from "../core/types.js";
 import type { BackendRequest } from "../runtime/backend.js";
 import { MCP_TOOLS } from "../contract.js";
@@ -207,11 +208,11 @@ export function createMcpServer(pyro: Pyro, options: McpServerOptions = {}, defi
         ...backendArgs(a),
         ...networkArgs(a),
         ...(a.secrets !== undefined ? { secrets: a.secrets } : {}),
-        ...(a.secret_files !== undefined ? { secretFiles: a.secret_files } : {}),
+        ...(a.secret_files !== undefined ? { secretFiles: Object.fromEntries(Object.entries(a.secret_files).map(([name, file]) => [name, hostPath(file, `secret_files.${name}`)])) } : {}),
         environment: a.environment,
         ...(a.name !== undefined ? { name: a.name } : {}),
         ...(a.labels !== undefined ? { labels: a.labels } : {}),
-        ...(a.seed_path !== undefined ? { seedPath: a.seed_path } : {}),
+        ...(a.seed_path !== undefined ? { seedPath: hostPath(a.seed_path, "seed_path") } : {}),
         ...(a.vcpu_count !== undefined ? { vcpuCount: a.vcpu_count } : {}),
         ...(a.mem_mib !== undefined ? { memMib: a.mem_mib } : {}),
         ...(a.ttl_seconds !== undefined ? { ttlSeconds: a.ttl_seconds } : {}),

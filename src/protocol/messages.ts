@@ -106,6 +106,9 @@ export type Readiness =
   | { type: "http"; url: string }
   | { type: "command"; command: string };
 
+/** At most this many entries in an export's `skipped` and `stripped` lists (the rest are counted in `note`). */
+export const EXPORT_LIST_MAX = 100;
+
 /** The result of an `export_copy` (the agent's copy out of /workspace into a utility sandbox). */
 export interface ExportCopyResult {
   source: string;
@@ -114,5 +117,10 @@ export interface ExportCopyResult {
   directories: number;
   symlinks: number;
   bytes: number;
+  /** Entries not exported: symlinks leading outside the tree, FIFOs, sockets, devices, entries that vanished meanwhile. */
   skipped: { path: string; reason: string }[];
+  /** Entries exported without what the host must not receive: setuid/setgid bits, file capabilities. */
+  stripped: { path: string; reason: string }[];
+  /** Set when the export is partial because the tree changed while it was copied, or a list was cut. */
+  note: string | null;
 }

@@ -5,6 +5,7 @@
  */
 import { resolvePyroHome } from "../shared/home.js";
 import { PyroError } from "../shared/errors.js";
+import { hostPath } from "../shared/host-path.js";
 import { EnvironmentStore, publicManifest, publicSummary } from "../environments/index.js";
 import type { EnvironmentDetails, EnvironmentListEntry, PullProgress } from "../environments/index.js";
 import { WorkspaceManager } from "../core/manager.js";
@@ -99,6 +100,25 @@ function toExecOptions(opts: ExecWorkspaceOptions): ExecOptions {
   };
 }
 
+/** `seedPath` and each `secretFiles` value as absolute paths; empty or blank ones are `invalid_argument`. */
+function withHostPaths(options: CreateWorkspaceInput): CreateWorkspaceInput {
+  const out = { ...options };
+  if (options.seedPath !== undefined) out.seedPath = hostPath(options.seedPath, "seedPath");
+  if (options.secretFiles !== undefined && options.secretFiles !== null) {
+    if (typeof options.secretFiles !== "object") throw new PyroError("invalid_argument", "secretFiles must be an object of { NAME: host path }");
+    out.secretFiles = Object.fromEntries(Object.entries(options.secretFiles).map(([name, file]) => [name, hostPath(file, `secretFiles.${name}`)]));
+  }
+  return out;
+}
+
+function checkProjectSourceOptions(options: ProjectSourceOptions): ProjectSourceOptions {
+  return {
+    ...options,
+    ...(options.projectPath !== undefined ? { projectPath: hostPath(options.projectPath, "projectSource.projectPath") } : {}),
+    ...(options.cwd !== undefined ? { cwd: hostPath(options.cwd, "projectSource.cwd") } : {}),
+  };
+}
+
 export class Pyro {
   readonly home: string;
   readonly environments: EnvironmentStore;
@@ -112,8 +132,8 @@ export class Pyro {
   private readonly runs = new Map<symbol, { created: Promise<WorkspaceInfo | null> }>();
 
   constructor(options: PyroOptions = {}) {
-    this.home = options.home ?? resolvePyroHome();
-    this.projectSourceOptions = options.projectSource ?? null;
+    this.home = options.home !== undefined ? hostPath(options.home, "home") : resolvePyroHome();
+    this.projectSourceOptions = options.projectSource ? checkProjectSourceOptions(options.projectSource) : null;
     this.environments = new EnvironmentStore(this.home);
     this.manager = new WorkspaceManager(this.home, new BackendSet(this.home), this.environments);
     this.content = new WorkspaceContent(this.manager);
@@ -152,7 +172,7 @@ export class Pyro {
   }
 
   async importEnvironment(environment: string, sourcePath: string): Promise<EnvironmentDetails> {
-    return publicManifest(await this.environments.import(environment, sourcePath));
+    return publicManifest(await this.environments.import(environment, hostPath(sourcePath, "sourcePath")));
   }
 
   /** Removes cached environments that no workspace uses. */
@@ -226,6 +246,8 @@ export class Pyro {
 
   async createWorkspace(options: CreateWorkspaceInput): Promise<WorkspaceInfo> {
     if (options === null || typeof options !== "object") throw new PyroError("invalid_argument", "createWorkspace needs an options object");
+    // Host paths first: an empty seedPath would otherwise seed the current directory.
+    options = withHostPaths(options);
     // Checked before anything is made; `auto` is decided once, just before the create.
     const request = backendRequest(options.backend);
     const source = options.seedPath === undefined ? await this.projectSource() : null;
@@ -298,8 +320,8 @@ export class Pyro {
   // ---------- workspace content ----------
 
   /** Copies a host directory or .tar/.tar.gz/.tgz into /workspace (or `dest` under it) of a running workspace. */
-  pushWorkspaceSync(workspace: string, source: string, options: { dest?: string } = {}) {
-    return this.content.syncPush(workspace, source, options);
+  async pushWorkspaceSync(workspace: string, source: string, options: { dest?: string } = {}) {
+    return this.content.syncPush(workspace, hostPath(source, "source"), options);
   }
 
   /** Lists a directory (or one file) under /workspace: type, size, mode, mtime, symlink target; bounded. */
@@ -325,9 +347,9 @@ export class Pyro {
   }
 
   /** Copies a file or directory from /workspace to the host; never replaces an existing output unless `force`. */
-  exportWorkspace(workspace: string, path: string, options: { outputPath: string; force?: boolean }) {
-    if (!options || typeof options.outputPath !== "string") throw new PyroError("invalid_argument", "exportWorkspace needs { outputPath }");
-    return this.content.export(workspace, path, options.outputPath, options.force !== undefined ? { force: options.force } : {});
+  async exportWorkspace(workspace: string, path: string, options: { outputPath: string; force?: boolean }) {
+    if (!options || typeof options !== "object") throw new PyroError("invalid_argument", "exportWorkspace needs { outputPath }");
+    return this.content.export(workspace, path, hostPath(options.outputPath, "outputPath"), options.force !== undefined ? { force: options.force } : {});
   }
 
   /** Compares /workspace with its create-time baseline (or a named snapshot): structured changes and a bounded patch. */
@@ -379,9 +401,9 @@ export class Pyro {
   }
 
   /** Stopped workspaces only: writes /workspace as a .tar archive on the host. */
-  exportWorkspaceDisk(workspace: string, options: { outputPath: string; force?: boolean }) {
-    if (!options || typeof options.outputPath !== "string") throw new PyroError("invalid_argument", "exportWorkspaceDisk needs { outputPath }");
-    return this.content.diskExport(workspace, options.outputPath, options.force !== undefined ? { force: options.force } : {});
+  async exportWorkspaceDisk(workspace: string, options: { outputPath: string; force?: boolean }) {
+    if (!options || typeof options !== "object") throw new PyroError("invalid_argument", "exportWorkspaceDisk needs { outputPath }");
+    return this.content.diskExport(workspace, hostPath(options.outputPath, "outputPath"), options.force !== undefined ? { force: options.force } : {});
   }
 
   // ---------- services ----------
