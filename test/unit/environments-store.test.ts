@@ -4,7 +4,7 @@ import { describe, it, expect, beforeEach, afterEach } from "vitest";
 import fs from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
-import { EnvironmentStore } from "../../src/environments/index.js";
+import { BUILDER_VERSION, EnvironmentStore } from "../../src/environments/index.js";
 import type { PullProgress } from "../../src/environments/index.js";
 import { PyroError } from "../../src/shared/errors.js";
 import { removeTree } from "../../src/runtime/confine/trees.js";
@@ -63,7 +63,7 @@ describe.skipIf(!isRoot)("EnvironmentStore with imported root filesystems", () =
   it("imports a directory under a custom name and reports it everywhere", async () => {
     const events: PullProgress[] = [];
     const manifest = await store.import("myorg:tiny", await tinyRoot("tiny"), { onProgress: (e) => events.push(e) });
-    expect(manifest).toMatchObject({ name: "myorg:tiny", parent: null, source: "import", mirror: null, builderVersion: 1 });
+    expect(manifest).toMatchObject({ name: "myorg:tiny", parent: null, source: "import", mirror: null, builderVersion: BUILDER_VERSION });
     expect(manifest.digest).toMatch(/^sha256:[0-9a-f]{64}$/);
     expect(manifest.layers).toEqual([manifest.digest.slice(7)]);
     expect(manifest.totalSizeBytes).toBe(manifest.sizeBytes);
