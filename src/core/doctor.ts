@@ -8,7 +8,7 @@ import { spawnSync } from "node:child_process";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { probeCgroups } from "../runtime/namespace/cgroups.js";
+import { delegationHint, probeCgroups } from "../runtime/namespace/cgroups.js";
 import type { LimitEnforcement } from "../runtime/namespace/cgroups.js";
 import { agentBundlePath } from "../runtime/agent-runtime.js";
 import { homeLayout } from "../shared/home.js";
@@ -24,6 +24,9 @@ import type { BackendName, BackendRequest } from "../runtime/backend.js";
 import { backendRequest, backendRequestSource, resolveBackendRequest } from "../runtime/backends.js";
 import type { VmHostReport } from "../runtime/vm/host.js";
 import { PyroError } from "../shared/errors.js";
+import { sandboxIdentity } from "../runtime/confine/identity.js";
+import { runConfined, userNamespaceBlocker } from "../runtime/confine/launch.js";
+import { SECCOMP_POLICY } from "../runtime/confine/seccomp.js";
 
 export interface DoctorCheck {
   name: string;
@@ -157,12 +160,14 @@ export async function runDoctor(home: string, environments: EnvironmentStore, op
   const platform = `${process.platform}-${process.arch}`;
   add({ name: "platform", ok: process.platform === "linux", detail: `${platform}, kernel ${os.release()}`, ...(process.platform === "linux" ? {} : { hint: "pyro needs Linux." }) });
 
-  const root = process.getuid?.() === 0;
+  // Who guests are on this host: never host root, whoever runs pyro (runtime/confine/identity.ts).
+  const identity = sandboxIdentity();
+  const runningAs = process.getuid?.() === 0 ? "root" : `${os.userInfo().username} (uid ${process.getuid?.()})`;
   add({
-    name: "privileges",
-    ok: root,
-    detail: root ? "running as root" : `running as uid ${process.getuid?.()}`,
-    ...(root ? {} : { hint: "The namespace backend mounts overlayfs and sets cgroup limits; run pyro as root (e.g. with sudo)." }),
+    name: "sandbox identity",
+    ok: true,
+    detail: `pyro runs as ${runningAs}; every sandbox is in a user namespace: ${identity.summary}${identity.limitation ? `; ${identity.limitation}` : ""}`,
+    ...(identity.hint ? { hint: identity.hint } : {}),
   });
 
   const bwrap = which("bwrap");
@@ -180,21 +185,21 @@ export async function runDoctor(home: string, environments: EnvironmentStore, op
   }
   add({ name: "overlayfs", ok: overlay, detail: overlay ? "overlay filesystem available" : "overlay not listed in /proc/filesystems", ...(overlay ? {} : { hint: "Load the overlay module: modprobe overlay" }) });
 
-  if (bwrap) {
-    const t0 = performance.now();
-    const probe = spawnSync(bwrap, ["--ro-bind", "/", "/", "--proc", "/proc", "--dev", "/dev", "--unshare-all", "--die-with-parent", "true"], { encoding: "utf8", timeout: 10_000 });
-    const ms = Math.round(performance.now() - t0);
-    const ok = probe.status === 0;
-    add({
-      name: "namespaces",
-      ok,
-      detail: ok ? `bubblewrap sandbox with mount, pid, ipc, uts, net namespaces started in ${ms} ms` : `bubblewrap probe failed: ${(probe.stderr || String(probe.error ?? "")).trim().slice(0, 300)}`,
-      ...(ok ? {} : { hint: "Enable user/mount namespaces on this host, or run as root." }),
-    });
-  }
+  if (bwrap && unshare) add(await namespaceProbe());
+
+  add({
+    name: "seccomp",
+    ok: true,
+    detail: `every sandbox runs under pyro's filter (${SECCOMP_POLICY.denied.length} syscalls refused, ${SECCOMP_POLICY.conditional.length} allowed only in safe forms: keyrings, bpf, perf, modules, mounts, new namespaces…) with no_new_privs; see docs/seccomp.md`,
+  });
 
   const limits = probeCgroups();
-  add({ name: "cgroups", ok: true, detail: limits.note ?? `cgroup v${limits.cgroup_version}: memory, pids and CPU limits enforced` });
+  add({
+    name: "cgroups",
+    ok: true,
+    detail: limits.note ?? `cgroup v${limits.cgroup_version}: memory, pids and CPU limits enforced`,
+    ...(limits.note ? { hint: delegationHint() } : {}),
+  });
 
   const layout = homeLayout(home);
   let stateOk = true;
@@ -211,11 +216,31 @@ export async function runDoctor(home: string, environments: EnvironmentStore, op
     stateOk = false;
     stateDetail += ` (path too long for unix sockets: ${socketLength} > 100)`;
   }
-  if (/[,:]/.test(layout.home)) {
-    stateOk = false;
-    stateDetail += " (contains ',' or ':', which overlayfs cannot mount)";
+  try {
+    const st = fs.statSync(layout.home);
+    if (st.uid !== process.getuid?.()) {
+      stateOk = false;
+      stateDetail += ` (belongs to uid ${st.uid}, not to the user running pyro)`;
+    } else if ((st.mode & 0o077) !== 0) {
+      fs.chmodSync(layout.home, 0o700);
+      stateDetail += " (made private: mode 0700)";
+    } else {
+      stateDetail += " (private, mode 0700)";
+    }
+  } catch {
+    // reported above
   }
-  add({ name: "state directory", ok: stateOk, detail: stateDetail, ...(stateOk ? {} : { hint: "Set PYRO_HOME to a short writable path without ',' or ':'." }) });
+  const legacy = await legacyWorkspaces(layout.workspaces);
+  if (legacy.length > 0) {
+    stateOk = false;
+    stateDetail += `; ${legacy.length} workspace(s) were made by an earlier pyro whose sandboxes ran as host root or by another identity, and cannot start: ${legacy.slice(0, 5).join(", ")}`;
+  }
+  add({
+    name: "state directory",
+    ok: stateOk,
+    detail: stateDetail,
+    ...(stateOk ? {} : { hint: legacy.length > 0 ? "Delete those workspaces (pyro workspace delete ID) and create them again." : "Set PYRO_HOME to a short path of your own that you can write." }),
+  });
 
   const bundle = agentBundlePath();
   const bundleOk = fs.existsSync(bundle);
@@ -238,6 +263,15 @@ export async function runDoctor(home: string, environments: EnvironmentStore, op
     detail: missing.length === 0 ? "slirp4netns, nft, ip, nsenter and perl found: the egress policies are available" : `missing ${missing.join(", ")}: only the network policy off works`,
     ...(missing.length === 0 ? {} : { hint: APT_HINT("slirp4netns nftables iproute2") }),
   });
+  const tun = tunUsable();
+  if (missing.length === 0 && !tun) {
+    add({
+      name: "egress",
+      ok: true,
+      detail: "/dev/net/tun cannot be opened by this user, so slirp4netns cannot give a workspace egress: only the network policy off works",
+      hint: "Let users open it, as most distributions do: sudo chmod 0666 /dev/net/tun (keep it with a udev rule: KERNEL==\"tun\", MODE=\"0666\").",
+    });
+  }
 
   const envs = (await environments.list()).map((e) => ({ name: e.name, installed: e.installed }));
   const readiness = options.environment ? await environmentReadiness(home, environments, options.environment) : null;
@@ -256,11 +290,64 @@ export async function runDoctor(home: string, environments: EnvironmentStore, op
     state_dir: layout.home,
     defaults: { vcpu_count: DEFAULT_VCPU_COUNT, mem_mib: DEFAULT_MEM_MIB, pids_max: DEFAULT_PIDS_MAX },
     limits,
-    network: missing.length === 0 ? "off by default (loopback only); egress and published ports through slirp4netns on request" : "off (loopback only); egress unavailable on this host",
+    network: missing.length === 0 && tun ? "off by default (loopback only); egress and published ports through slirp4netns on request" : "off (loopback only); egress unavailable on this host",
     environments: envs,
     environment_readiness: readiness,
     project_source: { kind: source?.kind ?? null, path: source?.path ?? null, description: describeProjectSource(source) },
     vm: backends.vm,
     checks,
   };
+}
+
+/**
+ * Starts one real sandbox the way workspaces start: a user namespace mapped to the sandbox
+ * identity, then bubblewrap inside it. On failure, says what on this host forbids it.
+ */
+async function namespaceProbe(): Promise<DoctorCheck> {
+  const t0 = performance.now();
+  try {
+    const r = await runConfined(() => ["bwrap", "--ro-bind", "/", "/", "--proc", "/proc", "--dev", "/dev", "--unshare-all", "--die-with-parent", "true"]);
+    const ms = Math.round(performance.now() - t0);
+    if (r.code === 0) return { name: "namespaces", ok: true, detail: `a sandbox in its own user, mount, pid, ipc, uts and net namespaces started in ${ms} ms` };
+    return { name: "namespaces", ok: false, detail: `bubblewrap could not start in the sandbox's user namespace: ${r.stderr.trim().slice(0, 300)}`, hint: userNamespaceBlocker()?.fix ?? "Check that this kernel allows unprivileged user namespaces." };
+  } catch (err) {
+    const blocker = userNamespaceBlocker();
+    return {
+      name: "namespaces",
+      ok: false,
+      detail: (err as Error).message,
+      hint: blocker?.fix ?? (err instanceof PyroError && err.hint ? err.hint : "pyro runs every sandbox in a user namespace; this host must allow them (inside a container, run it with user namespaces enabled)."),
+    };
+  }
+}
+
+/** Whether this user can open /dev/net/tun (slirp4netns needs it for egress). */
+export function tunUsable(): boolean {
+  try {
+    fs.accessSync("/dev/net/tun", fs.constants.R_OK | fs.constants.W_OK);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Workspaces whose record names another sandbox identity (or none: made by an earlier pyro). */
+async function legacyWorkspaces(dir: string): Promise<string[]> {
+  const key = sandboxIdentity().key;
+  const found: string[] = [];
+  let names: string[] = [];
+  try {
+    names = fs.readdirSync(dir).filter((n) => !n.startsWith("."));
+  } catch {
+    return found;
+  }
+  for (const name of names) {
+    try {
+      const record = JSON.parse(fs.readFileSync(path.join(dir, name, "workspace.json"), "utf8")) as { identity?: string };
+      if (record.identity !== key) found.push(name);
+    } catch {
+      // not a workspace, or unreadable: the store reports it
+    }
+  }
+  return found;
 }

@@ -31,6 +31,7 @@ import type { NetworkChange, NetworkConfig, NetworkOptions, NetworkShowResult, P
 import type { PublishedPort } from "../runtime/backend.js";
 import { GUEST_ADDRESS } from "../runtime/namespace/nft-rules.js";
 import { ownByGuestRoot } from "../runtime/confine/launch.js";
+import { sandboxIdentity } from "../runtime/confine/identity.js";
 import { removeTree } from "../runtime/confine/trees.js";
 
 export const DEFAULT_VCPU_COUNT = 1;
@@ -287,6 +288,7 @@ export class WorkspaceManager {
       command_count: 0,
       last_command: null,
       secret_names: Object.keys(secrets).sort(),
+      identity: sandboxIdentity().key,
     };
     const paths = this.store.paths(id);
     // Name reservation, layer pinning and the record's first write happen under one registry
@@ -767,6 +769,7 @@ export class WorkspaceManager {
    */
   private async startSandbox(record: WorkspaceRecord): Promise<SandboxRecord> {
     const id = record.workspace_id;
+    assertSameIdentity(record);
     const backend = await this.backendOf(record);
     const started = await backend.start(this.sandboxSpec(record));
     try {
@@ -841,3 +844,18 @@ function splitOutput(payload: Buffer, header: ExecResultHeader): { stdoutBytes: 
   return { stdoutBytes: payload.subarray(0, so), stderrBytes: payload.subarray(so) };
 }
 
+/**
+ * A workspace's files carry the host ids of the identity it was made under; a sandbox of
+ * another identity would find them unowned (or, for a workspace an earlier pyro made as host
+ * root, owned by host root). It can still be listed, inspected and deleted.
+ */
+function assertSameIdentity(record: WorkspaceRecord): void {
+  const current = sandboxIdentity().key;
+  if (record.identity === current) return;
+  const what = record.identity === undefined
+    ? "by an earlier pyro whose sandboxes ran as host root"
+    : "for another sandbox identity (another user, or pyro run as root instead of a user or the other way round)";
+  throw new PyroError("workspace_incompatible", `workspace ${record.workspace_id} was made ${what}; it cannot start under this one`, {
+    hint: `Delete it (pyro workspace delete ${record.workspace_id}) and create it again${record.identity === undefined ? "; its files stay readable on the host until then" : ", or use it as the user that made it"}.`,
+  });
+}

@@ -43,6 +43,11 @@ export interface WorkspaceRecord {
   labels: Record<string, string>;
   environment: string;
   environment_digest: string | null;
+  /**
+   * The sandbox identity (runtime/confine/identity.ts `key`) the workspace's files were written
+   * under; absent in workspaces an earlier pyro made, whose sandboxes ran as host root.
+   */
+  identity?: string;
   /** Environment layers pinned at create time, so a later re-pull never changes what lies under this workspace's upper layer. */
   layers: string[];
   /** Chosen at create time and kept for life: the sandbox is always restarted on the same backend. */

@@ -20,6 +20,7 @@ export const ERROR_CODES = {
   workspace_busy: "Another caller holds the workspace lock.",
   workspace_failed: "The workspace's sandbox died; see the reason.",
   workspace_expired: "The workspace's TTL has passed.",
+  workspace_incompatible: "The workspace was made for another sandbox identity (an earlier pyro that ran sandboxes as host root, or another user) and cannot start here.",
   // seeding and archives
   seed_path_not_found: "The seed path does not exist.",
   seed_path_invalid: "The seed path is neither a directory nor a .tar/.tar.gz/.tgz archive.",
