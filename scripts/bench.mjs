@@ -1,7 +1,9 @@
 // `npm run bench`: pyro's speed on this machine, median and p95 over many runs, next to a floor
 // measured in the same run (a bare `bwrap … true`). Workspaces are made in a throwaway state
 // directory that shares the real environment cache; nothing is left behind.
-// Usage: npm run bench [-- --runs N] [-- --json]
+// When run as root it also measures the same core figures as an ordinary user (the first of
+// $PYRO_BENCH_USER, pyro-ci, pyrotest that exists), in the same run, each next to its own floor.
+// Usage: npm run bench [-- --runs N] [-- --json] [-- --core-only]
 import { spawnSync, spawn } from "node:child_process";
 import fs from "node:fs";
 import net from "node:net";
@@ -17,6 +19,8 @@ const cli = path.join(root, "bin", "pyro.js");
 const args = process.argv.slice(2);
 const runs = Number(args[args.indexOf("--runs") + 1]) > 0 && args.includes("--runs") ? Number(args[args.indexOf("--runs") + 1]) : 20;
 const asJson = args.includes("--json");
+// Only the floor, create → first exec and warm exec (what the ordinary-user pass measures).
+const coreOnly = args.includes("--core-only");
 const ENV = "debian:12";
 
 const stats = (samples) => {
@@ -39,6 +43,35 @@ function spawnTimed(cmd, argv, env) {
     child.stderr.on("data", (d) => (err += d));
     child.on("exit", (code) => (code === 0 ? resolve(performance.now() - t0) : reject(new Error(`${cmd} ${argv.join(" ")} exited ${code}: ${err}`))));
   });
+}
+
+class CoreDone extends Error {}
+
+/** The same core figures as an ordinary user, through runuser, merged in as `user_*` rows. */
+async function benchAsUser() {
+  if (process.getuid() !== 0) return;
+  const user = [process.env.PYRO_BENCH_USER, "pyro-ci", "pyrotest"].find((u) => u && spawnSync("id", ["-u", u]).status === 0);
+  if (!user) {
+    notes.push("No ordinary user to measure as (set PYRO_BENCH_USER): user figures not measured.");
+    return;
+  }
+  const userHome = spawnSync("sh", ["-c", `getent passwd ${user} | cut -d: -f6`], { encoding: "utf8" }).stdout.trim();
+  log(`[bench] the same core figures as ${user} (an ordinary user), x${runs}`);
+  const r = spawnSync("runuser", ["-u", user, "--", "env", `HOME=${userHome}`, `PATH=${process.env.PATH}`, process.execPath, fileURLToPath(import.meta.url), "--core-only", "--json", "--runs", String(runs)], {
+    encoding: "utf8",
+    stdio: ["ignore", "pipe", "inherit"],
+    timeout: 900_000,
+  });
+  if (r.status !== 0) {
+    notes.push(`The ordinary-user pass as ${user} failed (exit ${r.status}): user figures not measured.`);
+    return;
+  }
+  const child = JSON.parse(r.stdout);
+  for (const [name, value] of Object.entries(child.results)) results[`user_${name}`] = value;
+  const ratio = (a, b) => (results[a] && results[b] ? (results[a].p50_ms / results[b].p50_ms).toFixed(2) : "?");
+  notes.push(
+    `As ${user}: create → first exec ${ratio("user_sdk_create_to_first_exec", "sdk_create_to_first_exec")}× root's, warm exec ${ratio("user_sdk_warm_exec", "sdk_warm_exec")}× root's (p50, same run).`,
+  );
 }
 
 const realHome = new Pyro();
@@ -87,6 +120,8 @@ try {
   const warm = [];
   for (let i = 0; i < runs * 5; i++) warm.push(await time(() => pyro.execWorkspace(ws.workspace_id, { command: ["true"] })));
   results.sdk_warm_exec = stats(warm);
+  if (coreOnly) throw new CoreDone();
+  await benchAsUser();
 
   log(`[bench] CLI pyro workspace exec bench -- true x${runs}`);
   const cliExec = [];
@@ -150,6 +185,8 @@ try {
   results.node_startup = stats(nodeStart);
 
   await pyro.deleteWorkspace(ws.workspace_id);
+} catch (err) {
+  if (!(err instanceof CoreDone)) throw err;
 } finally {
   for (const w of (await pyro.listWorkspaces()).workspaces) await pyro.deleteWorkspace(w.workspace_id).catch(() => undefined);
   pyro.close();
@@ -316,7 +353,12 @@ const meta = { date: new Date().toISOString(), host: `${os.cpus().length} cores,
 if (asJson) {
   process.stdout.write(JSON.stringify({ meta, results, notes }, null, 2) + "\n");
 } else {
-  process.stdout.write(`\n${meta.date}  ${meta.host}  node ${meta.node}\n\n| measurement | runs | p50 ms | p95 ms | min ms | max ms |\n|---|---|---|---|---|---|\n`);
-  for (const [name, s] of Object.entries(results)) process.stdout.write(`| ${name} | ${s.runs} | ${s.p50_ms} | ${s.p95_ms} | ${s.min_ms} | ${s.max_ms} |\n`);
+  process.stdout.write(`\n${meta.date}  ${meta.host}  node ${meta.node}\n\n| measurement | runs | p50 ms | p95 ms | min ms | max ms | p50 × floor |\n|---|---|---|---|---|---|---|\n`);
+  for (const [name, s] of Object.entries(results)) {
+    // Each row against the floor measured as the same user in the same run.
+    const floor = results[name.startsWith("user_") ? "user_floor_bwrap_true" : "floor_bwrap_true"];
+    const times = floor ? (s.p50_ms / floor.p50_ms).toFixed(1) : "";
+    process.stdout.write(`| ${name} | ${s.runs} | ${s.p50_ms} | ${s.p95_ms} | ${s.min_ms} | ${s.max_ms} | ${times} |\n`);
+  }
   if (notes.length) process.stdout.write(`\n${notes.join("\n")}\n`);
 }

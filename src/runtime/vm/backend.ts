@@ -119,7 +119,7 @@ export class VmBackend extends NamespaceBackend {
     fs.writeFileSync(path.join(runDir, "resolv.conf"), `nameserver ${SLIRP_DNS}\n`, { mode: 0o644 });
 
     // What QEMU and virtiofsd write belongs to guest root (the jail runs as the sandbox identity).
-    for (const p of [rootDisk, runDir, spec.logPath, spec.workspaceDir]) ownByGuestRoot(p);
+    for (const p of [rootDisk, runDir, path.join(runDir, "supervisor.json"), path.join(runDir, "resolv.conf"), spec.logPath, spec.workspaceDir]) ownByGuestRoot(p);
 
     const launchedAt = Date.now();
     const launch = await ConfinedLaunch.open(FIRST_STAGED_FD);
