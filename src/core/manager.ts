@@ -30,7 +30,7 @@ import { applyChange, networkFromOptions, networkInfo, noticesFor, specOf } from
 import type { NetworkChange, NetworkConfig, NetworkOptions, NetworkShowResult, PublishRequest } from "./network.js";
 import type { PublishedPort } from "../runtime/backend.js";
 import { GUEST_ADDRESS } from "../runtime/namespace/nft-rules.js";
-import { ownByGuestRoot } from "../runtime/confine/launch.js";
+import { assertUserNamespacesAllowed, ownByGuestRoot } from "../runtime/confine/launch.js";
 import { sandboxIdentity } from "../runtime/confine/identity.js";
 import { removeTree } from "../runtime/confine/trees.js";
 
@@ -250,8 +250,10 @@ export class WorkspaceManager {
     const vcpuCount = validatePositiveInt(opts.vcpuCount ?? DEFAULT_VCPU_COUNT, "vcpu_count", 64);
     const memMib = validatePositiveInt(opts.memMib ?? DEFAULT_MEM_MIB, "mem_mib", 1024 * 1024);
     const ttlSeconds = opts.ttlSeconds === undefined ? null : validatePositive(opts.ttlSeconds, "ttl_seconds", MAX_TTL_SECONDS);
-    // Fails early (environment_unknown / environment_not_installed) before anything is made.
+    // Fails early (environment_unknown / environment_not_installed, or a host that forbids the
+    // user namespace every sandbox needs) before anything is made.
     await this.environments.layers(opts.environment);
+    assertUserNamespacesAllowed();
     const digest = await this.environments
       .inspect(opts.environment)
       .then((m) => m.digest)

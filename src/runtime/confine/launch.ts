@@ -165,6 +165,14 @@ export function userNamespaceRefused(detail: string): PyroError {
   });
 }
 
+/**
+ * Refuses at once, with the setting to change, on a host whose configuration forbids user
+ * namespaces: callers check before they make anything, so nothing is left half-made.
+ */
+export function assertUserNamespacesAllowed(): void {
+  if (userNamespaceBlocker()) throw userNamespaceRefused("");
+}
+
 /** What stops unprivileged user namespaces on this host, if anything pyro can name. */
 export function userNamespaceBlocker(): { reason: string; fix: string } | null {
   const read = (f: string) => {
@@ -177,6 +185,8 @@ export function userNamespaceBlocker(): { reason: string; fix: string } | null {
   if (read("/proc/sys/user/max_user_namespaces") === "0") {
     return { reason: "user.max_user_namespaces is 0", fix: "Allow them: sudo sysctl -w user.max_user_namespaces=15000 (and set it in /etc/sysctl.d/ to keep it)." };
   }
+  // The next two bind only callers without CAP_SYS_ADMIN: not root.
+  if (process.getuid?.() === 0) return null;
   if (read("/proc/sys/kernel/unprivileged_userns_clone") === "0") {
     return { reason: "kernel.unprivileged_userns_clone is 0", fix: "Allow them: sudo sysctl -w kernel.unprivileged_userns_clone=1 (and set it in /etc/sysctl.d/)." };
   }
