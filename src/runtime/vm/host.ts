@@ -16,6 +16,7 @@ import { findTool, guestKit, missingVmPackages, vmDir } from "./kit.js";
 import type { GuestKit } from "./kit.js";
 import { PROBE_MARKER } from "./guest-init.js";
 import { qemuMicrovm } from "./qemu.js";
+import { sandboxIdentity } from "../confine/identity.js";
 
 export type Acceleration = "kvm" | "tcg";
 
@@ -44,6 +45,11 @@ const PROBE_TIMEOUT_MS = Number(process.env.PYRO_VM_KVM_PROBE_TIMEOUT_MS) || 500
 function kvmDevice(): { ok: boolean; detail: string } {
   try {
     fs.closeSync(fs.openSync("/dev/kvm", "r+"));
+    // QEMU opens it as guest root inside its jail: under root-run pyro that is the reserved id
+    // range, which only a world-usable /dev/kvm lets in (most distributions make it 0666).
+    if (sandboxIdentity().kind === "root-range" && (fs.statSync("/dev/kvm").mode & 0o006) !== 0o006) {
+      return { ok: false, detail: "/dev/kvm is not open to all users, and QEMU runs as the unprivileged sandbox identity (sudo chmod 0666 /dev/kvm, as most distributions have it)" };
+    }
     return { ok: true, detail: "/dev/kvm opens" };
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
