@@ -6,9 +6,10 @@
  * DNS forwarder (`../network/dns-forwarder.ts`). Nothing touches the host's firewall, routes or
  * interfaces, and every helper runs in the sandbox's cgroup and exits with the sandbox.
  *
- * Entering a sandbox's namespace always goes through `openNetns`, which proves the namespace
+ * Entering a sandbox's namespace always goes through `openNamespaces`, which proves the namespace
  * belongs to the recorded sandbox process and is not the host's own: a reused pid must never
- * turn a policy change into a change of the host's network. Host-side.
+ * turn a policy change into a change of the host's network. When pyro is not root, every entry
+ * joins the sandbox's user namespace too (`../network/enter.ts` says why). Host-side.
  */
 import { spawn } from "node:child_process";
 import fs from "node:fs";
@@ -22,6 +23,7 @@ import { findExecutable } from "../../shared/executables.js";
 import { packageRoot } from "../agent-runtime.js";
 import { GUEST_ADDRESS, HOST_GATEWAY, SLIRP_DNS, TABLE, TAP_DEVICE, renderRuleset } from "./nft-rules.js";
 import type { ForwarderConfig } from "../network/dns-forwarder.js";
+import { entersUserNamespace, nsenterArgs, nsenterUserArgs } from "../network/enter.js";
 
 const TOOLS = ["nsenter", "ip", "nft", "slirp4netns", "perl"] as const;
 type Tool = (typeof TOOLS)[number];
@@ -46,15 +48,61 @@ function requireTools(tools: readonly Tool[], purpose: string): Record<Tool, str
   return Object.fromEntries(tools.map((t) => [t, found.get(t)!])) as Record<Tool, string>;
 }
 
+/** slirp4netns makes its TAP device through this, as the user running pyro. */
+export const TUN_DEVICE = "/dev/net/tun";
+
+/**
+ * Why slirp4netns could not make its device on this host, or null. It opens /dev/net/tun as
+ * the user running pyro (joining the sandbox's user namespace gives no access to a device node
+ * owned outside it), so an ordinary user needs the device to be openable: mode 0666, as udev
+ * makes it on most distributions. Tried for real (opening it creates nothing), so that whatever
+ * refuses it — mode, a missing module, a security module — is found before anything starts.
+ */
+export function tunProblem(): { message: string; hint: string } | null {
+  try {
+    fs.closeSync(fs.openSync(TUN_DEVICE, fs.constants.O_RDWR));
+    return null;
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code ?? "error";
+    if (code === "EACCES" || code === "EPERM") {
+      const user = os.userInfo();
+      let mode = "";
+      try {
+        const st = fs.statSync(TUN_DEVICE);
+        mode = `: it is mode ${(st.mode & 0o777).toString(8).padStart(4, "0")}, owned by uid ${st.uid}`;
+      } catch {
+        // the open already failed; the mode only explains it
+      }
+      return {
+        message: `${TUN_DEVICE} is not accessible to this user (${user.username}, uid ${user.uid}${mode}); slirp4netns needs it to give a workspace its way out`,
+        hint:
+          `Make it usable by every user, as most distributions do: \`sudo chmod 0666 ${TUN_DEVICE}\` (until the next boot), and to keep it a udev rule: ` +
+          `\`echo 'KERNEL=="tun", MODE="0666"' | sudo tee /etc/udev/rules.d/60-tun.rules\`. The network policy off works without it.`,
+      };
+    }
+    return {
+      message: `${TUN_DEVICE} cannot be opened (${code}); slirp4netns needs it to give a workspace its way out`,
+      hint: "Load the tun module (`sudo modprobe tun`) and check that /dev/net/tun exists. The network policy off works without it.",
+    };
+  }
+}
+
+/** Refuses an egress policy up front, before anything is started or changed, when this host cannot give one. */
+export function requireEgress(policy: string): void {
+  requireTools(TOOLS, `the ${policy} network policy`);
+  const tun = tunProblem();
+  if (tun) throw new PyroError("network_unavailable", `the ${policy} network policy is unavailable: ${tun.message}`, { hint: tun.hint, details: { device: TUN_DEVICE } });
+}
+
 /**
  * The perl half of starting a helper: join the sandbox's cgroup (so the cgroup sweep of a stop
  * or a crash takes the helper too), check the sandbox process is still the recorded one, then
- * either take a pidfd of it (slirp4netns gets it as --exit-fd and leaves the moment the sandbox
- * dies) or bind the DNS forwarder's sockets in the namespace this runs in, and exec the helper.
- * perl because it is always there (perl-base is essential in Debian) and can make pidfds.
+ * in mode `slirp` take a pidfd of it (slirp4netns gets it as --exit-fd and leaves the moment the
+ * sandbox dies), and exec the helper. perl because it is always there (perl-base is essential in
+ * Debian) and can make pidfds.
  */
 const HELPER_PERL = String.raw`
-use strict; use Socket; use Fcntl;
+use strict; use Fcntl;
 my ($mode, $pid, $start, $sep, @cmd) = @ARGV;
 die "usage\n" unless $sep eq "--";
 for my $f (split ' ', ($ENV{PYRO_CGROUP_PROCS} // '')) {
@@ -62,29 +110,16 @@ for my $f (split ' ', ($ENV{PYRO_CGROUP_PROCS} // '')) {
 }
 sub alive { open(my $st, '<', "/proc/$pid/stat") or return 0; my $s = <$st>; $s =~ s/^.*\) //; my @f = split ' ', $s; return $f[0] ne 'Z' && $f[19] == $start; }
 die "the sandbox process $pid is gone\n" unless alive();
-# Handles live at file scope: perl closes a handle when its variable goes out of scope.
-my (%sub, $h, $t, $u);
+# The handle lives at file scope: perl closes a handle when its variable goes out of scope.
+my (%sub, $h);
 if ($mode eq 'slirp') {
   my $fd = syscall(434, $pid + 0, 0);
   die "pidfd_open: $!\n" if $fd < 0;
   die "the sandbox process $pid is gone\n" unless alive();
   open($h, '<&=', $fd) or die "pidfd: $!\n"; fcntl($h, F_SETFD, 0) or die "fcntl: $!\n";
   $sub{PIDFD} = $fd;
-} elsif ($mode eq 'bind') {
-  for my $try (1 .. 20) {
-    socket($t, AF_INET, SOCK_STREAM, 0) or die "socket: $!\n";
-    bind($t, pack_sockaddr_in(0, inet_aton('127.0.0.1'))) or die "bind: $!\n";
-    listen($t, 128) or die "listen: $!\n";
-    my ($port) = unpack_sockaddr_in(getsockname($t));
-    socket($u, AF_INET, SOCK_DGRAM, 0) or die "socket: $!\n";
-    last if bind($u, pack_sockaddr_in($port, inet_aton('127.0.0.1')));
-    close($t); close($u); undef $t;
-  }
-  die "no free port for the DNS forwarder\n" unless defined $t;
-  for ($t, $u) { fcntl($_, F_SETFD, 0) or die "fcntl: $!\n"; }
-  $sub{TCP} = fileno($t); $sub{UDP} = fileno($u);
-} else { die "unknown mode $mode\n"; }
-s/\{(PIDFD|TCP|UDP)\}/$sub{$1}/g for @cmd;
+} elsif ($mode ne 'run') { die "unknown mode $mode\n"; }
+if (exists $sub{PIDFD}) { s/\{PIDFD\}/$sub{PIDFD}/g for @cmd; }
 exec { $cmd[0] } @cmd or die "exec $cmd[0]: $!\n";
 `;
 
@@ -106,23 +141,49 @@ export function netnsTarget(record: SandboxRecord): NetnsTarget {
 }
 
 /**
- * An fd of the sandbox's network namespace, opened only after proving the pid still is the
- * recorded sandbox process and that its namespace is not ours. The caller closes it.
+ * Open descriptors of a sandbox's namespaces: its network namespace, and the user namespace
+ * that owns it when this process must join that too (it is not root; see `../network/enter.ts`).
  */
-export function openNetns(target: NetnsTarget): number {
-  const fd = fs.openSync(`/proc/${target.sandboxPid}/ns/net`, "r");
+export interface SandboxNamespaces {
+  net: number;
+  user: number | null;
+}
+
+/**
+ * Opens the sandbox's namespaces, only then proving that the pid still is the recorded sandbox
+ * process (so the descriptors are of its namespaces, whatever the pid becomes later) and that
+ * they are not ours. The caller closes them (`closeNamespaces`).
+ */
+export function openNamespaces(target: NetnsTarget, user = entersUserNamespace()): SandboxNamespaces {
+  const opened: number[] = [];
   try {
+    const net = fs.openSync(`/proc/${target.sandboxPid}/ns/net`, "r");
+    opened.push(net);
+    const userFd = user ? fs.openSync(`/proc/${target.sandboxPid}/ns/user`, "r") : null;
+    if (userFd !== null) opened.push(userFd);
     if (processStartTime(target.sandboxPid) !== target.sandboxStartTime) throw new PyroError("workspace_stopped", "the workspace's sandbox is gone");
-    const theirs = fs.fstatSync(fd);
-    const ours = fs.statSync("/proc/self/ns/net");
-    if (theirs.ino === ours.ino && theirs.dev === ours.dev) {
-      throw new PyroError("internal_error", "refusing to configure the host's own network namespace as a sandbox's");
-    }
-    return fd;
+    const same = (fd: number, ours: string) => {
+      const a = fs.fstatSync(fd);
+      const b = fs.statSync(ours);
+      return a.ino === b.ino && a.dev === b.dev;
+    };
+    if (same(net, "/proc/self/ns/net")) throw new PyroError("internal_error", "refusing to configure the host's own network namespace as a sandbox's");
+    if (userFd !== null && same(userFd, "/proc/self/ns/user")) throw new PyroError("internal_error", "refusing to enter the host's own user namespace as a sandbox's");
+    return { net, user: userFd };
   } catch (err) {
-    fs.closeSync(fd);
+    for (const fd of opened) fs.closeSync(fd);
     throw err;
   }
+}
+
+export function closeNamespaces(ns: SandboxNamespaces): void {
+  fs.closeSync(ns.net);
+  if (ns.user !== null) fs.closeSync(ns.user);
+}
+
+/** The descriptors a child inherits from fd 3 up: the network namespace, then the user namespace if entered. */
+function namespaceFds(ns: SandboxNamespaces): number[] {
+  return ns.user === null ? [ns.net] : [ns.net, ns.user];
 }
 
 interface RunResult {
@@ -132,10 +193,10 @@ interface RunResult {
 }
 
 /** Runs a command inside the sandbox's network namespace (and nowhere else) and collects its output. */
-function runInNetns(nsFd: number, argv: string[], input?: string): Promise<RunResult> {
+function runInNetns(ns: SandboxNamespaces, argv: string[], input?: string): Promise<RunResult> {
   const { nsenter } = requireTools(["nsenter"], "entering a sandbox's network");
   return new Promise((resolve, reject) => {
-    const child = spawn(nsenter, ["--net=/proc/self/fd/3", "--", ...argv], { stdio: ["pipe", "pipe", "pipe", nsFd], env: { PATH: SANDBOX_PATH, LANG: "C" } });
+    const child = spawn(nsenter, [...nsenterArgs(ns.user !== null), "--", ...argv], { stdio: ["pipe", "pipe", "pipe", ...namespaceFds(ns)], env: { PATH: SANDBOX_PATH, LANG: "C" } });
     let stdout = "";
     let stderr = "";
     child.stdout!.on("data", (d: Buffer) => (stdout += d.toString()));
@@ -147,12 +208,12 @@ function runInNetns(nsFd: number, argv: string[], input?: string): Promise<RunRe
   });
 }
 
-async function withNetns<T>(target: NetnsTarget, fn: (fd: number) => Promise<T>): Promise<T> {
-  const fd = openNetns(target);
+async function withNamespaces<T>(target: NetnsTarget, fn: (ns: SandboxNamespaces) => Promise<T>): Promise<T> {
+  const ns = openNamespaces(target);
   try {
-    return await fn(fd);
+    return await fn(ns);
   } finally {
-    fs.closeSync(fd);
+    closeNamespaces(ns);
   }
 }
 
@@ -377,23 +438,43 @@ function restricted(spec: NetworkSpec): boolean {
 
 const sameList = (a: string[], b: string[]) => a.length === b.length && a.every((x, i) => x === b[i]);
 
-async function startSlirp(ctx: NetworkContext, spec: NetworkSpec, nsFd: number): Promise<HelperProcess & { apiSocket: string }> {
-  const tools = requireTools(["perl", "slirp4netns"], "egress");
+/**
+ * slirp4netns, attached to the sandbox's network namespace (fd 3), leaving when the sandbox dies
+ * (--exit-fd, a pidfd). When pyro is not root it runs inside the sandbox's user namespace
+ * (`nsenter --user` on fd 4, staying in the host's network namespace, where its connections
+ * are made): there it is root, can enter the network namespace, and its --enable-sandbox can
+ * make the mount namespace it confines itself to and drop its capabilities. (Its own
+ * --userns-path is no substitute: slirp4netns 1.2 joins that namespace only in the child that
+ * makes the TAP device, and its sandbox then fails in the parent, unprivileged.)
+ */
+async function startSlirp(ctx: NetworkContext, spec: NetworkSpec, ns: SandboxNamespaces): Promise<HelperProcess & { apiSocket: string }> {
+  const tools = requireTools(["perl", "slirp4netns", "nsenter"], "egress");
   fs.rmSync(ctx.apiSocket, { force: true });
+  const fds = namespaceFds(ns);
+  const readyFd = 3 + fds.length;
   const argv = [
     tools.perl, "-e", HELPER_PERL, "slirp", String(ctx.target.sandboxPid), String(ctx.target.sandboxStartTime), "--",
+    ...(ns.user === null ? [] : [tools.nsenter, ...nsenterUserArgs(), "--"]),
     tools.slirp4netns, "--configure", "--mtu=65520",
     ...(spec.allowHostLoopback ? [] : ["--disable-host-loopback"]),
     "--api-socket", ctx.apiSocket,
     "--enable-sandbox", "--enable-seccomp",
-    "--exit-fd={PIDFD}", "--ready-fd=4",
+    "--exit-fd={PIDFD}", `--ready-fd=${readyFd}`,
     "--netns-type=path", "/proc/self/fd/3", TAP_DEVICE,
   ];
-  const h = await startHelper(argv, [nsFd], 4, ctx.target, ctx.log, "slirp4netns");
+  const h = await startHelper(argv, fds, readyFd, ctx.target, ctx.log, "slirp4netns");
   return { pid: h.pid, startTime: h.startTime, apiSocket: ctx.apiSocket };
 }
 
-async function startForwarder(ctx: NetworkContext, spec: NetworkSpec, nsFd: number): Promise<HelperProcess & { port: number }> {
+/**
+ * The DNS forwarder: a host process in the host's network namespace (its questions to the
+ * host's resolvers leave from there), serving sockets bound inside the sandbox's. It binds them
+ * itself, through a short-lived binder it starts in the sandbox's namespaces (the same `nsenter`
+ * entry as every other, with the namespace descriptors it inherits as fds 3 and 4), which hands
+ * the bound sockets back over Node's IPC channel. Nothing has to return from the sandbox's
+ * namespace to the host's, which an ordinary user could not do.
+ */
+async function startForwarder(ctx: NetworkContext, spec: NetworkSpec, ns: SandboxNamespaces): Promise<HelperProcess & { port: number }> {
   const tools = requireTools(["perl", "nsenter", "nft"], "a host allow-list");
   fs.mkdirSync(ctx.dir, { recursive: true, mode: 0o700 });
   const config: ForwarderConfig = {
@@ -404,33 +485,27 @@ async function startForwarder(ctx: NetworkContext, spec: NetworkSpec, nsFd: numb
     sandboxStartTime: ctx.target.sandboxStartTime,
     nft: tools.nft,
     nsenter: tools.nsenter,
+    enter: nsenterArgs(ns.user !== null),
     table: TABLE,
     set: "resolved",
   };
   const configPath = path.join(ctx.dir, "dns-forwarder.json");
   fs.writeFileSync(configPath, JSON.stringify(config, null, 2), { mode: 0o600 });
-  const hostNs = fs.openSync("/proc/self/ns/net", "r");
-  try {
-    // fd 3: the sandbox's namespace (entered first, so the sockets are bound there, and kept
-    // for the forwarder's nft calls); fd 4: ours, to return to; fd 5: the readiness pipe.
-    const argv = [
-      tools.nsenter, "--net=/proc/self/fd/3", "--",
-      tools.perl, "-e", HELPER_PERL, "bind", String(ctx.target.sandboxPid), String(ctx.target.sandboxStartTime), "--",
-      tools.nsenter, "--net=/proc/self/fd/4", "--",
-      process.execPath, path.join(packageRoot(), "dist", "network", "dns-forwarder.mjs"), configPath, "{UDP}", "{TCP}", "3", "5",
-    ];
-    const h = await startHelper(argv, [nsFd, hostNs], 5, ctx.target, ctx.log, "the DNS forwarder");
-    const port = (JSON.parse(h.ready) as { port?: unknown }).port;
-    if (typeof port !== "number") throw new PyroError("network_unavailable", "the DNS forwarder reported no port");
-    return { pid: h.pid, startTime: h.startTime, port };
-  } finally {
-    fs.closeSync(hostNs);
-  }
+  const fds = namespaceFds(ns);
+  const readyFd = 3 + fds.length;
+  const argv = [
+    tools.perl, "-e", HELPER_PERL, "run", String(ctx.target.sandboxPid), String(ctx.target.sandboxStartTime), "--",
+    process.execPath, path.join(packageRoot(), "dist", "network", "dns-forwarder.mjs"), configPath, "3", ns.user === null ? "-" : "4", String(readyFd),
+  ];
+  const h = await startHelper(argv, fds, readyFd, ctx.target, ctx.log, "the DNS forwarder");
+  const port = (JSON.parse(h.ready) as { port?: unknown }).port;
+  if (typeof port !== "number") throw new PyroError("network_unavailable", "the DNS forwarder reported no port");
+  return { pid: h.pid, startTime: h.startTime, port };
 }
 
 /** Addresses the running forwarder already resolved, to keep them across a rules change. */
-async function resolvedAddresses(nsFd: number, nft: string): Promise<string[]> {
-  const r = await runInNetns(nsFd, [nft, "-j", "list", "set", "inet", TABLE, "resolved"]);
+async function resolvedAddresses(ns: SandboxNamespaces, nft: string): Promise<string[]> {
+  const r = await runInNetns(ns, [nft, "-j", "list", "set", "inet", TABLE, "resolved"]);
   if (r.code !== 0) return [];
   try {
     const parsed = JSON.parse(r.stdout) as { nftables: { set?: { elem?: unknown[] } }[] };
@@ -442,7 +517,7 @@ async function resolvedAddresses(nsFd: number, nft: string): Promise<string[]> {
 }
 
 /** Routes and rules for `spec`; with the policy off, the loopback default route makes denied attempts reach the rules (to be recorded) instead of failing before them. */
-async function applyRules(nsFd: number, spec: NetworkSpec, forwarderPort: number | null, resolved: string[], loopbackToGateway = false): Promise<void> {
+async function applyRules(ns: SandboxNamespaces, spec: NetworkSpec, forwarderPort: number | null, resolved: string[], loopbackToGateway = false): Promise<void> {
   const { nft, ip } = requireTools(["nft", "ip"], "network rules");
   const egress = spec.policy !== "off";
   const ruleset = renderRuleset({
@@ -463,7 +538,7 @@ async function applyRules(nsFd: number, spec: NetworkSpec, forwarderPort: number
     `"$1" -f -`,
     egress ? `"$0" route del default dev lo 2>/dev/null || true` : `"$0" route replace default dev lo`,
   ].join("\n");
-  const r = await runInNetns(nsFd, ["/bin/sh", "-c", script, ip, nft], ruleset);
+  const r = await runInNetns(ns, ["/bin/sh", "-c", script, ip, nft], ruleset);
   if (r.code !== 0) throw new PyroError("network_unavailable", `could not install the sandbox's network rules: ${r.stderr.trim().slice(0, 500)}`);
 }
 
@@ -476,12 +551,13 @@ async function applyRules(nsFd: number, spec: NetworkSpec, forwarderPort: number
 export async function applyNetwork(ctx: NetworkContext, prev: SandboxNetwork | null, spec: NetworkSpec): Promise<SandboxNetwork> {
   const state: SandboxNetwork = prev ?? { spec, recording: false, slirp: null, dnsForwarder: null, published: [], paths: { dir: ctx.dir, log: ctx.log, apiSocket: ctx.apiSocket }, note: null };
   const egress = spec.policy !== "off";
-  if (egress) requireTools(["nsenter", "ip", "nft", "slirp4netns", "perl"], `the ${spec.policy} network policy`);
+  // Refused before anything changes: the workspace keeps its current network.
+  if (egress) requireEgress(spec.policy);
   const tools = networkTools();
   // Helpers started by this call: a failure part-way must not leave one running.
   const started: HelperProcess[] = [];
   try {
-    await withNetns(ctx.target, async (nsFd) => {
+    await withNamespaces(ctx.target, async (ns) => {
       if (!tools.get("nft") || !tools.get("ip") || !tools.get("nsenter")) {
         // Policy off without nft: no route out at all; attempts fail at once but are not recorded.
         state.spec = spec;
@@ -503,15 +579,15 @@ export async function applyNetwork(ctx: NetworkContext, prev: SandboxNetwork | n
       let forwarder = keepForwarder ? state.dnsForwarder : null;
       if (needForwarder && !forwarder) {
         fs.rmSync(path.join(ctx.dir, "dns-denials.jsonl"), { force: true });
-        forwarder = await startForwarder(ctx, spec, nsFd);
+        forwarder = await startForwarder(ctx, spec, ns);
         started.push(forwarder);
       }
       // Addresses resolved for allowed names stay allowed while every one of those names still is
       // (adding a name must not cut programs off from the names they already resolved).
       const oldHosts = prev?.spec.allowHosts ?? [];
       const keepResolved = needForwarder && alive(state.dnsForwarder) && oldHosts.every((h) => spec.allowHosts.includes(h));
-      const resolved = keepResolved ? await resolvedAddresses(nsFd, tools.get("nft")!) : [];
-      await applyRules(nsFd, spec, forwarder?.port ?? null, resolved, ctx.loopbackToGateway);
+      const resolved = keepResolved ? await resolvedAddresses(ns, tools.get("nft")!) : [];
+      await applyRules(ns, spec, forwarder?.port ?? null, resolved, ctx.loopbackToGateway);
       // The first baseline of this sandbox's drop counter, so its first result skips the nft call.
       if (readDropMarker(ctx.dir, ctx.target.sandboxPid) === null) writeDropMarker(ctx.dir, ctx.target.sandboxPid, dropCount(ctx.target.sandboxPid));
       state.spec = spec;
@@ -521,7 +597,7 @@ export async function applyNetwork(ctx: NetworkContext, prev: SandboxNetwork | n
       if (oldForwarder) await stopHelper(oldForwarder);
 
       if (egress && !state.slirp) {
-        state.slirp = await startSlirp(ctx, spec, nsFd);
+        state.slirp = await startSlirp(ctx, spec, ns);
         started.push(state.slirp);
         // A new slirp4netns has no forwards: put the published ports back.
         const kept: PublishedPort[] = [];
@@ -559,7 +635,7 @@ async function failClosed(ctx: NetworkContext, state: SandboxNetwork): Promise<v
   state.note = "network setup failed, so the workspace is offline (policy off); see the error of the call that failed";
   const tools = networkTools();
   if (tools.get("nft") && tools.get("ip") && tools.get("nsenter")) {
-    await withNetns(ctx.target, (nsFd) => applyRules(nsFd, state.spec, null, [], ctx.loopbackToGateway));
+    await withNamespaces(ctx.target, (ns) => applyRules(ns, state.spec, null, [], ctx.loopbackToGateway));
     state.recording = true;
   }
 }
@@ -628,8 +704,8 @@ export async function takeDenials(network: SandboxNetwork, target: NetnsTarget):
   if (drops !== null && readDropMarker(network.paths.dir, target.sandboxPid) === drops) return denials;
   const { nft } = requireTools(["nft"], "reading denied attempts");
   const hosts = new Set(network.spec.allowHostLoopback ? [] : hostAddresses());
-  await withNetns(target, async (nsFd) => {
-    const r = await runInNetns(nsFd, [nft, "-j", "list", "set", "inet", TABLE, "denied"]);
+  await withNamespaces(target, async (ns) => {
+    const r = await runInNetns(ns, [nft, "-j", "list", "set", "inet", TABLE, "denied"]);
     if (r.code !== 0) return;
     let elems: { val?: NftElement; elem?: { val?: NftElement } }[] = [];
     try {
@@ -647,7 +723,7 @@ export async function takeDenials(network: SandboxNetwork, target: NetnsTarget):
       taken.push(`${address} . ${protocol} . ${port}`);
       denials.push({ kind: "connect", protocol, address, port, host_side: hosts.has(address) });
     }
-    if (taken.length > 0) await runInNetns(nsFd, [nft, "delete", "element", "inet", TABLE, "denied", `{ ${taken.join(", ")} }`]);
+    if (taken.length > 0) await runInNetns(ns, [nft, "delete", "element", "inet", TABLE, "denied", `{ ${taken.join(", ")} }`]);
   });
   writeDropMarker(network.paths.dir, target.sandboxPid, drops);
   return denials;

@@ -7,7 +7,15 @@
  * appended to a journal the host turns into notices. It runs in the sandbox's cgroup, holds no
  * state worth keeping, and exits by itself within a second of the sandbox going away.
  *
- * argv: CONFIG_JSON UDP_FD TCP_FD NETNS_FD READY_FD (the fds are inherited; see namespace/network.ts).
+ * It runs in the host's network namespace and gets its sockets from a binder: this same file
+ * with `--bind`, which it starts inside the sandbox's namespaces (`nsenter`, as in enter.ts)
+ * with a Node IPC channel. The binder binds UDP and TCP on the same free port of the sandbox's
+ * 127.0.0.1 and sends both to the forwarder (Node passes the descriptors over the channel), then
+ * exits. So no process ever has to return from the sandbox's namespace to the host's: root
+ * could, an ordinary user cannot (it entered through the sandbox's user namespace).
+ *
+ * argv: CONFIG_JSON NETNS_FD USERNS_FD|- READY_FD (inherited; see namespace/network.ts), or
+ * `--bind` for the binder (inherits nothing but its IPC channel and the namespace descriptors).
  */
 import dgram from "node:dgram";
 import fs from "node:fs";
@@ -25,6 +33,8 @@ export interface ForwarderConfig {
   sandboxStartTime: number;
   nft: string;
   nsenter: string;
+  /** nsenter's options for entering the sandbox's namespaces (`enter.ts`), given fds 3 and 4. */
+  enter: string[];
   table: string;
   set: string;
 }
@@ -34,6 +44,9 @@ const MAX_TCP_CONNECTIONS = 64;
 const MAX_JOURNAL_BYTES = 256 * 1024;
 /** Addresses allowed through names, at most; an allowed name that keeps changing cannot grow the rules without bound. */
 const MAX_RESOLVED = 4096;
+/** The binder's bound on finding a port free for both UDP and TCP, and on answering at all. */
+const BIND_ATTEMPTS = 20;
+const BIND_TIMEOUT_MS = 10_000;
 
 /**
  * Answers an allowed name may not open: loopback, "this network", link-local (where cloud
@@ -55,10 +68,90 @@ function startTime(pid: number): number | null {
   }
 }
 
-function main(): void {
-  const [configPath, udpFd, tcpFd, netnsFd, readyFd] = process.argv.slice(2);
+/**
+ * The binder, inside the sandbox's namespaces: binds TCP and UDP on one free port of 127.0.0.1
+ * and sends both to the forwarder, then waits for it to hang up. Nothing is sent to the port
+ * before the forwarder serves it: the rules point DNS at it only once it is ready.
+ */
+async function bindMain(): Promise<void> {
+  if (!process.send) throw new Error("the binder needs an IPC channel");
+  for (let attempt = 0; attempt < BIND_ATTEMPTS; attempt++) {
+    const tcp = net.createServer();
+    await new Promise<void>((resolve, reject) => {
+      tcp.once("error", reject);
+      tcp.listen({ host: "127.0.0.1", port: 0, backlog: 128 }, () => resolve());
+    });
+    const port = (tcp.address() as net.AddressInfo).port;
+    const udp = dgram.createSocket("udp4");
+    const bound = await new Promise<boolean>((resolve) => {
+      udp.once("error", () => resolve(false));
+      udp.bind({ address: "127.0.0.1", port }, () => resolve(true));
+    });
+    if (!bound) {
+      tcp.close();
+      try {
+        udp.close();
+      } catch {
+        // already closed by the failed bind
+      }
+      continue;
+    }
+    // Sent one after the other: Node passes one descriptor at a time anyway.
+    const send = (message: object, handle: net.Server | dgram.Socket) =>
+      new Promise<void>((resolve, reject) => process.send!(message, handle, {}, (err) => (err ? reject(err) : resolve())));
+    await send({ dns: "tcp", port }, tcp);
+    await send({ dns: "udp", port }, udp);
+    // Node closes our copies once the forwarder has acknowledged them; we leave when it hangs up.
+    process.on("disconnect", () => process.exit(0));
+    return;
+  }
+  throw new Error(`no port of the sandbox's 127.0.0.1 was free for both UDP and TCP in ${BIND_ATTEMPTS} tries`);
+}
+
+/** Starts the binder in the sandbox's namespaces and takes the sockets it bound there. */
+function bindInSandbox(config: ForwarderConfig, nsFds: number[], ready: number): Promise<{ udp: dgram.Socket; tcp: net.Server }> {
+  return new Promise((resolve, reject) => {
+    // fds 3 (and 4): the namespaces, where config.enter expects them. The descriptors this
+    // process inherited are not close-on-exec, so the binder's stdio covers every one up to the
+    // readiness pipe (with stderr in the gaps): a binder holding the pipe would hold back pyro's
+    // "ready" until it exits. Then the IPC channel.
+    const stdio: ("ignore" | "inherit" | "ipc" | number)[] = ["ignore", "ignore", "inherit", ...nsFds];
+    while (stdio.length <= ready) stdio.push(2);
+    stdio.push("ipc");
+    const child = spawn(config.nsenter, [...config.enter, "--", process.execPath, process.argv[1]!, "--bind"], { stdio });
+    let tcp: net.Server | null = null;
+    let udp: dgram.Socket | null = null;
+    let settled = false;
+    const fail = (why: string) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      child.kill("SIGKILL");
+      reject(new Error(`binding the sandbox's DNS sockets: ${why}`));
+    };
+    const timer = setTimeout(() => fail(`no answer within ${BIND_TIMEOUT_MS / 1000} s`), BIND_TIMEOUT_MS);
+    child.on("error", (err) => fail(err.message));
+    child.on("exit", (code, signal) => fail(`the binder exited (${signal ?? `code ${code}`})`));
+    child.on("message", (message: { dns?: unknown }, handle: unknown) => {
+      if (message.dns === "tcp" && handle instanceof net.Server) tcp = handle;
+      else if (message.dns === "udp" && handle instanceof dgram.Socket) udp = handle;
+      else return fail("an unexpected message");
+      if (!tcp || !udp || settled) return;
+      settled = true;
+      clearTimeout(timer);
+      child.removeAllListeners("exit");
+      child.disconnect();
+      resolve({ udp, tcp });
+    });
+  });
+}
+
+async function main(): Promise<void> {
+  const [configPath, netnsFd, usernsFd, readyFd] = process.argv.slice(2);
   const config = JSON.parse(fs.readFileSync(configPath!, "utf8")) as ForwarderConfig;
-  const nsFd = Number(netnsFd);
+  // Every nsenter gets these as fds 3 (and 4), where config.enter expects them (enter.ts).
+  const nsFds = usernsFd === "-" ? [Number(netnsFd)] : [Number(netnsFd), Number(usernsFd)];
+  const ready = Number(readyFd);
   const added = new Set<string>();
   const recentDenials = new Map<string, number>();
 
@@ -72,8 +165,8 @@ function main(): void {
     const fresh = [...new Set(addresses)].filter((a) => !added.has(a) && /^\d+\.\d+\.\d+\.\d+$/.test(a) && !neverByName(a));
     if (fresh.length === 0 || added.size + fresh.length > MAX_RESOLVED) return Promise.resolve();
     return new Promise((resolve) => {
-      const child = spawn(config.nsenter, [`--net=/proc/self/fd/3`, config.nft, "add", "element", "inet", config.table, config.set, `{ ${fresh.join(", ")} }`], {
-        stdio: ["ignore", "ignore", "inherit", nsFd],
+      const child = spawn(config.nsenter, [...config.enter, "--", config.nft, "add", "element", "inet", config.table, config.set, `{ ${fresh.join(", ")} }`], {
+        stdio: ["ignore", "ignore", "inherit", ...nsFds],
       });
       child.on("error", () => resolve());
       child.on("exit", (code) => {
@@ -163,7 +256,7 @@ function main(): void {
     return emptyAnswer(query, q, RCODE_SERVFAIL);
   };
 
-  const udp = dgram.createSocket("udp4");
+  const { udp, tcp } = await bindInSandbox(config, nsFds, ready);
   udp.on("error", (err) => process.stderr.write(`[pyro dns] udp: ${err.message}\n`));
   udp.on("message", (msg, rinfo) => {
     answer(msg, false)
@@ -172,9 +265,8 @@ function main(): void {
       })
       .catch((err: Error) => process.stderr.write(`[pyro dns] ${err.message}\n`));
   });
-  udp.bind({ fd: Number(udpFd) });
 
-  const tcp = net.createServer((sock) => {
+  tcp.on("connection", (sock: net.Socket) => {
     let buf = Buffer.alloc(0);
     sock.setTimeout(10_000, () => sock.destroy());
     sock.on("error", () => sock.destroy());
@@ -195,12 +287,12 @@ function main(): void {
   });
   tcp.maxConnections = MAX_TCP_CONNECTIONS;
   tcp.on("error", (err) => process.stderr.write(`[pyro dns] tcp: ${err.message}\n`));
-  tcp.listen({ fd: Number(tcpFd) }, () => {
-    const address = tcp.address() as net.AddressInfo;
-    const ready = Number(readyFd);
-    fs.writeSync(ready, `${JSON.stringify({ port: address.port })}\n`);
-    fs.closeSync(ready);
-  });
+  const address = tcp.address() as net.AddressInfo;
+  fs.writeSync(ready, `${JSON.stringify({ port: address.port })}\n`);
+  fs.closeSync(ready);
 }
 
-main();
+(process.argv[2] === "--bind" ? bindMain() : main()).catch((err: Error) => {
+  process.stderr.write(`[pyro dns] ${err.message}\n`);
+  process.exit(1);
+});
