@@ -6,11 +6,12 @@
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { spawn, spawnSync } from "node:child_process";
+import { spawnSync } from "node:child_process";
 import net from "node:net";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js";
 import { pyroGroup } from "../src/runtime/namespace/cgroups.js";
+import { makeTestWorld, preparedTestWorld } from "./network-world.js";
 
 export const REPO = path.resolve(import.meta.dirname, "..");
 export const SHARED_HOME = process.env.PYRO_TEST_HOME ? path.resolve(process.env.PYRO_TEST_HOME) : path.join(REPO, ".pyro-test", "home");
@@ -138,7 +139,8 @@ export async function connectMcp(home: string, args: string[], name: string): Pr
  * namespace the test creates (veth pair, a private 10.x.y.0/24 with two addresses, plus a
  * link-local one where cloud metadata services live), which slirp4netns reaches through the
  * host's routing table like any outside address; and a server on the host's own loopback, which
- * untrusted code must not reach by default. `stop` removes all of it.
+ * untrusted code must not reach by default. `stop` removes all of it. Run as an ordinary user,
+ * the tests use a remote world root prepared (test/network-world.ts).
  */
 export interface TestNetwork {
   remote: string;
@@ -150,32 +152,18 @@ export interface TestNetwork {
 }
 
 export async function startTestNetwork(second: number): Promise<TestNetwork> {
-  const subnet = `10.${second}.${200 + (process.pid % 50)}`;
-  const linkLocalNet = `169.254.${200 + (process.pid % 50)}`;
-  const netns = `pyrot${second}x${process.pid}`;
-  const veth = `pv${second % 10}${process.pid % 1_000_000}`;
-  const sh = (cmd: string) => {
-    const r = spawnSync("sh", ["-c", cmd], { encoding: "utf8" });
-    if (r.status !== 0) throw new Error(`${cmd}: ${r.stderr}`);
-  };
-  sh(`ip netns add ${netns}`);
-  sh(`ip link add ${veth}h type veth peer name ${veth}r && ip link set ${veth}r netns ${netns}`);
-  sh(`ip addr add ${subnet}.1/24 dev ${veth}h && ip addr add ${linkLocalNet}.1/24 dev ${veth}h && ip link set ${veth}h up`);
-  sh(`ip -n ${netns} addr add ${linkLocalNet}.2/24 dev ${veth}r`);
-  sh(`ip -n ${netns} addr add ${subnet}.2/24 dev ${veth}r && ip -n ${netns} addr add ${subnet}.3/24 dev ${veth}r && ip -n ${netns} link set ${veth}r up && ip -n ${netns} link set lo up`);
-  const remoteServer = spawn("ip", ["netns", "exec", netns, process.execPath, "-e", 'require("http").createServer((q,s)=>s.end("hello from "+q.socket.localAddress+"\\n")).listen(8080,"0.0.0.0",()=>console.log("up"))'], { stdio: ["ignore", "pipe", "inherit"] });
-  await new Promise((r) => remoteServer.stdout!.once("data", r));
+  // Only root can make the remote world; an ordinary user's run uses one root prepared.
+  const world = process.getuid?.() === 0 ? await makeTestWorld(second) : preparedTestWorld();
   const hostServer = net.createServer((s) => s.end("HTTP/1.0 200 OK\r\n\r\nhello from the host loopback\n"));
   await new Promise<void>((r) => hostServer.listen(0, "127.0.0.1", () => r()));
   return {
-    remote: `${subnet}.2`,
-    remoteOther: `${subnet}.3`,
-    linkLocal: `${linkLocalNet}.2`,
+    remote: world.remote,
+    remoteOther: world.remoteOther,
+    linkLocal: world.linkLocal,
     hostPort: (hostServer.address() as net.AddressInfo).port,
     stop() {
-      remoteServer.kill("SIGKILL");
       hostServer.close();
-      spawnSync("sh", ["-c", `ip link del ${veth}h; ip netns del ${netns}`]);
+      world.stop();
     },
   };
 }

@@ -8,11 +8,15 @@
  * one inside a network namespace the test creates (veth pair, a private 10.203.x.0/24), which
  * slirp4netns reaches through the host's routing table like any outside address. Names come
  * from a tiny DNS server on the host's loopback, given to pyro's forwarder by PYRO_DNS_UPSTREAM.
+ *
+ * Runs as root and as an ordinary user (who enters each sandbox through its user namespace);
+ * as an ordinary user it needs a remote world root prepared (test/network-world.ts) and a
+ * /dev/net/tun the user can open.
  */
 import dgram from "node:dgram";
 import fs from "node:fs";
 import net from "node:net";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { InMemoryTransport } from "@modelcontextprotocol/sdk/inMemory.js";
 import { Pyro } from "../../src/sdk/index.js";
@@ -272,6 +276,54 @@ describe("surfaces", () => {
     } finally {
       await client.close();
     }
+  });
+});
+
+describe("a host where slirp4netns cannot make its device", () => {
+  it("refuses egress policies up front with network_unavailable, leaving nothing half-made, while the policy off works", async () => {
+    // /dev/net/tun unusable for this process, whoever runs it (root could open it whatever its
+    // mode, so the refusal is simulated at the open, the one place pyro asks).
+    const realOpen = fs.openSync;
+    const spy = vi.spyOn(fs, "openSync").mockImplementation(((file: fs.PathLike, ...rest: never[]) => {
+      if (file === "/dev/net/tun") throw Object.assign(new Error("EACCES: permission denied, open '/dev/net/tun'"), { code: "EACCES" });
+      return (realOpen as (file: fs.PathLike, ...rest: never[]) => number)(file, ...rest);
+    }) as typeof fs.openSync);
+    try {
+      const before = (await pyro.listWorkspaces()).workspaces.map((w) => w.workspace_id);
+      const processesBefore = findLeaks(home).processes;
+      const refused = await pyro.createWorkspace({ environment: TEST_ENVIRONMENT, name: "net-notun", networkPolicy: "egress" }).then(
+        () => null,
+        (err: unknown) => err as { code?: string; message: string; hint?: string },
+      );
+      expect(refused).toMatchObject({ code: "network_unavailable" });
+      expect(refused!.message).toContain("/dev/net/tun is not accessible to this user");
+      expect(refused!.hint).toContain("sudo chmod 0666 /dev/net/tun");
+      expect(refused!.hint).toContain("udev");
+      // Nothing half-made: no workspace, and no helper or sandbox of it.
+      expect((await pyro.listWorkspaces()).workspaces.map((w) => w.workspace_id)).toEqual(before);
+      expect(findLeaks(home).processes.filter((p) => !processesBefore.includes(p))).toEqual([]);
+
+      // The policy off needs no device.
+      await pyro.createWorkspace({ environment: TEST_ENVIRONMENT, name: "net-notun" });
+      const off = await pyro.execWorkspace("net-notun", { command: bash(`${get(REMOTE, 8080)}; echo "remote=$?"`) });
+      expect(off.stdout).toBe("remote=1\n");
+      expect(off.network_notices.join("\n")).toContain(`TCP to ${REMOTE}:8080`);
+      // Turning egress on is refused before anything changes: the workspace stays as it was.
+      await expect(pyro.setWorkspaceNetwork("net-notun", { networkPolicy: "egress" })).rejects.toMatchObject({ code: "network_unavailable" });
+      expect(await pyro.showWorkspaceNetwork("net-notun")).toMatchObject({ policy: "off", applied: true, helpers: { slirp4netns_pid: null } });
+      expect((await pyro.execWorkspace("net-notun", { command: bash(`${get(REMOTE, 8080)}; echo "remote=$?"`) })).stdout).toBe("remote=1\n");
+      // A stopped workspace takes the policy, and its start is refused, leaving it stopped.
+      await pyro.stopWorkspace("net-notun");
+      await pyro.setWorkspaceNetwork("net-notun", { networkPolicy: "egress" });
+      await expect(pyro.startWorkspace("net-notun")).rejects.toMatchObject({ code: "network_unavailable" });
+      expect((await pyro.statusWorkspace("net-notun")).state).toBe("stopped");
+      expect(findLeaks(home).processes.filter((p) => !processesBefore.includes(p))).toEqual([]);
+      await pyro.setWorkspaceNetwork("net-notun", { networkPolicy: "off" });
+      expect((await pyro.startWorkspace("net-notun")).state).toBe("running");
+    } finally {
+      spy.mockRestore();
+    }
+    await pyro.deleteWorkspace("net-notun");
   });
 });
 
