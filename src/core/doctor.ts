@@ -19,7 +19,7 @@ import { DEFAULT_MEM_MIB, DEFAULT_PIDS_MAX, DEFAULT_VCPU_COUNT } from "./manager
 import { environmentReadiness } from "./prepare.js";
 import type { Readiness } from "./prepare.js";
 import { describeProjectSource, resolveProjectSource } from "./project-source.js";
-import { networkTools } from "../runtime/namespace/network.js";
+import { networkTools, tunProblem } from "../runtime/namespace/network.js";
 import type { BackendName, BackendRequest } from "../runtime/backend.js";
 import { backendRequest, backendRequestSource, resolveBackendRequest } from "../runtime/backends.js";
 import type { VmHostReport } from "../runtime/vm/host.js";
@@ -263,7 +263,7 @@ export async function runDoctor(home: string, environments: EnvironmentStore, op
     detail: missing.length === 0 ? "slirp4netns, nft, ip, nsenter and perl found: the egress policies are available" : `missing ${missing.join(", ")}: only the network policy off works`,
     ...(missing.length === 0 ? {} : { hint: APT_HINT("slirp4netns nftables iproute2") }),
   });
-  const tun = tunUsable();
+  const tun = tunProblem() === null;
   if (missing.length === 0 && !tun) {
     add({
       name: "egress",
@@ -318,16 +318,6 @@ async function namespaceProbe(): Promise<DoctorCheck> {
       detail: (err as Error).message,
       hint: blocker?.fix ?? (err instanceof PyroError && err.hint ? err.hint : "pyro runs every sandbox in a user namespace; this host must allow them (inside a container, run it with user namespaces enabled)."),
     };
-  }
-}
-
-/** Whether this user can open /dev/net/tun (slirp4netns needs it for egress). */
-export function tunUsable(): boolean {
-  try {
-    fs.accessSync("/dev/net/tun", fs.constants.R_OK | fs.constants.W_OK);
-    return true;
-  } catch {
-    return false;
   }
 }
 

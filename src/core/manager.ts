@@ -31,6 +31,7 @@ import type { NetworkChange, NetworkConfig, NetworkOptions, NetworkShowResult, P
 import type { PublishedPort } from "../runtime/backend.js";
 import { GUEST_ADDRESS } from "../runtime/namespace/nft-rules.js";
 import { assertUserNamespacesAllowed, ownByGuestRoot } from "../runtime/confine/launch.js";
+import { requireEgress } from "../runtime/namespace/network.js";
 import { sandboxIdentity } from "../runtime/confine/identity.js";
 import { removeTree } from "../runtime/confine/trees.js";
 
@@ -261,6 +262,9 @@ export class WorkspaceManager {
     const seed = opts.seedPath === undefined ? null : await inspectSource(opts.seedPath, "seed path");
     const secrets = await collectSecrets(opts.secrets, opts.secretFiles);
     const network = networkFromOptions(opts);
+    // An egress policy this host cannot give (a missing tool, /dev/net/tun closed to this user)
+    // is refused before anything is made, not after a sandbox has been started and rolled back.
+    if (network.policy !== "off") requireEgress(network.policy);
 
     const id = newWorkspaceId();
     const created = nowIso();

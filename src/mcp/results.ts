@@ -39,6 +39,7 @@ export const MCP_NEXT_STEPS: Readonly<Record<string, string>> = {
   workspace_busy: "Another call is changing this workspace; retry the same call in a moment.",
   workspace_failed: "Call workspace_start to recover; /workspace is intact.",
   workspace_expired: "Create a new workspace with workspace_create.",
+  workspace_incompatible: "This workspace cannot start for this user: create a new one with workspace_create (workspace_delete removes the old one).",
   seed_path_not_found: "Give an existing host directory or .tar/.tar.gz/.tgz archive, preferably as an absolute path.",
   seed_path_invalid: "Give a directory or a readable .tar/.tar.gz/.tgz archive.",
   archive_unsafe_entry: "Repack the archive without the entry named (no absolute paths, '..', devices, or links leading outside).",

@@ -42,7 +42,7 @@ export const ERROR_CODES = {
   // network
   port_in_use: "The host port asked for a published port is already in use on 127.0.0.1.",
   publish_not_allowed: "The workspace's network policy does not allow published ports (it needs egress+published-ports).",
-  network_unavailable: "Workspace networking could not be set up on this host (slirp4netns, nft, nsenter or perl missing or failing).",
+  network_unavailable: "Workspace networking could not be set up on this host (slirp4netns, nft, nsenter or perl missing or failing, or /dev/net/tun closed to this user).",
   // environments
   environment_unknown: "No environment has this name.",
   environment_not_installed: "The environment is known but not built on this machine.",
