@@ -36,8 +36,11 @@ function kvmOpens(): boolean {
   }
 }
 
-/** The "remote" hosts live in a network namespace joined to the host by a veth pair: root only. */
-const canBuildTestNetwork = process.getuid?.() === 0;
+/**
+ * The "remote" hosts live in a network namespace joined to the host by a veth pair: root makes
+ * one, and an ordinary user's run uses the one root prepared (test/network-world.ts).
+ */
+const canBuildTestNetwork = process.getuid?.() === 0 || fs.existsSync("/run/netns/pyrotestworld");
 
 beforeAll(async () => {
   if (canBuildTestNetwork) {
@@ -140,7 +143,6 @@ describe("a VM that cannot boot", () => {
 });
 
 describe("a VM workspace's network", () => {
-  // An ordinary user cannot make the remote hosts (a veth into the host's namespace); the root pass runs it.
   it.skipIf(!canBuildTestNetwork)("reaches outside servers with egress, keeps the host's loopback out unless allowed, and enforces allow-lists outside the guest", async () => {
     await pyro.createWorkspace({ environment: TEST_ENVIRONMENT, name: "net", backend: "vm", networkPolicy: "egress", allowCidrs: [`${REMOTE}/32`] });
     const r = await pyro.execWorkspace("net", { command: bash(`${get(REMOTE, 8080)}; ${get(REMOTE_OTHER, 8080)}; echo "other=$?"; ${get("10.0.2.2", hostPort)}; echo "host=$?"`) });
