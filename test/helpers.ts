@@ -71,7 +71,11 @@ export function findLeaks(home: string): Leaks {
       // Sandboxes, their launchers and VM jails name only stage and jail paths, but they live in
       // mount namespaces that hold mounts of the home's directories (mountinfo shows each bind's
       // source path): any process whose namespace still holds one is a leftover.
-      else if (fs.readFileSync(`/proc/${pid}/mountinfo`, "utf8").includes(home)) processes.push(`${pid}: ${cmd.slice(0, 120)}`);
+      else {
+        // Named with the first of those sources, which says whose sandbox it is (…/workspaces/ID/…).
+        const held = fs.readFileSync(`/proc/${pid}/mountinfo`, "utf8").split("\n").find((line) => line.includes(home));
+        if (held) processes.push(`${pid}: ${cmd.slice(0, 120)} [holds ${held.split(" ")[3]}]`);
+      }
     } catch {
       // exited
     }
