@@ -160,3 +160,28 @@ describe("state is private to the user running pyro", () => {
     expect(fs.statSync(path.join(home, "workspaces")).mode & 0o077).toBe(0);
   });
 });
+
+describe("state an earlier identity made", () => {
+  it("a workspace an earlier pyro made (sandboxes as host root) cannot start, says why, and can be deleted", async () => {
+    const old = (await pyro.createWorkspace({ environment: TEST_ENVIRONMENT, name: "legacy" })).workspace_id;
+    await pyro.stopWorkspace(old);
+    // What an earlier pyro wrote: the same record without the identity its files were made under.
+    const recordPath = path.join(home, "workspaces", old, "workspace.json");
+    const record = JSON.parse(fs.readFileSync(recordPath, "utf8")) as Record<string, unknown>;
+    delete record.identity;
+    fs.writeFileSync(recordPath, JSON.stringify(record));
+    const err = await pyro.startWorkspace(old).then(
+      () => null,
+      (e: unknown) => e as { code: string; message: string; hint?: string },
+    );
+    expect(err?.code).toBe("workspace_incompatible");
+    expect(err?.message).toContain("earlier pyro");
+    expect(err?.hint).toContain(`pyro workspace delete ${old}`);
+    const report = await pyro.doctor();
+    const state = report.checks.find((c) => c.name === "state directory")!;
+    expect(state.ok).toBe(false);
+    expect(state.detail).toContain(old);
+    await pyro.deleteWorkspace(old);
+    expect(fs.existsSync(path.join(home, "workspaces", old))).toBe(false);
+  });
+});
