@@ -7,7 +7,7 @@
  * only into the directories it is given; never decides where layers live.
  */
 import { DEBIAN_SUITE } from "./catalog.js";
-import { runConfinedBuildStep } from "./command.js";
+import { BUILD_SECCOMP, runConfinedBuildStep } from "./command.js";
 
 /**
  * debootstrap's smallest variant: dpkg, apt, bash, coreutils; no init system, no recommends.
@@ -63,6 +63,7 @@ export async function installPackagesInOverlay(plan: OverlayInstallPlan): Promis
     "apt-get install",
     (launch) => [
       "bwrap",
+      ...BUILD_SECCOMP,
       "--die-with-parent",
       "--unshare-pid",
       "--unshare-ipc",

@@ -4,9 +4,14 @@
  * out of a path, and never lets a build outlive the Node process that started it.
  */
 import { spawn } from "node:child_process";
+import { Writable } from "node:stream";
 import type { Readable } from "node:stream";
 import { PyroError } from "../shared/errors.js";
 import { ConfinedLaunch } from "../runtime/confine/launch.js";
+import { seccompProgram } from "../runtime/confine/seccomp.js";
+
+/** bubblewrap's arguments that load pyro's seccomp filter in a confined build step. */
+export const BUILD_SECCOMP = ["--seccomp", "3"];
 
 /** Lines of output kept for `environment_build_failed` details. */
 export const OUTPUT_TAIL_LINES = 20;
@@ -25,8 +30,10 @@ export interface RunOptions {
   failureHint?: string;
   /** Piped to the child's stdin (e.g. an archive stream); stdin is /dev/null otherwise. */
   stdin?: Readable;
-  /** Descriptors handed to the child from fd 3 up. */
+  /** Descriptors handed to the child from fd 3 up (from fd 4 up with `seccomp`). */
   fds?: number[];
+  /** A pipe on fd 3 carrying pyro's seccomp program, for a `bwrap --seccomp 3` in the command. */
+  seccomp?: boolean;
   /** Whether a non-zero exit still counts as success (e.g. tar's warnings); default: never. */
   acceptFailure?: (result: CommandResult) => boolean;
 }
@@ -46,10 +53,11 @@ export async function runConfinedBuildStep(
   make: (launch: ConfinedLaunch) => string[],
   options: RunOptions = {},
 ): Promise<CommandResult> {
-  const launch = await ConfinedLaunch.open(3);
+  // fd 3 carries the seccomp program for the builds that run in bubblewrap (`BUILD_SECCOMP`).
+  const launch = await ConfinedLaunch.open(4);
   try {
     const { argv, fds } = launch.argv(["unshare", "--mount", "--pid", "--fork", "--kill-child=SIGKILL", "--mount-proc", ...make(launch)]);
-    return await runBuildStep(environment, step, ["setpriv", "--pdeathsig", "KILL", ...argv], { ...options, fds });
+    return await runBuildStep(environment, step, ["setpriv", "--pdeathsig", "KILL", ...argv], { ...options, fds, seccomp: true });
   } finally {
     launch.release();
   }
@@ -75,9 +83,14 @@ export function runCommand(argv: string[], options: RunOptions = {}): Promise<Co
       }
     };
     const child = spawn(command, args, {
-      stdio: [options.stdin ? "pipe" : "ignore", "pipe", "pipe", ...(options.fds ?? [])],
+      stdio: [options.stdin ? "pipe" : "ignore", "pipe", "pipe", ...(options.seccomp ? ["pipe" as const] : []), ...(options.fds ?? [])],
       env: { ...process.env, LC_ALL: "C.UTF-8", LANG: "C.UTF-8" },
     });
+    const program: unknown = options.seccomp ? child.stdio[3] : null;
+    if (program instanceof Writable) {
+      program.on("error", () => undefined);
+      program.end(seccompProgram());
+    }
     child.stdout?.on("data", collect);
     child.stderr?.on("data", collect);
     if (options.stdin && child.stdin) {

@@ -13,7 +13,7 @@ import { list as listTar } from "tar";
 import type { ReadEntry } from "tar";
 import { spawn } from "node:child_process";
 import { PassThrough } from "node:stream";
-import { runConfinedBuildStep } from "./command.js";
+import { BUILD_SECCOMP, runConfinedBuildStep } from "./command.js";
 import type { CommandResult } from "./command.js";
 import { ConfinedLaunch } from "../runtime/confine/launch.js";
 import { GUEST_ID_COUNT, sandboxIdentity } from "../runtime/confine/identity.js";
@@ -117,6 +117,7 @@ async function extractConfined(environment: string, stream: Readable, target: st
     "tar extract",
     (launch) => [
       "bwrap",
+      ...BUILD_SECCOMP,
       "--die-with-parent",
       "--new-session",
       "--unshare-ipc",
