@@ -19,6 +19,7 @@ import type { CallToolResult } from "@modelcontextprotocol/sdk/types.js";
 import { Pyro, PyroError } from "../../src/sdk/index.js";
 import { ERROR_META_KEY } from "../../src/mcp/server.js";
 import { CLI, findLeaks, noLeaks, testHome, TEST_ENVIRONMENT } from "../helpers.js";
+import { runConfined } from "../../src/runtime/confine/launch.js";
 
 let home: string;
 let pyro: Pyro;
@@ -337,8 +338,10 @@ describe("an export never writes a setuid or setgid bit or a file capability ont
     if (guestSetcap) await sh("setcap cap_setuid=ep c/capable");
     else {
       const file = path.join(home, "workspaces", ws, "workspace", "c", "capable");
-      const set = spawnSync("setcap", ["cap_setuid=ep", file], { encoding: "utf8" });
-      expect(set.status, set.stderr).toBe(0);
+      // As the workspace's guest root, in its user namespace: an ordinary user may not set file
+      // capabilities on the host, and the file belongs to the sandbox identity anyway.
+      const set = await runConfined((launch) => ["setcap", "cap_setuid=ep", launch.bind(file)]);
+      expect(set.code, set.stderr).toBe(0);
       expect(spawnSync("getcap", [file], { encoding: "utf8" }).stdout).toContain("cap_setuid");
     }
     const out = path.join(host, "caps");
