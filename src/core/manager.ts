@@ -253,8 +253,8 @@ export class WorkspaceManager {
     const ttlSeconds = opts.ttlSeconds === undefined ? null : validatePositive(opts.ttlSeconds, "ttl_seconds", MAX_TTL_SECONDS);
     // Fails early (environment_unknown / environment_not_installed, or a host that forbids the
     // user namespace every sandbox needs) before anything is made.
-    await this.environments.layers(opts.environment);
     assertUserNamespacesAllowed();
+    await this.environments.layers(opts.environment);
     const digest = await this.environments
       .inspect(opts.environment)
       .then((m) => m.digest)
