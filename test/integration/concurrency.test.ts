@@ -59,7 +59,7 @@ function runningIn(workspaceId: string, argv: string[]): boolean {
   const wanted = argv.join("\0") + "\0";
   for (const pid of fs.readdirSync("/proc").filter((n) => /^\d+$/.test(n))) {
     try {
-      if (fs.readFileSync(`/proc/${pid}/cmdline`, "utf8") === wanted && fs.readFileSync(`/proc/${pid}/cgroup`, "utf8").includes(`/pyro/${workspaceId}`)) return true;
+      if (fs.readFileSync(`/proc/${pid}/cmdline`, "utf8") === wanted && fs.readFileSync(`/proc/${pid}/cgroup`, "utf8").includes(`/${workspaceId}\n`)) return true;
     } catch {
       // exited meanwhile
     }

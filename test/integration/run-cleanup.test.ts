@@ -67,7 +67,7 @@ function runningInSandbox(home: string, argv: string[]): boolean {
     try {
       if (fs.readFileSync(`/proc/${pid}/cmdline`, "utf8") !== wanted) continue;
       const cgroup = fs.readFileSync(`/proc/${pid}/cgroup`, "utf8");
-      if (ids.some((id) => cgroup.includes(`/pyro/${id}`))) return true;
+      if (ids.some((id) => cgroup.includes(`/${id}\n`))) return true;
     } catch {
       // exited meanwhile
     }

@@ -14,6 +14,7 @@ import path from "node:path";
 import { Pyro, PyroError } from "../../src/sdk/index.js";
 import { VmBackend } from "../../src/runtime/vm/backend.js";
 import { qemuMicrovm } from "../../src/runtime/vm/qemu.js";
+import { pyroGroup } from "../../src/runtime/namespace/cgroups.js";
 import { cli, findLeaks, hostGet, httpGetScript, noLeaks, startTestNetwork, testHome, TEST_ENVIRONMENT } from "../helpers.js";
 import type { TestNetwork } from "../helpers.js";
 
@@ -135,7 +136,7 @@ describe("a VM that cannot boot", () => {
     expect(err!.message).toContain("the VM did not start");
     expect(String(err!.details?.log_tail)).toContain("Kernel panic - not syncing");
     expect(String(err!.details?.log_tail)).toContain("pyro-vm: the VM exited (code 1)");
-    expect(fs.existsSync(`/sys/fs/cgroup/memory/pyro/${id}`) || fs.existsSync(`/sys/fs/cgroup/pyro/${id}`)).toBe(false);
+    expect(fs.existsSync(`/sys/fs/cgroup/memory/${pyroGroup().v1}/${id}`) || fs.existsSync(`${pyroGroup().v2}/${id}`)).toBe(false);
     expect(fs.readdirSync(path.join(dir, "run")).filter((n) => n.startsWith(id) && n.endsWith(".vm"))).toEqual([]);
     const left = spawnSync("sh", ["-c", `grep -l ${id} /proc/[0-9]*/cgroup 2>/dev/null`], { encoding: "utf8" }).stdout.trim();
     expect(left).toBe("");
