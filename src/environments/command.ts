@@ -7,6 +7,7 @@ import { spawn } from "node:child_process";
 import { Writable } from "node:stream";
 import type { Readable } from "node:stream";
 import { PyroError } from "../shared/errors.js";
+import { systemPath } from "../shared/executables.js";
 import { ConfinedLaunch } from "../runtime/confine/launch.js";
 import { seccompProgram } from "../runtime/confine/seccomp.js";
 
@@ -84,7 +85,7 @@ export function runCommand(argv: string[], options: RunOptions = {}): Promise<Co
     };
     const child = spawn(command, args, {
       stdio: [options.stdin ? "pipe" : "ignore", "pipe", "pipe", ...(options.seccomp ? ["pipe" as const] : []), ...(options.fds ?? [])],
-      env: { ...process.env, LC_ALL: "C.UTF-8", LANG: "C.UTF-8" },
+      env: { ...process.env, PATH: systemPath(), LC_ALL: "C.UTF-8", LANG: "C.UTF-8" },
     });
     const program: unknown = options.seccomp ? child.stdio[3] : null;
     if (program instanceof Writable) {

@@ -8,6 +8,15 @@ import path from "node:path";
 const SYSTEM_DIRS = ["/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"];
 
 /**
+ * `$PATH` with the system directories after it: what pyro's helper processes run with, since
+ * an ordinary user's PATH usually lacks the sbin directories (debootstrap, mkfs.ext4, setcap).
+ */
+export function systemPath(): string {
+  const dirs = (process.env.PATH ?? "").split(":").filter(Boolean);
+  return [...new Set([...dirs, ...SYSTEM_DIRS])].join(":");
+}
+
+/**
  * The absolute path of an executable `name`, or null. `first`: directories searched before
  * anything else (e.g. /usr/lib/qemu for helpers packages keep off PATH); `pathOnly`: $PATH
  * alone, for programs the user chose by putting them there (chat hosts).

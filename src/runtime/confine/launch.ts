@@ -26,7 +26,7 @@ import { spawn, execFile } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
 import { PyroError } from "../../shared/errors.js";
-import { findExecutable } from "../../shared/executables.js";
+import { findExecutable, systemPath } from "../../shared/executables.js";
 import { mapText, sandboxIdentity } from "./identity.js";
 import type { SandboxIdentity } from "./identity.js";
 
@@ -364,7 +364,7 @@ export async function runConfined(make: (launch: ConfinedLaunch) => string[], ma
   try {
     const { argv, fds } = launch.argv(make(launch));
     return await new Promise<ConfinedResult>((resolve, reject) => {
-      const child = spawn(argv[0]!, argv.slice(1), { stdio: ["ignore", "pipe", "pipe", ...fds] });
+      const child = spawn(argv[0]!, argv.slice(1), { stdio: ["ignore", "pipe", "pipe", ...fds], env: { ...process.env, PATH: systemPath() } });
       const out: Buffer[] = [];
       let outBytes = 0;
       let err = Buffer.alloc(0);

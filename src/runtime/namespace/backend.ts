@@ -19,6 +19,7 @@ import { seccompProgram } from "../confine/seccomp.js";
 import { createSandboxCgroup, destroySandboxCgroup, cgroupDirsFor, probeCgroups } from "./cgroups.js";
 import { AgentClient } from "../../protocol/client.js";
 import { PyroError } from "../../shared/errors.js";
+import { systemPath } from "../../shared/executables.js";
 import { WORKSPACE_GUEST_PATH } from "../../protocol/messages.js";
 import { applyNetwork, netnsTarget, publish, stopNetwork, takeDenials, unpublish } from "./network.js";
 import type { NetworkContext } from "./network.js";
@@ -257,7 +258,7 @@ export class NamespaceBackend implements Backend {
       child = spawn(l.argv[0]!, l.argv.slice(1), {
         detached: true,
         stdio: ["ignore", log, log, serverFd, info, "pipe", ...l.fds],
-        env: { PATH: process.env.PATH ?? SANDBOX_PATH, PYRO_CGROUP_PROCS: cgroup?.procsFiles.join(" ") ?? "", PYRO_CLOSE_FDS: CLOSE_FDS_SCRIPT },
+        env: { PATH: systemPath(), PYRO_CGROUP_PROCS: cgroup?.procsFiles.join(" ") ?? "", PYRO_CLOSE_FDS: CLOSE_FDS_SCRIPT },
       });
     } finally {
       fs.closeSync(log);

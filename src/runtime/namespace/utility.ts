@@ -15,6 +15,7 @@ import { AgentClient } from "../../protocol/client.js";
 import { PyroError } from "../../shared/errors.js";
 import { capBytes, renderCapped } from "../../shared/output-cap.js";
 import { PROC_ARGS, SANDBOX_PATH } from "./backend.js";
+import { systemPath } from "../../shared/executables.js";
 import { ConfinedLaunch } from "../confine/launch.js";
 import { seccompProgram } from "../confine/seccomp.js";
 
@@ -74,7 +75,7 @@ async function spawnUtility(binds: UtilityBind[], argv: string[], stdio: "pipe" 
   const launch = await ConfinedLaunch.open(FIRST_STAGED_FD);
   try {
     const confined = launch.argv(["bwrap", "--seccomp", String(SECCOMP_FD), ...utilityArgs(binds, launch), "--", ...argv]);
-    const child = spawn(confined.argv[0]!, confined.argv.slice(1), { stdio: [stdio, "pipe", "pipe", "pipe", ...confined.fds] });
+    const child = spawn(confined.argv[0]!, confined.argv.slice(1), { stdio: [stdio, "pipe", "pipe", "pipe", ...confined.fds], env: { ...process.env, PATH: systemPath() } });
     const program: unknown = child.stdio[SECCOMP_FD];
     if (program instanceof Writable) {
       program.on("error", () => undefined);
