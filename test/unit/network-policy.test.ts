@@ -11,6 +11,7 @@ import { applyChange, networkFromOptions, noticesFor, parsePublish } from "../..
 import { buildAResponse, buildQuery, emptyAnswer, parseQuery, parseResponse, RCODE_NXDOMAIN, TYPE_A, TYPE_AAAA } from "../../src/runtime/network/dns-wire.js";
 import { renderRuleset } from "../../src/runtime/namespace/nft-rules.js";
 import { PyroError } from "../../src/shared/errors.js";
+import { findExecutable } from "../../src/shared/executables.js";
 
 describe("allow-list entries", () => {
   it("normalises names and wildcards, and refuses what is not a name", () => {
@@ -141,7 +142,7 @@ describe("the sandbox's nftables rules", () => {
     const text = renderRuleset(input);
     // An ordinary user gets a network namespace of its own inside a user namespace.
     const ns = process.getuid?.() === 0 ? ["--net"] : ["--user", "--map-root-user", "--net"];
-    const r = spawnSync("unshare", [...ns, "nft", "-c", "-f", "-"], { input: text, encoding: "utf8" });
+    const r = spawnSync("unshare", [...ns, findExecutable("nft") ?? "nft", "-c", "-f", "-"], { input: text, encoding: "utf8" });
     expect({ code: r.status, stderr: r.stderr }).toEqual({ code: 0, stderr: "" });
   });
 
