@@ -74,7 +74,7 @@ const which = (cmd: string): string | null => findExecutable(cmd);
 const APT_HINT = (pkgs: string) =>
   process.getuid?.() === 0 ? `Install it: apt-get install -y ${pkgs}` : `Install it: sudo apt-get install -y ${pkgs}`;
 
-const NAMESPACE_ISOLATION = "bubblewrap namespaces sharing the host kernel (weaker than a microVM against kernel exploits)";
+const NAMESPACE_ISOLATION = "bubblewrap namespaces inside a user namespace (guest root is never host root) sharing the host kernel (weaker than a microVM against kernel exploits)";
 
 function vmIsolation(acceleration: VmHostReport["acceleration"]): string {
   return `a QEMU microVM per workspace with its own guest kernel${acceleration ? ` (acceleration: ${acceleration}${acceleration === "tcg" ? ", software emulation: correct but much slower" : ""})` : ""}`;

@@ -87,7 +87,7 @@ export interface UpdateWorkspaceOptions {
 const nowIso = () => new Date().toISOString();
 
 function isolationText(record: WorkspaceRecord): string {
-  if (record.backend === "namespace") return "namespace backend (bubblewrap: mount, pid, ipc, uts, net namespaces; shares the host kernel)";
+  if (record.backend === "namespace") return "namespace backend (bubblewrap in a user namespace, guest root never host root: mount, pid, ipc, uts, net namespaces, seccomp; shares the host kernel)";
   // The acceleration is decided at each start (KVM when a guest boots with it here), so only a running VM has one.
   const acceleration = record.sandbox?.vm?.acceleration;
   return `vm backend (QEMU microvm, own guest kernel${acceleration ? `; acceleration: ${acceleration}` : ""})`;
