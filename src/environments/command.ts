@@ -4,12 +4,11 @@
  * out of a path, and never lets a build outlive the Node process that started it.
  */
 import { spawn } from "node:child_process";
-import { Writable } from "node:stream";
 import type { Readable } from "node:stream";
 import { PyroError } from "../shared/errors.js";
 import { systemPath } from "../shared/executables.js";
 import { ConfinedLaunch } from "../runtime/confine/launch.js";
-import { seccompProgram } from "../runtime/confine/seccomp.js";
+import { feedSeccompProgram } from "../runtime/confine/seccomp.js";
 
 /** bubblewrap's arguments that load pyro's seccomp filter in a confined build step. */
 export const BUILD_SECCOMP = ["--seccomp", "3"];
@@ -87,11 +86,7 @@ export function runCommand(argv: string[], options: RunOptions = {}): Promise<Co
       stdio: [options.stdin ? "pipe" : "ignore", "pipe", "pipe", ...(options.seccomp ? ["pipe" as const] : []), ...(options.fds ?? [])],
       env: { ...process.env, PATH: systemPath(), LC_ALL: "C.UTF-8", LANG: "C.UTF-8" },
     });
-    const program: unknown = options.seccomp ? child.stdio[3] : null;
-    if (program instanceof Writable) {
-      program.on("error", () => undefined);
-      program.end(seccompProgram());
-    }
+    if (options.seccomp) feedSeccompProgram(child, 3);
     child.stdout?.on("data", collect);
     child.stderr?.on("data", collect);
     if (options.stdin && child.stdin) {

@@ -4,7 +4,6 @@
  * one. Only ever used on host-owned paths (state directory), never inside a workspace.
  */
 import fs from "node:fs/promises";
-import fsSync from "node:fs";
 import path from "node:path";
 import { randomBytes } from "node:crypto";
 
@@ -46,33 +45,4 @@ export async function readJsonIfExists<T>(file: string): Promise<T | undefined> 
     throw err;
   }
   return JSON.parse(text) as T;
-}
-
-/**
- * `writeFileAtomic` for the few callers that must stay synchronous (a path handed straight to a
- * spawn). Here `mode` is exact, whatever the umask: the file is meant to be read by others.
- */
-export function writeFileAtomicSync(file: string, data: string | Uint8Array, mode = 0o600): void {
-  const dir = path.dirname(file);
-  const tmp = path.join(dir, `.${path.basename(file)}.${process.pid}.${randomBytes(4).toString("hex")}.tmp`);
-  const fd = fsSync.openSync(tmp, "wx", mode);
-  try {
-    fsSync.fchmodSync(fd, mode);
-    fsSync.writeFileSync(fd, data);
-    fsSync.fsyncSync(fd);
-  } finally {
-    fsSync.closeSync(fd);
-  }
-  try {
-    fsSync.renameSync(tmp, file);
-  } catch (err) {
-    fsSync.rmSync(tmp, { force: true });
-    throw err;
-  }
-  const dirFd = fsSync.openSync(dir, "r");
-  try {
-    fsSync.fsyncSync(dirFd);
-  } finally {
-    fsSync.closeSync(dirFd);
-  }
 }

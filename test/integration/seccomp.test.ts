@@ -12,7 +12,7 @@ import path from "node:path";
 import { spawnSync } from "node:child_process";
 import type { StdioOptions } from "node:child_process";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { SECCOMP_POLICY, SYSCALL_NUMBERS, seccompProgramFile } from "../../src/runtime/confine/seccomp.js";
+import { SECCOMP_POLICY, SYSCALL_NUMBERS, seccompProgram } from "../../src/runtime/confine/seccomp.js";
 import { findExecutable } from "../../src/shared/executables.js";
 
 const arch = process.arch === "x64" || process.arch === "arm64" ? process.arch : null;
@@ -144,8 +144,12 @@ describe.skipIf(arch === null || bwrap === null || perl === null)("the default s
   const script = perlScript(list, numbers);
 
   let dir = "";
-  /** The filter as pyro hands it to bubblewrap: a file written by seccompProgramFile. */
-  const filter = () => seccompProgramFile(path.join(dir, "seccomp"));
+  /** The filter pyro hands to bubblewrap, in a file this test opens on bubblewrap's --seccomp fd. */
+  const filter = () => {
+    const file = path.join(dir, "seccomp.bpf");
+    fs.writeFileSync(file, seccompProgram());
+    return file;
+  };
 
   beforeAll(() => {
     dir = fs.mkdtempSync(path.join(os.tmpdir(), "pyro-seccomp-"));

@@ -5,10 +5,9 @@
  * checks the same filter against a real sandbox.
  */
 import fs from "node:fs";
-import os from "node:os";
 import path from "node:path";
 import { describe, expect, it } from "vitest";
-import { SECCOMP_POLICY, SYSCALL_NUMBERS, seccompProgram, seccompProgramFile } from "../../src/runtime/confine/seccomp.js";
+import { SECCOMP_POLICY, SYSCALL_NUMBERS, seccompProgram } from "../../src/runtime/confine/seccomp.js";
 import { PyroError } from "../../src/shared/errors.js";
 
 const REPO = path.resolve(import.meta.dirname, "..", "..");
@@ -204,30 +203,6 @@ describe.each(ARCHES)("the filter's answers on %s", (arch) => {
   it("allows only Docker's personalities", () => {
     for (const p of [0x0n, 0x8n, 0x20000n, 0x20008n, 0xffffffffn]) expect(call("personality", p)).toBe(ALLOW);
     for (const p of [0x40000n /* ADDR_NO_RANDOMIZE */, 0x400000n /* READ_IMPLIES_EXEC */, 0x100000n /* MMAP_PAGE_ZERO */, 0x1n]) expect(call("personality", p)).toBe(EPERM);
-  });
-});
-
-describe("the program file", () => {
-  it.runIf(process.arch === "x64" || process.arch === "arm64")("is written once per content, 0644 in a 0700 directory, and repaired if changed", () => {
-    const base = fs.mkdtempSync(path.join(os.tmpdir(), "pyro-seccomp-"));
-    try {
-      const dir = path.join(base, "run", "seccomp");
-      const file = seccompProgramFile(dir);
-      expect(path.dirname(file)).toBe(dir);
-      expect(path.basename(file)).toMatch(new RegExp(`^seccomp-${process.arch}-[0-9a-f]{16}\\.bpf$`));
-      expect(fs.statSync(dir).mode & 0o777).toBe(0o700);
-      expect(fs.statSync(file).mode & 0o777).toBe(0o644);
-      expect(fs.readFileSync(file).equals(seccompProgram())).toBe(true);
-      const inode = fs.statSync(file).ino;
-      expect(seccompProgramFile(dir)).toBe(file);
-      expect(fs.statSync(file).ino).toBe(inode);
-      fs.writeFileSync(file, "not a program");
-      expect(seccompProgramFile(dir)).toBe(file);
-      expect(fs.readFileSync(file).equals(seccompProgram())).toBe(true);
-      expect(fs.readdirSync(dir)).toEqual([path.basename(file)]);
-    } finally {
-      fs.rmSync(base, { recursive: true, force: true });
-    }
   });
 });
 

@@ -5,13 +5,11 @@
  * default profile for a container without CAP_SYS_ADMIN: system calls that reach kernel state
  * shared with the host (keyrings, modules, clocks, swap, mounts, namespaces of other processes),
  * plus terminal injection, are refused; everything else is allowed. docs/seccomp.md is the
- * user-facing description. Pure except `seccompProgramFile`, which writes one file.
+ * user-facing description. Pure.
  */
-import fs from "node:fs";
-import path from "node:path";
-import { createHash } from "node:crypto";
+import type { ChildProcess } from "node:child_process";
+import { Writable } from "node:stream";
 import { PyroError } from "../../shared/errors.js";
-import { writeFileAtomicSync } from "../../shared/atomic.js";
 
 export interface DeniedSyscall {
   name: string;
@@ -292,16 +290,14 @@ export function seccompProgram(arch: string = process.arch): Buffer {
   return assemble(build(arch));
 }
 
-export function seccompProgramFile(dir: string): string {
-  const program = seccompProgram();
-  const digest = createHash("sha256").update(program).digest("hex").slice(0, 16);
-  const file = path.join(dir, `seccomp-${process.arch}-${digest}.bpf`);
-  fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
-  try {
-    if (fs.readFileSync(file).equals(program)) return file;
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw err;
-  }
-  writeFileAtomicSync(file, program, 0o644);
-  return file;
+/**
+ * Writes the program to the pipe a child got at `fd` (spawn's stdio entry "pipe"), for a
+ * `bwrap --seccomp FD` in that child, which reads it to end of file.
+ */
+export function feedSeccompProgram(child: ChildProcess, fd: number): void {
+  const pipe: unknown = child.stdio[fd];
+  if (!(pipe instanceof Writable)) throw new PyroError("internal_error", `the seccomp program needs a pipe at fd ${fd}`);
+  // A child that dies before reading says why through its exit, not through EPIPE here.
+  pipe.on("error", () => undefined);
+  pipe.end(seccompProgram());
 }

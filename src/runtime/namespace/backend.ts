@@ -12,10 +12,9 @@ import path from "node:path";
 import { randomBytes } from "node:crypto";
 import type { Limits } from "./cgroups.js";
 import type { Backend, BackendName, NetworkDenial, NetworkSpec, PublishedPort, SandboxLiveness, SandboxNetwork, SandboxRecord, SandboxSpec, StartedSandbox } from "../backend.js";
-import { Writable } from "node:stream";
 import { agentRuntime } from "../agent-runtime.js";
 import { ConfinedLaunch, ownByGuestRoot } from "../confine/launch.js";
-import { seccompProgram } from "../confine/seccomp.js";
+import { feedSeccompProgram } from "../confine/seccomp.js";
 import { createSandboxCgroup, destroySandboxCgroup, cgroupDirsFor, probeCgroups } from "./cgroups.js";
 import { AgentClient } from "../../protocol/client.js";
 import { PyroError } from "../../shared/errors.js";
@@ -36,22 +35,6 @@ const SANDBOX_CAPS = [
 ];
 
 export const SANDBOX_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
-
-/**
- * Execs its arguments after closing every file descriptor from the first argument up. pyro's
- * own callers may have inherited descriptors (a pipe, a host directory) that must never reach
- * a sandbox; bubblewrap passes on whatever it is given, and dash cannot close fds above 9, so
- * this runs in perl (perl-base is an essential Debian package, always installed).
- */
-export const CLOSE_FDS_SCRIPT =
-  // close_range(2) (syscall 436 since Linux 5.9) in one call; POSIX::close in a loop otherwise.
-  // `0 + shift`: perl's syscall passes strings as pointers, numbers as integers.
-  'my $from = 0 + shift; syscall(436, $from, 4294967295, 0) == 0 or do { require POSIX; POSIX::close($_) for $from..4095 }; exec { $ARGV[0] } @ARGV or die "exec $ARGV[0]: $!\\n"';
-
-/** argv that runs `argv` with every inherited descriptor from `from` up closed. */
-export function withClosedFds(from: number, argv: string[]): string[] {
-  return ["perl", "-e", CLOSE_FDS_SCRIPT, String(from), ...argv];
-}
 
 /**
  * Joins the workspace's cgroup as pyro itself (the sandbox identity may not write there), then
@@ -105,11 +88,6 @@ export function confinementArgs(hostname: string, caps: readonly string[]): stri
 }
 
 /**
- * The workspace sandbox's bubblewrap arguments. `root` and `workspace` are stage paths (see
- * confine/launch.ts); the agent runtime's sources are host paths the sandbox identity can reach,
- * or staged when it cannot.
- */
-/**
  * A fresh /proc with /proc/sys read-only. Guest root cannot write host-global sysctls anyway
  * (they need root of the host's user namespace); this also freezes the entries its own
  * namespaces own (hostname, IPC limits, user.max_*), which bubblewrap would leave writable:
@@ -119,6 +97,11 @@ export function confinementArgs(hostname: string, caps: readonly string[]): stri
  */
 export const PROC_ARGS = ["--proc", "/proc", "--ro-bind", "/proc/sys", "/proc/sys"];
 
+/**
+ * The workspace sandbox's bubblewrap arguments. `root` and `workspace` are stage paths (see
+ * confine/launch.ts); the agent runtime's sources are host paths the sandbox identity can reach,
+ * or staged when it cannot.
+ */
 export function bwrapArgs(spec: SandboxSpec, root: string, workspace: string, launch: ConfinedLaunch): string[] {
   const runtime = agentRuntime();
   const args = [
@@ -258,18 +241,13 @@ export class NamespaceBackend implements Backend {
       child = spawn(l.argv[0]!, l.argv.slice(1), {
         detached: true,
         stdio: ["ignore", log, log, serverFd, info, "pipe", ...l.fds],
-        env: { PATH: systemPath(), PYRO_CGROUP_PROCS: cgroup?.procsFiles.join(" ") ?? "", PYRO_CLOSE_FDS: CLOSE_FDS_SCRIPT },
+        env: { PATH: systemPath(), PYRO_CGROUP_PROCS: cgroup?.procsFiles.join(" ") ?? "" },
       });
     } finally {
       fs.closeSync(log);
       fs.closeSync(info);
     }
-    // bubblewrap reads the seccomp program from fd 5 until end of file.
-    const seccompPipe: unknown = child.stdio[SECCOMP_FD as number];
-    if (seccompPipe instanceof Writable) {
-      seccompPipe.on("error", () => undefined);
-      seccompPipe.end(seccompProgram());
-    }
+    feedSeccompProgram(child, SECCOMP_FD);
     fs.renameSync(tmpSocket, spec.socketPath);
     server.close();
     const pid = child.pid;

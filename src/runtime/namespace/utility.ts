@@ -8,7 +8,7 @@
 import { spawn } from "node:child_process";
 import type { ChildProcess } from "node:child_process";
 import fs from "node:fs";
-import { Duplex, Writable } from "node:stream";
+import { Duplex } from "node:stream";
 import type { Readable } from "node:stream";
 import { agentRuntime } from "../agent-runtime.js";
 import { AgentClient } from "../../protocol/client.js";
@@ -17,7 +17,7 @@ import { capBytes, renderCapped } from "../../shared/output-cap.js";
 import { PROC_ARGS, SANDBOX_PATH } from "./backend.js";
 import { systemPath } from "../../shared/executables.js";
 import { ConfinedLaunch } from "../confine/launch.js";
-import { seccompProgram } from "../confine/seccomp.js";
+import { feedSeccompProgram } from "../confine/seccomp.js";
 
 export interface UtilityBind {
   source: string;
@@ -76,11 +76,7 @@ async function spawnUtility(binds: UtilityBind[], argv: string[], stdio: "pipe" 
   try {
     const confined = launch.argv(["bwrap", "--seccomp", String(SECCOMP_FD), ...utilityArgs(binds, launch), "--", ...argv]);
     const child = spawn(confined.argv[0]!, confined.argv.slice(1), { stdio: [stdio, "pipe", "pipe", "pipe", ...confined.fds], env: { ...process.env, PATH: systemPath() } });
-    const program: unknown = child.stdio[SECCOMP_FD];
-    if (program instanceof Writable) {
-      program.on("error", () => undefined);
-      program.end(seccompProgram());
-    }
+    feedSeccompProgram(child, SECCOMP_FD);
     child.once("close", () => launch.release());
     child.once("error", () => launch.release());
     // Our copies of the staged descriptors are not needed once the child has its own.
