@@ -9,9 +9,7 @@ import fsp from "node:fs/promises";
 import path from "node:path";
 import { randomBytes } from "node:crypto";
 import * as tar from "tar";
-import { spawn } from "node:child_process";
 import { createReadStream } from "node:fs";
-import { PassThrough } from "node:stream";
 import type { Readable } from "node:stream";
 import { runUtility, withUtilityAgent } from "../runtime/namespace/utility.js";
 import type { UtilityBind } from "../runtime/namespace/utility.js";
@@ -19,6 +17,7 @@ import { PyroError } from "../shared/errors.js";
 import { archiveKind, checkArchiveEntry, DEFAULT_ARCHIVE_MAX_BYTES, DEFAULT_ARCHIVE_MAX_ENTRIES } from "../shared/archive.js";
 import type { ArchiveProblem, ArchiveTally } from "../shared/archive.js";
 import { hostPath, checkReplaceable } from "../shared/host-path.js";
+import { tarReader } from "../shared/tar-stream.js";
 import type { GuardedPath } from "../shared/host-path.js";
 import { EXPORT_LIST_MAX, WORKSPACE_GUEST_PATH } from "../protocol/messages.js";
 import type { ExportCopyResult } from "../protocol/messages.js";
@@ -122,16 +121,7 @@ function sourceStream(source: SeedSource): { stream: Readable; gz: string; done:
   if (source.kind !== "directory") {
     return { stream: createReadStream(source.path), gz: source.kind === "tar.gz" ? "-z" : "", done: Promise.resolve(null) };
   }
-  const tar = spawn("tar", ["-c", "-f", "-", "-C", source.path, "."], { stdio: ["ignore", "pipe", "pipe"] });
-  const stderr: Buffer[] = [];
-  tar.stderr.on("data", (d: Buffer) => stderr.push(d));
-  const done = new Promise<string | null>((resolve) => {
-    tar.on("error", (err) => resolve(err.message));
-    tar.on("close", (code) => resolve(code === 0 ? null : Buffer.concat(stderr).toString("utf8").trim().slice(-500) || `tar exited ${code}`));
-  });
-  // Attached at once: Node drains (and discards) a child's unread output when the child exits,
-  // which tar may do before the sandbox is there to read it.
-  return { stream: tar.stdout.pipe(new PassThrough()), gz: "", done };
+  return { ...tarReader(["tar", "-c", "-f", "-", "-C", source.path, "."]), gz: "" };
 }
 
 /** Copies a checked host source into a workspace directory (host path) at `dest` (guest path). */

@@ -11,9 +11,8 @@ import { createGunzip } from "node:zlib";
 import type { Readable } from "node:stream";
 import { list as listTar } from "tar";
 import type { ReadEntry } from "tar";
-import { spawn } from "node:child_process";
-import { PassThrough } from "node:stream";
 import { BUILD_SECCOMP, runConfinedBuildStep } from "./command.js";
+import { tarReader } from "../shared/tar-stream.js";
 import type { CommandResult } from "./command.js";
 import { ConfinedLaunch } from "../runtime/confine/launch.js";
 import { GUEST_ID_COUNT, sandboxIdentity } from "../runtime/confine/identity.js";
@@ -236,13 +235,10 @@ export async function copyDirectory(environment: string, source: string, target:
     const argv = launch
       ? launch.argv(["tar", "-c", "--numeric-owner", "--xattrs", "-f", "-", "-C", launch.bind(realSource, { readOnly: true }), "."])
       : { argv: ["tar", "-c", "--numeric-owner", "--xattrs", "-f", "-", "-C", realSource, "."], fds: [] };
-    const reader = spawn(argv.argv[0]!, argv.argv.slice(1), { stdio: ["ignore", "pipe", "pipe", ...argv.fds] });
-    const stderr: Buffer[] = [];
-    reader.stderr!.on("data", (d: Buffer) => stderr.push(d));
-    const read = new Promise<number | null>((resolve) => reader.on("close", resolve));
-    const [extracted, readCode] = await Promise.allSettled([extractConfined(environment, reader.stdout!.pipe(new PassThrough()), target, signal), read]);
-    if (readCode.status === "fulfilled" && readCode.value !== 0) {
-      throw new PyroError("environment_build_failed", `Reading ${source} failed: ${Buffer.concat(stderr).toString("utf8").trim().slice(-300)}`, {
+    const reader = tarReader(argv.argv, argv.fds);
+    const [extracted, readFailure] = await Promise.allSettled([extractConfined(environment, reader.stream, target, signal), reader.done]);
+    if (readFailure.status === "fulfilled" && readFailure.value !== null) {
+      throw new PyroError("environment_build_failed", `Reading ${source} failed: ${readFailure.value.slice(-300)}`, {
         hint: "Check that the directory is readable, then import again.",
       });
     }
