@@ -30,7 +30,7 @@ export const CLI_COMMANDS: readonly CliCommandContract[] = [
   { command: "env import", flags: [JSON_FLAG] },
   {
     command: "run",
-    flags: ["--vcpu-count", "--mem-mib", "--timeout-seconds", "--ttl-seconds", "--env", "--shell", "--stdin", "--max-output-bytes", "--backend", "--network-policy", "--allow-host", "--allow-cidr", "--allow-host-loopback", JSON_FLAG],
+    flags: ["--vcpu-count", "--mem-mib", "--timeout-seconds", "--ttl-seconds", "--env", "--cwd", "--shell", "--stdin", "--max-output-bytes", "--backend", "--network-policy", "--allow-host", "--allow-cidr", "--allow-host-loopback", JSON_FLAG],
   },
   {
     command: "workspace create",

@@ -16,7 +16,11 @@ import { MAX_STDIN_BYTES } from "../core/manager.js";
 import { parseSecretEnvFlags } from "../core/secrets.js";
 import type { RawExecResult } from "../core/types.js";
 import type { BackendRequest } from "../runtime/backend.js";
-import * as render from "./render.js";
+import * as render from "../ops/render.js";
+import { given } from "../ops/op.js";
+import { execOptions, networkOptions, vmRun, workspaceCreate, workspaceDelete, workspaceExec, workspaceList, workspaceLogs, workspaceReap, workspaceStart, workspaceStatus, workspaceStop, workspaceUpdate } from "../ops/workspace.js";
+import { addOperation, commandAt } from "./commands.js";
+import type { CliIo } from "./commands.js";
 
 const VERSION = "0.1.0";
 
@@ -75,23 +79,6 @@ async function readStdin(): Promise<Buffer> {
     chunks.push(chunk as Buffer);
   }
   return Buffer.concat(chunks);
-}
-
-/** `NAME=VALUE` pairs for secrets; the value may contain '='. Never echoes a value in errors. */
-function parseSecretPairs(items: string[]): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const item of items) {
-    const eq = item.indexOf("=");
-    if (eq <= 0) throw new PyroError("invalid_secret", "expected NAME=VALUE (or NAME=PATH for --secret-file)");
-    out[item.slice(0, eq)] = item.slice(eq + 1);
-  }
-  return out;
-}
-
-/** `--secret-file NAME=PATH` pairs, each PATH checked like every host path. */
-function parseSecretFiles(items: string[]): Record<string, string> {
-  const pairs = parseSecretPairs(items);
-  return Object.fromEntries(Object.entries(pairs).map(([name, file]) => [name, hostPath(file, `--secret-file ${name}`)]));
 }
 
 /** Text from exactly one of an inline flag or a host file (UTF-8). */
@@ -168,28 +155,6 @@ function networkInput(opts: { networkPolicy?: string; allowHost?: string[]; allo
   };
 }
 
-/** `--backend` of `run` and `workspace create`, as the SDK option; the SDK checks the value, so every surface refuses the same things. */
-function backendInput(opts: { backend?: string }) {
-  return opts.backend !== undefined ? { backend: opts.backend as BackendRequest } : {};
-}
-
-/** Adds `--backend`, shared by `run` and `workspace create`. */
-function backendOption(command: Command): Command {
-  return command.option(
-    "--backend <backend>",
-    "where the workspace lives: namespace (bubblewrap namespaces, the host's kernel), vm (a QEMU microVM with its own kernel) or auto (vm when guests boot with KVM here, else namespace); default $PYRO_BACKEND, else namespace",
-  );
-}
-
-/** Adds the network flags shared by `run` and `workspace create`. */
-function networkOptions(command: Command): Command {
-  return command
-    .option("--network-policy <policy>", "off (default: no network), egress (outbound TCP/UDP/DNS), or egress+published-ports (also lets services publish ports)")
-    .option("--allow-host <name>", "allow-list a host name, or *.suffix for every name below it (repeatable; once any allow entry is given, everything else is denied)", collect)
-    .option("--allow-cidr <cidr>", "allow-list an IPv4 address or CIDR (repeatable)", collect)
-    .option("--allow-host-loopback", "let the workspace reach the host's own loopback (at 10.0.2.2) and addresses");
-}
-
 function buildProgram(): Command {
   const program = new Command("pyro")
     .description("Disposable, isolated Linux workspaces for chat-driven coding agents: one-shot runs, persistent workspaces, and an MCP server.")
@@ -199,6 +164,7 @@ function buildProgram(): Command {
     .configureOutput({ writeErr: () => undefined, outputError: () => undefined });
 
   const json = () => new Option("--json", "print structured JSON instead of human-readable text");
+  const io: CliIo = { pyro: () => pyro(), json: state.json, out, printJson, action };
 
   program
     .command("doctor")
@@ -367,174 +333,40 @@ function buildProgram(): Command {
       }),
     );
 
-  const runCommand = program
-    .command("run")
-    .description("One-shot: create a workspace, run one command, delete the workspace; exits with the command's exit code")
-    .argument("<environment>", "environment name, e.g. debian:12")
-    .argument("[command...]", "command and arguments after `--`")
-    .option("--vcpu-count <n>", "CPU limit in vCPUs (default 1)", number("--vcpu-count"))
-    .option("--mem-mib <n>", "memory limit in MiB (default 1024)", number("--mem-mib"))
-    .option("--timeout-seconds <n>", "kill the command after this many seconds (default 30)", number("--timeout-seconds"))
-    .option("--ttl-seconds <n>", "upper bound on the workspace's life", number("--ttl-seconds"))
-    .option("--env <KEY=VALUE>", "environment variable for the command (repeatable)", collect)
-    .option("--shell <string>", "run this string with /bin/sh -c instead of an argv after `--`")
-    .option("--stdin", "forward this process's stdin to the command")
-    .option("--max-output-bytes <n>", "cap per output stream, head and tail kept (default 65536)", number("--max-output-bytes"));
-  networkOptions(backendOption(runCommand))
-    .addOption(json())
-    .action(
-      action(async (environment: string, commandArgs: string[], opts: { vcpuCount?: number; memMib?: number; ttlSeconds?: number; stdin?: boolean; shell?: string; env?: string[]; timeoutSeconds?: number; maxOutputBytes?: number; backend?: string; networkPolicy?: string; allowHost?: string[]; allowCidr?: string[]; allowHostLoopback?: boolean }) => {
-        const p = pyro();
-        const onSignal = (signal: NodeJS.Signals) => {
-          // Whatever was started is torn down before we go: no sandbox, mount or directory
-          // stays. A second Ctrl-C during the clean-up must not cut it short.
-          if (aborting) return;
-          aborting = true;
-          void p.abortRuns().finally(() => process.exit(signal === "SIGINT" ? 130 : 143));
-        };
-        process.on("SIGINT", onSignal);
-        process.on("SIGTERM", onSignal);
-        const stdin = opts.stdin ? await readStdin() : undefined;
-        const raw = await p.runInVmRaw({
-          environment,
-          ...execInput(commandArgs, opts, stdin),
-          ...(opts.vcpuCount !== undefined ? { vcpuCount: opts.vcpuCount } : {}),
-          ...(opts.memMib !== undefined ? { memMib: opts.memMib } : {}),
-          ...(opts.ttlSeconds !== undefined ? { ttlSeconds: opts.ttlSeconds } : {}),
-          ...backendInput(opts),
-          ...networkInput(opts),
-        });
-        if (state.json) printJson({ ...raw.result, environment, cleaned_up: true });
-        else writeExec(raw);
-        process.exitCode = execExitCode(raw);
-      }),
-    );
+  addOperation(program, vmRun, io, async (input, cliOnly) => {
+    const p = pyro();
+    const onSignal = (signal: NodeJS.Signals) => {
+      // Whatever was started is torn down before we go: no sandbox, mount or directory
+      // stays. A second Ctrl-C during the clean-up must not cut it short.
+      if (aborting) return;
+      aborting = true;
+      void p.abortRuns().finally(() => process.exit(signal === "SIGINT" ? 130 : 143));
+    };
+    process.on("SIGINT", onSignal);
+    process.on("SIGTERM", onSignal);
+    const a = input as Parameters<typeof vmRun.run>[1];
+    const stdin = cliOnly.stdin ? await readStdin() : undefined;
+    const raw = await p.runInVmRaw({
+      environment: a.environment,
+      ...execOptions({ ...a, stdin }),
+      ...given({ vcpuCount: a.vcpu_count, memMib: a.mem_mib, ttlSeconds: a.ttl_seconds, backend: a.backend as BackendRequest | undefined }),
+      ...networkOptions(a),
+    });
+    if (state.json) printJson({ ...raw.result, environment: a.environment, cleaned_up: true });
+    else writeExec(raw);
+    process.exitCode = execExitCode(raw);
+  });
 
-  const ws = program.command("workspace").description("Persistent workspaces: a sandbox with a /workspace that outlives each call");
-  const createCommand = ws
-    .command("create")
-    .description("Create and start a workspace, optionally seeded from a host directory or archive")
-    .argument("<environment>", "environment name, e.g. debian:12")
-    .option("--name <name>", "unique name to find the workspace by")
-    .option("--label <KEY=VALUE>", "label (repeatable)", collect)
-    .option("--seed-path <path>", "directory, .tar, .tar.gz or .tgz copied into /workspace")
-    .option("--vcpu-count <n>", "CPU limit in vCPUs (default 1)", number("--vcpu-count"))
-    .option("--mem-mib <n>", "memory limit in MiB (default 1024)", number("--mem-mib"))
-    .option("--ttl-seconds <n>", "delete the workspace after this many seconds (reaped, never while in use)", number("--ttl-seconds"))
-    .option("--secret <NAME=VALUE>", "a secret (repeatable); prefer --secret-file, command lines are visible to other users", collect)
-    .option("--secret-file <NAME=PATH>", "a secret read from a host file (repeatable)", collect);
-  networkOptions(backendOption(createCommand))
-    .addOption(json())
-    .option("--id-only", "print only the workspace id")
-    .action(
-      action(async (environment: string, opts: { name?: string; label?: string[]; seedPath?: string; vcpuCount?: number; memMib?: number; ttlSeconds?: number; idOnly?: boolean; secret?: string[]; secretFile?: string[]; backend?: string; networkPolicy?: string; allowHost?: string[]; allowCidr?: string[]; allowHostLoopback?: boolean }) => {
-        const info = await pyro().createWorkspace({
-          environment,
-          ...(opts.name !== undefined ? { name: opts.name } : {}),
-          ...(opts.label ? { labels: parseKeyValues(opts.label, "label") } : {}),
-          ...(opts.seedPath !== undefined ? { seedPath: hostPath(opts.seedPath, "--seed-path") } : {}),
-          ...(opts.vcpuCount !== undefined ? { vcpuCount: opts.vcpuCount } : {}),
-          ...(opts.memMib !== undefined ? { memMib: opts.memMib } : {}),
-          ...(opts.ttlSeconds !== undefined ? { ttlSeconds: opts.ttlSeconds } : {}),
-          ...(opts.secret ? { secrets: parseSecretPairs(opts.secret) } : {}),
-          ...(opts.secretFile ? { secretFiles: parseSecretFiles(opts.secretFile) } : {}),
-          ...backendInput(opts),
-          ...networkInput(opts),
-        });
-        if (opts.idOnly) out(info.workspace_id);
-        else if (state.json) printJson(info);
-        else out(render.workspace(info));
-      }),
-    );
-  ws.command("list")
-    .description("List workspaces, most recent activity first")
-    .addOption(json())
-    .action(
-      action(async () => {
-        const result = await pyro().listWorkspaces();
-        if (state.json) printJson(result);
-        else out(render.workspaceList(result));
-      }),
-    );
-  ws.command("status")
-    .description("Show one workspace: state, backend, limits, seed, last command")
-    .argument("<workspace>", "id or name")
-    .addOption(json())
-    .action(
-      action(async (ref: string) => {
-        const info = await pyro().statusWorkspace(ref);
-        if (state.json) printJson(info);
-        else out(render.workspace(info));
-      }),
-    );
-  ws.command("update")
-    .description("Rename a workspace or change its labels")
-    .argument("<workspace>", "id or name")
-    .option("--name <name>", "new unique name")
-    .option("--label <KEY=VALUE>", "set a label (repeatable)", collect)
-    .option("--clear-label <KEY>", "remove a label (repeatable)", collect)
-    .addOption(json())
-    .action(
-      action(async (ref: string, opts: { name?: string; label?: string[]; clearLabel?: string[] }) => {
-        const info = await pyro().updateWorkspace(ref, {
-          ...(opts.name !== undefined ? { name: opts.name } : {}),
-          ...(opts.label ? { labels: parseKeyValues(opts.label, "label") } : {}),
-          ...(opts.clearLabel ? { clearLabels: opts.clearLabel } : {}),
-        });
-        if (state.json) printJson(info);
-        else out(render.workspace(info));
-      }),
-    );
-  ws.command("exec")
-    .description("Run a command in /workspace; exits with the command's exit code (124 on timeout)")
-    .argument("<workspace>", "id or name")
-    .argument("[command...]", "command and arguments after `--`")
-    .option("--timeout-seconds <n>", "kill the command's whole process tree after this many seconds (default 30)", number("--timeout-seconds"))
-    .option("--env <KEY=VALUE>", "environment variable (repeatable)", collect)
-    .option("--cwd <dir>", "working directory, relative to /workspace (default /workspace)")
-    .option("--shell <string>", "run this string with /bin/sh -c instead of an argv after `--`")
-    .option("--stdin", "forward this process's stdin to the command")
-    .option("--max-output-bytes <n>", "cap per output stream, head and tail kept (default 65536)", number("--max-output-bytes"))
-    .option("--secret-env <NAME[=ENV_VAR]>", "export a workspace secret into the command's environment (repeatable)", collect)
-    .addOption(json())
-    .action(
-      action(async (ref: string, commandArgs: string[], opts: { stdin?: boolean; shell?: string; env?: string[]; timeoutSeconds?: number; cwd?: string; maxOutputBytes?: number; secretEnv?: string[] }) => {
-        const stdin = opts.stdin ? await readStdin() : undefined;
-        const raw = await pyro().execWorkspaceRaw(ref, execInput(commandArgs, opts, stdin));
-        writeExec(raw);
-        process.exitCode = execExitCode(raw);
-      }),
-    );
-  ws.command("logs")
-    .description("Command history: argv, exit code, duration, time, output sizes")
-    .argument("<workspace>", "id or name")
-    .option("--limit <n>", "most recent N commands (default 50)", number("--limit"))
-    .addOption(json())
-    .action(
-      action(async (ref: string, opts: { limit?: number }) => {
-        const logs = await pyro().logsWorkspace(ref, opts.limit !== undefined ? { limit: opts.limit } : {});
-        if (state.json) printJson(logs);
-        else out(render.logs(logs));
-      }),
-    );
-  for (const [name, description] of [
-    ["stop", "Stop the sandbox; /workspace and installed packages are kept"],
-    ["start", "Start a stopped or failed workspace again, /workspace unchanged"],
-    ["delete", "Stop the workspace and remove everything it had"],
-  ] as const) {
-    ws.command(name)
-      .description(description)
-      .argument("<workspace>", "id or name")
-      .addOption(json())
-      .action(
-        action(async (ref: string) => {
-          const p = pyro();
-          const result = name === "stop" ? await p.stopWorkspace(ref) : name === "start" ? await p.startWorkspace(ref) : await p.deleteWorkspace(ref);
-          if (state.json) printJson(result);
-          else out("deleted" in result ? `Deleted workspace ${result.workspace_id}` : render.workspace(result));
-        }),
-      );
-  }
+  for (const operation of [workspaceCreate, workspaceList, workspaceStatus, workspaceUpdate]) addOperation(program, operation, io);
+  addOperation(program, workspaceExec, io, async (input, cliOnly) => {
+    const a = input as Parameters<typeof workspaceExec.run>[1];
+    const stdin = cliOnly.stdin ? await readStdin() : undefined;
+    const raw = await pyro().execWorkspaceRaw(a.workspace_id, execOptions({ ...a, stdin }));
+    writeExec(raw);
+    process.exitCode = execExitCode(raw);
+  });
+  for (const operation of [workspaceLogs, workspaceStop, workspaceStart, workspaceDelete]) addOperation(program, operation, io);
+  const ws = commandAt(program, ["workspace"]);
   const sync = ws.command("sync").description("Move content from the host into a running workspace");
   sync
     .command("push")
@@ -1030,16 +862,7 @@ function buildProgram(): Command {
       }),
     );
 
-  ws.command("reap")
-    .description("Delete workspaces whose TTL has passed (never one with a call in flight)")
-    .addOption(json())
-    .action(
-      action(async () => {
-        const result = await pyro().reapExpired();
-        if (state.json) printJson(result);
-        else out(result.reaped.length ? `Reaped: ${result.reaped.join(", ")}` : "Nothing to reap.");
-      }),
-    );
+  addOperation(program, workspaceReap, io);
 
   const mcp = program.command("mcp").description("Model Context Protocol server");
   mcp.command("serve")

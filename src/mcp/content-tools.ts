@@ -7,9 +7,9 @@ import * as z from "zod";
 import type { Pyro } from "../sdk/pyro.js";
 import { hostPath } from "../shared/host-path.js";
 import { ok, tool } from "./results.js";
-import type { Register } from "./server.js";
-import { capLines, escapeControls, hasControls } from "./text.js";
-import { workspaceInfo, workspaceRef } from "./schemas.js";
+import type { Register } from "./registry.js";
+import { capLines, escapeControls, hasControls } from "../ops/text.js";
+import { workspaceInfo, workspaceRef } from "../ops/schemas.js";
 
 const fileEntry = z.object({ path: z.string(), type: z.string(), size: z.number(), mode: z.string(), mtime: z.string(), link_target: z.string().nullable() });
 const fileListResult = {

@@ -7,9 +7,10 @@
 import * as z from "zod";
 import type { Pyro } from "../sdk/pyro.js";
 import type { NetworkOptions, NetworkShowResult } from "../core/network.js";
-import type { Register } from "./server.js";
+import type { Register } from "./registry.js";
+import { noticeLines as opNoticeLines } from "../ops/workspace.js";
 import { ok, tool } from "./results.js";
-import { networkShowResult, workspaceRef } from "./schemas.js";
+import { networkShowResult, workspaceRef } from "../ops/schemas.js";
 
 export const publishInput = z
   .array(z.union([z.number().int(), z.string(), z.object({ guest_port: z.number().int(), host_port: z.number().int().optional() })]))
@@ -30,15 +31,9 @@ export function networkArgs(a: NetworkArgs): NetworkOptions {
   };
 }
 
-/**
- * Notices as the last lines of a text result. A server that does not offer
- * workspace_network_set says so, because the notice names it as the way to allow access.
- */
+/** Network notices as the last lines of a text result (see ops/workspace.ts). */
 export function noticeLines(notices: string[] | undefined, register: Register): string {
-  if (!notices || notices.length === 0) return "";
-  const lines = [...notices];
-  if (!register.has("workspace_network_set")) lines.push("network: this MCP server cannot change the network; ask the user to run the pyro command above.");
-  return `\n${lines.join("\n")}`;
+  return opNoticeLines(notices, { surface: "mcp", offers: register.has });
 }
 
 function networkText(r: NetworkShowResult): string {

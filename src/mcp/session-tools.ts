@@ -5,11 +5,11 @@
  */
 import * as z from "zod";
 import type { Pyro } from "../sdk/pyro.js";
-import { secretEnvInput } from "./server.js";
-import type { Register } from "./server.js";
+import { secretEnvField } from "../ops/fields.js";
+import type { Register } from "./registry.js";
 import { ok, tool } from "./results.js";
-import { cleanTerminalOutput, escapeControls } from "./text.js";
-import { commandInput, networkNotices, publishedPort, workspaceRef } from "./schemas.js";
+import { cleanTerminalOutput, escapeControls } from "../ops/text.js";
+import { commandInput, networkNotices, publishedPort, workspaceRef } from "../ops/schemas.js";
 import { noticeLines, publishInput } from "./network-tools.js";
 
 /** MCP's shell_read defaults (documented in docs/public-contract.md). */
@@ -83,7 +83,7 @@ export function registerSessionTools(register: Register, pyro: Pyro): void {
         ready_timeout_seconds: z.number().positive().optional().describe("Default 30."),
         ready_interval_ms: z.number().int().positive().optional().describe("Default 500."),
         env: z.record(z.string(), z.string()).optional(),
-        secret_env: secretEnvInput,
+        secret_env: secretEnvField.schema,
         publish: publishInput,
       },
       outputSchema: serviceStatus,
@@ -179,7 +179,7 @@ export function registerSessionTools(register: Register, pyro: Pyro): void {
         cwd: z.string().optional(),
         cols: z.number().int().positive().optional().describe("Default 120."),
         rows: z.number().int().positive().optional().describe("Default 30."),
-        secret_env: secretEnvInput,
+        secret_env: secretEnvField.schema,
       },
       outputSchema: { workspace_id: z.string(), ...shellInfo },
     },

@@ -6,9 +6,9 @@
 import * as z from "zod";
 import type { Pyro } from "../sdk/pyro.js";
 import { summaryText } from "../core/summary.js";
-import type { Register } from "./server.js";
+import type { Register } from "./registry.js";
 import { ok, tool } from "./results.js";
-import { workspaceRef } from "./schemas.js";
+import { workspaceRef } from "../ops/schemas.js";
 
 const capped = <T extends z.ZodType>(item: T) => ({ count: z.number(), items: z.array(item), omitted: z.number() });
 

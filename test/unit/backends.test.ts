@@ -18,7 +18,7 @@ import { WorkspaceManager } from "../../src/core/manager.js";
 import type { WorkspaceInfo } from "../../src/core/types.js";
 import { backendDiagnosis } from "../../src/core/doctor.js";
 import type { BackendProbes, DoctorReport } from "../../src/core/doctor.js";
-import * as render from "../../src/cli/render.js";
+import * as render from "../../src/ops/render.js";
 import { Pyro } from "../../src/sdk/pyro.js";
 
 const vmHost = vi.hoisted(() => ({ resolveBackend: vi.fn(), vmHostReport: vi.fn() }));

@@ -19,7 +19,7 @@ import { createMcpServer, execText, ok } from "../../src/mcp/server.js";
 import type { Register } from "../../src/mcp/server.js";
 import { ERROR_META_KEY, MCP_NEXT_STEPS, errorResult, noteUnavailable } from "../../src/mcp/results.js";
 import { resolveSurface } from "../../src/mcp/surfaces.js";
-import { capLines, cleanTerminalOutput, escapeControls } from "../../src/mcp/text.js";
+import { capLines, cleanTerminalOutput, escapeControls } from "../../src/ops/text.js";
 import type { ExecResult } from "../../src/core/types.js";
 
 const home = fs.mkdtempSync(path.join(os.tmpdir(), "pyro-mcp-surfaces-"));

@@ -1,0 +1,48 @@
+/**
+ * How tools reach the MCP server: `Register` collects tool definitions before a surface decides
+ * which to show (server.ts), and `registerOperation` defines the tool of one operation declaration
+ * (src/ops/): its input schema from the declaration's fields, its output schema, a handler that
+ * runs the operation and returns structured content with the operation's text for a model.
+ */
+import type { CallToolResult, ToolAnnotations } from "@modelcontextprotocol/sdk/types.js";
+import type * as z from "zod";
+import type { Pyro } from "../sdk/pyro.js";
+import { inputShape } from "../ops/op.js";
+import type { AnyOperation as Operation } from "../ops/op.js";
+import { ok, tool } from "./results.js";
+
+export interface ToolConfig {
+  title: string;
+  description: string;
+  inputSchema: z.ZodRawShape;
+  outputSchema: z.ZodRawShape;
+  annotations?: ToolAnnotations;
+}
+
+export type Handler = (args: never) => Promise<CallToolResult>;
+
+/**
+ * How tools are defined on a server. `has(name)` says whether this server offers a tool (for text
+ * renderings that point at another tool); it is meaningful at call time.
+ */
+export type Register = ((name: string, config: ToolConfig, handler: Handler) => void) & { has: (name: string) => boolean };
+
+/** Defines the MCP tool of an operation. */
+export function registerOperation(register: Register, pyro: Pyro, operation: Operation): void {
+  if (!operation.mcp || !operation.title || !operation.description) throw new Error(`operation ${operation.sdk ?? operation.cli} is not an MCP tool`);
+  register(
+    operation.mcp,
+    {
+      title: operation.title,
+      description: operation.description,
+      inputSchema: inputShape(operation),
+      outputSchema: operation.output,
+      ...(operation.annotations ? { annotations: operation.annotations } : {}),
+    },
+    tool(async (args: Record<string, unknown>) => {
+      const result = await operation.run(pyro, args as never, {});
+      const structured = operation.forModel ? operation.forModel(result) : (result as object);
+      return ok(structured, operation.text(result, { surface: "mcp", offers: register.has }));
+    }),
+  );
+}
