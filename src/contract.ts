@@ -56,7 +56,7 @@ export const CLI_COMMANDS: readonly CliCommandContract[] = [
   { command: "workspace snapshot list", flags: [JSON_FLAG] },
   { command: "workspace snapshot delete", flags: [JSON_FLAG] },
   { command: "workspace reset", flags: ["--snapshot", JSON_FLAG] },
-  { command: "workspace disk list", flags: ["--recursive", JSON_FLAG] },
+  { command: "workspace disk list", flags: ["--recursive", "--max-entries", JSON_FLAG] },
   { command: "workspace disk read", flags: ["--max-bytes", "--offset", "--content-only", JSON_FLAG] },
   { command: "workspace disk export", flags: ["--output", "--force", JSON_FLAG] },
   {

@@ -113,13 +113,13 @@ function planFlag(key: string, f: Field): FlagPlan {
 export function addOperation(program: Command, operation: Operation, io: CliIo, custom?: CustomAction): Command {
   if (!operation.cli) throw new Error(`operation ${operation.mcp ?? operation.sdk} has no CLI words`);
   const command = commandAt(program, operation.cli.split(" ")).description(operation.summary);
-  const args: string[] = [];
+  const args: { key: string; parse?: (raw: never, name: string) => unknown; name: string }[] = [];
   const flags: FlagPlan[] = [];
   for (const [key, f] of Object.entries(operation.input as Record<string, Field>)) {
     if (f.cli === false) continue;
     if (f.cli && "arg" in f.cli) {
       command.argument(f.cli.arg, f.cli.label ?? (f.schema as z.ZodType).description);
-      args.push(key);
+      args.push({ key, name: f.cli.arg.replace(/[<>[\].]/g, "").toUpperCase(), ...(f.cli.parse ? { parse: f.cli.parse } : {}) });
     } else flags.push(planFlag(key, f));
   }
   for (const plan of flags) {
@@ -141,9 +141,9 @@ export function addOperation(program: Command, operation: Operation, io: CliIo, 
     io.action(async (...received: unknown[]) => {
       const opts = received[args.length] as Record<string, unknown>;
       const input: Record<string, unknown> = {};
-      args.forEach((key, i) => {
+      args.forEach((arg, i) => {
         const value = received[i];
-        if (value !== undefined && !(Array.isArray(value) && value.length === 0)) input[key] = value;
+        if (value !== undefined && !(Array.isArray(value) && value.length === 0)) input[arg.key] = arg.parse ? arg.parse(value as never, arg.name) : value;
       });
       for (const plan of flags) {
         const raw = opts[plan.option.attributeName()];

@@ -4,7 +4,6 @@
  * Heavy modules (the MCP server) load only for the commands that use them, to keep every
  * other call fast. No behaviour lives here that the SDK does not also offer.
  */
-import fs from "node:fs/promises";
 import os from "node:os";
 import { Command, CommanderError, Option } from "commander";
 import { Pyro } from "../sdk/pyro.js";
@@ -20,6 +19,7 @@ import * as render from "../ops/render.js";
 import { given } from "../ops/op.js";
 import { execOptions, networkOptions, vmRun, workspaceCreate, workspaceDelete, workspaceExec, workspaceList, workspaceLogs, workspaceReap, workspaceStart, workspaceStatus, workspaceStop, workspaceUpdate } from "../ops/workspace.js";
 import { addOperation, commandAt } from "./commands.js";
+import { CONTENT_OPERATIONS } from "../ops/index.js";
 import type { CliIo } from "./commands.js";
 
 const VERSION = "0.1.0";
@@ -79,18 +79,6 @@ async function readStdin(): Promise<Buffer> {
     chunks.push(chunk as Buffer);
   }
   return Buffer.concat(chunks);
-}
-
-/** Text from exactly one of an inline flag or a host file (UTF-8). */
-async function textInput(inline: string | undefined, file: string | undefined, inlineFlag: string, fileFlag: string): Promise<string> {
-  if ((inline === undefined) === (file === undefined)) throw new PyroError("invalid_argument", `give exactly one of ${inlineFlag} or ${fileFlag}`);
-  if (inline !== undefined) return inline;
-  const abs = hostPath(file, fileFlag);
-  try {
-    return await fs.readFile(abs, "utf8");
-  } catch (err) {
-    throw new PyroError("invalid_argument", `cannot read ${file}: ${(err as Error).message}`);
-  }
 }
 
 /** Action wrapper: runs the handler, turns any error into the one error rendering. */
@@ -367,236 +355,7 @@ function buildProgram(): Command {
   });
   for (const operation of [workspaceLogs, workspaceStop, workspaceStart, workspaceDelete]) addOperation(program, operation, io);
   const ws = commandAt(program, ["workspace"]);
-  const sync = ws.command("sync").description("Move content from the host into a running workspace");
-  sync
-    .command("push")
-    .description("Copy a host directory or .tar/.tar.gz/.tgz into /workspace (or --dest under it)")
-    .argument("<workspace>", "id or name")
-    .argument("<source>", "host directory or archive")
-    .option("--dest <path>", "destination directory under /workspace (default /workspace)")
-    .addOption(json())
-    .action(
-      action(async (ref: string, source: string, opts: { dest?: string }) => {
-        const r = await pyro().pushWorkspaceSync(ref, hostPath(source, "SOURCE"), opts.dest !== undefined ? { dest: opts.dest } : {});
-        if (state.json) printJson(r);
-        else out(`Copied ${r.entries} entries (${render.bytes(r.bytes)}) from ${r.source} into ${r.dest}`);
-      }),
-    );
-
-  const file = ws.command("file").description("Model-native file operations under /workspace");
-  file
-    .command("list")
-    .description("List a directory under /workspace: type, size, mode, mtime, symlink target")
-    .argument("<workspace>", "id or name")
-    .argument("[path]", "path under /workspace (default /workspace)")
-    .option("--recursive", "walk subdirectories (never through symlinks)")
-    .option("--max-entries <n>", "at most this many entries (default 1000)", number("--max-entries"))
-    .addOption(json())
-    .action(
-      action(async (ref: string, p: string | undefined, opts: { recursive?: boolean; maxEntries?: number }) => {
-        const r = await pyro().listWorkspaceFiles(ref, { ...(p !== undefined ? { path: p } : {}), recursive: opts.recursive === true, ...(opts.maxEntries !== undefined ? { maxEntries: opts.maxEntries } : {}) });
-        if (state.json) printJson(r);
-        else out(render.fileList(r));
-      }),
-    );
-  file
-    .command("read")
-    .description("Read a text file (default budget 65536 bytes); says when truncated and how to read on")
-    .argument("<workspace>", "id or name")
-    .argument("<path>", "file under /workspace")
-    .option("--max-bytes <n>", "read at most this many bytes (default 65536)", number("--max-bytes"))
-    .option("--offset <n>", "start at this byte offset (default 0)", number("--offset"))
-    .option("--content-only", "print only the content, no summary")
-    .addOption(json())
-    .action(
-      action(async (ref: string, p: string, opts: { maxBytes?: number; offset?: number; contentOnly?: boolean }) => {
-        const r = await pyro().readWorkspaceFile(ref, p, { ...(opts.maxBytes !== undefined ? { maxBytes: opts.maxBytes } : {}), ...(opts.offset !== undefined ? { offset: opts.offset } : {}) });
-        if (state.json) printJson(r);
-        else render.writeFileRead(r, opts.contentOnly === true);
-      }),
-    );
-  file
-    .command("write")
-    .description("Create or replace a file under /workspace, creating parent directories")
-    .argument("<workspace>", "id or name")
-    .argument("<path>", "file under /workspace")
-    .option("--text <text>", "the new content")
-    .option("--text-file <file>", "read the new content from this host file (UTF-8)")
-    .option("--mode <octal>", "file mode, e.g. 0755 (default: keep the existing mode, else 0644)")
-    .addOption(json())
-    .action(
-      action(async (ref: string, p: string, opts: { text?: string; textFile?: string; mode?: string }) => {
-        const text = await textInput(opts.text, opts.textFile, "--text", "--text-file");
-        const r = await pyro().writeWorkspaceFile(ref, p, { text, ...(opts.mode !== undefined ? { mode: opts.mode } : {}) });
-        if (state.json) printJson(r);
-        else out(`${r.created ? "Created" : "Replaced"} ${r.path} (${r.bytes_written} bytes)`);
-      }),
-    );
-
-  ws.command("patch")
-    .description("Apply unified diffs to files under /workspace")
-    .command("apply")
-    .description("Apply a unified diff (git diff / diff -u) to files under /workspace, all or nothing")
-    .argument("<workspace>", "id or name")
-    .option("--patch <text>", "the patch text")
-    .option("--patch-file <file>", "read the patch from this host file")
-    .addOption(json())
-    .action(
-      action(async (ref: string, opts: { patch?: string; patchFile?: string }) => {
-        const patch = await textInput(opts.patch, opts.patchFile, "--patch", "--patch-file");
-        const r = await pyro().applyWorkspacePatch(ref, { patch });
-        if (state.json) printJson(r);
-        else out(r.files.map((f) => `${f.action.padEnd(12)} ${f.path}${f.hunks ? ` (${f.hunks} hunks)` : ""}`).join("\n"));
-      }),
-    );
-
-  ws.command("export")
-    .description("Copy a file or directory from /workspace to the host; never overwrites unless --force")
-    .argument("<workspace>", "id or name")
-    .argument("<path>", "file or directory under /workspace")
-    .requiredOption("--output <host-path>", "where to write it on the host")
-    .option("--force", "replace an existing output")
-    .addOption(json())
-    .action(
-      action(async (ref: string, p: string, opts: { output: string; force?: boolean }) => {
-        const r = await pyro().exportWorkspace(ref, p, { outputPath: hostPath(opts.output, "--output"), force: opts.force === true });
-        if (state.json) printJson(r);
-        else out(render.exported(r));
-      }),
-    );
-
-  ws.command("diff")
-    .description("Compare /workspace with its create-time baseline (or --snapshot): changed entries and a patch")
-    .argument("<workspace>", "id or name")
-    .option("--path <path>", "only this file or directory")
-    .option("--snapshot <name>", "compare with this snapshot instead of the baseline")
-    .option("--max-bytes <n>", "patch text budget (default 65536)", number("--max-bytes"))
-    .addOption(json())
-    .action(
-      action(async (ref: string, opts: { path?: string; snapshot?: string; maxBytes?: number }) => {
-        const r = await pyro().diffWorkspace(ref, {
-          ...(opts.path !== undefined ? { path: opts.path } : {}),
-          ...(opts.snapshot !== undefined ? { snapshot: opts.snapshot } : {}),
-          ...(opts.maxBytes !== undefined ? { maxBytes: opts.maxBytes } : {}),
-        });
-        if (state.json) printJson(r);
-        else render.writeDiff(r);
-      }),
-    );
-
-  const snapshot = ws.command("snapshot").description("Named checkpoints of /workspace (`baseline` exists from creation)");
-  snapshot
-    .command("create")
-    .description("Checkpoint /workspace under a name")
-    .argument("<workspace>", "id or name")
-    .argument("<name>", "snapshot name")
-    .addOption(json())
-    .action(
-      action(async (ref: string, name: string) => {
-        const r = await pyro().createSnapshot(ref, name);
-        if (state.json) printJson(r);
-        else out(`Snapshot ${r.name}: ${r.entries} entries, ${render.bytes(r.bytes)}`);
-      }),
-    );
-  snapshot
-    .command("list")
-    .description("List snapshots, oldest first")
-    .argument("<workspace>", "id or name")
-    .addOption(json())
-    .action(
-      action(async (ref: string) => {
-        const r = await pyro().listSnapshots(ref);
-        if (state.json) printJson(r);
-        else out(r.snapshots.map((x) => `${x.name.padEnd(20)} ${x.created_at}  ${x.entries} entries  ${render.bytes(x.bytes)}`).join("\n"));
-      }),
-    );
-  snapshot
-    .command("delete")
-    .description("Delete a named snapshot (not the baseline)")
-    .argument("<workspace>", "id or name")
-    .argument("<name>", "snapshot name")
-    .addOption(json())
-    .action(
-      action(async (ref: string, name: string) => {
-        const r = await pyro().deleteSnapshot(ref, name);
-        if (state.json) printJson(r);
-        else out(`Deleted snapshot ${r.name}`);
-      }),
-    );
-
-  ws.command("reset")
-    .description("Recreate the sandbox from its environment plus the baseline or a snapshot; clears processes")
-    .argument("<workspace>", "id or name")
-    .option("--snapshot <name>", "snapshot to restore (default baseline)")
-    .addOption(json())
-    .action(
-      action(async (ref: string, opts: { snapshot?: string }) => {
-        const r = await pyro().resetWorkspace(ref, opts.snapshot !== undefined ? { snapshot: opts.snapshot } : {});
-        if (state.json) printJson(r);
-        else out(`Reset to ${r.reset_to}\n${render.workspace(r)}`);
-      }),
-    );
-
-  ws.command("summary")
-    .description("What happened since the last reset: commands and outcomes, files changed, edits, exports, snapshots, services, shells")
-    .argument("<workspace>", "id or name")
-    .addOption(json())
-    .action(
-      action(async (ref: string) => {
-        const s = await pyro().summarizeWorkspace(ref);
-        if (state.json) printJson(s);
-        else {
-          const { summaryText } = await import("../core/summary.js");
-          out(summaryText(s));
-        }
-      }),
-    );
-
-  const disk = ws.command("disk").description("Secondary tools that read a stopped workspace without starting it");
-  disk
-    .command("list")
-    .description("List files of a stopped workspace")
-    .argument("<workspace>", "id or name")
-    .argument("[path]", "path under /workspace")
-    .option("--recursive", "walk subdirectories")
-    .addOption(json())
-    .action(
-      action(async (ref: string, p: string | undefined, opts: { recursive?: boolean }) => {
-        const r = await pyro().listWorkspaceDisk(ref, { ...(p !== undefined ? { path: p } : {}), recursive: opts.recursive === true });
-        if (state.json) printJson(r);
-        else out(render.fileList(r));
-      }),
-    );
-  disk
-    .command("read")
-    .description("Read a file of a stopped workspace")
-    .argument("<workspace>", "id or name")
-    .argument("<path>", "file under /workspace")
-    .option("--max-bytes <n>", "read at most this many bytes (default 65536)", number("--max-bytes"))
-    .option("--offset <n>", "start at this byte offset", number("--offset"))
-    .option("--content-only", "print only the content")
-    .addOption(json())
-    .action(
-      action(async (ref: string, p: string, opts: { maxBytes?: number; offset?: number; contentOnly?: boolean }) => {
-        const r = await pyro().readWorkspaceDisk(ref, p, { ...(opts.maxBytes !== undefined ? { maxBytes: opts.maxBytes } : {}), ...(opts.offset !== undefined ? { offset: opts.offset } : {}) });
-        if (state.json) printJson(r);
-        else render.writeFileRead(r, opts.contentOnly === true);
-      }),
-    );
-  disk
-    .command("export")
-    .description("Write a stopped workspace's /workspace to the host as a .tar archive")
-    .argument("<workspace>", "id or name")
-    .requiredOption("--output <host-path>", "archive path on the host")
-    .option("--force", "replace an existing output")
-    .addOption(json())
-    .action(
-      action(async (ref: string, opts: { output: string; force?: boolean }) => {
-        const r = await pyro().exportWorkspaceDisk(ref, { outputPath: hostPath(opts.output, "--output"), force: opts.force === true });
-        if (state.json) printJson(r);
-        else out(`Wrote ${r.output_path} (${render.bytes(r.bytes)})`);
-      }),
-    );
+  for (const operation of CONTENT_OPERATIONS) addOperation(program, operation, io);
 
   const service = ws.command("service").description("Long-running processes with readiness checks; logs kept outside /workspace");
   service

@@ -13,9 +13,7 @@ import type { Pyro } from "../sdk/pyro.js";
 import { PyroError } from "../shared/errors.js";
 import { MCP_TOOLS } from "../contract.js";
 import { OPERATIONS } from "../ops/index.js";
-import { registerContentTools } from "./content-tools.js";
 import { registerSessionTools } from "./session-tools.js";
-import { registerSummaryTool } from "./summary-tool.js";
 import { registerNetworkTools } from "./network-tools.js";
 import { registerOperation } from "./registry.js";
 import type { Handler, Register, ToolConfig } from "./registry.js";
@@ -51,9 +49,7 @@ export function createMcpServer(pyro: Pyro, options: McpServerOptions = {}, defi
   );
 
   for (const operation of OPERATIONS) if (operation.mcp) registerOperation(register, pyro, operation);
-  registerContentTools(register, pyro);
   registerSessionTools(register, pyro);
-  registerSummaryTool(register, pyro);
   registerNetworkTools(register, pyro);
   defineMore?.(register);
 

@@ -1,7 +1,7 @@
 /**
  * What a server shows a model: the profiles and use-case modes of `pyro mcp serve`. Each is a
  * tool list (from src/contract.ts) plus, per tool, the arguments offered and a description for
- * that job. The tools themselves are defined once (server.ts, content-tools.ts, ...); a surface
+ * that job. The tools themselves are declared once (src/ops/); a surface
  * only narrows them. Arguments are an allow-list, so a field added to a tool later (a secret,
  * a network option) stays out of every narrowed surface until someone lists it here, and a tool
  * this file does not know appears in `workspace-full` only. Pure data and lookups.

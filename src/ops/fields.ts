@@ -3,8 +3,10 @@
  * MCP and by `pyro … --help` alike) and its CLI spelling. Operations pick them by spreading
  * (`...execFields`); a field used by one operation only lives with that operation.
  */
+import fs from "node:fs/promises";
 import * as z from "zod";
 import { PyroError } from "../shared/errors.js";
+import { hostPath } from "../shared/host-path.js";
 import { parseKeyValues } from "../core/validate.js";
 import { parseSecretEnvFlags } from "../core/secrets.js";
 import { BACKEND_REQUESTS } from "../runtime/backends.js";
@@ -97,5 +99,28 @@ export const networkFields = {
   allow_host_loopback: field(z.boolean().optional().describe("Let the workspace reach the host's own loopback (at 10.0.2.2) and addresses. Default false.")),
 };
 
-/** Host paths name files on the user's machine: required, so `""` is refused rather than read as ".". */
-export const hostPathSchema = (description: string) => z.string().describe(description);
+/**
+ * The CLI check of a host path (a flag's or an argument's value), so an empty or blank one is
+ * refused naming the flag as the user typed it; the handler checks again under the MCP name.
+ */
+export const cliHostPath = (raw: string, name: string) => hostPath(raw, name);
+
+/** `NAME=PATH` pairs whose paths are host paths (`--secret-file`). */
+export const cliHostPathPairs = (raw: string[], flag: string) => Object.fromEntries(Object.entries(secretPairs(raw)).map(([name, file]) => [name, hostPath(file, `${flag} ${name}`)]));
+
+/**
+ * Text from exactly one of an inline flag or a host file (UTF-8): `--text`/`--text-file`,
+ * `--patch`/`--patch-file`. The file is read by pyro as the user, like every host path.
+ */
+export async function textFromCli(input: Record<string, unknown>, cliOnly: Record<string, unknown>, names: { key: string; flag: string; fileKey: string; fileFlag: string }): Promise<Record<string, unknown>> {
+  const inline = input[names.key] as string | undefined;
+  const file = cliOnly[names.fileKey] as string | undefined;
+  if ((inline === undefined) === (file === undefined)) throw new PyroError("invalid_argument", `give exactly one of ${names.flag} or ${names.fileFlag}`);
+  if (inline !== undefined) return input;
+  const abs = hostPath(file, names.fileFlag);
+  try {
+    return { ...input, [names.key]: await fs.readFile(abs, "utf8") };
+  } catch (err) {
+    throw new PyroError("invalid_argument", `cannot read ${file}: ${(err as Error).message}`);
+  }
+}

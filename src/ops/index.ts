@@ -6,6 +6,27 @@
 import type { AnyOperation } from "./op.js";
 import { vmRun, workspaceCreate, workspaceDelete, workspaceExec, workspaceList, workspaceLogs, workspaceReap, workspaceStart, workspaceStatus, workspaceStop, workspaceUpdate } from "./workspace.js";
 
+import { snapshotCreate, snapshotDelete, snapshotList, workspaceDiff, workspaceDiskExport, workspaceDiskList, workspaceDiskRead, workspaceExport, workspaceFileList, workspaceFileRead, workspaceFileWrite, workspacePatchApply, workspaceReset, workspaceSummaryOp, workspaceSyncPush } from "./content.js";
+
+/** Content operations, in the order the CLI and MCP list them. */
+export const CONTENT_OPERATIONS: readonly AnyOperation[] = [
+  workspaceSyncPush,
+  workspaceFileList,
+  workspaceFileRead,
+  workspaceFileWrite,
+  workspacePatchApply,
+  workspaceExport,
+  workspaceDiff,
+  snapshotCreate,
+  snapshotList,
+  snapshotDelete,
+  workspaceReset,
+  workspaceSummaryOp,
+  workspaceDiskList,
+  workspaceDiskRead,
+  workspaceDiskExport,
+];
+
 export const OPERATIONS: readonly AnyOperation[] = [
   vmRun,
   workspaceCreate,
@@ -18,4 +39,5 @@ export const OPERATIONS: readonly AnyOperation[] = [
   workspaceStart,
   workspaceDelete,
   workspaceReap,
+  ...CONTENT_OPERATIONS,
 ];

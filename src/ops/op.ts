@@ -16,8 +16,11 @@ import type { Pyro } from "../sdk/pyro.js";
 
 /** How the CLI spells one input field. */
 export type CliSpelling =
-  /** A positional argument, e.g. `<workspace>`, `[path]`, `[command...]`; `label` is its help. */
-  | { arg: string; label?: string }
+  /**
+   * A positional argument, e.g. `<workspace>`, `[path]`, `[command...]`; `label` is its help;
+   * `parse` checks or converts it, naming it as the CLI does (`SOURCE`).
+   */
+  | { arg: string; label?: string; parse?: (raw: never, name: string) => unknown }
   /**
    * A flag. `flag` defaults to the key in kebab-case (`max_bytes` → `--max-bytes`); `value` is the
    * placeholder (`<n>`), derived from the schema when absent (none for booleans). `parse` turns

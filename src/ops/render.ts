@@ -154,15 +154,11 @@ export function fileList(r: FileListResult): string {
 }
 
 /** Content to stdout; the summary (and how to read on) to stderr, so the content stays clean. */
-export function writeFileRead(r: FileReadResult, contentOnly: boolean): void {
-  if (r.binary) {
-    process.stderr.write(`${r.path} is binary (${r.size} bytes); not shown. Export it with \`pyro workspace export\`.\n`);
-    return;
-  }
-  process.stdout.write(r.content);
-  if (contentOnly) return;
-  if (r.content.length > 0 && !r.content.endsWith("\n")) process.stderr.write("\n");
-  process.stderr.write(`[${r.path}: bytes ${r.offset}-${r.offset + r.bytes_returned} of ${r.size}${r.truncated ? `; more: ${r.continue_with}` : ""}]\n`);
+export function fileRead(r: FileReadResult, contentOnly: boolean): { stdout: string; stderr: string } {
+  if (r.binary) return { stdout: "", stderr: `${r.path} is binary (${r.size} bytes); not shown. Export it with \`pyro workspace export\`.\n` };
+  if (contentOnly) return { stdout: r.content, stderr: "" };
+  const newline = r.content.length > 0 && !r.content.endsWith("\n") ? "\n" : "";
+  return { stdout: r.content, stderr: `${newline}[${r.path}: bytes ${r.offset}-${r.offset + r.bytes_returned} of ${r.size}${r.truncated ? `; more: ${r.continue_with}` : ""}]\n` };
 }
 
 export function exported(r: ExportOutcome): string {
@@ -173,14 +169,15 @@ export function exported(r: ExportOutcome): string {
   return lines.join("\n");
 }
 
-export function writeDiff(r: DiffResult): void {
+/** The patch to stdout; the summary, what the patch cannot show, and how to see more to stderr. */
+export function diff(r: DiffResult): { stdout: string; stderr: string } {
   const s = r.summary;
-  process.stderr.write(`[diff against ${r.against}: ${s.added} added, ${s.modified} modified, ${s.deleted} deleted, ${s.type_changed} type changed, ${s.mode_changed} mode changed]\n`);
+  let stderr = `[diff against ${r.against}: ${s.added} added, ${s.modified} modified, ${s.deleted} deleted, ${s.type_changed} type changed, ${s.mode_changed} mode changed]\n`;
   for (const c of r.changes) {
-    if (c.binary || c.type === "directory" || (c.type !== "file" && c.type !== "symlink")) process.stderr.write(`  ${c.change} ${c.type}${c.binary ? " (binary, not in patch)" : ""}: ${c.path}\n`);
+    if (c.binary || c.type === "directory" || (c.type !== "file" && c.type !== "symlink")) stderr += `  ${c.change} ${c.type}${c.binary ? " (binary, not in patch)" : ""}: ${c.path}\n`;
   }
-  process.stdout.write(r.patch);
-  if (r.patch_truncated) process.stderr.write(`[patch truncated; left out: ${r.omitted_files.join(", ")}; ${r.continue_with}]\n`);
+  if (r.patch_truncated) stderr += `[patch truncated; left out: ${r.omitted_files.join(", ")}; ${r.continue_with}]\n`;
+  return { stdout: r.patch, stderr };
 }
 
 /** The policy in one line: `egress (allow: example.org, 10.0.0.0/8; host loopback blocked)`. */

@@ -7,7 +7,7 @@ import type { ExecResult, WorkspaceInfo } from "../core/types.js";
 import type { BackendRequest } from "../runtime/backend.js";
 import { hostPath } from "../shared/host-path.js";
 import { MAX_OUTPUT_BYTES_LIMIT } from "../shared/output-cap.js";
-import { backendField, commandFromCli, execFields, keyValues, limitFields, networkFields, secretEnvField, secretPairs, SHELL_FLAG, workspaceField } from "./fields.js";
+import { backendField, commandFromCli, execFields, keyValues, limitFields, networkFields, cliHostPath, cliHostPathPairs, secretEnvField, secretPairs, SHELL_FLAG, workspaceField } from "./fields.js";
 import { field, given, op } from "./op.js";
 import type { TextContext } from "./op.js";
 import * as render from "./render.js";
@@ -134,7 +134,7 @@ export const workspaceCreate = op({
       flag: "--label <KEY=VALUE>",
       parse: keyValues("label"),
     }),
-    seed_path: field(z.string().optional().describe("Host directory or .tar/.tar.gz/.tgz archive copied into /workspace."), { value: "<path>" }),
+    seed_path: field(z.string().optional().describe("Host directory or .tar/.tar.gz/.tgz archive copied into /workspace."), { value: "<path>", parse: cliHostPath }),
     ...limitFields,
     secrets: field(
       z.record(z.string(), z.string()).optional().describe("Secret values by name, e.g. {\"API_TOKEN\": \"...\"}; available in /run/pyro-secrets and via secret_env, redacted from all output (CLI: --secret NAME=VALUE, repeatable; prefer --secret-file, command lines are visible to other users)."),
@@ -142,7 +142,7 @@ export const workspaceCreate = op({
     ),
     secret_files: field(z.record(z.string(), z.string()).optional().describe("Secrets read from host files: {NAME: host_path} (CLI: --secret-file NAME=PATH, repeatable)."), {
       flag: "--secret-file <NAME=PATH>",
-      parse: (raw: string[]) => secretPairs(raw),
+      parse: cliHostPathPairs,
     }),
     backend: backendField,
     ...networkFields,
