@@ -8,8 +8,10 @@
 import { Option } from "commander";
 import type { Command } from "commander";
 import type * as z from "zod";
-import { PyroError } from "../shared/errors.js";
+import { cliNumber as number } from "../ops/fields.js";
 import { flagOf } from "../ops/op.js";
+
+export { number };
 import type { AnyOperation as Operation, CliSpelling, Field } from "../ops/op.js";
 import type { Pyro } from "../sdk/pyro.js";
 
@@ -63,14 +65,6 @@ function collect(value: string, previous: string[] = []): string[] {
   return [...previous, value];
 }
 
-/** A number flag's value, strictly: "" and "12abc" are errors, not 0 and NaN. */
-export function number(flag: string) {
-  return (value: string): number => {
-    const n = Number(value);
-    if (value.trim() === "" || !Number.isFinite(n)) throw new PyroError("invalid_argument", `${flag} expects a number, got ${JSON.stringify(value)}`);
-    return n;
-  };
-}
 
 /** The zod kind under optional/default wrappers: "number", "boolean", "array", "record", … */
 function kindOf(schema: z.ZodType): string {
@@ -158,7 +152,7 @@ export function addOperation(program: Command, operation: Operation, io: CliIo, 
       const shaped = operation.fromCli ? await operation.fromCli(input, extras) : input;
       if (custom) return custom(shaped, extras);
       const progress = io.json ? undefined : (line: string) => void process.stderr.write(`${line}\n`);
-      const result = await operation.run(io.pyro(), shaped as never, progress ? { progress } : {});
+      const result = await operation.run(io.pyro(), shaped as never, progress ? { surface: "cli", progress } : { surface: "cli" });
       const printed = operation.cliPrint?.(result, extras);
       if (printed !== undefined) io.out(printed);
       else if (io.json) io.printJson(result);

@@ -10,16 +10,14 @@ import { Pyro } from "../sdk/pyro.js";
 import type { PyroOptions } from "../sdk/pyro.js";
 import { PyroError, asPyroError } from "../shared/errors.js";
 import { hostPath } from "../shared/host-path.js";
-import { parseKeyValues } from "../core/validate.js";
 import { MAX_STDIN_BYTES } from "../core/manager.js";
-import { parseSecretEnvFlags } from "../core/secrets.js";
 import type { RawExecResult } from "../core/types.js";
 import type { BackendRequest } from "../runtime/backend.js";
 import * as render from "../ops/render.js";
 import { given } from "../ops/op.js";
 import { execOptions, networkOptions, vmRun, workspaceCreate, workspaceDelete, workspaceExec, workspaceList, workspaceLogs, workspaceReap, workspaceStart, workspaceStatus, workspaceStop, workspaceUpdate } from "../ops/workspace.js";
-import { addOperation, commandAt } from "./commands.js";
-import { CONTENT_OPERATIONS } from "../ops/index.js";
+import { addOperation, number } from "./commands.js";
+import { CONTENT_OPERATIONS, NETWORK_OPERATIONS, SESSION_OPERATIONS } from "../ops/index.js";
 import type { CliIo } from "./commands.js";
 
 const VERSION = "0.1.0";
@@ -58,17 +56,6 @@ function fail(err: unknown, exitCode = 1): never | void {
   process.exit(exitCode);
 }
 
-function collect(value: string, previous: string[] = []): string[] {
-  return [...previous, value];
-}
-
-function number(flag: string) {
-  return (value: string): number => {
-    const n = Number(value);
-    if (value.trim() === "" || !Number.isFinite(n)) throw new PyroError("invalid_argument", `${flag} expects a number, got ${JSON.stringify(value)}`);
-    return n;
-  };
-}
 
 async function readStdin(): Promise<Buffer> {
   const chunks: Buffer[] = [];
@@ -115,32 +102,6 @@ function writeExec(raw: RawExecResult): void {
   const note = render.execNote(raw.result);
   if (note) process.stderr.write(note);
   process.stderr.write(render.networkNotices(raw.result.network_notices));
-}
-
-function execInput(commandArgs: string[], opts: { shell?: string; env?: string[]; timeoutSeconds?: number; cwd?: string; maxOutputBytes?: number; secretEnv?: string[] }, stdin: Buffer | undefined) {
-  if (opts.shell !== undefined && commandArgs.length > 0) throw new PyroError("invalid_argument", "give either --shell STRING or `-- COMMAND ARGS…`, not both");
-  if (opts.shell === undefined && commandArgs.length === 0) {
-    throw new PyroError("invalid_argument", "no command given", { hint: "Put the command after `--`, e.g. `-- make test`, or use --shell 'make test | tail'." });
-  }
-  return {
-    command: opts.shell ?? commandArgs,
-    ...(opts.timeoutSeconds !== undefined ? { timeoutSeconds: opts.timeoutSeconds } : {}),
-    ...(opts.env ? { env: parseKeyValues(opts.env, "env") } : {}),
-    ...(opts.cwd !== undefined ? { cwd: opts.cwd } : {}),
-    ...(opts.maxOutputBytes !== undefined ? { maxOutputBytes: opts.maxOutputBytes } : {}),
-    ...(stdin !== undefined ? { stdin } : {}),
-    ...(opts.secretEnv ? { secretEnv: parseSecretEnvFlags(opts.secretEnv) } : {}),
-  };
-}
-
-/** The network flags of `run` and `workspace create`, as SDK options. */
-function networkInput(opts: { networkPolicy?: string; allowHost?: string[]; allowCidr?: string[]; allowHostLoopback?: boolean }) {
-  return {
-    ...(opts.networkPolicy !== undefined ? { networkPolicy: opts.networkPolicy } : {}),
-    ...(opts.allowHost ? { allowHosts: opts.allowHost } : {}),
-    ...(opts.allowCidr ? { allowCidrs: opts.allowCidr } : {}),
-    ...(opts.allowHostLoopback ? { allowHostLoopback: true } : {}),
-  };
 }
 
 function buildProgram(): Command {
@@ -354,273 +315,9 @@ function buildProgram(): Command {
     process.exitCode = execExitCode(raw);
   });
   for (const operation of [workspaceLogs, workspaceStop, workspaceStart, workspaceDelete]) addOperation(program, operation, io);
-  const ws = commandAt(program, ["workspace"]);
   for (const operation of CONTENT_OPERATIONS) addOperation(program, operation, io);
 
-  const service = ws.command("service").description("Long-running processes with readiness checks; logs kept outside /workspace");
-  service
-    .command("start")
-    .description("Start a named service; returns when it is ready, has exited, or readiness timed out")
-    .argument("<workspace>", "id or name")
-    .argument("<name>", "service name")
-    .argument("[command...]", "command and arguments after `--`")
-    .option("--shell <string>", "run this string with /bin/sh -c instead of an argv after `--`")
-    .option("--cwd <dir>", "working directory, relative to /workspace")
-    .option("--ready-file <path>", "ready when this file exists (relative to --cwd)")
-    .option("--ready-tcp <port>", "ready when 127.0.0.1:PORT accepts connections", number("--ready-tcp"))
-    .option("--ready-http <url>", "ready when GET URL answers with a status below 400")
-    .option("--ready-command <cmd>", "ready when this shell command exits 0")
-    .option("--ready-timeout-seconds <n>", "give up (and stop the service) after this long (default 30)", number("--ready-timeout-seconds"))
-    .option("--ready-interval-ms <n>", "how often to check readiness (default 500)", number("--ready-interval-ms"))
-    .option("--env <KEY=VALUE>", "environment variable (repeatable)", collect)
-    .option("--secret-env <NAME[=ENV_VAR]>", "export a workspace secret into the service's environment (repeatable)", collect)
-    .option("--publish <GUEST_PORT[:HOST_PORT]>", "make a guest TCP port reachable on the host's 127.0.0.1 (a free host port when HOST_PORT is left out; repeatable; needs --network-policy egress+published-ports)", collect)
-    .addOption(json())
-    .action(
-      action(async (ref: string, name: string, commandArgs: string[], opts: { shell?: string; cwd?: string; readyFile?: string; readyTcp?: number; readyHttp?: string; readyCommand?: string; readyTimeoutSeconds?: number; readyIntervalMs?: number; env?: string[]; secretEnv?: string[]; publish?: string[] }) => {
-        const kinds = [opts.readyFile, opts.readyTcp, opts.readyHttp, opts.readyCommand].filter((x) => x !== undefined);
-        if (kinds.length > 1) throw new PyroError("invalid_argument", "give at most one of --ready-file, --ready-tcp, --ready-http, --ready-command");
-        const readiness =
-          opts.readyFile !== undefined ? { type: "file" as const, path: opts.readyFile }
-          : opts.readyTcp !== undefined ? { type: "tcp" as const, port: opts.readyTcp }
-          : opts.readyHttp !== undefined ? { type: "http" as const, url: opts.readyHttp }
-          : opts.readyCommand !== undefined ? { type: "command" as const, command: opts.readyCommand }
-          : undefined;
-        const input = execInput(commandArgs, opts, undefined);
-        const r = await pyro().startService(ref, name, {
-          command: input.command,
-          ...(opts.cwd !== undefined ? { cwd: opts.cwd } : {}),
-          ...(readiness ? { readiness } : {}),
-          ...(opts.readyTimeoutSeconds !== undefined ? { readyTimeoutSeconds: opts.readyTimeoutSeconds } : {}),
-          ...(opts.readyIntervalMs !== undefined ? { readyIntervalMs: opts.readyIntervalMs } : {}),
-          ...(input.env ? { env: input.env } : {}),
-          ...(input.secretEnv ? { secretEnv: input.secretEnv } : {}),
-          ...(opts.publish ? { publish: opts.publish } : {}),
-        });
-        if (state.json) printJson(r);
-        else out(render.service(r));
-        if (r.state !== "ready" && r.state !== "running") process.exitCode = 1;
-      }),
-    );
-  service
-    .command("list")
-    .description("List the workspace's services with their state")
-    .argument("<workspace>", "id or name")
-    .addOption(json())
-    .action(
-      action(async (ref: string) => {
-        const r = await pyro().listServices(ref);
-        if (state.json) printJson(r);
-        else out(r.count ? r.services.map((x) => render.serviceLine(x)).join("\n") : "No services.");
-      }),
-    );
-  service
-    .command("status")
-    .description("One service: pid, state, ready time, uptime, exit code")
-    .argument("<workspace>", "id or name")
-    .argument("<name>", "service name")
-    .addOption(json())
-    .action(
-      action(async (ref: string, name: string) => {
-        const r = await pyro().statusService(ref, name);
-        if (state.json) printJson(r);
-        else out(render.service(r));
-      }),
-    );
-  service
-    .command("logs")
-    .description("A service's stdout and stderr (last 50 lines by default)")
-    .argument("<workspace>", "id or name")
-    .argument("<name>", "service name")
-    .option("--tail-lines <n>", "last N lines of each stream", number("--tail-lines"))
-    .option("--all", "everything retained (bounded)")
-    .addOption(json())
-    .action(
-      action(async (ref: string, name: string, opts: { tailLines?: number; all?: boolean }) => {
-        const r = await pyro().logsService(ref, name, { ...(opts.tailLines !== undefined ? { tailLines: opts.tailLines } : {}), ...(opts.all ? { all: true } : {}) });
-        if (state.json) printJson(r);
-        else {
-          process.stdout.write(r.stdout);
-          process.stderr.write(r.stderr);
-          process.stderr.write(render.networkNotices(r.network_notices));
-        }
-      }),
-    );
-  service
-    .command("stop")
-    .description("Stop a service's whole process tree (SIGTERM, grace period, SIGKILL)")
-    .argument("<workspace>", "id or name")
-    .argument("<name>", "service name")
-    .addOption(json())
-    .action(
-      action(async (ref: string, name: string) => {
-        const r = await pyro().stopService(ref, name);
-        if (state.json) printJson(r);
-        else out(render.service(r));
-      }),
-    );
-
-  const shell = ws.command("shell").description("Interactive shells on a real PTY, readable as plain text");
-  shell
-    .command("open")
-    .description("Open a shell; prints its id")
-    .argument("<workspace>", "id or name")
-    .option("--cwd <dir>", "working directory, relative to /workspace")
-    .option("--cols <n>", "terminal width (default 120)", number("--cols"))
-    .option("--rows <n>", "terminal height (default 30)", number("--rows"))
-    .option("--secret-env <NAME[=ENV_VAR]>", "export a workspace secret into the shell's environment (repeatable)", collect)
-    .addOption(json())
-    .option("--id-only", "print only the shell id")
-    .action(
-      action(async (ref: string, opts: { cwd?: string; cols?: number; rows?: number; secretEnv?: string[]; idOnly?: boolean }) => {
-        const r = await pyro().openShell(ref, {
-          ...(opts.cwd !== undefined ? { cwd: opts.cwd } : {}),
-          ...(opts.cols !== undefined ? { cols: opts.cols } : {}),
-          ...(opts.rows !== undefined ? { rows: opts.rows } : {}),
-          ...(opts.secretEnv ? { secretEnv: parseSecretEnvFlags(opts.secretEnv) } : {}),
-        });
-        if (opts.idOnly) out(r.shell_id);
-        else if (state.json) printJson(r);
-        else out(`Shell ${r.shell_id} (pid ${r.pid}, ${r.cols}x${r.rows}, cwd ${r.cwd})`);
-      }),
-    );
-  shell
-    .command("read")
-    .description("Read a shell's output from --cursor; --plain renders it as the screen a person would see")
-    .argument("<workspace>", "id or name")
-    .argument("<shell>", "shell id")
-    .option("--cursor <n>", "byte offset to read from (default 0; use next_cursor)", number("--cursor"))
-    .option("--max-chars <n>", "at most this much output (default 65536)", number("--max-chars"))
-    .option("--plain", "render through a terminal emulator: no colours or control sequences")
-    .option("--wait-for-idle-ms <n>", "return once output has been quiet this long", number("--wait-for-idle-ms"))
-    .option("--wait-for-pattern <regex>", "return once the output matches this regular expression")
-    .option("--timeout-ms <n>", "upper bound for a wait (default 10000)", number("--timeout-ms"))
-    .addOption(json())
-    .action(
-      action(async (ref: string, shellId: string, opts: { cursor?: number; maxChars?: number; plain?: boolean; waitForIdleMs?: number; waitForPattern?: string; timeoutMs?: number }) => {
-        const r = await pyro().readShell(ref, shellId, {
-          ...(opts.cursor !== undefined ? { cursor: opts.cursor } : {}),
-          ...(opts.maxChars !== undefined ? { maxChars: opts.maxChars } : {}),
-          plain: opts.plain === true,
-          ...(opts.waitForIdleMs !== undefined ? { waitForIdleMs: opts.waitForIdleMs } : {}),
-          ...(opts.waitForPattern !== undefined ? { waitForPattern: opts.waitForPattern } : {}),
-          ...(opts.timeoutMs !== undefined ? { timeoutMs: opts.timeoutMs } : {}),
-        });
-        if (state.json) printJson(r);
-        else {
-          process.stdout.write(r.output);
-          if (r.output && !r.output.endsWith("\n")) process.stdout.write("\n");
-          process.stderr.write(`[shell ${r.shell_id} ${r.state}; next_cursor=${r.next_cursor}${r.truncated ? " (truncated)" : ""}${r.wait.ended_by !== "none" ? `; wait ended by ${r.wait.ended_by}` : ""}]\n`);
-          process.stderr.write(render.networkNotices(r.network_notices));
-        }
-      }),
-    );
-  shell
-    .command("write")
-    .description("Type input into a shell (a newline is appended unless --no-newline)")
-    .argument("<workspace>", "id or name")
-    .argument("<shell>", "shell id")
-    .requiredOption("--input <text>", "text to type")
-    .option("--no-newline", "do not press Enter after the input")
-    .addOption(json())
-    .action(
-      action(async (ref: string, shellId: string, opts: { input: string; newline: boolean }) => {
-        const r = await pyro().writeShell(ref, shellId, { input: opts.input, appendNewline: opts.newline });
-        if (state.json) printJson(r);
-        else out(`Wrote ${r.bytes_written} bytes to ${r.shell_id}`);
-      }),
-    );
-  shell
-    .command("signal")
-    .description("Send a signal to the shell's foreground process (INT is Ctrl-C)")
-    .argument("<workspace>", "id or name")
-    .argument("<shell>", "shell id")
-    .option("--signal <name>", "HUP, INT, TERM or KILL (default INT)")
-    .addOption(json())
-    .action(
-      action(async (ref: string, shellId: string, opts: { signal?: string }) => {
-        const r = await pyro().signalShell(ref, shellId, opts.signal !== undefined ? { signalName: opts.signal } : {});
-        if (state.json) printJson(r);
-        else out(`Sent SIG${r.signal} to ${r.shell_id}`);
-      }),
-    );
-  shell
-    .command("resize")
-    .description("Change a shell's terminal size")
-    .argument("<workspace>", "id or name")
-    .argument("<shell>", "shell id")
-    .requiredOption("--cols <n>", "terminal width", number("--cols"))
-    .requiredOption("--rows <n>", "terminal height", number("--rows"))
-    .addOption(json())
-    .action(
-      action(async (ref: string, shellId: string, opts: { cols: number; rows: number }) => {
-        const r = await pyro().resizeShell(ref, shellId, { cols: opts.cols, rows: opts.rows });
-        if (state.json) printJson(r);
-        else out(`Resized ${r.shell_id} to ${r.cols}x${r.rows}`);
-      }),
-    );
-  shell
-    .command("list")
-    .description("List the workspace's shells")
-    .argument("<workspace>", "id or name")
-    .addOption(json())
-    .action(
-      action(async (ref: string) => {
-        const r = await pyro().listShells(ref);
-        if (state.json) printJson(r);
-        else out(r.count ? r.shells.map((x) => `${x.shell_id}  ${x.state.padEnd(8)} pid=${x.pid} ${x.cols}x${x.rows} ${x.cwd}`).join("\n") : "No shells.");
-      }),
-    );
-  shell
-    .command("close")
-    .description("Close a shell and kill everything it started")
-    .argument("<workspace>", "id or name")
-    .argument("<shell>", "shell id")
-    .addOption(json())
-    .action(
-      action(async (ref: string, shellId: string) => {
-        const r = await pyro().closeShell(ref, shellId);
-        if (state.json) printJson(r);
-        else out(`Closed ${r.shell_id}`);
-      }),
-    );
-
-  const network = ws.command("network").description("A workspace's network policy, allow-lists and published ports; changes apply without a restart");
-  network
-    .command("show")
-    .description("Show the policy, allow-lists, host loopback, published ports and what is applied now")
-    .argument("<workspace>", "id or name")
-    .addOption(json())
-    .action(
-      action(async (ref: string) => {
-        const r = await pyro().showWorkspaceNetwork(ref);
-        if (state.json) printJson(r);
-        else out(render.network(r));
-      }),
-    );
-  network
-    .command("set")
-    .description("Change the network live: policy, allow-list entries (added), host loopback")
-    .argument("<workspace>", "id or name")
-    .option("--network-policy <policy>", "off, egress or egress+published-ports")
-    .option("--allow-host <name>", "add a host name, or *.suffix, to the allow-list (repeatable)", collect)
-    .option("--allow-cidr <cidr>", "add an IPv4 address or CIDR to the allow-list (repeatable)", collect)
-    .option("--clear-allow-list", "empty the allow-list first (no allow-list: all egress is allowed)")
-    .option("--allow-host-loopback", "let the workspace reach the host's own loopback and addresses")
-    .option("--no-allow-host-loopback", "block the host's loopback and addresses again (the default)")
-    .addOption(json())
-    .action(
-      action(async (ref: string, opts: { networkPolicy?: string; allowHost?: string[]; allowCidr?: string[]; clearAllowList?: boolean; allowHostLoopback?: boolean }) => {
-        const r = await pyro().setWorkspaceNetwork(ref, {
-          ...networkInput({ ...opts, allowHostLoopback: false }),
-          ...(opts.clearAllowList ? { clearAllowList: true } : {}),
-          ...(opts.allowHostLoopback !== undefined ? { allowHostLoopback: opts.allowHostLoopback } : {}),
-        });
-        if (state.json) printJson(r);
-        else out(render.network(r));
-      }),
-    );
-
+  for (const operation of [...SESSION_OPERATIONS, ...NETWORK_OPERATIONS]) addOperation(program, operation, io);
   addOperation(program, workspaceReap, io);
 
   const mcp = program.command("mcp").description("Model Context Protocol server");

@@ -40,7 +40,7 @@ export function registerOperation(register: Register, pyro: Pyro, operation: Ope
       ...(operation.annotations ? { annotations: operation.annotations } : {}),
     },
     tool(async (args: Record<string, unknown>) => {
-      const result = await operation.run(pyro, args as never, {});
+      const result = await operation.run(pyro, args as never, { surface: "mcp" });
       const structured = operation.forModel ? operation.forModel(result) : (result as object);
       return ok(structured, operation.text(result, { surface: "mcp", offers: register.has }));
     }),

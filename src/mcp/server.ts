@@ -13,8 +13,6 @@ import type { Pyro } from "../sdk/pyro.js";
 import { PyroError } from "../shared/errors.js";
 import { MCP_TOOLS } from "../contract.js";
 import { OPERATIONS } from "../ops/index.js";
-import { registerSessionTools } from "./session-tools.js";
-import { registerNetworkTools } from "./network-tools.js";
 import { registerOperation } from "./registry.js";
 import type { Handler, Register, ToolConfig } from "./registry.js";
 import { errorResult, noteUnavailable, validationError } from "./results.js";
@@ -49,8 +47,6 @@ export function createMcpServer(pyro: Pyro, options: McpServerOptions = {}, defi
   );
 
   for (const operation of OPERATIONS) if (operation.mcp) registerOperation(register, pyro, operation);
-  registerSessionTools(register, pyro);
-  registerNetworkTools(register, pyro);
   defineMore?.(register);
 
   for (const name of MCP_TOOLS) {

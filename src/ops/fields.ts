@@ -16,6 +16,15 @@ import { commandInput, workspaceRef } from "./schemas.js";
 /** `KEY=VALUE` flags (repeatable) as a record; `what` picks the error code and hint. */
 export const keyValues = (what: "label" | "env") => (raw: string[]) => parseKeyValues(raw, what);
 
+/** A number flag's value, strictly: "" and "12abc" are errors, not 0 and NaN. */
+export function cliNumber(flag: string) {
+  return (value: string): number => {
+    const n = Number(value);
+    if (value.trim() === "" || !Number.isFinite(n)) throw new PyroError("invalid_argument", `${flag} expects a number, got ${JSON.stringify(value)}`);
+    return n;
+  };
+}
+
 /** `NAME=VALUE` pairs for secrets; the value may contain '='. Never echoes a value in errors. */
 export function secretPairs(items: string[]): Record<string, string> {
   const out: Record<string, string> = {};

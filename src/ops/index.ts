@@ -27,6 +27,14 @@ export const CONTENT_OPERATIONS: readonly AnyOperation[] = [
   workspaceDiskExport,
 ];
 
+import { serviceList, serviceLogs, serviceStart, serviceStatusOp, serviceStop, shellClose, shellList, shellOpen, shellRead, shellResize, shellSignal, shellWrite } from "./sessions.js";
+import { workspaceNetworkSet, workspaceNetworkShow } from "./network.js";
+
+/** Services and shells: what runs in a workspace over time. */
+export const SESSION_OPERATIONS: readonly AnyOperation[] = [serviceStart, serviceList, serviceStatusOp, serviceLogs, serviceStop, shellOpen, shellRead, shellWrite, shellSignal, shellResize, shellClose, shellList];
+
+export const NETWORK_OPERATIONS: readonly AnyOperation[] = [workspaceNetworkShow, workspaceNetworkSet];
+
 export const OPERATIONS: readonly AnyOperation[] = [
   vmRun,
   workspaceCreate,
@@ -40,4 +48,6 @@ export const OPERATIONS: readonly AnyOperation[] = [
   workspaceDelete,
   workspaceReap,
   ...CONTENT_OPERATIONS,
+  ...SESSION_OPERATIONS,
+  ...NETWORK_OPERATIONS,
 ];

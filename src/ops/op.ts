@@ -49,6 +49,8 @@ export interface CliOnlyFlag {
 
 /** What a handler may use of the surface calling it. */
 export interface RunContext {
+  /** Which surface calls: a few defaults differ by design (MCP's shell_read renders and waits). */
+  surface: "cli" | "mcp";
   /** Progress lines (environment builds, prepare); the CLI shows them on stderr. */
   progress?: (line: string) => void;
 }

@@ -148,7 +148,6 @@ export const workspaceCreate = op({
     ...networkFields,
   },
   cliFlags: { idOnly: { flag: "--id-only", help: "print only the workspace id" } },
-  cliPrint: (w, cliOnly) => (cliOnly.idOnly ? w.workspace_id : undefined),
   output: workspaceInfo.shape,
   run: (pyro, a) =>
     pyro.createWorkspace({
@@ -166,6 +165,7 @@ export const workspaceCreate = op({
       }),
       ...networkOptions(a),
     }),
+  cliPrint: (w, cliOnly) => (cliOnly.idOnly ? w.workspace_id : undefined),
   text: workspaceText,
   human: render.workspace,
 });
