@@ -17,7 +17,7 @@ import * as render from "../ops/render.js";
 import { given } from "../ops/op.js";
 import { execOptions, networkOptions, vmRun, workspaceCreate, workspaceDelete, workspaceExec, workspaceList, workspaceLogs, workspaceReap, workspaceStart, workspaceStatus, workspaceStop, workspaceUpdate } from "../ops/workspace.js";
 import { addOperation, number } from "./commands.js";
-import { CONTENT_OPERATIONS, NETWORK_OPERATIONS, SESSION_OPERATIONS } from "../ops/index.js";
+import { CONTENT_OPERATIONS, ENVIRONMENT_OPERATIONS, HOST_OPERATIONS, NETWORK_OPERATIONS, SESSION_OPERATIONS } from "../ops/index.js";
 import type { CliIo } from "./commands.js";
 
 const VERSION = "0.1.0";
@@ -115,33 +115,7 @@ function buildProgram(): Command {
   const json = () => new Option("--json", "print structured JSON instead of human-readable text");
   const io: CliIo = { pyro: () => pyro(), json: state.json, out, printJson, action };
 
-  program
-    .command("doctor")
-    .description("Check this host: bubblewrap, namespaces, overlayfs, cgroups, state directory, the optional VM backend (QEMU, KVM); show the backend and limits that will be used")
-    .option("--environment <env>", "also say whether the daily loop for this environment is warm, cold or stale")
-    .addOption(json())
-    .action(
-      action(async (opts: { environment?: string }) => {
-        const report = await pyro().doctor(opts.environment !== undefined ? { environment: opts.environment } : {});
-        if (state.json) printJson(report);
-        else out(render.doctor(report));
-        if (!report.ok) process.exitCode = 1;
-      }),
-    );
-
-  program
-    .command("prepare")
-    .description("Warm the daily loop: build the environment if needed and prove create → exec → reset → exec → delete once")
-    .argument("[environment]", "environment name (default debian:12)")
-    .option("--force", "prove the cycle again even when warm")
-    .addOption(json())
-    .action(
-      action(async (environment: string | undefined, opts: { force?: boolean }) => {
-        const r = await pyro().prepare(environment ?? "debian:12", { force: opts.force === true, onProgress: (line) => (state.json ? undefined : process.stderr.write(`${line}\n`)) });
-        if (state.json) printJson(r);
-        else out(`${r.environment}: ${r.state} — ${r.reason}\nCycle (ms): ${Object.entries(r.cycle_ms).map(([k, v]) => `${k} ${v}`).join(", ")}`);
-      }),
-    );
+  for (const operation of HOST_OPERATIONS) addOperation(program, operation, io);
 
   const serveFlags = (c: Command) =>
     c
@@ -213,74 +187,7 @@ function buildProgram(): Command {
       }),
     );
 
-  const env = program.command("env").description("Environments: Debian root filesystems built locally from Debian packages");
-  env
-    .command("list")
-    .description("List environments, installed or not, with their size")
-    .addOption(json())
-    .action(
-      action(async () => {
-        const list = await pyro().listEnvironments();
-        if (state.json) printJson({ count: list.length, environments: list });
-        else out(render.environments(list));
-      }),
-    );
-  env
-    .command("pull")
-    .description("Build an environment from Debian packages (debootstrap) and cache it; fast when already cached")
-    .argument("<environment>", "environment name, e.g. debian:12")
-    .option("--mirror <url>", "Debian mirror (default: PYRO_DEBIAN_MIRROR, else the host's apt sources)")
-    .option("--force", "rebuild even if cached")
-    .addOption(json())
-    .action(
-      action(async (name: string, opts: { mirror?: string; force?: boolean }) => {
-        const manifest = await pyro().pullEnvironment(name, {
-          ...(opts.mirror ? { mirror: opts.mirror } : {}),
-          ...(opts.force ? { force: true } : {}),
-          onProgress: (e) => {
-            if (!state.json) process.stderr.write(`[pull] phase=${e.phase} environment=${e.environment} ${e.message}\n`);
-          },
-        });
-        if (state.json) printJson(manifest);
-        else out(render.manifest(manifest));
-      }),
-    );
-  env
-    .command("inspect")
-    .description("Show an environment's manifest: packages, size, created, digest")
-    .argument("<environment>")
-    .addOption(json())
-    .action(
-      action(async (name: string) => {
-        const manifest = await pyro().inspectEnvironment(name);
-        if (state.json) printJson(manifest);
-        else out(render.manifest(manifest, true));
-      }),
-    );
-  env
-    .command("prune")
-    .description("Remove cached environments that no workspace uses")
-    .addOption(json())
-    .action(
-      action(async () => {
-        const result = await pyro().pruneEnvironments();
-        if (state.json) printJson(result);
-        else out(result.removed.length ? `Removed: ${result.removed.join(", ")} (${render.bytes(result.freed_bytes)} freed)` : "Nothing to prune.");
-      }),
-    );
-  env
-    .command("import")
-    .description("Import a root filesystem from a directory or .tar/.tar.gz/.tgz as an environment (for hosts without a Debian mirror)")
-    .argument("<environment>", "name to import as")
-    .argument("<path>", "directory or archive")
-    .addOption(json())
-    .action(
-      action(async (name: string, source: string) => {
-        const manifest = await pyro().importEnvironment(name, hostPath(source, "PATH"));
-        if (state.json) printJson(manifest);
-        else out(render.manifest(manifest));
-      }),
-    );
+  for (const operation of ENVIRONMENT_OPERATIONS) addOperation(program, operation, io);
 
   addOperation(program, vmRun, io, async (input, cliOnly) => {
     const p = pyro();

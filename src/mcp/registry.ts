@@ -29,7 +29,7 @@ export type Register = ((name: string, config: ToolConfig, handler: Handler) => 
 
 /** Defines the MCP tool of an operation. */
 export function registerOperation(register: Register, pyro: Pyro, operation: Operation): void {
-  if (!operation.mcp || !operation.title || !operation.description) throw new Error(`operation ${operation.sdk ?? operation.cli} is not an MCP tool`);
+  if (!operation.mcp || !operation.title || !operation.description || !operation.output) throw new Error(`operation ${operation.sdk ?? operation.cli} is not an MCP tool`);
   register(
     operation.mcp,
     {

@@ -83,8 +83,8 @@ export interface Operation<F extends Record<string, Field> = Record<string, Fiel
   fromCli?: (input: Record<string, unknown>, cliOnly: Record<string, unknown>) => Promise<Record<string, unknown>> | Record<string, unknown>;
   /** `--id-only` and such: the CLI prints this instead of the rendering when it returns a string. */
   cliPrint?: (result: R, cliOnly: Record<string, unknown>) => string | undefined;
-  /** The structured result schema (MCP output schema). */
-  output: z.ZodRawShape;
+  /** The structured result schema (MCP output schema); required of every MCP tool. */
+  output?: z.ZodRawShape;
   annotations?: ToolAnnotations;
   /** Does the operation. Input is validated already. */
   run: (pyro: Pyro, input: InputOf<F>, ctx: RunContext) => Promise<R>;
