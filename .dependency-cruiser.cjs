@@ -6,8 +6,8 @@
 //   index.ts                          the package entry (SDK + createServer)
 //   cli/                              the pyro command
 //   mcp/                              the MCP server
+//   contract.ts                       derived from ops/ (names, flags), plus MCP profiles and modes
 //   ops/                              one declaration per public operation
-//   contract.ts                       derived from ops/ (names, flags, modes)
 //   sdk/                              Pyro facade and Workspace handle
 //   core/                             workspaces: lifecycle, exec, content, services, ...
 //   runtime/ (backend.ts, backends.ts, namespace/, vm/)   the two backends
@@ -23,8 +23,8 @@ const FLOORS = [
   ["backends", "^src/runtime/(backend|backends|agent-runtime)\\.ts$|^src/runtime/(namespace|vm)/"],
   ["core", "^src/core/"],
   ["sdk", "^src/sdk/"],
-  ["contract", "^src/contract\\.ts$"],
   ["ops", "^src/ops/"],
+  ["contract", "^src/contract\\.ts$"],
   ["mcp", "^src/mcp/"],
   ["cli", "^src/cli/"],
   ["entry", "^src/index\\.ts$"],

@@ -6,7 +6,7 @@
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { Pyro, PyroError } from "../dist/sdk/index.js";
+import { Pyro, PyroError } from "../dist/index.js";
 
 const pyro = new Pyro();
 await pyro.pullEnvironment("debian:12"); // fast when already cached

@@ -1,7 +1,7 @@
 // SDK quick start: create a workspace seeded from the sample repo, run its tests, read the
 // command history, delete the workspace. Run from the repo root after `npm run build`:
 //   node examples/sdk-quickstart.mjs
-import { Pyro, PyroError } from "../dist/sdk/index.js";
+import { Pyro, PyroError } from "../dist/index.js";
 
 const pyro = new Pyro();
 await pyro.pullEnvironment("debian:12"); // fast when already cached

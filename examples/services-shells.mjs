@@ -1,7 +1,7 @@
 // Services, shells and secrets from the SDK: start the use-case repo's app as a service and wait
 // until it answers, drive a shell and read it as plain text, and use a secret without seeing it.
 // Run from the repo root after `npm run build`: node examples/services-shells.mjs
-import { Pyro } from "../dist/sdk/index.js";
+import { Pyro } from "../dist/index.js";
 
 const pyro = new Pyro();
 await pyro.pullEnvironment("debian:12");

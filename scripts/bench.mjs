@@ -12,7 +12,7 @@ import { Buffer } from "node:buffer";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import { Pyro } from "../dist/sdk/index.js";
+import { Pyro } from "../dist/index.js";
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 const cli = path.join(root, "bin", "pyro.js");

@@ -13,7 +13,7 @@ const banner = {
 rmSync("dist", { recursive: true, force: true });
 await Promise.all([
   build({
-    entryPoints: { "cli/main": "src/cli/main.ts", "sdk/index": "src/sdk/index.ts" },
+    entryPoints: { "cli/main": "src/cli/main.ts", index: "src/index.ts" },
     outdir: "dist",
     bundle: true,
     splitting: true,

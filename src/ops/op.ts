@@ -117,6 +117,20 @@ export function flagOf(key: string, spelling?: CliSpelling | false): string {
   return `--${key.replace(/_/g, "-")}`;
 }
 
+/** The long CLI flags of an operation, as its command's help lists them (with --json). */
+export function cliFlagNames(operation: AnyOperation): string[] {
+  const flags: string[] = [];
+  for (const [key, f] of Object.entries(operation.input as Record<string, Field>)) {
+    if (f.cli === false || (f.cli && "arg" in f.cli)) continue;
+    const long = flagOf(key, f.cli).split(" ")[0]!;
+    flags.push(long);
+    if (f.cli && "negatable" in f.cli && f.cli.negatable) flags.push(`--no-${long.slice(2)}`);
+  }
+  for (const extra of Object.values(operation.cliFlags ?? {})) flags.push(extra.flag.split(" ")[0]!);
+  flags.push("--json");
+  return flags;
+}
+
 /** Drops keys whose value is undefined, so SDK options carry only what was given. */
 export function given<T extends Record<string, unknown>>(o: T): { [K in keyof T]?: Exclude<T[K], undefined> } {
   return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as { [K in keyof T]?: Exclude<T[K], undefined> };

@@ -28,8 +28,6 @@ import { networkFromOptions } from "../core/network.js";
 import type { NetworkChange, NetworkOptions, NetworkShowResult } from "../core/network.js";
 import { summarizeWorkspace } from "../core/summary.js";
 import type { WorkspaceSummary } from "../core/summary.js";
-import type { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js";
-import type { McpServerOptions } from "../mcp/surfaces.js";
 
 export interface PyroOptions {
   /** State directory; default `$PYRO_HOME`, else `$XDG_STATE_HOME/pyro`, else `~/.local/state/pyro`. */
@@ -493,15 +491,7 @@ export class Pyro {
     return new Workspace(this, ref);
   }
 
-  /**
-   * Creates an MCP server exposing this instance's workspaces (see `pyro mcp serve`), not yet
-   * connected to a transport. `profile` (default `workspace-core`) or `mode` picks the tool set;
-   * giving both is `invalid_argument`.
-   */
-  async createServer(options: McpServerOptions = {}): Promise<McpServer> {
-    const { createMcpServer } = await import("../mcp/server.js");
-    return createMcpServer(this, options);
-  }
+
 
   /** Closes cached agent connections; the workspaces keep running. */
   close(): void {

@@ -4,7 +4,7 @@
  * and secret redaction of service output.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { Pyro, PyroError } from "../../src/sdk/index.js";
+import { Pyro, PyroError } from "../../src/index.js";
 import type { AgentClient } from "../../src/protocol/client.js";
 import { SANDBOX_PATH } from "../../src/runtime/namespace/backend.js";
 import { findLeaks, noLeaks, testHome, TEST_ENVIRONMENT } from "../helpers.js";

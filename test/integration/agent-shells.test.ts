@@ -6,7 +6,7 @@
  * path, and whole-tree clean-up on close.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { Pyro, PyroError } from "../../src/sdk/index.js";
+import { Pyro, PyroError } from "../../src/index.js";
 import type { AgentClient } from "../../src/protocol/client.js";
 import { SANDBOX_PATH } from "../../src/runtime/namespace/backend.js";
 import { findLeaks, noLeaks, testHome, TEST_ENVIRONMENT, waitFor } from "../helpers.js";

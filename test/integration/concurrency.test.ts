@@ -8,7 +8,7 @@ import fs from "node:fs";
 import { spawn } from "node:child_process";
 import type { ChildProcess } from "node:child_process";
 import { afterEach, describe, expect, it } from "vitest";
-import { Pyro } from "../../src/sdk/index.js";
+import { Pyro } from "../../src/index.js";
 import { cli, CLI, findLeaks, noLeaks, testHome, TEST_ENVIRONMENT, waitFor } from "../helpers.js";
 
 interface Exit {

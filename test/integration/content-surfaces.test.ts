@@ -13,7 +13,7 @@ import { execFileSync, spawnSync } from "node:child_process";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import type { CallToolResult } from "@modelcontextprotocol/sdk/types.js";
-import { Pyro } from "../../src/sdk/index.js";
+import { Pyro } from "../../src/index.js";
 import { cli, CLI, connectMcp, findLeaks, noLeaks, testHome, TEST_ENVIRONMENT } from "../helpers.js";
 import { ERROR_META_KEY } from "../../src/mcp/server.js";
 

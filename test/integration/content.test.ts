@@ -12,7 +12,7 @@ import path from "node:path";
 import { createHash } from "node:crypto";
 import { execFileSync, spawnSync } from "node:child_process";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { Pyro, PyroError } from "../../src/sdk/index.js";
+import { Pyro, PyroError } from "../../src/index.js";
 import { findLeaks, noLeaks, testHome, TEST_ENVIRONMENT } from "../helpers.js";
 
 let home: string;

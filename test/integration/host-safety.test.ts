@@ -16,7 +16,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js";
 import type { CallToolResult } from "@modelcontextprotocol/sdk/types.js";
-import { Pyro, PyroError } from "../../src/sdk/index.js";
+import { Pyro, PyroError } from "../../src/index.js";
 import { ERROR_META_KEY } from "../../src/mcp/server.js";
 import { CLI, findLeaks, noLeaks, testHome, TEST_ENVIRONMENT } from "../helpers.js";
 import { runConfined } from "../../src/runtime/confine/launch.js";

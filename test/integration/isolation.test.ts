@@ -8,7 +8,7 @@
 import fs from "node:fs";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { Pyro } from "../../src/sdk/index.js";
+import { Pyro } from "../../src/index.js";
 import { sandboxIdentity, ROOT_RANGE_BASE } from "../../src/runtime/confine/identity.js";
 import { findLeaks, noLeaks, testHome, TEST_ENVIRONMENT } from "../helpers.js";
 

@@ -5,7 +5,7 @@
  * hosts can enforce them) an unenforced limit is a failure, so the checks cannot quietly vanish.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { Pyro } from "../../src/sdk/index.js";
+import { Pyro } from "../../src/index.js";
 import { DEFAULT_PIDS_MAX } from "../../src/core/manager.js";
 import { findLeaks, noLeaks, testHome, TEST_ENVIRONMENT } from "../helpers.js";
 

@@ -9,8 +9,8 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
 import type { CallToolResult } from "@modelcontextprotocol/sdk/types.js";
-import { Pyro } from "../../src/sdk/index.js";
-import type { ExecResult, WorkspaceInfo } from "../../src/sdk/index.js";
+import { Pyro } from "../../src/index.js";
+import type { ExecResult, WorkspaceInfo } from "../../src/index.js";
 import { MCP_MODES, MCP_PROFILES } from "../../src/contract.js";
 import { cli, CLI, findLeaks, noLeaks, testHome, TEST_ENVIRONMENT } from "../helpers.js";
 

@@ -7,8 +7,8 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import type { CallToolResult } from "@modelcontextprotocol/sdk/types.js";
-import { Pyro } from "../../src/sdk/index.js";
-import type { CommandRecord, ExecResult, RunResult, WorkspaceInfo } from "../../src/sdk/index.js";
+import { Pyro } from "../../src/index.js";
+import type { CommandRecord, ExecResult, RunResult, WorkspaceInfo } from "../../src/index.js";
 import { MCP_TOOLS } from "../../src/contract.js";
 import { ERROR_META_KEY } from "../../src/mcp/server.js";
 import { cli, connectMcp, findLeaks, noLeaks, testHome, TEST_ENVIRONMENT } from "../helpers.js";

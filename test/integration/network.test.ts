@@ -19,7 +19,7 @@ import net from "node:net";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { InMemoryTransport } from "@modelcontextprotocol/sdk/inMemory.js";
-import { Pyro } from "../../src/sdk/index.js";
+import { Pyro } from "../../src/index.js";
 import { createMcpServer } from "../../src/mcp/server.js";
 import { buildAResponse, emptyAnswer, parseQuery, RCODE_NXDOMAIN } from "../../src/runtime/network/dns-wire.js";
 import { cli, findLeaks, hostGet, httpGetScript, noLeaks, startTestNetwork, testHome, TEST_ENVIRONMENT } from "../helpers.js";

@@ -4,8 +4,8 @@ import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js";
-import type { PyroError } from "../../src/sdk/index.js";
-import { Pyro } from "../../src/sdk/index.js";
+import type { PyroError } from "../../src/index.js";
+import { Pyro } from "../../src/index.js";
 import { CLI, cli, findLeaks, noLeaks, testHome, TEST_ENVIRONMENT } from "../helpers.js";
 
 const SECRET = "sup3r-s3cret-t0ken-value";

@@ -10,8 +10,8 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { InMemoryTransport } from "@modelcontextprotocol/sdk/inMemory.js";
 import type { CallToolResult } from "@modelcontextprotocol/sdk/types.js";
-import { Pyro } from "../../src/sdk/index.js";
-import type { WorkspaceSummary } from "../../src/sdk/index.js";
+import { Pyro } from "../../src/index.js";
+import type { WorkspaceSummary } from "../../src/index.js";
 import { createMcpServer } from "../../src/mcp/server.js";
 import { cli, findLeaks, noLeaks, testHome, TEST_ENVIRONMENT } from "../helpers.js";
 

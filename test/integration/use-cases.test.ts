@@ -57,7 +57,7 @@ beforeAll(() => {
 
 afterAll(async () => {
   // A scenario that failed part-way leaves its workspace: delete it before checking for leaks.
-  const { Pyro } = await import("../../src/sdk/index.js");
+  const { Pyro } = await import("../../src/index.js");
   const pyro = new Pyro({ home });
   const left = (await pyro.listWorkspaces()).workspaces.map((w) => w.workspace_id);
   for (const id of left) await pyro.deleteWorkspace(id);

@@ -11,7 +11,7 @@ import fs from "node:fs";
 import os from "node:os";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import path from "node:path";
-import { Pyro, PyroError } from "../../src/sdk/index.js";
+import { Pyro, PyroError } from "../../src/index.js";
 import { VmBackend } from "../../src/runtime/vm/backend.js";
 import { qemuMicrovm } from "../../src/runtime/vm/qemu.js";
 import { pyroGroup } from "../../src/runtime/namespace/cgroups.js";

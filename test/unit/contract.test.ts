@@ -14,7 +14,7 @@ import { InMemoryTransport } from "@modelcontextprotocol/sdk/inMemory.js";
 import type { Tool } from "@modelcontextprotocol/sdk/types.js";
 import { CLI_COMMANDS, MCP_MODES, MCP_PROFILES, MCP_TOOLS, SDK_METHODS, SURFACE_OPTIONS } from "../../src/contract.js";
 import { ERROR_CODES } from "../../src/shared/errors.js";
-import { Pyro } from "../../src/sdk/pyro.js";
+import { Pyro } from "../../src/index.js";
 import { createMcpServer } from "../../src/mcp/server.js";
 import { CLI, REPO } from "../helpers.js";
 
@@ -81,9 +81,12 @@ describe("the CLI matches the contract", () => {
 });
 
 describe("the SDK matches the contract", () => {
-  const prototypeMethods = Object.getOwnPropertyNames(Pyro.prototype).filter(
-    (name) => name !== "constructor" && typeof Object.getOwnPropertyDescriptor(Pyro.prototype, name)?.value === "function",
-  );
+  // The package's Pyro and the classes it extends, up to Object: every public method a user can call.
+  const prototypes: object[] = [];
+  for (let p: object | null = Pyro.prototype; p && p !== Object.prototype; p = Object.getPrototypeOf(p) as object | null) prototypes.push(p);
+  const prototypeMethods = [
+    ...new Set(prototypes.flatMap((p) => Object.getOwnPropertyNames(p).filter((name) => name !== "constructor" && typeof Object.getOwnPropertyDescriptor(p, name)?.value === "function"))),
+  ];
 
   it("has every contract method as a function on Pyro", () => {
     const missing = SDK_METHODS.filter((name) => typeof (Pyro.prototype as unknown as Record<string, unknown>)[name] !== "function");
