@@ -7,9 +7,9 @@
 import { execFileSync } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
-import { fileURLToPath } from "node:url";
-import { AGENT_RUNTIME_DIR } from "../protocol/messages.js";
-import { PyroError } from "../shared/errors.js";
+import { AGENT_RUNTIME_DIR } from "../../protocol/messages.js";
+import { PyroError } from "../../shared/errors.js";
+import { packageRoot } from "../../shared/package.js";
 
 export interface RuntimeBind {
   /** Absolute host path (symlinks resolved). */
@@ -25,21 +25,6 @@ export interface AgentRuntime {
 }
 
 let cached: AgentRuntime | undefined;
-
-/** The package root, found from this module's location (works from src/ and from dist/). */
-export function packageRoot(): string {
-  let dir = path.dirname(fileURLToPath(import.meta.url));
-  for (;;) {
-    const manifest = path.join(dir, "package.json");
-    if (fs.existsSync(manifest)) {
-      const pkg = JSON.parse(fs.readFileSync(manifest, "utf8")) as { name?: string };
-      if (pkg.name === "pyro-mcp") return dir;
-    }
-    const parent = path.dirname(dir);
-    if (parent === dir) throw new PyroError("internal_error", "cannot locate the pyro-mcp package root");
-    dir = parent;
-  }
-}
 
 export function agentBundlePath(): string {
   return path.join(packageRoot(), "dist", "agent", "pyro-agent.mjs");
