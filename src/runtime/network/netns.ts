@@ -105,7 +105,7 @@ export function netnsTarget(record: SandboxRecord): NetnsTarget {
 
 /**
  * Open descriptors of a sandbox's namespaces: its network namespace, and the user namespace
- * that owns it when this process must join that too (it is not root; see `../network/enter.ts`).
+ * that owns it when this process must join that too (it is not root; see `enter.ts`).
  */
 export interface SandboxNamespaces {
   net: number;
