@@ -3,6 +3,5 @@
  * package root it is found from. Assembled in confine/agent-runtime.ts, which every sandbox
  * (workspaces of both backends, utility sandboxes) binds from.
  */
-export { agentBundlePath, agentRuntime } from "./confine/agent-runtime.js";
-export type { AgentRuntime, RuntimeBind } from "./confine/agent-runtime.js";
+export { agentBundlePath } from "./confine/agent-runtime.js";
 export { packageRoot } from "../shared/package.js";
