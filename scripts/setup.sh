@@ -63,7 +63,7 @@ has_subids() {
 }
 
 # The cgroup controllers (of memory, pids, cpu) this user may NOT limit, mirroring pyroGroup()
-# and probeCgroups() in src/runtime/namespace/cgroups.ts.
+# and probeCgroups() in src/runtime/confine/cgroups.ts.
 cgroup_missing() {
   local user=$1 uid=$2 root=/sys/fs/cgroup dir from c out=""
   if [ -e "$root/cgroup.controllers" ]; then
@@ -105,7 +105,7 @@ if [ "$(id -u)" -ne 0 ]; then
   fi
   no_limits=$(cgroup_missing "$user" "$uid")
   if [ -n "$no_limits" ]; then
-    # The same commands as delegationHint() in src/runtime/namespace/cgroups.ts.
+    # The same commands as delegationHint() in src/runtime/confine/cgroups.ts.
     if [ -e /sys/fs/cgroup/cgroup.controllers ]; then
       fix="sudo mkdir /sys/fs/cgroup/pyro-$user && sudo chown -R $user /sys/fs/cgroup/pyro-$user && echo '+memory +pids +cpu' | sudo tee /sys/fs/cgroup/cgroup.subtree_control (or run pyro under systemd-run --user -p Delegate=yes)"
     else

@@ -10,7 +10,7 @@ import { spawnSync } from "node:child_process";
 import net from "node:net";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js";
-import { pyroGroup } from "../src/runtime/namespace/cgroups.js";
+import { pyroGroup } from "../src/runtime/confine/cgroups.js";
 import { makeTestWorld, preparedTestWorld } from "./network-world.js";
 
 export const REPO = path.resolve(import.meta.dirname, "..");

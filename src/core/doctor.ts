@@ -8,8 +8,8 @@ import { spawnSync } from "node:child_process";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { delegationHint, probeCgroups } from "../runtime/namespace/cgroups.js";
-import type { LimitEnforcement } from "../runtime/namespace/cgroups.js";
+import { delegationHint, probeCgroups } from "../runtime/confine/cgroups.js";
+import type { LimitEnforcement } from "../runtime/confine/cgroups.js";
 import { agentBundlePath } from "../runtime/agent-runtime.js";
 import { homeLayout } from "../shared/home.js";
 import { findExecutable } from "../shared/executables.js";
@@ -19,10 +19,10 @@ import { DEFAULT_MEM_MIB, DEFAULT_PIDS_MAX, DEFAULT_VCPU_COUNT } from "./manager
 import { environmentReadiness } from "./prepare.js";
 import type { Readiness } from "./prepare.js";
 import { describeProjectSource, resolveProjectSource } from "./project-source.js";
-import { networkTools, tunProblem } from "../runtime/namespace/network.js";
+import { networkTools, tunProblem } from "../runtime/network/netns.js";
 import type { BackendName, BackendRequest } from "../runtime/backend.js";
-import { backendRequest, backendRequestSource, resolveBackendRequest } from "../runtime/backends.js";
-import type { VmHostReport } from "../runtime/vm/host.js";
+import { backendRequest, backendRequestSource, resolveBackendRequest, vmHostReport } from "../runtime/backends.js";
+import type { VmHostReport } from "../runtime/backends.js";
 import { PyroError } from "../shared/errors.js";
 import { sandboxIdentity } from "../runtime/confine/identity.js";
 import { runConfined, userNamespaceBlocker } from "../runtime/confine/launch.js";
@@ -89,7 +89,6 @@ export interface BackendProbes {
 
 const HOST_PROBES: BackendProbes = {
   async vmReport(home) {
-    const { vmHostReport } = await import("../runtime/vm/host.js");
     return vmHostReport(home, { probe: true });
   },
   resolve: resolveBackendRequest,

@@ -11,7 +11,7 @@ import fsp from "node:fs/promises";
 import path from "node:path";
 import type { Backend, BackendName, SandboxRecord, StartedSandbox } from "../runtime/backend.js";
 import type { BackendSet } from "../runtime/backends.js";
-import { SANDBOX_PATH } from "../runtime/namespace/backend.js";
+import { GUEST_ADDRESS, guestEnv } from "../protocol/guest.js";
 import { AgentClient } from "../protocol/client.js";
 import { WORKSPACE_GUEST_PATH } from "../protocol/messages.js";
 import type { ExecResultHeader } from "../protocol/messages.js";
@@ -29,9 +29,8 @@ import type { CommandRecord, ExecResult, RawExecResult, WorkspaceEvent, Workspac
 import { applyChange, networkFromOptions, networkInfo, noticesFor, specOf } from "./network.js";
 import type { NetworkChange, NetworkConfig, NetworkOptions, NetworkShowResult, PublishRequest } from "./network.js";
 import type { PublishedPort } from "../runtime/backend.js";
-import { GUEST_ADDRESS } from "../runtime/namespace/nft-rules.js";
 import { assertUserNamespacesAllowed, ownByGuestRoot } from "../runtime/confine/launch.js";
-import { requireEgress } from "../runtime/namespace/network.js";
+import { requireEgress } from "../runtime/network/netns.js";
 import { sandboxIdentity } from "../runtime/confine/identity.js";
 import { removeTree } from "../runtime/confine/trees.js";
 
@@ -545,7 +544,7 @@ export class WorkspaceManager {
           type: "exec",
           ...(hasCommand ? { argv: opts.command } : { shell: opts.shell }),
           cwd,
-          env: { PATH: SANDBOX_PATH, HOME: "/root", LANG: "C.UTF-8", HOSTNAME: record.name ?? id, ...env },
+          env: guestEnv({ HOSTNAME: record.name ?? id, ...env }),
           timeoutMs: Math.round(timeoutSeconds * 1000),
           maxOutputBytes,
           stdinBytes: stdin.length,

@@ -2,7 +2,7 @@
  * Network policy in the workspace's own terms: validating what a caller asks for (policy,
  * allow-lists, host loopback, published ports), the public shapes that describe it, and the
  * short notices that tell a model what was blocked and the exact call that would allow it. The
- * enforcement itself is the backend's (runtime/namespace/network.ts). Pure; no I/O.
+ * enforcement itself is the backend's (runtime/network/apply.ts). Pure; no I/O.
  */
 import { PyroError } from "../shared/errors.js";
 import { MAX_ALLOW_ENTRIES, normalizeCidr, normalizeHostPattern } from "../runtime/network/allow-list.js";

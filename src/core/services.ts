@@ -11,7 +11,7 @@ import { readJsonIfExists, writeJsonAtomic } from "../shared/atomic.js";
 import { PyroError } from "../shared/errors.js";
 import { validateEnv, validateName, validatePositive, validatePositiveInt } from "./validate.js";
 import { secretEnvMapping } from "./secrets.js";
-import { SANDBOX_PATH } from "../runtime/namespace/backend.js";
+import { guestEnv } from "../protocol/guest.js";
 import { WORKSPACE_GUEST_PATH } from "../protocol/messages.js";
 import type { Readiness } from "../protocol/messages.js";
 import { parsePublish, publishedInfo } from "./network.js";
@@ -138,7 +138,7 @@ export class WorkspaceServices {
         name,
         ...(isShell ? { shell: command } : { argv: command }),
         cwd,
-        env: { PATH: SANDBOX_PATH, HOME: "/root", LANG: "C.UTF-8", ...env },
+        env: guestEnv(env),
         secretEnv,
         readiness,
           readyTimeoutMs: Math.round(timeout * 1000),

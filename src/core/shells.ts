@@ -9,7 +9,7 @@ import type { WorkspaceManager } from "./manager.js";
 import { PyroError } from "../shared/errors.js";
 import { validateEnv, validatePositiveInt } from "./validate.js";
 import { secretEnvMapping } from "./secrets.js";
-import { SANDBOX_PATH } from "../runtime/namespace/backend.js";
+import { guestEnv } from "../protocol/guest.js";
 import { WORKSPACE_GUEST_PATH } from "../protocol/messages.js";
 
 export const DEFAULT_SHELL_COLS = 120;
@@ -89,7 +89,7 @@ export class WorkspaceShells {
     const { id, record, client } = await this.agent(ref);
     const secretEnv = secretEnvMapping(options.secretEnv, record.secret_names ?? []);
     const h = (
-      await client.request({ type: "shell_open", cwd, cols, rows, env: { PATH: SANDBOX_PATH, HOME: "/root", LANG: "C.UTF-8", ...env }, secretEnv })
+      await client.request({ type: "shell_open", cwd, cols, rows, env: guestEnv(env), secretEnv })
     ).header;
     await this.manager.touch(id, "shell_open", { shell_id: h.shell_id });
     return { workspace_id: id, ...pickShell(h) };

@@ -7,7 +7,7 @@
 import fsp from "node:fs/promises";
 import path from "node:path";
 import { randomBytes } from "node:crypto";
-import { runUtilityChecked } from "../runtime/namespace/utility.js";
+import { runUtilityChecked } from "../runtime/confine/utility.js";
 import { ownByGuestRoot } from "../runtime/confine/launch.js";
 import { removeTree } from "../runtime/confine/trees.js";
 import { readJsonIfExists, writeJsonAtomic } from "../shared/atomic.js";

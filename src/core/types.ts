@@ -4,7 +4,7 @@
  * structured content, so one shape serves all three surfaces. Types only.
  */
 import type { SandboxRecord } from "../runtime/backend.js";
-import type { LimitEnforcement } from "../runtime/namespace/cgroups.js";
+import type { LimitEnforcement } from "../runtime/backend.js";
 import type { CapturedStreamInfo } from "../protocol/messages.js";
 import type { BackendName, NetworkPolicyName } from "../runtime/backend.js";
 import type { NetworkConfig, WorkspaceNetworkInfo } from "./network.js";

@@ -12,7 +12,7 @@ import { checkOutput, exportFrom, importInto, inspectSource, guestDestination, p
 import type { ExportOutcome, ImportResult, OutputOptions } from "./content.js";
 import { BASELINE } from "./snapshots.js";
 import type { SnapshotInfo } from "./snapshots.js";
-import { withUtilityAgent, runUtilityChecked } from "../runtime/namespace/utility.js";
+import { withUtilityAgent, runUtilityChecked } from "../runtime/confine/utility.js";
 import type { AgentClient } from "../protocol/client.js";
 import type { FileEntry, FileReadHeader } from "../protocol/messages.js";
 import { PyroError } from "../shared/errors.js";

@@ -31,7 +31,7 @@ import type { CatalogEntry } from "./catalog.js";
 import { resolveMirror } from "./mirror.js";
 import { scanLayer, diskUsage } from "./layer-scan.js";
 import type { LayerScan } from "./layer-scan.js";
-import { packageRoot } from "../runtime/agent-runtime.js";
+import { packageRoot } from "../shared/package.js";
 import { readInstalledPackages } from "./dpkg.js";
 import { ensureWorkspaceDir, looksLikeRootfs, tidyDebootstrapRoot } from "./rootfs.js";
 import { ownByGuestRoot, runConfined } from "../runtime/confine/launch.js";

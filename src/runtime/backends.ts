@@ -1,13 +1,18 @@
 /**
  * Which backend a workspace lives on: the names a caller may ask for, the default
  * (`PYRO_BACKEND`, else namespace), `auto` turned into a concrete backend, and the backends
- * themselves, each made on first use. The VM backend's code is loaded only when something asks
- * for it, so namespace workspaces never pay for it, nor fail because it cannot run here.
+ * themselves, each made on first use; plus what the layers above ask of a backend beyond its
+ * sandboxes (the VM host report for doctor, pruning images derived from environments). The VM
+ * backend's code is loaded only when something asks for it, so namespace workspaces never pay
+ * for it, nor fail because it cannot run here.
  */
 import type { Backend, BackendName, BackendRequest } from "./backend.js";
 import { BACKEND_NAMES } from "./backend.js";
 import { NamespaceBackend } from "./namespace/backend.js";
 import { PyroError } from "../shared/errors.js";
+import type { VmHostReport } from "./vm/host.js";
+
+export type { VmHostReport } from "./vm/host.js";
 
 /** Everything `--backend`, the SDK's `backend` option, MCP's `backend` argument and `PYRO_BACKEND` accept. */
 export const BACKEND_REQUESTS: readonly BackendRequest[] = [...BACKEND_NAMES, "auto"];
@@ -48,6 +53,21 @@ export async function resolveBackendRequest(request: BackendRequest, home: strin
   if (request === "namespace") return "namespace";
   const { resolveBackend } = await import("./vm/host.js");
   return resolveBackend(request, home);
+}
+
+/** What this host offers the VM backend; `probe` boots a probe guest to tell whether KVM works. */
+export async function vmHostReport(home: string, options: { probe?: boolean } = {}): Promise<VmHostReport> {
+  const host = await import("./vm/host.js");
+  return host.vmHostReport(home, options);
+}
+
+/**
+ * Removes the images backends derived from environment layers (the VM backend's root disks)
+ * that none of `layerSets` needs any more; returns the bytes freed.
+ */
+export async function pruneBackendImages(home: string, layerSets: string[][]): Promise<number> {
+  const { pruneRootImages } = await import("./vm/kit.js");
+  return pruneRootImages(home, layerSets);
 }
 
 export type BackendFactories = { [N in BackendName]?: () => Backend | Promise<Backend> };

@@ -11,7 +11,7 @@ import type { EnvironmentDetails, EnvironmentListEntry, PullProgress } from "../
 import { WorkspaceManager } from "../core/manager.js";
 import type { CreateWorkspaceOptions, ExecOptions, UpdateWorkspaceOptions } from "../core/manager.js";
 import type { CommandRecord, ExecResult, RawExecResult, WorkspaceInfo } from "../core/types.js";
-import { BackendSet, backendRequest, resolveBackendRequest } from "../runtime/backends.js";
+import { BackendSet, backendRequest, pruneBackendImages, resolveBackendRequest } from "../runtime/backends.js";
 import type { BackendRequest } from "../runtime/backend.js";
 import { runDoctor } from "../core/doctor.js";
 import { prepareEnvironment } from "../core/prepare.js";
@@ -184,8 +184,7 @@ export class Pyro {
       // VM root images follow: kept for every workspace's pinned layers and every environment left.
       const installed = (await this.environments.list()).filter((e) => e.installed);
       const layerSets = [...records.map((r) => r.layers), ...(await Promise.all(installed.map((e) => this.environments.layers(e.name))))];
-      const { pruneRootImages } = await import("../runtime/vm/kit.js");
-      return { removed, freed_bytes: freedBytes + (await pruneRootImages(this.home, layerSets)) };
+      return { removed, freed_bytes: freedBytes + (await pruneBackendImages(this.home, layerSets)) };
     });
   }
 

@@ -6,7 +6,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Pyro, PyroError } from "../../src/index.js";
 import type { AgentClient } from "../../src/protocol/client.js";
-import { SANDBOX_PATH } from "../../src/runtime/namespace/backend.js";
+import { SANDBOX_PATH } from "../../src/protocol/guest.js";
 import { findLeaks, noLeaks, testHome, TEST_ENVIRONMENT } from "../helpers.js";
 
 let home: string;

@@ -14,7 +14,7 @@ import path from "node:path";
 import { Pyro, PyroError } from "../../src/index.js";
 import { VmBackend } from "../../src/runtime/vm/backend.js";
 import { qemuMicrovm } from "../../src/runtime/vm/qemu.js";
-import { pyroGroup } from "../../src/runtime/namespace/cgroups.js";
+import { pyroGroup } from "../../src/runtime/confine/cgroups.js";
 import { cli, findLeaks, hostGet, httpGetScript, noLeaks, startTestNetwork, testHome, TEST_ENVIRONMENT } from "../helpers.js";
 import type { TestNetwork } from "../helpers.js";
 

@@ -9,7 +9,7 @@ import { describe, expect, it } from "vitest";
 import { cidrContains, hostAllowed, normalizeCidr, normalizeHostPattern } from "../../src/runtime/network/allow-list.js";
 import { applyChange, networkFromOptions, noticesFor, parsePublish } from "../../src/core/network.js";
 import { buildAResponse, buildQuery, emptyAnswer, parseQuery, parseResponse, RCODE_NXDOMAIN, TYPE_A, TYPE_AAAA } from "../../src/runtime/network/dns-wire.js";
-import { renderRuleset } from "../../src/runtime/namespace/nft-rules.js";
+import { renderRuleset } from "../../src/runtime/network/nft-rules.js";
 import { PyroError } from "../../src/shared/errors.js";
 import { findExecutable } from "../../src/shared/executables.js";
 

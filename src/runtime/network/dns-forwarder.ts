@@ -14,7 +14,7 @@
  * exits. So no process ever has to return from the sandbox's namespace to the host's: root
  * could, an ordinary user cannot (it entered through the sandbox's user namespace).
  *
- * argv: CONFIG_JSON NETNS_FD USERNS_FD|- READY_FD (inherited; see namespace/network.ts), or
+ * argv: CONFIG_JSON NETNS_FD USERNS_FD|- READY_FD (inherited; see helpers.ts `startForwarder`), or
  * `--bind` for the binder (inherits nothing but its IPC channel and the namespace descriptors).
  */
 import dgram from "node:dgram";

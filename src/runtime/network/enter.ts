@@ -32,7 +32,7 @@ export function nsenterArgs(user: boolean): string[] {
   return user ? [`--user=/proc/self/fd/${USERNS_CHILD_FD}`, "--preserve-credentials", net] : [net];
 }
 
-/** nsenter's options for entering only the user namespace at fd 4 (slirp4netns: see network.ts). */
+/** nsenter's options for entering only the user namespace at fd 4 (slirp4netns: see slirp.ts). */
 export function nsenterUserArgs(): string[] {
   return [`--user=/proc/self/fd/${USERNS_CHILD_FD}`, "--preserve-credentials"];
 }

@@ -2,10 +2,11 @@
  * The VM backend: each workspace is a QEMU microVM with its own guest kernel. The VM runs inside
  * a jail — a bubblewrap sandbox like a namespace workspace's, but holding only QEMU, virtiofsd
  * and the supervisor, with the host's programs read-only, the workspace's cgroup and its own
- * network namespace. So everything around the guest is the namespace backend's, reused rather
- * than rewritten: stop and liveness (kill the jail, the cgroup catches the rest), and network
- * enforcement (QEMU's user-mode stack opens its connections inside the jail's namespace, where
- * the same nftables rules, DNS forwarder and slirp4netns apply; guest root cannot touch them).
+ * network namespace. So everything around the guest is the confinement kit's, composed as the
+ * namespace backend composes it (confine/sandbox.ts): launch, stop and liveness (kill the jail,
+ * the cgroup catches the rest), and network enforcement (QEMU's user-mode stack opens its
+ * connections inside the jail's namespace, where the same nftables rules, DNS forwarder and
+ * slirp4netns apply; guest root cannot touch them).
  *
  * The guest's root is a qcow2 overlay on the environment's shared ext4 image (kit.ts); its
  * /workspace is the host's workspace directory through virtiofs, so snapshots, diff, export and
@@ -13,17 +14,17 @@
  */
 import fs from "node:fs";
 import path from "node:path";
-import type { BackendName, NetworkSpec, PublishedPort, SandboxNetwork, SandboxRecord, SandboxSpec, StartedSandbox } from "../backend.js";
-import { agentRuntime } from "../agent-runtime.js";
+import type { Backend, BackendName, NetworkDenial, NetworkSpec, PublishedPort, SandboxLiveness, SandboxNetwork, SandboxRecord, SandboxSpec, StartedSandbox } from "../backend.js";
+import { agentRuntime } from "../confine/agent-runtime.js";
 import { AgentClient } from "../../protocol/client.js";
 import { PyroError } from "../../shared/errors.js";
 import { AGENT_RUNTIME_DIR } from "../../protocol/messages.js";
 import type { ExecRequest } from "../../protocol/messages.js";
 import type { FrameHeader } from "../../protocol/frames.js";
-import { NamespaceBackend, confinementArgs, PROC_ARGS, JOIN_CGROUP, SECCOMP_FD, FIRST_STAGED_FD } from "../namespace/backend.js";
+import { SLIRP_DNS } from "../../protocol/guest.js";
+import { FIRST_STAGED_FD, JOIN_CGROUP, PROC_ARGS, SECCOMP_FD, confinementArgs, hostSystemArgs } from "../confine/bwrap.js";
 import { ConfinedLaunch, ownByGuestRoot } from "../confine/launch.js";
-import { SLIRP_DNS } from "../namespace/nft-rules.js";
-import { hostSystemArgs } from "../namespace/utility.js";
+import { configureSandboxNetwork, launchSandbox, publishSandboxPort, sandboxLiveness, stopSandbox, takeSandboxDenials, unpublishSandboxPort } from "../confine/sandbox.js";
 import { agentImage, createRootOverlay, guestKit, requireVmTools, rootImage, supervisorBundlePath, virtiofsdPath } from "./kit.js";
 import { vmAcceleration } from "./host.js";
 import { qemuMicrovm } from "./qemu.js";
@@ -66,17 +67,15 @@ function agentSocketOf(runDir: string): string {
   return runDir.replace(/\.vm$/, "") + ".sock";
 }
 
-export class VmBackend extends NamespaceBackend {
-  override readonly name: BackendName = "vm";
+export class VmBackend implements Backend {
+  readonly name: BackendName = "vm";
 
   constructor(
     private readonly home: string,
     private readonly launcher: VmLauncher = qemuMicrovm,
-  ) {
-    super();
-  }
+  ) {}
 
-  override async start(spec: SandboxSpec): Promise<StartedSandbox> {
+  async start(spec: SandboxSpec): Promise<StartedSandbox> {
     requireVmTools();
     const acceleration = await vmAcceleration(this.home);
     const [kit, agentDisk, rootBase] = await Promise.all([guestKit(this.home), agentImage(this.home), rootImage(this.home, spec.layers)]);
@@ -126,7 +125,7 @@ export class VmBackend extends NamespaceBackend {
     try {
       const jail = this.jailArgs(spec, launch, { kernel: kit.kernel, initramfs: kit.initramfs, agentDisk, rootBase, runDir, kvm: acceleration === "kvm" });
       const confined = launch.argv(["bwrap", "--seccomp", String(SECCOMP_FD), ...jail]);
-      const started = await this.launch(spec, {
+      const started = await launchSandbox(spec, {
         argv: ["/bin/sh", "-c", JOIN_CGROUP, "pyro-vm", ...confined.argv],
         fds: confined.fds,
         infoPath: path.join(runDir, "jail-info.json"),
@@ -134,6 +133,10 @@ export class VmBackend extends NamespaceBackend {
         record: { backend: "vm", vm: { acceleration, runDir, nic, bootMs: null } },
         connect: (exited) => connectWhileAlive(spec.socketPath, exited, BOOT_TIMEOUT_MS[acceleration]),
         failure: { what: "VM", hint: "Run `pyro doctor` to check QEMU, KVM and the guest kit on this host." },
+      }).catch((err: unknown) => {
+        // The kit has stopped the jail; its sockets go with it, as on any stop.
+        fs.rmSync(runDir, { recursive: true, force: true });
+        throw err;
       });
       started.record.vm!.bootMs = Date.now() - launchedAt;
       return started;
@@ -173,16 +176,20 @@ export class VmBackend extends NamespaceBackend {
     return args;
   }
 
-  override async stop(record: SandboxRecord, options: { preserve?: boolean } = {}): Promise<void> {
+  liveness(record: SandboxRecord): SandboxLiveness {
+    return sandboxLiveness(record);
+  }
+
+  async stop(record: SandboxRecord, options: { preserve?: boolean } = {}): Promise<void> {
     // The guest's page cache holds root-disk writes for seconds; a stop that keeps the workspace
     // has the guest flush it first, or a package installed just before would come back empty.
     if (options.preserve && this.liveness(record) === "alive") await flushGuest(record).catch(() => undefined);
-    await super.stop(record);
+    await stopSandbox(record);
     if (record.vm?.runDir) fs.rmSync(record.vm.runDir, { recursive: true, force: true });
   }
 
-  override async configureNetwork(record: SandboxRecord, spec: NetworkSpec): Promise<SandboxNetwork> {
-    const state = await super.configureNetwork(record, spec);
+  async configureNetwork(record: SandboxRecord, spec: NetworkSpec): Promise<SandboxNetwork> {
+    const state = await configureSandboxNetwork(record, spec);
     const wantsNic = spec.policy !== "off";
     if (record.vm && record.vm.nic !== wantsNic) {
       // microvm's virtio-mmio devices cannot be hot-plugged: the rules change now, the device at the next start.
@@ -193,26 +200,30 @@ export class VmBackend extends NamespaceBackend {
     return state;
   }
 
-  override async publishPort(record: SandboxRecord, service: string, guestPort: number, hostPort: number | null): Promise<PublishedPort> {
+  async publishPort(record: SandboxRecord, service: string, guestPort: number, hostPort: number | null): Promise<PublishedPort> {
     if (!record.vm?.nic) {
       throw new PyroError("publish_not_allowed", "this VM was started without a network device", {
         hint: "Restart the workspace (workspace stop, then start) so it boots with the current network policy.",
       });
     }
-    const published = await super.publishPort(record, service, guestPort, hostPort);
+    const published = await publishSandboxPort(record, service, guestPort, hostPort);
     try {
       // slirp4netns brings host 127.0.0.1:hostPort to the jail's 127.0.0.1:guestPort; QEMU takes it on to the guest.
       await this.launcher.addForward(path.join(record.vm.runDir, "control.sock"), guestPort, guestPort);
     } catch (err) {
-      await super.unpublishPort(record, published).catch(() => undefined);
+      await unpublishSandboxPort(record, published).catch(() => undefined);
       throw err;
     }
     return published;
   }
 
-  override async unpublishPort(record: SandboxRecord, port: PublishedPort): Promise<void> {
+  async unpublishPort(record: SandboxRecord, port: PublishedPort): Promise<void> {
     if (record.vm) await this.launcher.removeForward(path.join(record.vm.runDir, "control.sock"), port.guest_port).catch(() => undefined);
-    await super.unpublishPort(record, port);
+    await unpublishSandboxPort(record, port);
+  }
+
+  takeNetworkDenials(record: SandboxRecord): Promise<NetworkDenial[]> {
+    return takeSandboxDenials(record);
   }
 }
 

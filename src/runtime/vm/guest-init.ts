@@ -14,8 +14,7 @@
  * off at once instead of hanging. Pure: renders text.
  */
 import { AGENT_RUNTIME_DIR, WORKSPACE_GUEST_PATH } from "../../protocol/messages.js";
-import { SANDBOX_PATH } from "../namespace/backend.js";
-import { GUEST_ADDRESS, HOST_GATEWAY, SLIRP_DNS } from "../namespace/nft-rules.js";
+import { GUEST_ADDRESS, HOST_GATEWAY, SANDBOX_PATH, SLIRP_DNS } from "../../protocol/guest.js";
 
 /** Kernel modules the guest loads, in dependency order (paths under lib/modules/RELEASE/kernel). */
 export const GUEST_MODULES: { path: string; optional?: boolean }[] = [

@@ -9,16 +9,15 @@ import { spawn, spawnSync } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
 import type { BackendName, BackendRequest } from "../backend.js";
-import { readBootId } from "../namespace/backend.js";
 import { PyroError } from "../../shared/errors.js";
 import { readJsonIfExists, writeJsonAtomic } from "../../shared/atomic.js";
 import { findTool, guestKit, missingVmPackages, vmDir } from "./kit.js";
 import type { GuestKit } from "./kit.js";
 import { PROBE_MARKER } from "./guest-init.js";
 import { qemuMicrovm } from "./qemu.js";
+import type { Acceleration } from "./qemu.js";
 import { sandboxIdentity } from "../confine/identity.js";
-
-export type Acceleration = "kvm" | "tcg";
+import { readBootId } from "../../shared/process.js";
 
 export interface VmHostReport {
   /** VM workspaces can be created here (with KVM or, slower, with TCG). */

@@ -12,8 +12,10 @@ import fs from "node:fs";
 import net from "node:net";
 import { PyroError } from "../../shared/errors.js";
 import { AGENT_PORT_NAME, WORKSPACE_TAG } from "./guest-init.js";
-import { GUEST_ADDRESS } from "../namespace/nft-rules.js";
-import type { Acceleration } from "./host.js";
+import { GUEST_ADDRESS } from "../../protocol/guest.js";
+
+/** How a guest's CPU runs: KVM, or TCG software emulation (correct, much slower); host.ts decides. */
+export type Acceleration = "kvm" | "tcg";
 
 export interface GuestConfig {
   /** Paths as the launcher sees them (inside the VM jail). */

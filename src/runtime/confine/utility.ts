@@ -7,17 +7,17 @@
  */
 import { spawn } from "node:child_process";
 import type { ChildProcess } from "node:child_process";
-import fs from "node:fs";
 import { Duplex } from "node:stream";
 import type { Readable } from "node:stream";
-import { agentRuntime } from "../agent-runtime.js";
+import { agentRuntime } from "./agent-runtime.js";
 import { AgentClient } from "../../protocol/client.js";
 import { PyroError } from "../../shared/errors.js";
 import { capBytes, renderCapped } from "../../shared/output-cap.js";
-import { PROC_ARGS, SANDBOX_PATH } from "./backend.js";
 import { systemPath } from "../../shared/executables.js";
-import { ConfinedLaunch } from "../confine/launch.js";
-import { feedSeccompProgram } from "../confine/seccomp.js";
+import { SANDBOX_PATH } from "../../protocol/guest.js";
+import { PROC_ARGS, hostSystemArgs } from "./bwrap.js";
+import { ConfinedLaunch } from "./launch.js";
+import { feedSeccompProgram } from "./seccomp.js";
 
 export interface UtilityBind {
   source: string;
@@ -27,23 +27,6 @@ export interface UtilityBind {
 
 /** Copying a tree faithfully as guest root needs these; nothing else (no mount, no net, no ptrace). */
 const UTILITY_CAPS = ["CAP_CHOWN", "CAP_FOWNER", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FSETID"];
-
-/** bubblewrap arguments that show the host's own programs and libraries read-only, nothing else. */
-export function hostSystemArgs(): string[] {
-  const args: string[] = [];
-  for (const dir of ["/usr", "/bin", "/sbin", "/lib", "/lib64", "/lib32", "/libx32"]) {
-    let stat: fs.Stats;
-    try {
-      stat = fs.lstatSync(dir);
-    } catch {
-      continue;
-    }
-    // Merged-/usr hosts have /bin -> usr/bin: recreate the link, bind real directories.
-    if (stat.isSymbolicLink()) args.push("--symlink", fs.readlinkSync(dir), dir);
-    else args.push("--ro-bind", dir, dir);
-  }
-  return args;
-}
 
 /** Child descriptors of a utility sandbox: 3 the seccomp program, staged paths from 4. */
 const SECCOMP_FD = 3;

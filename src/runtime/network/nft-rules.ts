@@ -6,13 +6,11 @@
  * emptied by the host). Pure: renders text for `nft -f`.
  */
 
-/** slirp4netns's fixed addressing inside the sandbox (its defaults with --configure). */
+import type { NetworkSpec } from "./types.js";
+import { GUEST_ADDRESS, HOST_GATEWAY, SLIRP_DNS } from "../../protocol/guest.js";
+
+/** slirp4netns's device inside the sandbox; its addressing (--configure defaults) is in protocol/guest.ts. */
 export const TAP_DEVICE = "tap0";
-export const GUEST_ADDRESS = "10.0.2.100";
-/** The gateway; slirp4netns maps it to the host's 127.0.0.1 unless --disable-host-loopback. */
-export const HOST_GATEWAY = "10.0.2.2";
-/** slirp4netns's DNS proxy, which forwards to the host's resolvers. */
-export const SLIRP_DNS = "10.0.2.3";
 export const TABLE = "pyro";
 /** Bound on recorded denials between two reads; older ones time out after an hour. */
 export const DENIED_SET_SIZE = 1024;
@@ -33,7 +31,7 @@ export interface RulesInput {
   published: boolean;
   /** The host's loopback (the gateway) was allowed explicitly: it passes an allow-list too. */
   allowGateway: boolean;
-  /** VM jails: connections to the jail's 127.0.0.1 are the guest's to its gateway (see network.ts). */
+  /** VM jails: connections to the jail's 127.0.0.1 are the guest's to its gateway (see `NetworkContext` in netns.ts). */
   loopbackToGateway?: boolean;
 }
 
@@ -96,4 +94,9 @@ export function renderRuleset(input: RulesInput): string {
   lines.push("  }");
   lines.push("}");
   return `${lines.join("\n")}\n`;
+}
+
+/** An allow-list is in force: only what it names (and, for names, what they resolved to) may be reached. */
+export function restricted(spec: NetworkSpec): boolean {
+  return spec.allowHosts.length > 0 || spec.allowCidrs.length > 0;
 }
