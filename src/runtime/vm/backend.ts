@@ -18,8 +18,6 @@ import { agentRuntime } from "../agent-runtime.js";
 import { AgentClient } from "../../protocol/client.js";
 import { PyroError } from "../../shared/errors.js";
 import { AGENT_RUNTIME_DIR } from "../../protocol/messages.js";
-import type { ExecRequest } from "../../protocol/messages.js";
-import type { FrameHeader } from "../../protocol/frames.js";
 import { NamespaceBackend, confinementArgs, PROC_ARGS, JOIN_CGROUP, SECCOMP_FD, FIRST_STAGED_FD } from "../namespace/backend.js";
 import { ConfinedLaunch, ownByGuestRoot } from "../confine/launch.js";
 import { SLIRP_DNS } from "../namespace/nft-rules.js";
@@ -220,8 +218,8 @@ export class VmBackend extends NamespaceBackend {
 async function flushGuest(record: SandboxRecord): Promise<void> {
   const client = await AgentClient.connect(agentSocketOf(record.vm!.runDir), 2000);
   try {
-    const request: ExecRequest = { type: "exec", argv: [`${AGENT_RUNTIME_DIR}/busybox`, "sync"], cwd: "/", env: {}, timeoutMs: 5000, maxOutputBytes: 1024, stdinBytes: 0 };
-    await Promise.race([client.request(request as unknown as Omit<FrameHeader, "id">), new Promise((_, reject) => setTimeout(() => reject(new Error("sync timed out")), 6000))]);
+    const sync = client.request({ type: "exec", argv: [`${AGENT_RUNTIME_DIR}/busybox`, "sync"], cwd: "/", env: {}, timeoutMs: 5000, maxOutputBytes: 1024, stdinBytes: 0 });
+    await Promise.race([sync, new Promise((_, reject) => setTimeout(() => reject(new Error("sync timed out")), 6000))]);
   } finally {
     client.close();
   }
