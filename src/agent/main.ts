@@ -21,8 +21,8 @@ import { exportHandlers } from "./export.js";
 import { AgentFailure } from "./failure.js";
 import type { Handler, HandlerTable, Handlers } from "./handler.js";
 import { secretHandlers } from "./secrets.js";
-import { shellHandlers } from "./shells.js";
-import { serviceHandlers } from "./services.js";
+import { shellHandlers } from "./shells/shells.js";
+import { serviceHandlers } from "./services/services.js";
 
 const AGENT_VERSION = "1";
 

@@ -10,9 +10,9 @@ import http from "node:http";
 import https from "node:https";
 import net from "node:net";
 import path from "node:path";
-import { invalid, isRecord } from "./handler.js";
-import { EXEC_MARKER_VAR, killExecTree } from "./exec.js";
-import type { Readiness } from "../protocol/messages.js";
+import { invalid, isRecord } from "../handler.js";
+import { EXEC_MARKER_VAR, killExecTree } from "../exec.js";
+import type { Readiness } from "../../protocol/messages.js";
 
 /** One HTTP or TCP attempt never waits longer than this, however slow the service is to answer. */
 const CONNECT_ATTEMPT_MS = 2000;

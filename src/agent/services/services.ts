@@ -12,14 +12,14 @@ import type { ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import fs from "node:fs";
 import path from "node:path";
-import { AgentFailure } from "./failure.js";
-import { argvOf, invalid, nonNegativeInteger, stringRecord } from "./handler.js";
-import type { Handlers, Incoming } from "./handler.js";
-import { killExecTree, markedPids } from "./exec.js";
-import { currentRedactor, secretEnv } from "./secrets.js";
-import { LogWriter, readLog, SERVICES_DIR } from "./service-log.js";
-import { parseReadiness, probe } from "./service-readiness.js";
-import type { Readiness, ServiceState, ServiceStatus } from "../protocol/messages.js";
+import { AgentFailure } from "../failure.js";
+import { argvOf, invalid, nonNegativeInteger, stringRecord } from "../handler.js";
+import type { Handlers, Incoming } from "../handler.js";
+import { killExecTree, markedPids } from "../exec.js";
+import { currentRedactor, secretEnv } from "../secrets.js";
+import { LogWriter, readLog, SERVICES_DIR } from "./log.js";
+import { parseReadiness, probe } from "./readiness.js";
+import type { Readiness, ServiceState, ServiceStatus } from "../../protocol/messages.js";
 
 /** Environment variable carried by every process of a service; see stopTree. */
 export const SERVICE_MARKER_VAR = "PYRO_SERVICE_ID";

@@ -10,15 +10,15 @@ import os from "node:os";
 import { randomBytes } from "node:crypto";
 import type * as NodePtyModule from "node-pty";
 import type { IPty } from "node-pty";
-import { AgentFailure } from "./failure.js";
-import { bool, int, invalid, isRecord, optionalInt } from "./handler.js";
-import type { Handlers } from "./handler.js";
-import type { ShellInfo, ShellReadResult, ShellSignal, ShellState, ShellWaitEnd } from "../protocol/messages.js";
-import { currentRedactor, secretEnv } from "./secrets.js";
-import { MIN_SECRET_LENGTH } from "../shared/redact.js";
-import { OutputLog, ShellRedaction } from "./shell-output.js";
+import { AgentFailure } from "../failure.js";
+import { bool, int, invalid, isRecord, optionalInt } from "../handler.js";
+import type { Handlers } from "../handler.js";
+import type { ShellInfo, ShellReadResult, ShellSignal, ShellState, ShellWaitEnd } from "../../protocol/messages.js";
+import { currentRedactor, secretEnv } from "../secrets.js";
+import { MIN_SECRET_LENGTH } from "../../shared/redact.js";
+import { OutputLog, ShellRedaction } from "./output.js";
 import { ScreenModel } from "./terminal.js";
-import { SHELL_MARKER_VAR, foregroundGroup, killShellTree } from "./shell-process.js";
+import { SHELL_MARKER_VAR, foregroundGroup, killShellTree } from "./process.js";
 
 export const MAX_SHELLS = 16;
 const MAX_COLS = 1000;
@@ -46,7 +46,6 @@ const PATTERN_RAW_WINDOW = 1024 * 1024;
 const SIGNALS: readonly ShellSignal[] = ["HUP", "INT", "TERM", "KILL"];
 const ENV_NAME_RE = /^[A-Za-z_][A-Za-z0-9_]*$/;
 
-type EndedBy = ShellWaitEnd;
 type NodePty = typeof NodePtyModule;
 
 let nodePty: Promise<NodePty> | undefined;
@@ -239,16 +238,16 @@ class Shell {
   }
 
   /** Ends when the wait condition holds; see the shell_read protocol. */
-  wait(options: WaitOptions): Promise<EndedBy> {
+  wait(options: WaitOptions): Promise<ShellWaitEnd> {
     const { cursor, idleMs, pattern, plain, timeoutMs } = options;
-    return new Promise<EndedBy>((resolve) => {
+    return new Promise<ShellWaitEnd>((resolve) => {
       let idleTimer: NodeJS.Timeout | null = null;
       let patternTimer: NodeJS.Timeout | null = null;
       let lastPatternCheck = -Infinity;
       // Rendering a long scrollback costs time: check no more often than 4x what a check costs.
       let checkInterval = PATTERN_CHECK_MS;
       let patternCheckedAt = -1;
-      const finish = (how: EndedBy) => {
+      const finish = (how: ShellWaitEnd) => {
         clearTimeout(timeout);
         if (idleTimer) clearTimeout(idleTimer);
         if (patternTimer) clearTimeout(patternTimer);
@@ -438,7 +437,7 @@ export const shellHandlers: Handlers<ShellRequest> = {
     if (cursor > shell.end) throw invalid(`cursor ${cursor} is past the end of the output (${shell.end})`);
 
     const t0 = performance.now();
-    const endedBy: EndedBy = idleMs !== undefined || pattern ? await shell.wait({ cursor, idleMs, pattern, plain, timeoutMs }) : "none";
+    const endedBy: ShellWaitEnd = idleMs !== undefined || pattern ? await shell.wait({ cursor, idleMs, pattern, plain, timeoutMs }) : "none";
     const waitedMs = Math.round(performance.now() - t0);
     const { header, payload } = await shell.read(cursor, maxChars, plain);
     return {
