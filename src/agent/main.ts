@@ -4,6 +4,10 @@
  * node through the runtime directory's dynamic loader, so it depends on nothing the
  * environment ships. It listens on the already-bound socket passed as fd 3: it never creates
  * a path the host would later follow. It trusts nothing the host did not check either way.
+ *
+ * This file only assembles the handler table from the feature modules (exec, files, patch,
+ * diff, export, secrets, shells/, services/), each typed from protocol/messages.ts `Requests`,
+ * adds the handshake, and runs the transports (unix socket, VM serial channel, stdio).
  */
 import fs from "node:fs";
 import net from "node:net";
