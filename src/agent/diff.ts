@@ -10,27 +10,10 @@ import path from "node:path/posix";
 import { formatPatch, structuredPatch } from "diff";
 import type { StructuredPatch } from "diff";
 import { displayName, entryType, isText } from "./paths.js";
-import type { EntryType } from "./paths.js";
 import { AgentFailure } from "./failure.js";
-
-export interface TreeDiffRequest {
-  base: string;
-  live: string;
-  /** Limit to this path (relative to the tree roots) and below. */
-  path: string | null;
-  maxBytes: number;
-}
-
-export interface DiffChange {
-  path: string;
-  change: "added" | "deleted" | "modified" | "type_changed" | "mode_changed";
-  type: EntryType;
-  old_type: EntryType | null;
-  old_mode: string | null;
-  new_mode: string | null;
-  binary: boolean;
-  size: number | null;
-}
+import { num, str } from "./handler.js";
+import type { Handlers } from "./handler.js";
+import type { DiffChange, EntryType, TreeDiffRequest, TreeDiffResult } from "../protocol/messages.js";
 
 interface Node {
   type: EntryType;
@@ -114,7 +97,7 @@ function sameContent(a: string, b: string, rel: string, size: number): boolean {
 const gitMode = (n: Node) => (n.type === "symlink" ? "120000" : n.mode & 0o111 ? "100755" : "100644");
 const patchable = (t: EntryType) => t === "file" || t === "symlink";
 
-export function treeDiff(req: TreeDiffRequest) {
+export function treeDiff(req: TreeDiffRequest): TreeDiffResult & { patch: string } {
   if (req.path !== null && (req.path.startsWith("/") || req.path.split("/").includes(".."))) {
     throw new AgentFailure("path_outside_workspace", `${req.path} must be a path relative to /workspace`);
   }
@@ -233,6 +216,14 @@ function makePatch(oldName: string, newName: string, oldText: string, newText: s
   const p = structuredPatch(oldName, newName, oldText, newText, undefined, undefined, { context: 3 });
   return { ...p, oldFileName: oldName, newFileName: newName, isGit: true, ...extra };
 }
+
+export const diffHandlers: Handlers<"tree_diff"> = {
+  tree_diff: (h) => {
+    // The patch can be megabytes: it travels as the payload, not in the header.
+    const { patch, ...result } = treeDiff({ base: str(h.base, "base"), live: str(h.live, "live"), path: typeof h.path === "string" ? h.path : null, maxBytes: num(h.maxBytes, 65536) });
+    return { result, payload: Buffer.from(patch, "utf8") };
+  },
+};
 
 /** Relative path helper for callers that pass absolute paths under /workspace. */
 export function relativeToWorkspace(p: string | null): string | null {

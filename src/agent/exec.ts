@@ -9,7 +9,8 @@ import { randomBytes } from "node:crypto";
 import fs from "node:fs";
 import { HeadTailBuffer } from "../shared/output-cap.js";
 import type { ExecRequest, ExecResultHeader } from "../protocol/messages.js";
-import { AgentFailure } from "./failure.js";
+import { argvOf, invalid, num, stringRecord } from "./handler.js";
+import type { Handlers, Incoming } from "./handler.js";
 import { currentRedactor, secretEnv } from "./secrets.js";
 
 /** Environment variable carried by every process an exec starts; see killExecTree. */
@@ -17,13 +18,23 @@ export const EXEC_MARKER_VAR = "PYRO_EXEC_ID";
 /** After the command exits, how long to wait for background children to release stdout/stderr. */
 const STDIO_DRAIN_MS = 200;
 
-function validate(req: ExecRequest): void {
-  const hasArgv = Array.isArray(req.argv) && req.argv.length > 0 && req.argv.every((a) => typeof a === "string");
-  const hasShell = typeof req.shell === "string" && req.shell.length > 0;
-  if (hasArgv === hasShell) throw new AgentFailure("invalid_request", "exec needs exactly one of argv or shell");
-  if (typeof req.cwd !== "string" || !req.cwd.startsWith("/")) throw new AgentFailure("invalid_request", "exec cwd must be absolute");
-  if (!Number.isFinite(req.timeoutMs) || req.timeoutMs <= 0) throw new AgentFailure("invalid_request", "exec timeout must be positive");
-  if (!Number.isSafeInteger(req.maxOutputBytes) || req.maxOutputBytes <= 0) throw new AgentFailure("invalid_request", "bad maxOutputBytes");
+/** Checks an exec request; the secrets it maps are resolved separately (secrets.ts). */
+function parseExec(h: Incoming<"exec">): ExecRequest {
+  const argv = argvOf(h.argv);
+  const shell = typeof h.shell === "string" && h.shell.length > 0 ? h.shell : undefined;
+  if ((argv === undefined) === (shell === undefined)) throw invalid("exec needs exactly one of argv or shell");
+  if (typeof h.cwd !== "string" || !h.cwd.startsWith("/")) throw invalid("exec cwd must be absolute");
+  if (typeof h.timeoutMs !== "number" || !Number.isFinite(h.timeoutMs) || h.timeoutMs <= 0) throw invalid("exec timeout must be positive");
+  if (typeof h.maxOutputBytes !== "number" || !Number.isSafeInteger(h.maxOutputBytes) || h.maxOutputBytes <= 0) throw invalid("bad maxOutputBytes");
+  return {
+    ...(argv ? { argv } : { shell: shell! }),
+    cwd: h.cwd,
+    env: stringRecord(h.env ?? {}, "exec env must map names to strings"),
+    timeoutMs: h.timeoutMs,
+    maxOutputBytes: h.maxOutputBytes,
+    // Absent or not a count: no stdin (/dev/null), as an empty payload would be.
+    stdinBytes: Math.max(0, Math.floor(num(h.stdinBytes, 0))),
+  };
 }
 
 /**
@@ -68,8 +79,8 @@ export function killExecTree(rootPid: number | undefined, marker: string, varNam
   }
 }
 
-export async function runExec(req: ExecRequest, stdin: Buffer): Promise<{ header: ExecResultHeader; payload: Buffer }> {
-  validate(req);
+/** Runs a checked request; `secrets` are the environment entries of its secretEnv mapping. */
+export async function runExec(req: ExecRequest, stdin: Buffer, secrets: Record<string, string>): Promise<{ header: ExecResultHeader; payload: Buffer }> {
   const marker = randomBytes(8).toString("hex");
   const argv = req.argv && req.argv.length > 0 ? req.argv : ["/bin/sh", "-c", req.shell!];
   const stdout = new HeadTailBuffer(req.maxOutputBytes);
@@ -77,7 +88,7 @@ export async function runExec(req: ExecRequest, stdin: Buffer): Promise<{ header
   // Secret values never reach the capture buffers, even when split across chunks.
   const redactOut = currentRedactor().stream();
   const redactErr = currentRedactor().stream();
-  const env = { ...req.env, ...secretEnv(req.secretEnv), [EXEC_MARKER_VAR]: marker };
+  const env = { ...req.env, ...secrets, [EXEC_MARKER_VAR]: marker };
   const startedAt = new Date();
   const t0 = performance.now();
 
@@ -145,3 +156,11 @@ export async function runExec(req: ExecRequest, stdin: Buffer): Promise<{ header
   };
   return { header, payload: Buffer.concat([stdout.bytes(), stderr.bytes()]) };
 }
+
+export const execHandlers: Handlers<"exec"> = {
+  exec: async (h, payload) => {
+    const req = parseExec(h);
+    const { header, payload: output } = await runExec(req, payload, secretEnv(h.secretEnv));
+    return { result: header, payload: output };
+  },
+};

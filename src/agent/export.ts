@@ -24,8 +24,10 @@ import { spawnSync } from "node:child_process";
 import path from "node:path/posix";
 import { AgentFailure } from "./failure.js";
 import { displayName, ROOT, safePath, within } from "./paths.js";
+import { str } from "./handler.js";
+import type { Handlers } from "./handler.js";
 import { EXPORT_LIST_MAX } from "../protocol/messages.js";
-import type { ExportCopyResult } from "../protocol/messages.js";
+import type { ExportCopyRequest, ExportCopyResult } from "../protocol/messages.js";
 
 export const EXPORT_DIR = "/export";
 
@@ -57,7 +59,7 @@ class CappedList {
   }
 }
 
-export function exportCopy(req: { path: string; name: string }): ExportCopyResult {
+export function exportCopy(req: ExportCopyRequest): ExportCopyResult {
   if (req.name.includes("/") || req.name === "" || req.name === "." || req.name === "..") throw new AgentFailure("invalid_request", "bad export name");
   const source = safePath(req.path);
   let st: fs.Stats;
@@ -70,6 +72,10 @@ export function exportCopy(req: { path: string; name: string }): ExportCopyResul
   const job = new ExportJob(Buffer.from(source, "utf8").toString("latin1"), `${EXPORT_DIR}/${Buffer.from(req.name, "utf8").toString("latin1")}`, req.path);
   return job.run(st.isDirectory() ? "directory" : "file");
 }
+
+export const exportHandlers: Handlers<"export_copy"> = {
+  export_copy: (h) => ({ result: exportCopy({ path: str(h.path, "path"), name: str(h.name, "name") }) }),
+};
 
 class ExportJob {
   private readonly skipped = new CappedList();

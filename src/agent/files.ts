@@ -7,15 +7,9 @@ import path from "node:path/posix";
 import { randomBytes } from "node:crypto";
 import { AgentFailure } from "./failure.js";
 import { ROOT, displayName, entryType, isText, safePath, utf8SafeLength } from "./paths.js";
-import type { FileEntry, FileReadHeader } from "../protocol/messages.js";
-
-export type { FileEntry } from "../protocol/messages.js";
-
-export interface FileListRequest {
-  path: string;
-  recursive: boolean;
-  maxEntries: number;
-}
+import { num, str } from "./handler.js";
+import type { Handlers } from "./handler.js";
+import type { FileEntry, FileListRequest, FileListResult, FileReadHeader, FileReadRequest, FileWriteRequest, FileWriteResult } from "../protocol/messages.js";
 
 function describe(abs: string, st: fs.Stats): FileEntry {
   let target: string | null = null;
@@ -36,7 +30,7 @@ function describe(abs: string, st: fs.Stats): FileEntry {
   };
 }
 
-export function fileList(req: FileListRequest): { path: string; entries: FileEntry[]; truncated: boolean; total_seen: number } {
+export function fileList(req: FileListRequest): FileListResult {
   const abs = safePath(req.path ?? ".");
   let st: fs.Stats;
   try {
@@ -74,15 +68,7 @@ export function fileList(req: FileListRequest): { path: string; entries: FileEnt
   return { path: displayName(abs), entries, truncated: seen > entries.length, total_seen: seen };
 }
 
-export interface FileReadRequest {
-  path: string;
-  offset: number;
-  maxBytes: number;
-}
-
-export type FileReadResult = FileReadHeader;
-
-export function fileRead(req: FileReadRequest): { header: FileReadResult; payload: Buffer } {
+export function fileRead(req: FileReadRequest): { header: FileReadHeader; payload: Buffer } {
   const abs = safePath(req.path);
   let st: fs.Stats;
   try {
@@ -113,12 +99,7 @@ export function fileRead(req: FileReadRequest): { header: FileReadResult; payloa
   }
 }
 
-export interface FileWriteRequest {
-  path: string;
-  mode: number | null;
-}
-
-export function fileWrite(req: FileWriteRequest, content: Buffer): { path: string; bytes_written: number; created: boolean } {
+export function fileWrite(req: FileWriteRequest, content: Buffer): FileWriteResult {
   const abs = safePath(req.path, { followFinal: false });
   if (abs === ROOT) throw new AgentFailure("invalid_request", "cannot write to /workspace itself");
   const dir = path.dirname(abs);
@@ -146,3 +127,12 @@ export function fileWrite(req: FileWriteRequest, content: Buffer): { path: strin
   }
   return { path: abs, bytes_written: content.length, created };
 }
+
+export const fileHandlers: Handlers<"file_list" | "file_read" | "file_write"> = {
+  file_list: (h) => ({ result: fileList({ path: str(h.path, "path"), recursive: h.recursive === true, maxEntries: num(h.maxEntries, 1000) }) }),
+  file_read: (h) => {
+    const { header, payload } = fileRead({ path: str(h.path, "path"), offset: num(h.offset, 0), maxBytes: num(h.maxBytes, 65536) });
+    return { result: header, payload };
+  },
+  file_write: (h, payload) => ({ result: fileWrite({ path: str(h.path, "path"), mode: typeof h.mode === "number" ? h.mode : null }, payload) }),
+};

@@ -4,6 +4,10 @@
  * node through the runtime directory's dynamic loader, so it depends on nothing the
  * environment ships. It listens on the already-bound socket passed as fd 3: it never creates
  * a path the host would later follow. It trusts nothing the host did not check either way.
+ *
+ * This file only assembles the handler table from the feature modules (exec, files, patch,
+ * diff, export, secrets, shells/, services/), each typed from protocol/messages.ts `Requests`,
+ * adds the handshake, and runs the transports (unix socket, VM serial channel, stdio).
  */
 import fs from "node:fs";
 import net from "node:net";
@@ -11,18 +15,18 @@ import { Duplex } from "node:stream";
 import { FrameDecoder, encodeFrame, FrameError } from "../protocol/frames.js";
 import type { Frame, FrameHeader } from "../protocol/frames.js";
 import { PROTOCOL_VERSION } from "../protocol/messages.js";
+import type { RequestType } from "../protocol/messages.js";
 import { ChannelMux } from "../protocol/mux.js";
-import type { ExecRequest } from "../protocol/messages.js";
-import { runExec } from "./exec.js";
-import { fileList, fileRead, fileWrite } from "./files.js";
-import { patchApply } from "./patch.js";
-import { treeDiff } from "./diff.js";
-import { exportCopy } from "./export.js";
+import { execHandlers } from "./exec.js";
+import { fileHandlers } from "./files.js";
+import { patchHandlers } from "./patch.js";
+import { diffHandlers } from "./diff.js";
+import { exportHandlers } from "./export.js";
 import { AgentFailure } from "./failure.js";
-import type { HandlerMap } from "./handler.js";
+import type { Handler, HandlerTable, Handlers } from "./handler.js";
 import { secretHandlers } from "./secrets.js";
-import { shellHandlers } from "./shells.js";
-import { serviceHandlers } from "./services.js";
+import { shellHandlers } from "./shells/shells.js";
+import { serviceHandlers } from "./services/services.js";
 
 const AGENT_VERSION = "1";
 
@@ -35,40 +39,35 @@ function sendError(socket: Duplex, id: number, err: unknown): void {
   send(socket, { id, type: "error", code: failure.code, message: failure.message, ...(failure.details ? { details: failure.details } : {}) });
 }
 
-const str = (v: unknown, what: string): string => {
-  if (typeof v !== "string") throw new AgentFailure("invalid_request", `${what} must be a string`);
-  return v;
+const connectionHandlers: Handlers<"hello" | "ping"> = {
+  // The capabilities are the request types this agent serves.
+  hello: () => ({ result: { protocol: PROTOCOL_VERSION, agentVersion: AGENT_VERSION, pid: process.pid, capabilities: Object.keys(HANDLERS) } }),
+  ping: () => ({ result: {} }),
 };
-const num = (v: unknown, fallback: number): number => (typeof v === "number" && Number.isFinite(v) ? v : fallback);
 
-const HANDLERS: HandlerMap = {
+/** Every request type the protocol declares, each served by its feature module. */
+const HANDLERS: HandlerTable = {
   ...secretHandlers,
   ...shellHandlers,
   ...serviceHandlers,
-  hello: () => ({ result: { protocol: PROTOCOL_VERSION, agentVersion: AGENT_VERSION, pid: process.pid, capabilities: Object.keys(HANDLERS) } }),
-  ping: () => ({ result: {} }),
-  exec: async (h, payload) => {
-    const { header, payload: output } = await runExec(h as unknown as ExecRequest, payload);
-    return { result: header, payload: output };
-  },
-  file_list: (h) => ({ result: fileList({ path: str(h.path, "path"), recursive: h.recursive === true, maxEntries: num(h.maxEntries, 1000) }) }),
-  file_read: (h) => {
-    const { header, payload } = fileRead({ path: str(h.path, "path"), offset: num(h.offset, 0), maxBytes: num(h.maxBytes, 65536) });
-    return { result: header, payload };
-  },
-  file_write: (h, payload) => ({ result: fileWrite({ path: str(h.path, "path"), mode: typeof h.mode === "number" ? h.mode : null }, payload) }),
-  patch_apply: (_h, payload) => ({ result: patchApply(payload.toString("utf8")) }),
-  tree_diff: (h) => {
-    // The patch can be megabytes: it travels as the payload, not in the header.
-    const { patch, ...result } = treeDiff({ base: str(h.base, "base"), live: str(h.live, "live"), path: typeof h.path === "string" ? h.path : null, maxBytes: num(h.maxBytes, 65536) });
-    return { result, payload: Buffer.from(patch, "utf8") };
-  },
-  export_copy: (h) => ({ result: exportCopy({ path: str(h.path, "path"), name: str(h.name, "name") }) }),
+  ...connectionHandlers,
+  ...execHandlers,
+  ...fileHandlers,
+  ...patchHandlers,
+  ...diffHandlers,
+  ...exportHandlers,
 };
 
+function isRequestType(type: string): type is RequestType {
+  // Own keys only: "toString" and the like are not requests.
+  return Object.hasOwn(HANDLERS, type);
+}
+
 async function handle(socket: Duplex, frame: Frame): Promise<void> {
-  const handler = HANDLERS[frame.header.type];
-  if (!handler) throw new AgentFailure("invalid_request", `unknown request type ${frame.header.type}`);
+  const type = frame.header.type;
+  if (!isRequestType(type)) throw new AgentFailure("invalid_request", `unknown request type ${type}`);
+  // Any handler takes any header: each validates the fields it reads.
+  const handler: Handler<RequestType> = HANDLERS[type];
   const { result, payload } = await handler(frame.header, frame.payload);
   send(socket, { ...result, id: frame.header.id, type: "result" }, payload);
 }

@@ -11,12 +11,8 @@ import { applyPatch, parsePatch } from "diff";
 import type { StructuredPatch, StructuredPatchHunk } from "diff";
 import { AgentFailure } from "./failure.js";
 import { ROOT, safePath } from "./paths.js";
-
-export interface PatchFileResult {
-  path: string;
-  action: "created" | "modified" | "deleted" | "mode_changed";
-  hunks: number;
-}
+import type { Handlers } from "./handler.js";
+import type { PatchApplyResult, PatchFileResult } from "../protocol/messages.js";
 
 interface Planned {
   abs: string;
@@ -76,7 +72,7 @@ function parseMode(mode: string | undefined): number | null {
   return Number.isFinite(n) ? n : null;
 }
 
-export function patchApply(text: string): { files: PatchFileResult[]; files_changed: number } {
+export function patchApply(text: string): PatchApplyResult {
   let patches: StructuredPatch[];
   try {
     patches = parsePatch(text);
@@ -222,3 +218,7 @@ function restore(p: Planned): void {
     // Best effort: the failure report already says a write failed.
   }
 }
+
+export const patchHandlers: Handlers<"patch_apply"> = {
+  patch_apply: (_h, payload) => ({ result: patchApply(payload.toString("utf8")) }),
+};

@@ -7,7 +7,8 @@
 import fs from "node:fs";
 import { Redactor } from "../shared/redact.js";
 import { AgentFailure } from "./failure.js";
-import type { HandlerMap } from "./handler.js";
+import { invalid, isRecord } from "./handler.js";
+import type { Handlers } from "./handler.js";
 
 export const SECRETS_DIR = "/run/pyro-secrets";
 const NAME_RE = /^[A-Za-z_][A-Za-z0-9_]{0,127}$/;
@@ -23,22 +24,22 @@ export function currentRedactor(): Redactor {
 /** Environment entries for a `{ ENV_VAR: SECRET_NAME }` mapping; unknown names are an error. */
 export function secretEnv(mapping: unknown): Record<string, string> {
   if (mapping === undefined || mapping === null) return {};
-  if (typeof mapping !== "object" || Array.isArray(mapping)) throw new AgentFailure("invalid_request", "secretEnv must be an object");
+  if (!isRecord(mapping)) throw invalid("secretEnv must be an object");
   const env: Record<string, string> = {};
-  for (const [envVar, name] of Object.entries(mapping as Record<string, unknown>)) {
+  for (const [envVar, name] of Object.entries(mapping)) {
     if (typeof name !== "string" || !values.has(name)) throw new AgentFailure("secret_not_found", `the workspace has no secret named ${String(name)}`);
     env[envVar] = values.get(name)!;
   }
   return env;
 }
 
-export const secretHandlers: HandlerMap = {
+export const secretHandlers: Handlers<"secrets_load"> = {
   secrets_load: (h) => {
     const incoming = h.secrets;
-    if (typeof incoming !== "object" || incoming === null || Array.isArray(incoming)) throw new AgentFailure("invalid_request", "secrets must be an object");
+    if (!isRecord(incoming)) throw invalid("secrets must be an object");
     const next = new Map<string, string>();
-    for (const [name, value] of Object.entries(incoming as Record<string, unknown>)) {
-      if (!NAME_RE.test(name) || typeof value !== "string") throw new AgentFailure("invalid_request", `bad secret ${name}`);
+    for (const [name, value] of Object.entries(incoming)) {
+      if (!NAME_RE.test(name) || typeof value !== "string") throw invalid(`bad secret ${name}`);
       next.set(name, value);
     }
     fs.mkdirSync(SECRETS_DIR, { recursive: true, mode: 0o700 });

@@ -248,18 +248,18 @@ export async function exportFrom(workspaceDir: string, guestPath: string, output
     );
     await giveToHostUser(path.join(temp, "out"));
     await placeOutput(path.join(temp, "out"), out, force);
-    const entries = (v: unknown) => (Array.isArray(v) ? (v as { path: string; reason: string }[]).slice(0, EXPORT_LIST_MAX).map((e) => ({ path: String(e.path), reason: String(e.reason) })) : []);
+    const entries = (list: ExportCopyResult["skipped"]) => list.slice(0, EXPORT_LIST_MAX).map(({ path, reason }) => ({ path, reason }));
     return {
-      workspace_path: String(result.source),
+      workspace_path: result.source,
       output_path: out,
-      kind: result.kind === "directory" ? "directory" : "file",
-      files: Number(result.files) || 0,
-      directories: Number(result.directories) || 0,
-      symlinks: Number(result.symlinks) || 0,
-      bytes: Number(result.bytes) || 0,
+      kind: result.kind,
+      files: result.files,
+      directories: result.directories,
+      symlinks: result.symlinks,
+      bytes: result.bytes,
       skipped: entries(result.skipped),
       stripped: entries(result.stripped),
-      note: typeof result.note === "string" ? result.note.slice(0, 1000) : null,
+      note: result.note?.slice(0, 1000) ?? null,
     };
   } finally {
     await removeTree(temp);

@@ -555,7 +555,7 @@ export class WorkspaceManager {
     } finally {
       await endOperation();
     }
-    const header = frame.header as unknown as ExecResultHeader;
+    const header = frame.header;
     const { stdoutBytes, stderrBytes } = splitOutput(frame.payload, header);
     // The command line itself may carry a secret (`curl -H "token: $VALUE"` typed literally).
     const command = redactor.redactValue(hasCommand ? opts.command! : [opts.shell!]);

@@ -13,7 +13,7 @@ import { validateEnv, validateName, validatePositive, validatePositiveInt } from
 import { secretEnvMapping } from "./secrets.js";
 import { guestEnv } from "../protocol/guest.js";
 import { WORKSPACE_GUEST_PATH } from "../protocol/messages.js";
-import type { Readiness } from "../protocol/messages.js";
+import type { Readiness, ServiceStatus as AgentServiceStatus } from "../protocol/messages.js";
 import { parsePublish, publishedInfo } from "./network.js";
 import type { PublishInput, PublishedPortInfo } from "./network.js";
 import type { PublishedPort } from "../runtime/backend.js";
@@ -24,22 +24,13 @@ export const DEFAULT_SERVICE_LOG_TAIL_LINES = 50;
 
 export type { Readiness } from "../protocol/messages.js";
 
-export interface ServiceStatus {
-  name: string;
-  state: "starting" | "ready" | "running" | "exited" | "stopped" | "failed";
-  pid: number | null;
-  command: string[];
-  shell: boolean;
-  cwd: string;
-  readiness: Readiness | null;
+/**
+ * A service's status as the host reports it: the agent's status (protocol/messages.ts
+ * `ServiceStatus`) with the ports published for it. `started_at` is null only for a service
+ * the registry names without knowing when it started.
+ */
+export interface ServiceStatus extends Omit<AgentServiceStatus, "started_at"> {
   started_at: string | null;
-  ready_at: string | null;
-  ended_at: string | null;
-  uptime_ms: number | null;
-  exit_code: number | null;
-  signal: string | null;
-  reason: string | null;
-  log_tail?: { stdout: string; stderr: string };
   /** Guest ports of this service reachable from the host (127.0.0.1 only); gone when it stops. */
   published_ports: PublishedPortInfo[];
 }
@@ -124,16 +115,15 @@ export class WorkspaceServices {
     if (publish.length > 0) {
       // Ports are taken before the service starts, so a busy host port fails the call with
       // nothing started. A running service of this name keeps its ports (the agent refuses it).
-      const live = (await client.request({ type: "service_list" })).header.services as { name: string; state: string }[] | undefined;
-      if (!(live ?? []).some((s) => s.name === name && RUNNING.has(s.state))) {
+      const live = (await client.request({ type: "service_list" })).header.services;
+      if (!live.some((s) => s.name === name && RUNNING.has(s.state))) {
         await this.manager.unpublishService(id, name);
         published = await this.manager.publishPorts(id, name, publish);
       }
     }
-    let h: ServiceStatus;
+    let h: AgentServiceStatus;
     try {
-      h = (
-        await client.request({
+      ({ header: h } = await client.request({
         type: "service_start",
         name,
         ...(isShell ? { shell: command } : { argv: command }),
@@ -141,10 +131,9 @@ export class WorkspaceServices {
         env: guestEnv(env),
         secretEnv,
         readiness,
-          readyTimeoutMs: Math.round(timeout * 1000),
-          readyIntervalMs: interval,
-        })
-      ).header as unknown as ServiceStatus;
+        readyTimeoutMs: Math.round(timeout * 1000),
+        readyIntervalMs: interval,
+      }));
     } catch (err) {
       if (published.length > 0) await this.manager.unpublishService(id, name);
       throw err;
@@ -156,7 +145,7 @@ export class WorkspaceServices {
     const redactor = await this.manager.redactor(record);
     await this.manager.store.withLock(`${id}.services`, async () => {
       const reg = await this.registry(id);
-      reg[name] = { command: redactor.redactValue(isShell ? [command] : command), shell: isShell, cwd, readiness, started_at: h.started_at ?? new Date().toISOString() };
+      reg[name] = { command: redactor.redactValue(isShell ? [command] : command), shell: isShell, cwd, readiness, started_at: h.started_at };
       await writeJsonAtomic(this.registryFile(id), reg);
     });
     await this.manager.touch(id, "service_start", { name, state: h.state, readiness: readiness?.type ?? null, ...(published.length > 0 ? { published: published.map((p) => p.host_port) } : {}) });
@@ -185,9 +174,9 @@ export class WorkspaceServices {
     let live: ServiceStatus[] = [];
     if (await this.manager.isRunning(id)) {
       const client = await this.manager.client(id);
-      const h = (await client.request({ type: "service_list" })).header;
+      const { header: h } = await client.request({ type: "service_list" });
       const ports = await this.manager.publishedPorts(id);
-      live = Array.isArray(h.services) ? (h.services as ServiceStatus[]).map((s) => clean(s, ports)) : [];
+      live = h.services.map((s) => clean(s, ports));
     }
     const names = new Set(live.map((s) => s.name));
     for (const [name, entry] of Object.entries(reg)) {
@@ -226,16 +215,16 @@ export class WorkspaceServices {
     const tail = options.all ? undefined : validatePositiveInt(options.tailLines ?? DEFAULT_SERVICE_LOG_TAIL_LINES, "tail_lines", 100_000);
     const record = await this.manager.requireRunning(id);
     const client = await this.manager.client(id);
-    const h = (await client.request({ type: "service_logs", name, ...(tail !== undefined ? { tail_lines: tail } : {}), ...(options.all ? { all: true } : {}) })).header;
+    const { header: h } = await client.request({ type: "service_logs", name, ...(tail !== undefined ? { tail_lines: tail } : {}), ...(options.all ? { all: true } : {}) });
     return {
       workspace_id: id,
-      name: String(h.name),
-      stdout: String(h.stdout ?? "").slice(-262_144),
-      stderr: String(h.stderr ?? "").slice(-262_144),
-      tail_lines: typeof h.tail_lines === "number" ? h.tail_lines : null,
-      stdout_bytes: Number(h.stdout_bytes) || 0,
-      stderr_bytes: Number(h.stderr_bytes) || 0,
-      truncated: h.truncated === true,
+      name: h.name,
+      stdout: h.stdout.slice(-262_144),
+      stderr: h.stderr.slice(-262_144),
+      tail_lines: h.tail_lines,
+      stdout_bytes: h.stdout_bytes,
+      stderr_bytes: h.stderr_bytes,
+      truncated: h.truncated,
       network_notices: await this.manager.networkNotices(record),
     };
   }
@@ -245,9 +234,9 @@ export class WorkspaceServices {
     const grace = options.graceSeconds === undefined ? 5 : validatePositive(options.graceSeconds, "grace_seconds", 600);
     await this.manager.requireRunning(id);
     const client = await this.manager.client(id);
-    let h: ServiceStatus;
+    let h: AgentServiceStatus;
     try {
-      h = (await client.request({ type: "service_stop", name, grace_ms: Math.round(grace * 1000) })).header as unknown as ServiceStatus;
+      ({ header: h } = await client.request({ type: "service_stop", name, grace_ms: Math.round(grace * 1000) }));
     } finally {
       // The published ports go with the service, also when the agent no longer knew it.
       await this.manager.unpublishService(id, name);
@@ -257,24 +246,24 @@ export class WorkspaceServices {
   }
 }
 
-/** Keeps only the status fields (drops protocol id/type), with the service's published ports. */
-function clean(h: ServiceStatus, ports: PublishedPort[]): ServiceStatus {
+/** The status fields in their documented order, with the service's published ports. */
+function clean(h: AgentServiceStatus, ports: PublishedPort[]): ServiceStatus {
   const { name, state, pid, command, shell, cwd, readiness, started_at, ready_at, ended_at, uptime_ms, exit_code, signal, reason, log_tail } = h;
   return {
     name,
     state,
-    pid: pid ?? null,
-    command: command ?? [],
-    shell: shell === true,
-    cwd: cwd ?? WORKSPACE_GUEST_PATH,
-    readiness: readiness ?? null,
-    started_at: started_at ?? null,
-    ready_at: ready_at ?? null,
-    ended_at: ended_at ?? null,
-    uptime_ms: uptime_ms ?? null,
-    exit_code: exit_code ?? null,
-    signal: signal ?? null,
-    reason: reason ?? null,
+    pid,
+    command,
+    shell,
+    cwd,
+    readiness,
+    started_at,
+    ready_at,
+    ended_at,
+    uptime_ms,
+    exit_code,
+    signal,
+    reason,
     ...(log_tail ? { log_tail } : {}),
     published_ports: ports.filter((p) => p.service === name).map(publishedInfo),
   };

@@ -11,24 +11,14 @@ import { validateEnv, validatePositiveInt } from "./validate.js";
 import { secretEnvMapping } from "./secrets.js";
 import { guestEnv } from "../protocol/guest.js";
 import { WORKSPACE_GUEST_PATH } from "../protocol/messages.js";
+import type { ShellInfo, ShellOpenResult, ShellSignal } from "../protocol/messages.js";
+
+export type { ShellInfo, ShellSignal } from "../protocol/messages.js";
 
 export const DEFAULT_SHELL_COLS = 120;
 export const DEFAULT_SHELL_ROWS = 30;
 export const DEFAULT_SHELL_READ_MAX_CHARS = 65536;
-export const SHELL_SIGNALS = ["HUP", "INT", "TERM", "KILL"] as const;
-export type ShellSignal = (typeof SHELL_SIGNALS)[number];
-
-export interface ShellInfo {
-  shell_id: string;
-  pid: number;
-  cols: number;
-  rows: number;
-  cwd: string;
-  state: "running" | "exited";
-  exit_code?: number | null;
-  started_at: string;
-  cursor?: number;
-}
+export const SHELL_SIGNALS: readonly ShellSignal[] = ["HUP", "INT", "TERM", "KILL"];
 
 export interface ShellReadOptions {
   cursor?: number;
@@ -88,9 +78,7 @@ export class WorkspaceShells {
     const cwd = path.posix.resolve(WORKSPACE_GUEST_PATH, options.cwd ?? ".");
     const { id, record, client } = await this.agent(ref);
     const secretEnv = secretEnvMapping(options.secretEnv, record.secret_names ?? []);
-    const h = (
-      await client.request({ type: "shell_open", cwd, cols, rows, env: guestEnv(env), secretEnv })
-    ).header;
+    const { header: h } = await client.request({ type: "shell_open", cwd, cols, rows, env: guestEnv(env), secretEnv });
     await this.manager.touch(id, "shell_open", { shell_id: h.shell_id });
     return { workspace_id: id, ...pickShell(h) };
   }
@@ -110,7 +98,7 @@ export class WorkspaceShells {
       }
     }
     const { id, record, client } = await this.agent(ref);
-    const frame = await client.request({
+    const { header: h, payload } = await client.request({
       type: "shell_read",
       shell_id: shellId,
       cursor,
@@ -120,24 +108,23 @@ export class WorkspaceShells {
       ...(options.waitForPattern !== undefined ? { wait_for_pattern: options.waitForPattern } : {}),
       ...(options.timeoutMs !== undefined ? { timeout_ms: options.timeoutMs } : {}),
     });
-    const h = frame.header;
     // Reads never count as activity: only what changes a workspace does.
     return {
       workspace_id: id,
       shell_id: shellId,
-      output: frame.payload.subarray(0, maxChars * 4).toString("utf8"),
-      cursor: Number(h.cursor) || 0,
-      next_cursor: Number(h.next_cursor) || 0,
-      start_cursor: Number(h.start_cursor) || 0,
-      dropped_bytes: Number(h.dropped_bytes) || 0,
-      state: h.state === "exited" ? "exited" : "running",
-      exit_code: typeof h.exit_code === "number" ? h.exit_code : null,
-      signal: typeof h.signal === "string" ? h.signal : null,
-      plain: h.plain === true,
-      alt_screen: h.alt_screen === true,
-      truncated: h.truncated === true,
-      omitted_chars: Number(h.omitted_chars) || 0,
-      wait: (h.wait as ShellReadResult["wait"]) ?? { ended_by: "none", waited_ms: 0 },
+      output: payload.subarray(0, maxChars * 4).toString("utf8"),
+      cursor: h.cursor,
+      next_cursor: h.next_cursor,
+      start_cursor: h.start_cursor,
+      dropped_bytes: h.dropped_bytes,
+      state: h.state,
+      exit_code: h.exit_code,
+      signal: h.signal,
+      plain: h.plain,
+      alt_screen: h.alt_screen,
+      truncated: h.truncated,
+      omitted_chars: h.omitted_chars,
+      wait: h.wait,
       network_notices: await this.manager.networkNotices(record),
     };
   }
@@ -148,15 +135,15 @@ export class WorkspaceShells {
     const { id, client } = await this.agent(ref);
     const payload = Buffer.from(input, "utf8");
     if (payload.length > 1024 * 1024) throw new PyroError("invalid_argument", "input larger than 1 MiB");
-    const h = (await client.request({ type: "shell_write", shell_id: shellId, append_newline: options.appendNewline !== false }, payload)).header;
+    const { header: h } = await client.request({ type: "shell_write", shell_id: shellId, append_newline: options.appendNewline !== false }, payload);
     await this.manager.touch(id, "shell_write", { shell_id: shellId, bytes: payload.length });
-    return { workspace_id: id, shell_id: shellId, bytes_written: Number(h.bytes_written) || 0 };
+    return { workspace_id: id, shell_id: shellId, bytes_written: h.bytes_written };
   }
 
   async signal(ref: string, shellId: string, signal: string = "INT"): Promise<{ workspace_id: string; shell_id: string; signal: string }> {
     checkShellId(shellId);
-    const name = signal.toUpperCase().replace(/^SIG/, "");
-    if (!(SHELL_SIGNALS as readonly string[]).includes(name)) throw new PyroError("invalid_argument", `signal must be one of ${SHELL_SIGNALS.join(", ")}`);
+    const name = SHELL_SIGNALS.find((s) => s === signal.toUpperCase().replace(/^SIG/, ""));
+    if (name === undefined) throw new PyroError("invalid_argument", `signal must be one of ${SHELL_SIGNALS.join(", ")}`);
     const { id, client } = await this.agent(ref);
     await client.request({ type: "shell_signal", shell_id: shellId, signal: name });
     await this.manager.touch(id, "shell_signal", { shell_id: shellId, signal: name });
@@ -182,22 +169,23 @@ export class WorkspaceShells {
 
   async list(ref: string): Promise<{ workspace_id: string; count: number; shells: ShellInfo[] }> {
     const { id, client } = await this.agent(ref);
-    const h = (await client.request({ type: "shell_list" })).header;
-    const shells = Array.isArray(h.shells) ? (h.shells as Record<string, unknown>[]).map(pickShell) : [];
+    const { header: h } = await client.request({ type: "shell_list" });
+    const shells = h.shells.map(pickShell);
     return { workspace_id: id, count: shells.length, shells };
   }
 }
 
-function pickShell(h: Record<string, unknown>): ShellInfo {
+/** The shell fields in their documented order; a new shell has not exited (exit_code null). */
+function pickShell(h: ShellInfo | ShellOpenResult): ShellInfo {
   return {
-    shell_id: String(h.shell_id),
-    pid: Number(h.pid) || 0,
-    cols: Number(h.cols) || 0,
-    rows: Number(h.rows) || 0,
-    cwd: String(h.cwd ?? WORKSPACE_GUEST_PATH),
-    state: h.state === "exited" ? "exited" : "running",
-    exit_code: typeof h.exit_code === "number" ? h.exit_code : null,
-    started_at: String(h.started_at ?? ""),
-    ...(typeof h.cursor === "number" ? { cursor: h.cursor } : {}),
+    shell_id: h.shell_id,
+    pid: h.pid,
+    cols: h.cols,
+    rows: h.rows,
+    cwd: h.cwd,
+    state: h.state,
+    exit_code: "exit_code" in h ? h.exit_code : null,
+    started_at: h.started_at,
+    ...("cursor" in h && h.cursor !== undefined ? { cursor: h.cursor } : {}),
   };
 }

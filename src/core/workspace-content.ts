@@ -14,7 +14,7 @@ import { BASELINE } from "./snapshots.js";
 import type { SnapshotInfo } from "./snapshots.js";
 import { withUtilityAgent, runUtilityChecked } from "../runtime/confine/utility.js";
 import type { AgentClient } from "../protocol/client.js";
-import type { FileEntry, FileReadHeader } from "../protocol/messages.js";
+import type { DiffChange, FileEntry, FileReadHeader, PatchFileResult, TreeDiffResult } from "../protocol/messages.js";
 import { PyroError } from "../shared/errors.js";
 import { validatePositiveInt } from "./validate.js";
 import { ownByGuestRoot } from "../runtime/confine/launch.js";
@@ -26,7 +26,7 @@ export const MAX_FILE_WRITE_BYTES = 16 * 1024 * 1024 - 4096;
 export const DEFAULT_FILE_LIST_MAX_ENTRIES = 1000;
 export const DEFAULT_DIFF_MAX_BYTES = 65536;
 
-export type { FileEntry } from "../protocol/messages.js";
+export type { DiffChange, FileEntry } from "../protocol/messages.js";
 
 export interface FileListResult {
   workspace_id: string;
@@ -45,17 +45,6 @@ export interface FileReadResult extends FileReadHeader {
   continue_with: string | null;
 }
 
-export interface DiffChange {
-  path: string;
-  change: "added" | "deleted" | "modified" | "type_changed" | "mode_changed";
-  type: string;
-  old_type: string | null;
-  old_mode: string | null;
-  new_mode: string | null;
-  binary: boolean;
-  size: number | null;
-}
-
 export interface DiffResult {
   workspace_id: string;
   against: string;
@@ -63,7 +52,7 @@ export interface DiffResult {
   changes: DiffChange[];
   /** Changes counted in `summary` but not listed (the list is capped; narrow with `path`). */
   changes_omitted: number;
-  summary: { added: number; deleted: number; modified: number; type_changed: number; mode_changed: number; total: number };
+  summary: TreeDiffResult["summary"];
   patch: string;
   patch_truncated: boolean;
   omitted_files: string[];
@@ -72,7 +61,7 @@ export interface DiffResult {
 
 export interface PatchApplyResult {
   workspace_id: string;
-  files: { path: string; action: string; hunks: number }[];
+  files: PatchFileResult[];
   files_changed: number;
 }
 
@@ -117,16 +106,16 @@ export class WorkspaceContent {
 
   private async list(id: string, client: AgentClient, options: { path?: string; recursive?: boolean; maxEntries?: number }): Promise<FileListResult> {
     const maxEntries = validatePositiveInt(options.maxEntries ?? DEFAULT_FILE_LIST_MAX_ENTRIES, "max_entries", 100_000);
-    const r = (await client.request({ type: "file_list", path: options.path ?? ".", recursive: options.recursive === true, maxEntries })).header;
-    const entries = Array.isArray(r.entries) ? (r.entries as FileEntry[]).slice(0, maxEntries) : [];
+    const { header: r } = await client.request({ type: "file_list", path: options.path ?? ".", recursive: options.recursive === true, maxEntries });
+    const entries = r.entries.slice(0, maxEntries);
     return {
       workspace_id: id,
-      path: String(r.path),
+      path: r.path,
       recursive: options.recursive === true,
       entries,
       count: entries.length,
-      truncated: r.truncated === true,
-      total_seen: Number(r.total_seen) || entries.length,
+      truncated: r.truncated,
+      total_seen: r.total_seen,
     };
   }
 
@@ -139,21 +128,20 @@ export class WorkspaceContent {
     const maxBytes = validatePositiveInt(options.maxBytes ?? DEFAULT_FILE_READ_MAX_BYTES, "max_bytes", MAX_FILE_READ_BYTES);
     const offset = options.offset ?? 0;
     if (!Number.isSafeInteger(offset) || offset < 0) throw new PyroError("invalid_argument", `offset must be a whole number >= 0, got ${offset}`);
-    const frame = await client.request({ type: "file_read", path: filePath, offset, maxBytes });
-    const h = frame.header;
-    if (frame.payload.length > maxBytes) throw new PyroError("agent_protocol_error", "file read returned more than asked for");
-    const next = typeof h.next_offset === "number" ? h.next_offset : null;
+    const { header: h, payload } = await client.request({ type: "file_read", path: filePath, offset, maxBytes });
+    if (payload.length > maxBytes) throw new PyroError("agent_protocol_error", "file read returned more than asked for");
+    const next = h.next_offset;
     return {
       workspace_id: id,
-      path: String(h.path),
-      size: Number(h.size) || 0,
-      offset: Number(h.offset) || 0,
-      bytes_returned: frame.payload.length,
+      path: h.path,
+      size: h.size,
+      offset: h.offset,
+      bytes_returned: payload.length,
       next_offset: next,
-      truncated: h.truncated === true,
-      binary: h.binary === true,
-      content: frame.payload.toString("utf8"),
-      continue_with: next !== null ? `${cli} ${id} ${String(h.path)} --offset ${next} --max-bytes ${maxBytes} (MCP: offset=${next})` : null,
+      truncated: h.truncated,
+      binary: h.binary,
+      content: payload.toString("utf8"),
+      continue_with: next !== null ? `${cli} ${id} ${h.path} --offset ${next} --max-bytes ${maxBytes} (MCP: offset=${next})` : null,
     };
   }
 
@@ -167,17 +155,17 @@ export class WorkspaceContent {
       mode = parseInt(m, 8);
     }
     const { id, client } = await this.running(ref);
-    const h = (await client.request({ type: "file_write", path: filePath, mode }, content)).header;
-    await this.manager.touch(id, "file_write", { path: String(h.path), bytes: content.length, created: h.created === true });
-    return { workspace_id: id, path: String(h.path), bytes_written: Number(h.bytes_written) || 0, created: h.created === true };
+    const { header: h } = await client.request({ type: "file_write", path: filePath, mode }, content);
+    await this.manager.touch(id, "file_write", { path: h.path, bytes: content.length, created: h.created });
+    return { workspace_id: id, path: h.path, bytes_written: h.bytes_written, created: h.created };
   }
 
   async patchApply(ref: string, patch: string): Promise<PatchApplyResult> {
     if (typeof patch !== "string" || patch.trim() === "") throw new PyroError("invalid_argument", "the patch is empty");
     if (Buffer.byteLength(patch) > MAX_FILE_WRITE_BYTES) throw new PyroError("invalid_argument", "the patch is too large");
     const { id, client } = await this.running(ref);
-    const h = (await client.request({ type: "patch_apply" }, Buffer.from(patch, "utf8"))).header;
-    const files = Array.isArray(h.files) ? (h.files as PatchApplyResult["files"]) : [];
+    const { header: h } = await client.request({ type: "patch_apply" }, Buffer.from(patch, "utf8"));
+    const files = h.files;
     await this.manager.touch(id, "patch_apply", { files: files.map((f) => `${f.action} ${f.path}`) });
     return { workspace_id: id, files, files_changed: files.length };
   }
@@ -201,27 +189,27 @@ export class WorkspaceContent {
       const g = guestDestination(options.path);
       rel = g === "/workspace" ? null : g.slice("/workspace/".length);
     }
-    const r: Record<string, unknown> = await withUtilityAgent(
+    const r = await withUtilityAgent(
       [
         { source: tree, target: "/baseline", readOnly: true },
         { source: this.paths(id).workspace, target: "/workspace", readOnly: true },
       ],
       async (client) => {
-        const frame = await client.request({ type: "tree_diff", base: "/baseline", live: "/workspace", path: rel, maxBytes });
-        if (frame.payload.length > maxBytes) throw new PyroError("agent_protocol_error", "diff patch larger than its budget");
-        return { ...frame.header, patch: frame.payload.toString("utf8") } as Record<string, unknown>;
+        const { header, payload } = await client.request({ type: "tree_diff", base: "/baseline", live: "/workspace", path: rel, maxBytes });
+        if (payload.length > maxBytes) throw new PyroError("agent_protocol_error", "diff patch larger than its budget");
+        return { ...header, patch: payload.toString("utf8") };
       },
     );
-    const omitted = Array.isArray(r.omitted_files) ? (r.omitted_files as string[]) : [];
+    const omitted = r.omitted_files;
     return {
       workspace_id: id,
       against,
       path: rel,
-      changes: Array.isArray(r.changes) ? (r.changes as DiffChange[]).slice(0, 10_000) : [],
-      changes_omitted: Number(r.changes_omitted) || 0,
-      summary: r.summary as DiffResult["summary"],
-      patch: String(r.patch ?? ""),
-      patch_truncated: r.patch_truncated === true,
+      changes: r.changes.slice(0, 10_000),
+      changes_omitted: r.changes_omitted,
+      summary: r.summary,
+      patch: r.patch,
+      patch_truncated: r.patch_truncated,
       omitted_files: omitted.slice(0, 1000),
       continue_with: omitted.length ? `workspace diff ${id} --path ${omitted[0]} (MCP: path="${omitted[0]}"), or raise max_bytes` : null,
     };

@@ -1,15 +1,17 @@
 /**
  * Host side of the agent protocol over any duplex byte stream (a unix socket today, a
  * virtio-serial or vsock channel for VMs). Multiplexes requests by id on one connection, so
- * an SDK instance keeps one warm connection per workspace. Everything the agent sends is
- * untrusted: frame sizes are bounded by the decoder and result shapes are checked by callers.
+ * an SDK instance keeps one warm connection per workspace. Requests and results are typed by
+ * the `Requests` map (protocol/messages.ts), so callers read result fields without casts. The
+ * agent is still a peer, not a part of the host: frame sizes are bounded by the decoder, error
+ * frames are reduced to a code and a bounded message, and callers bound what they pass on.
  */
 import net from "node:net";
 import type { Duplex } from "node:stream";
-import { FrameDecoder, encodeFrame, MAX_PAYLOAD_BYTES } from "./frames.js";
-import type { Frame, FrameHeader } from "./frames.js";
+import { FrameDecoder, encodeFrame } from "./frames.js";
+import type { Frame } from "./frames.js";
 import { PROTOCOL_VERSION } from "./messages.js";
-import type { HelloResult } from "./messages.js";
+import type { Reply, RequestOf, Requests, RequestType } from "./messages.js";
 import { PyroError } from "../shared/errors.js";
 import type { ErrorCode } from "../shared/errors.js";
 
@@ -28,7 +30,12 @@ const AGENT_CODE_MAP: Record<string, ErrorCode> = {
 interface Pending {
   resolve(frame: Frame): void;
   reject(err: Error): void;
-  onChunk?: (payload: Buffer) => void;
+}
+
+/** A request outside the `Requests` map, and its result as the agent sent it. */
+export interface UncheckedRequest {
+  type: string;
+  [field: string]: unknown;
 }
 
 export class AgentClient {
@@ -59,8 +66,7 @@ export class AgentClient {
   }
 
   private static async handshake(client: AgentClient): Promise<AgentClient> {
-    const hello = await client.request({ type: "hello", protocol: PROTOCOL_VERSION });
-    const info = hello.header as unknown as HelloResult;
+    const { header: info } = await client.request({ type: "hello", protocol: PROTOCOL_VERSION });
     if (info.protocol !== PROTOCOL_VERSION) {
       client.close();
       throw new PyroError("agent_protocol_error", `agent speaks protocol ${String(info.protocol)}, host speaks ${PROTOCOL_VERSION}`, {
@@ -95,40 +101,34 @@ export class AgentClient {
     return this.closedError !== null;
   }
 
-  /** Sends one request; resolves with the `result` frame or rejects with a PyroError. */
-  request(body: Omit<FrameHeader, "id">, payload?: Uint8Array, onChunk?: (payload: Buffer) => void): Promise<Frame> {
-    const id = this.nextId++;
-    return new Promise<Frame>((resolve, reject) => {
-      if (this.closedError) return reject(this.closedError);
-      this.pending.set(id, { resolve, reject, ...(onChunk ? { onChunk } : {}) });
-      this.stream.write(encodeFrame({ ...body, id } as FrameHeader, payload));
-    });
+  /**
+   * Sends one request; resolves with the `result` frame's header (typed by `Requests`) and its
+   * payload, or rejects with a PyroError mapped from the agent's error frame.
+   */
+  async request<K extends RequestType>(body: RequestOf<K>, payload?: Uint8Array): Promise<Reply<K>> {
+    const frame = await this.send(body, payload);
+    // The frame's own id and type ("result") are not part of the result.
+    const { id: _id, type: _type, ...fields } = frame.header;
+    // The agent answering this type builds its header from the same map (agent/handler.ts).
+    const header = fields as Requests[K]["res"];
+    return { header, payload: frame.payload };
   }
 
   /**
-   * Sends a streamed request: the first frame, then `source` in chunk frames, then `end`.
-   * Used for archives, whose size has no fixed bound.
+   * Sends a request the map does not allow (a wrong field type, an unknown request) and returns
+   * the result untyped. For probing the agent's own validation; product code uses `request`.
    */
-  async requestStream(body: Omit<FrameHeader, "id">, source: AsyncIterable<Buffer>): Promise<Frame> {
+  requestUnchecked(body: UncheckedRequest, payload?: Uint8Array): Promise<Frame> {
+    return this.send(body, payload);
+  }
+
+  private send(body: { type: string }, payload?: Uint8Array): Promise<Frame> {
     const id = this.nextId++;
-    const done = new Promise<Frame>((resolve, reject) => {
+    return new Promise<Frame>((resolve, reject) => {
       if (this.closedError) return reject(this.closedError);
       this.pending.set(id, { resolve, reject });
+      this.stream.write(encodeFrame({ ...body, id }, payload));
     });
-    this.stream.write(encodeFrame({ ...body, id } as FrameHeader));
-    let failed = false;
-    done.catch(() => {
-      failed = true;
-    });
-    for await (const data of source) {
-      if (failed || this.closedError) break;
-      for (let offset = 0; offset < data.length; offset += MAX_PAYLOAD_BYTES) {
-        const ok = this.stream.write(encodeFrame({ id, type: "chunk" }, data.subarray(offset, offset + MAX_PAYLOAD_BYTES)));
-        if (!ok) await new Promise((r) => this.stream.once("drain", r));
-      }
-    }
-    if (!failed && !this.closedError) this.stream.write(encodeFrame({ id, type: "end" }));
-    return done;
   }
 
   close(): void {
@@ -138,10 +138,8 @@ export class AgentClient {
   private dispatch(frame: Frame): void {
     const pending = this.pending.get(frame.header.id);
     if (!pending) return;
-    if (frame.header.type === "chunk") {
-      pending.onChunk?.(frame.payload);
-      return;
-    }
+    // No request is answered in chunks today; a stray chunk frame does not settle a request.
+    if (frame.header.type === "chunk") return;
     this.pending.delete(frame.header.id);
     if (frame.header.type === "error") {
       const agentCode = String(frame.header.code ?? "internal");

@@ -4,7 +4,18 @@
  * without an unbounded blob in its context. Used by the agent for exec output and by the host
  * for anything else it bounds. Pure; no I/O.
  */
-import type { CapturedStreamInfo } from "../protocol/messages.js";
+
+/** Byte accounting for one captured output stream (stdout or stderr). */
+export interface CapturedStreamInfo {
+  /** Bytes the command wrote in total. */
+  total_bytes: number;
+  /** Bytes kept from the start of the stream. */
+  head_bytes: number;
+  /** Bytes kept from the end of the stream. */
+  tail_bytes: number;
+  /** Bytes dropped between head and tail. */
+  omitted_bytes: number;
+}
 
 /** Default budget per stream: ~16k tokens, enough for a test run's summary and its failures. */
 export const DEFAULT_MAX_OUTPUT_BYTES = 65536;

@@ -31,7 +31,7 @@ interface Read {
 }
 
 async function call(type: string, body: Record<string, unknown> = {}, payload?: Buffer): Promise<Result> {
-  return (await client.request({ type, ...body }, payload)).header as Result;
+  return (await client.requestUnchecked({ type, ...body }, payload)).header as Result;
 }
 
 async function openShell(body: Record<string, unknown> = {}): Promise<string> {
@@ -47,7 +47,7 @@ async function write(shellId: string, input: string, appendNewline = true): Prom
 
 async function read(shellId: string, options: Record<string, unknown> = {}): Promise<Read> {
   const t0 = performance.now();
-  const frame = await client.request({ type: "shell_read", shell_id: shellId, cursor: 0, max_chars: 1_000_000, plain: true, ...options });
+  const frame = await client.requestUnchecked({ type: "shell_read", shell_id: shellId, cursor: 0, max_chars: 1_000_000, plain: true, ...options });
   return { h: frame.header as Result, text: frame.payload.toString("utf8"), bytes: frame.payload, ms: performance.now() - t0 };
 }
 

@@ -19,8 +19,6 @@ import { agentRuntime } from "../confine/agent-runtime.js";
 import { AgentClient } from "../../protocol/client.js";
 import { PyroError } from "../../shared/errors.js";
 import { AGENT_RUNTIME_DIR } from "../../protocol/messages.js";
-import type { ExecRequest } from "../../protocol/messages.js";
-import type { FrameHeader } from "../../protocol/frames.js";
 import { SLIRP_DNS } from "../../protocol/guest.js";
 import { FIRST_STAGED_FD, JOIN_CGROUP, PROC_ARGS, SECCOMP_FD, confinementArgs, hostSystemArgs } from "../confine/bwrap.js";
 import { ConfinedLaunch, ownByGuestRoot } from "../confine/launch.js";
@@ -231,8 +229,8 @@ export class VmBackend implements Backend {
 async function flushGuest(record: SandboxRecord): Promise<void> {
   const client = await AgentClient.connect(agentSocketOf(record.vm!.runDir), 2000);
   try {
-    const request: ExecRequest = { type: "exec", argv: [`${AGENT_RUNTIME_DIR}/busybox`, "sync"], cwd: "/", env: {}, timeoutMs: 5000, maxOutputBytes: 1024, stdinBytes: 0 };
-    await Promise.race([client.request(request as unknown as Omit<FrameHeader, "id">), new Promise((_, reject) => setTimeout(() => reject(new Error("sync timed out")), 6000))]);
+    const sync = client.request({ type: "exec", argv: [`${AGENT_RUNTIME_DIR}/busybox`, "sync"], cwd: "/", env: {}, timeoutMs: 5000, maxOutputBytes: 1024, stdinBytes: 0 });
+    await Promise.race([sync, new Promise((_, reject) => setTimeout(() => reject(new Error("sync timed out")), 6000))]);
   } finally {
     client.close();
   }

@@ -10,43 +10,43 @@ import http from "node:http";
 import https from "node:https";
 import net from "node:net";
 import path from "node:path";
-import { AgentFailure } from "./failure.js";
-import { EXEC_MARKER_VAR, killExecTree } from "./exec.js";
-
-import type { Readiness } from "../protocol/messages.js";
-export type { Readiness };
+import { invalid, isRecord } from "../handler.js";
+import { EXEC_MARKER_VAR, killExecTree } from "../exec.js";
+import type { Readiness } from "../../protocol/messages.js";
 
 /** One HTTP or TCP attempt never waits longer than this, however slow the service is to answer. */
 const CONNECT_ATTEMPT_MS = 2000;
 /** A readiness command is killed after the poll interval, and never runs longer than this. */
 const COMMAND_ATTEMPT_MAX_MS = 5000;
 
-const invalid = (message: string) => new AgentFailure("invalid_request", message);
 const nonEmptyString = (v: unknown): v is string => typeof v === "string" && v.length > 0;
 
 /** Checks a readiness spec from the wire; null means "no readiness check". */
 export function parseReadiness(value: unknown): Readiness | null {
   if (value === null || value === undefined) return null;
-  if (typeof value !== "object" || Array.isArray(value)) throw invalid("readiness must be an object or null");
-  const r = value as Record<string, unknown>;
+  if (!isRecord(value)) throw invalid("readiness must be an object or null");
+  const r = value;
   switch (r.type) {
     case "file":
       if (!nonEmptyString(r.path)) throw invalid("file readiness needs a path");
       return { type: "file", path: r.path };
     case "tcp": {
-      if (!Number.isInteger(r.port) || (r.port as number) < 1 || (r.port as number) > 65535) throw invalid("tcp readiness needs a port between 1 and 65535");
+      const port = r.port;
+      if (typeof port !== "number" || !Number.isInteger(port) || port < 1 || port > 65535) throw invalid("tcp readiness needs a port between 1 and 65535");
       if (r.host !== undefined && r.host !== null && !nonEmptyString(r.host)) throw invalid("tcp readiness host must be a string");
-      return { type: "tcp", port: r.port as number, ...(nonEmptyString(r.host) ? { host: r.host } : {}) };
+      return { type: "tcp", port, ...(nonEmptyString(r.host) ? { host: r.host } : {}) };
     }
     case "http": {
+      const text = r.url;
       let url: URL;
       try {
-        url = new URL(String(r.url));
+        if (typeof text !== "string") throw new TypeError("not a string");
+        url = new URL(text);
       } catch {
         throw invalid("http readiness needs a valid url");
       }
       if (url.protocol !== "http:" && url.protocol !== "https:") throw invalid("http readiness url must start with http:// or https://");
-      return { type: "http", url: r.url as string };
+      return { type: "http", url: text };
     }
     case "command":
       if (!nonEmptyString(r.command)) throw invalid("command readiness needs a command");

@@ -12,13 +12,14 @@ import type { ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import fs from "node:fs";
 import path from "node:path";
-import { AgentFailure } from "./failure.js";
-import type { HandlerMap } from "./handler.js";
-import { killExecTree, markedPids } from "./exec.js";
-import { currentRedactor, secretEnv } from "./secrets.js";
-import { LogWriter, readLog, SERVICES_DIR } from "./service-log.js";
-import { parseReadiness, probe } from "./service-readiness.js";
-import type { Readiness } from "./service-readiness.js";
+import { AgentFailure } from "../failure.js";
+import { argvOf, invalid, nonNegativeInteger, stringRecord } from "../handler.js";
+import type { Handlers, Incoming } from "../handler.js";
+import { killExecTree, markedPids } from "../exec.js";
+import { currentRedactor, secretEnv } from "../secrets.js";
+import { LogWriter, readLog, SERVICES_DIR } from "./log.js";
+import { parseReadiness, probe } from "./readiness.js";
+import type { Readiness, ServiceState, ServiceStatus } from "../../protocol/messages.js";
 
 /** Environment variable carried by every process of a service; see stopTree. */
 export const SERVICE_MARKER_VAR = "PYRO_SERVICE_ID";
@@ -33,28 +34,7 @@ const STDIO_DRAIN_MS = 200;
 /** How often a stop checks whether the tree has gone after SIGTERM. */
 const STOP_POLL_MS = 25;
 
-export type ServiceState = "starting" | "ready" | "running" | "exited" | "stopped" | "failed";
 const LIVE_STATES: ReadonlySet<ServiceState> = new Set(["starting", "ready", "running"]);
-
-/** What every service call returns about a service. */
-export interface ServiceStatus {
-  name: string;
-  state: ServiceState;
-  pid: number | null;
-  /** argv as given, or the shell string as its only element when `shell` is true. */
-  command: string[];
-  shell: boolean;
-  cwd: string;
-  readiness: Readiness | null;
-  started_at: string;
-  ready_at: string | null;
-  ended_at: string | null;
-  /** Time since start while live; how long it ran once ended; null if it never started. */
-  uptime_ms: number | null;
-  exit_code: number | null;
-  signal: string | null;
-  reason: string | null;
-}
 
 interface Service {
   name: string;
@@ -86,7 +66,6 @@ interface Service {
 
 const services = new Map<string, Service>();
 
-const invalid = (message: string) => new AgentFailure("invalid_request", message);
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 const iso = (d: Date | null) => (d ? d.toISOString() : null);
 
@@ -215,31 +194,27 @@ interface StartRequest {
   readyIntervalMs: number;
 }
 
-function parseStart(h: Record<string, unknown>): StartRequest {
+function parseStart(h: Incoming<"service_start">): StartRequest {
   const name = h.name;
   if (typeof name !== "string" || !NAME_RE.test(name)) throw invalid("service name must match [A-Za-z0-9][A-Za-z0-9._-]{0,62}");
-  const hasArgv = Array.isArray(h.argv) && h.argv.length > 0 && h.argv.every((a) => typeof a === "string");
-  const hasShell = typeof h.shell === "string" && h.shell.length > 0;
-  if (hasArgv === hasShell) throw invalid("service_start needs exactly one of argv or shell");
+  const argv = argvOf(h.argv);
+  const shell = typeof h.shell === "string" && h.shell.length > 0 ? h.shell : undefined;
+  if ((argv === undefined) === (shell === undefined)) throw invalid("service_start needs exactly one of argv or shell");
   if (typeof h.cwd !== "string" || !h.cwd.startsWith("/")) throw invalid("service cwd must be an absolute path");
-  const env = h.env ?? {};
-  if (typeof env !== "object" || env === null || Array.isArray(env) || !Object.values(env).every((v) => typeof v === "string")) {
-    throw invalid("service env must map names to strings");
-  }
+  const env = stringRecord(h.env ?? {}, "service env must map names to strings");
   const readiness = parseReadiness(h.readiness);
   const positive = (v: unknown, what: string): number => {
     if (v === undefined && readiness === null) return 1;
     if (typeof v !== "number" || !Number.isFinite(v) || v <= 0) throw invalid(`${what} must be a positive number`);
     return v;
   };
-  const command = hasArgv ? (h.argv as string[]) : [h.shell as string];
   return {
     name,
-    command,
-    shell: hasShell,
-    argv: hasArgv ? command : ["/bin/sh", "-c", h.shell as string],
+    command: argv ?? [shell!],
+    shell: shell !== undefined,
+    argv: argv ?? ["/bin/sh", "-c", shell!],
     cwd: h.cwd,
-    env: env as Record<string, string>,
+    env,
     readiness,
     readyTimeoutMs: positive(h.readyTimeoutMs, "readyTimeoutMs"),
     readyIntervalMs: positive(h.readyIntervalMs, "readyIntervalMs"),
@@ -372,12 +347,9 @@ function logTail(name: string): { stdout: string; stderr: string } {
   return { stdout: read("stdout"), stderr: read("stderr") };
 }
 
-function nonNegativeInteger(v: unknown, what: string): number {
-  if (typeof v !== "number" || !Number.isSafeInteger(v) || v < 0) throw invalid(`${what} must be a non-negative integer`);
-  return v;
-}
+type ServiceRequest = "service_start" | "service_status" | "service_list" | "service_logs" | "service_stop";
 
-export const serviceHandlers: HandlerMap = {
+export const serviceHandlers: Handlers<ServiceRequest> = {
   service_start: async (h) => {
     const req = parseStart(h);
     // Resolve secrets before anything is spawned: an unknown secret fails the call cleanly.

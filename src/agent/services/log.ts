@@ -5,7 +5,7 @@
  * never see them. Never throws from the write path: a full tmpfs must not crash the agent.
  */
 import fs from "node:fs";
-import type { Redactor, RedactingStream } from "../shared/redact.js";
+import type { Redactor, RedactingStream } from "../../shared/redact.js";
 
 export const SERVICES_DIR = "/run/pyro-services";
 /** A live log file is rotated to `.1` once it reaches this size, so one stream keeps at most twice it. */

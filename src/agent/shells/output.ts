@@ -3,8 +3,8 @@
  * offsets (cursors), and the redaction stage every PTY byte passes before it enters that log.
  * Pure; no I/O, no timers (the shell decides when to flush held-back bytes).
  */
-import { REDACTED } from "../shared/redact.js";
-import type { RedactingStream, Redactor } from "../shared/redact.js";
+import { REDACTED } from "../../shared/redact.js";
+import type { RedactingStream, Redactor } from "../../shared/redact.js";
 
 /** How much output a shell keeps; older bytes are dropped and reads from before say so. */
 export const OUTPUT_LOG_LIMIT = 4 * 1024 * 1024;

@@ -5,7 +5,7 @@
  * Reads /proc and sends signals; never spawns.
  */
 import fs from "node:fs";
-import { markedPids as markedPidsFor } from "./exec.js";
+import { markedPids as markedPidsFor } from "../exec.js";
 
 /** Environment variable carried by every process a shell starts; its value is the shell id. */
 export const SHELL_MARKER_VAR = "PYRO_SHELL_ID";

@@ -10,13 +10,15 @@ import os from "node:os";
 import { randomBytes } from "node:crypto";
 import type * as NodePtyModule from "node-pty";
 import type { IPty } from "node-pty";
-import { AgentFailure } from "./failure.js";
-import type { HandlerMap } from "./handler.js";
-import { currentRedactor, secretEnv } from "./secrets.js";
-import { MIN_SECRET_LENGTH } from "../shared/redact.js";
-import { OutputLog, ShellRedaction } from "./shell-output.js";
+import { AgentFailure } from "../failure.js";
+import { bool, int, invalid, isRecord, optionalInt } from "../handler.js";
+import type { Handlers } from "../handler.js";
+import type { ShellInfo, ShellReadResult, ShellSignal, ShellState, ShellWaitEnd } from "../../protocol/messages.js";
+import { currentRedactor, secretEnv } from "../secrets.js";
+import { MIN_SECRET_LENGTH } from "../../shared/redact.js";
+import { OutputLog, ShellRedaction } from "./output.js";
 import { ScreenModel } from "./terminal.js";
-import { SHELL_MARKER_VAR, foregroundGroup, killShellTree } from "./shell-process.js";
+import { SHELL_MARKER_VAR, foregroundGroup, killShellTree } from "./process.js";
 
 export const MAX_SHELLS = 16;
 const MAX_COLS = 1000;
@@ -41,10 +43,9 @@ const BACKLOG_LOW = 256 * 1024;
 const PATTERN_CHECK_MS = 25;
 /** Raw pattern waits look at no more than this much of the newest output. */
 const PATTERN_RAW_WINDOW = 1024 * 1024;
-const SIGNALS = ["HUP", "INT", "TERM", "KILL"] as const;
+const SIGNALS: readonly ShellSignal[] = ["HUP", "INT", "TERM", "KILL"];
 const ENV_NAME_RE = /^[A-Za-z_][A-Za-z0-9_]*$/;
 
-type EndedBy = "none" | "idle" | "pattern" | "timeout" | "exited";
 type NodePty = typeof NodePtyModule;
 
 let nodePty: Promise<NodePty> | undefined;
@@ -74,7 +75,7 @@ interface WaitOptions {
 }
 
 class Shell {
-  state: "running" | "exited" = "running";
+  state: ShellState = "running";
   exitCode: number | null = null;
   signal: string | null = null;
   readonly startedAt = new Date().toISOString();
@@ -121,7 +122,7 @@ class Shell {
     return this.log.end;
   }
 
-  info() {
+  info(): ShellInfo {
     return {
       shell_id: this.id,
       pid: this.pid,
@@ -192,7 +193,7 @@ class Shell {
     this.pty.write(input);
   }
 
-  sendSignal(sig: (typeof SIGNALS)[number]): number {
+  sendSignal(sig: ShellSignal): number {
     if (this.ptyGone || this.closed) throw new AgentFailure("invalid_request", `shell ${this.id} has exited`, { state: "exited" });
     // Like a terminal's Ctrl-C: to the job in the foreground, or the shell at its prompt.
     const pgid = foregroundGroup(this.pid) ?? this.pid;
@@ -237,16 +238,16 @@ class Shell {
   }
 
   /** Ends when the wait condition holds; see the shell_read protocol. */
-  wait(options: WaitOptions): Promise<EndedBy> {
+  wait(options: WaitOptions): Promise<ShellWaitEnd> {
     const { cursor, idleMs, pattern, plain, timeoutMs } = options;
-    return new Promise<EndedBy>((resolve) => {
+    return new Promise<ShellWaitEnd>((resolve) => {
       let idleTimer: NodeJS.Timeout | null = null;
       let patternTimer: NodeJS.Timeout | null = null;
       let lastPatternCheck = -Infinity;
       // Rendering a long scrollback costs time: check no more often than 4x what a check costs.
       let checkInterval = PATTERN_CHECK_MS;
       let patternCheckedAt = -1;
-      const finish = (how: EndedBy) => {
+      const finish = (how: ShellWaitEnd) => {
         clearTimeout(timeout);
         if (idleTimer) clearTimeout(idleTimer);
         if (patternTimer) clearTimeout(patternTimer);
@@ -301,7 +302,7 @@ class Shell {
     });
   }
 
-  async read(cursor: number, maxChars: number, plain: boolean) {
+  async read(cursor: number, maxChars: number, plain: boolean): Promise<{ header: Pick<ShellReadResult, "cursor" | "next_cursor" | "start_cursor" | "dropped_bytes" | "alt_screen" | "truncated" | "omitted_chars">; payload: Buffer }> {
     if (plain) {
       if (!this.closed) await this.screen.caughtUp(this.log.end);
       const from = Math.max(cursor, this.log.start);
@@ -334,26 +335,11 @@ const shells = new Map<string, Shell>();
 
 // ---------- validation ----------
 
-const invalid = (message: string) => new AgentFailure("invalid_request", message);
-
-function int(v: unknown, what: string, min: number, max: number): number {
-  if (typeof v !== "number" || !Number.isSafeInteger(v) || v < min || v > max) throw invalid(`${what} must be a whole number from ${min} to ${max}`);
-  return v;
-}
-
-function optionalInt(v: unknown, what: string, min: number, max: number): number | undefined {
-  return v === undefined || v === null ? undefined : int(v, what, min, max);
-}
-
-function bool(v: unknown, what: string): boolean {
-  if (typeof v !== "boolean") throw invalid(`${what} must be true or false`);
-  return v;
-}
-
+/** A shell's environment: names a shell can export, values without NUL. */
 function envMap(v: unknown): Record<string, string> {
-  if (typeof v !== "object" || v === null || Array.isArray(v)) throw invalid("env must be an object of strings");
+  if (!isRecord(v)) throw invalid("env must be an object of strings");
   const env: Record<string, string> = {};
-  for (const [k, value] of Object.entries(v as Record<string, unknown>)) {
+  for (const [k, value] of Object.entries(v)) {
     if (!ENV_NAME_RE.test(k)) throw invalid(`bad environment variable name ${JSON.stringify(k.slice(0, 100))}`);
     if (typeof value !== "string" || value.includes("\0")) throw invalid(`environment variable ${k} must be a string without NUL`);
     env[k] = value;
@@ -361,10 +347,10 @@ function envMap(v: unknown): Record<string, string> {
   return env;
 }
 
-function shellFor(h: Record<string, unknown>): Shell {
-  if (typeof h.shell_id !== "string") throw invalid("shell_id must be a string");
-  const shell = shells.get(h.shell_id);
-  if (!shell) throw new AgentFailure("shell_not_found", `no shell ${h.shell_id.slice(0, 40)} in this workspace`);
+function shellFor(id: unknown): Shell {
+  if (typeof id !== "string") throw invalid("shell_id must be a string");
+  const shell = shells.get(id);
+  if (!shell) throw new AgentFailure("shell_not_found", `no shell ${id.slice(0, 40)} in this workspace`);
   return shell;
 }
 
@@ -377,7 +363,9 @@ function newShellId(): string {
 
 // ---------- handlers ----------
 
-export const shellHandlers: HandlerMap = {
+type ShellRequest = "shell_open" | "shell_write" | "shell_read" | "shell_signal" | "shell_resize" | "shell_close" | "shell_list";
+
+export const shellHandlers: Handlers<ShellRequest> = {
   shell_open: async (h) => {
     if (typeof h.cwd !== "string" || !h.cwd.startsWith("/") || h.cwd.includes("\0")) throw invalid("cwd must be an absolute path");
     const cols = int(h.cols, "cols", 1, MAX_COLS);
@@ -420,7 +408,7 @@ export const shellHandlers: HandlerMap = {
   },
 
   shell_write: (h, payload) => {
-    const shell = shellFor(h);
+    const shell = shellFor(h.shell_id);
     const newline = bool(h.append_newline, "append_newline");
     if (payload.length > MAX_INPUT_BYTES) throw invalid(`input larger than ${MAX_INPUT_BYTES} bytes`);
     // Enter on a terminal sends CR; the line discipline turns it into NL for cooked-mode programs.
@@ -430,7 +418,7 @@ export const shellHandlers: HandlerMap = {
   },
 
   shell_read: async (h) => {
-    const shell = shellFor(h);
+    const shell = shellFor(h.shell_id);
     const cursor = int(h.cursor, "cursor", 0, Number.MAX_SAFE_INTEGER);
     const maxChars = int(h.max_chars, "max_chars", 1, MAX_READ_CHARS);
     const plain = bool(h.plain, "plain");
@@ -449,7 +437,7 @@ export const shellHandlers: HandlerMap = {
     if (cursor > shell.end) throw invalid(`cursor ${cursor} is past the end of the output (${shell.end})`);
 
     const t0 = performance.now();
-    const endedBy: EndedBy = idleMs !== undefined || pattern ? await shell.wait({ cursor, idleMs, pattern, plain, timeoutMs }) : "none";
+    const endedBy: ShellWaitEnd = idleMs !== undefined || pattern ? await shell.wait({ cursor, idleMs, pattern, plain, timeoutMs }) : "none";
     const waitedMs = Math.round(performance.now() - t0);
     const { header, payload } = await shell.read(cursor, maxChars, plain);
     return {
@@ -467,15 +455,16 @@ export const shellHandlers: HandlerMap = {
   },
 
   shell_signal: (h) => {
-    const shell = shellFor(h);
+    const shell = shellFor(h.shell_id);
     const signal = h.signal;
-    if (typeof signal !== "string" || !(SIGNALS as readonly string[]).includes(signal)) throw invalid(`signal must be one of ${SIGNALS.join(", ")}`);
-    const pgid = shell.sendSignal(signal as (typeof SIGNALS)[number]);
-    return { result: { shell_id: shell.id, signal, delivered_to: pgid } };
+    const known = SIGNALS.find((s) => s === signal);
+    if (known === undefined) throw invalid(`signal must be one of ${SIGNALS.join(", ")}`);
+    const pgid = shell.sendSignal(known);
+    return { result: { shell_id: shell.id, signal: known, delivered_to: pgid } };
   },
 
   shell_resize: (h) => {
-    const shell = shellFor(h);
+    const shell = shellFor(h.shell_id);
     const cols = int(h.cols, "cols", 1, MAX_COLS);
     const rows = int(h.rows, "rows", 1, MAX_ROWS);
     shell.resize(cols, rows);
@@ -483,7 +472,7 @@ export const shellHandlers: HandlerMap = {
   },
 
   shell_close: async (h) => {
-    const shell = shellFor(h);
+    const shell = shellFor(h.shell_id);
     shells.delete(shell.id);
     await shell.close();
     return { result: { shell_id: shell.id, closed: true } };
