@@ -12,7 +12,8 @@ import type { PyroOptions } from "../sdk/pyro.js";
 import { PyroError, asPyroError } from "../shared/errors.js";
 import { hostPath } from "../shared/host-path.js";
 import { parseKeyValues } from "../core/validate.js";
-import { MAX_STDIN_BYTES } from "../core/manager.js";
+import { MAX_STDIN_BYTES } from "../core/exec.js";
+import { abortRuns, execWorkspaceRaw, runInVmRaw } from "../sdk/internal.js";
 import { parseSecretEnvFlags } from "../core/secrets.js";
 import type { RawExecResult } from "../core/types.js";
 import type { BackendRequest } from "../runtime/backend.js";
@@ -390,12 +391,12 @@ function buildProgram(): Command {
           // stays. A second Ctrl-C during the clean-up must not cut it short.
           if (aborting) return;
           aborting = true;
-          void p.abortRuns().finally(() => process.exit(signal === "SIGINT" ? 130 : 143));
+          void abortRuns(p).finally(() => process.exit(signal === "SIGINT" ? 130 : 143));
         };
         process.on("SIGINT", onSignal);
         process.on("SIGTERM", onSignal);
         const stdin = opts.stdin ? await readStdin() : undefined;
-        const raw = await p.runInVmRaw({
+        const raw = await runInVmRaw(p, {
           environment,
           ...execInput(commandArgs, opts, stdin),
           ...(opts.vcpuCount !== undefined ? { vcpuCount: opts.vcpuCount } : {}),
@@ -500,7 +501,7 @@ function buildProgram(): Command {
     .action(
       action(async (ref: string, commandArgs: string[], opts: { stdin?: boolean; shell?: string; env?: string[]; timeoutSeconds?: number; cwd?: string; maxOutputBytes?: number; secretEnv?: string[] }) => {
         const stdin = opts.stdin ? await readStdin() : undefined;
-        const raw = await pyro().execWorkspaceRaw(ref, execInput(commandArgs, opts, stdin));
+        const raw = await execWorkspaceRaw(pyro(), ref, execInput(commandArgs, opts, stdin));
         writeExec(raw);
         process.exitCode = execExitCode(raw);
       }),

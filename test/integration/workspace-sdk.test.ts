@@ -4,6 +4,7 @@ import path from "node:path";
 import { execFileSync } from "node:child_process";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Pyro, PyroError } from "../../src/sdk/index.js";
+import { execWorkspaceRaw } from "../../src/sdk/internal.js";
 import { findLeaks, noLeaks, testHome, TEST_BACKEND, TEST_ENVIRONMENT } from "../helpers.js";
 
 let home: string;
@@ -59,7 +60,7 @@ describe("a workspace as an agent uses it", () => {
     await pyro.execWorkspace(ws.workspace_id, { command: "mkdir -p sub" });
     const r = await pyro.execWorkspace(ws.workspace_id, { command: "pwd; echo $GREETING; cat", env: { GREETING: "hi there" }, cwd: "sub", stdin: "from stdin" });
     expect(r.stdout).toBe("/workspace/sub\nhi there\nfrom stdin");
-    const raw = await pyro.execWorkspaceRaw(ws.workspace_id, { command: ["printf", "\\000\\377\\033[31m"] });
+    const raw = await execWorkspaceRaw(pyro, ws.workspace_id, { command: ["printf", "\\000\\377\\033[31m"] });
     expect([...raw.stdoutBytes]).toEqual([0, 255, 27, 91, 51, 49, 109]);
   });
 
