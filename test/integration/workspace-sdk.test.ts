@@ -173,6 +173,45 @@ describe("discovery and metadata", () => {
   });
 });
 
+describe("the workspace handle", () => {
+  it("reaches files, snapshots, services, shells, network and the stopped disk through its namespaces", async () => {
+    await pyro.createWorkspace({ environment: TEST_ENVIRONMENT, name: "handle" });
+    const ws = pyro.workspace("handle");
+
+    expect(await ws.files.write("notes/a.txt", "one\n")).toMatchObject({ created: true });
+    expect((await ws.files.read("notes/a.txt")).content).toBe("one\n");
+    expect((await ws.files.list({ path: "notes" })).entries.map((e) => e.path)).toEqual(["/workspace/notes/a.txt"]);
+    expect((await ws.snapshots.create("first")).name).toBe("first");
+    await ws.files.patch("--- a/notes/a.txt\n+++ b/notes/a.txt\n@@ -1 +1 @@\n-one\n+two\n");
+    const diff = await ws.files.diff({ snapshot: "first" });
+    expect(diff.changes.map((c) => c.change)).toEqual(["modified"]);
+    expect(diff.changes[0]!.path).toMatch(/notes\/a\.txt$/);
+    expect((await ws.snapshots.list()).snapshots.map((x) => x.name)).toContain("first");
+    expect(await ws.snapshots.delete("first")).toMatchObject({ name: "first", deleted: true });
+
+    const service = await ws.services.start("sleeper", { command: ["sleep", "300"] });
+    expect(service.state).toBe("running");
+    expect((await ws.services.list()).services.map((x) => x.name)).toEqual(["sleeper"]);
+    expect((await ws.services.stop("sleeper")).state).not.toBe("running");
+
+    const shell = await ws.shells.open();
+    await ws.shells.write(shell.shell_id, "echo handle-$((6*7))");
+    expect((await ws.shells.read(shell.shell_id, { waitForPattern: "handle-42", plain: true })).output).toContain("handle-42");
+    expect((await ws.shells.list()).shells.map((x) => x.shell_id)).toContain(shell.shell_id);
+    expect(await ws.shells.close(shell.shell_id)).toMatchObject({ closed: true });
+
+    const network = await ws.network();
+    expect(await ws.network.show()).toEqual(network);
+    expect(network.policy).toBe("off");
+
+    await ws.stop();
+    expect((await ws.disk.read("notes/a.txt")).content).toBe("two\n");
+    expect((await ws.disk.list({ path: "notes" })).entries.map((e) => e.path)).toEqual(["/workspace/notes/a.txt"]);
+    expect((await ws.summary()).name).toBe("handle");
+    await ws.delete();
+  });
+});
+
 describe("lifecycle", () => {
   it("stop keeps /workspace and installed files; start brings them back unchanged", async () => {
     const ws = await pyro.createWorkspace({ environment: TEST_ENVIRONMENT, name: "lifecycle" });
