@@ -16,7 +16,7 @@ import { PyroError } from "../shared/errors.js";
 import type { EnvironmentStore } from "../environments/index.js";
 import type { StateStore } from "./store.js";
 import { AgentConnections } from "./agent-link.js";
-import { importInto, inspectSource } from "./content.js";
+import { importInto, inspectSource } from "./transfer.js";
 import { BASELINE, SnapshotStore } from "./snapshots.js";
 import { collectSecrets, loadSecrets, saveSecrets } from "./secrets.js";
 import { newWorkspaceId } from "./ids.js";
