@@ -39,9 +39,7 @@ export class AgentConnections {
 
   /** A cached agent connection, re-made when the sandbox restarted or the connection dropped. */
   async client(id: string): Promise<AgentClient> {
-    const record = await this.store.read(id);
-    const sandbox = record?.sandbox ?? null;
-    if (!record) throw new PyroError("workspace_not_found", `workspace ${id} does not exist`, { hint: "Run `pyro workspace list` to see workspaces." });
+    const sandbox = (await this.store.load(id)).sandbox;
     if (!sandbox) throw new PyroError("workspace_stopped", `workspace ${id} is not running`);
     const key = `${sandbox.pid}:${sandbox.startTime}`;
     const cached = this.clients.get(id);

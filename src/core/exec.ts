@@ -102,7 +102,7 @@ export class WorkspaceExec {
     const command = redactor.redactValue(hasCommand ? opts.command! : [opts.shell!]);
 
     const entry = await this.store.withLock(id, async () => {
-      const current = await this.manager.load(id);
+      const current = await this.store.load(id);
       current.command_count += 1;
       current.last_activity_at = nowIso();
       const e: CommandRecord = {

@@ -110,13 +110,6 @@ export class WorkspaceManager {
     return record.state === "running" && record.sandbox !== null && (await this.backendOf(record)).liveness(record.sandbox) === "alive";
   }
 
-  /** A workspace's record by id; `workspace_not_found` when there is none. */
-  async load(id: string): Promise<WorkspaceRecord> {
-    const record = await this.store.read(id);
-    if (!record) throw new PyroError("workspace_not_found", `workspace ${id} does not exist`, { hint: "Run `pyro workspace list` to see workspaces." });
-    return record;
-  }
-
   /**
    * Brings a record in line with reality: a `running` workspace whose sandbox is gone becomes
    * `stopped` (host rebooted) or `failed` (sandbox died), with the reason. Caller holds the lock.
@@ -151,7 +144,7 @@ export class WorkspaceManager {
   async status(ref: string): Promise<WorkspaceInfo> {
     const id = await this.resolve(ref);
     return this.store.withLock(id, async () => {
-      const { record, reason } = await this.reconcile(await this.load(id));
+      const { record, reason } = await this.reconcile(await this.store.load(id));
       return this.info(record, reason);
     });
   }
@@ -337,7 +330,7 @@ export class WorkspaceManager {
   async touch(id: string, kind: WorkspaceEvent["kind"], details: Record<string, unknown> = {}): Promise<void> {
     const at = nowIso();
     await this.store.withLock(id, async () => {
-      const record = await this.load(id);
+      const record = await this.store.load(id);
       record.last_activity_at = at;
       await this.store.write(record);
     });
@@ -352,7 +345,7 @@ export class WorkspaceManager {
   async start(ref: string): Promise<WorkspaceInfo> {
     const id = await this.resolve(ref);
     return this.store.withLock(id, async () => {
-      const { record } = await this.reconcile(await this.load(id));
+      const { record } = await this.reconcile(await this.store.load(id));
       if (record.state === "running") return this.info(record);
       if (record.state === "creating") throw new PyroError("workspace_busy", "the workspace is still being created");
       if (record.layers.length === 0) record.layers = await this.environments.layers(record.environment);
@@ -369,7 +362,7 @@ export class WorkspaceManager {
   async stop(ref: string): Promise<WorkspaceInfo> {
     const id = await this.resolve(ref);
     return this.store.withLock(id, async () => {
-      const record = await this.load(id);
+      const record = await this.store.load(id);
       this.connections.drop(id);
       // The workspace lives on: what its sandbox holds in memory (a VM's page cache) is kept.
       if (record.sandbox) await this.stopSandbox(record, { preserve: true });
@@ -390,7 +383,7 @@ export class WorkspaceManager {
     const id = await this.resolve(ref);
     const snapshot = options.snapshot ?? BASELINE;
     const info = await this.store.withLock(id, async () => {
-      const record = await this.load(id);
+      const record = await this.store.load(id);
       if (record.state === "creating") throw new PyroError("workspace_busy", "the workspace is still being created");
       await this.snapshots(id).tree(snapshot);
       this.connections.drop(id);
@@ -431,7 +424,7 @@ export class WorkspaceManager {
     const labels = validateLabels({ ...(opts.labels ?? {}) });
     const apply = async () =>
       this.store.withLock(id, async () => {
-        const record = await this.load(id);
+        const record = await this.store.load(id);
         if (newName !== undefined) record.name = newName;
         for (const key of opts.clearLabels ?? []) delete record.labels[key];
         Object.assign(record.labels, labels);
@@ -469,11 +462,16 @@ export class WorkspaceManager {
     return { reaped };
   }
 
+  /** The record brought in line with reality (see `reconcile`), under the workspace's lock. */
+  async reconciled(id: string): Promise<WorkspaceRecord> {
+    return this.store.withLock(id, async () => (await this.reconcile(await this.store.load(id))).record);
+  }
+
   async requireRunning(id: string): Promise<WorkspaceRecord> {
     // Fast path without the lock: a running workspace whose sandbox is alive needs no repair.
-    const seen = await this.load(id);
+    const seen = await this.store.load(id);
     const healthy = await this.sandboxAlive(seen);
-    const record = healthy ? seen : await this.store.withLock(id, async () => (await this.reconcile(await this.load(id))).record);
+    const record = healthy ? seen : await this.reconciled(id);
     if (record.state !== "running") {
       throw new PyroError("workspace_stopped", `workspace ${record.name ?? id} is ${record.state}`, {
         hint: `Call workspace_start (CLI: \`pyro workspace start ${record.name ?? id}\`) first.`,

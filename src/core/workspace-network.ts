@@ -9,6 +9,7 @@ import { GUEST_ADDRESS } from "../runtime/namespace/nft-rules.js";
 import type { PublishedPort } from "../runtime/backend.js";
 import { PyroError } from "../shared/errors.js";
 import type { WorkspaceManager } from "./manager.js";
+import type { StateStore } from "./store.js";
 import { applyChange, networkConfig, networkInfo, noticesFor, specOf } from "./network.js";
 import type { NetworkChange, NetworkShowResult, PublishRequest } from "./network.js";
 import type { WorkspaceRecord } from "./types.js";
@@ -16,12 +17,15 @@ import type { WorkspaceRecord } from "./types.js";
 const nowIso = () => new Date().toISOString();
 
 export class WorkspaceNetwork {
-  constructor(private readonly manager: WorkspaceManager) {}
+  constructor(
+    private readonly manager: WorkspaceManager,
+    private readonly store: StateStore,
+  ) {}
 
   /** The workspace's network: policy, allow-lists, published ports, and what is applied now. */
   async show(ref: string): Promise<NetworkShowResult> {
     const id = await this.manager.resolve(ref);
-    const record = await this.manager.store.withLock(id, async () => (await this.manager.reconcile(await this.manager.load(id))).record);
+    const record = await this.manager.reconciled(id);
     return this.result(record);
   }
 
@@ -33,8 +37,8 @@ export class WorkspaceNetwork {
    */
   async set(ref: string, change: NetworkChange): Promise<NetworkShowResult> {
     const id = await this.manager.resolve(ref);
-    const result = await this.manager.store.withLock(id, async () => {
-      const { record } = await this.manager.reconcile(await this.manager.load(id));
+    const result = await this.store.withLock(id, async () => {
+      const { record } = await this.manager.reconcile(await this.store.load(id));
       if (record.state === "creating") throw new PyroError("workspace_busy", "the workspace is still being created");
       const next = applyChange({ policy: record.network_policy, config: networkConfig(record) }, change);
       if (record.state === "running" && record.sandbox) {
@@ -42,16 +46,16 @@ export class WorkspaceNetwork {
           await (await this.manager.backendOf(record)).configureNetwork(record.sandbox, specOf(next.policy, next.config));
         } finally {
           // Whatever is applied now (the new network, or the offline fallback) is what the record says.
-          await this.manager.store.write(record);
+          await this.store.write(record);
         }
       }
       record.network_policy = next.policy;
       record.network = next.config;
       record.last_activity_at = nowIso();
-      await this.manager.store.write(record);
+      await this.store.write(record);
       return this.result(record);
     });
-    await this.manager.store.appendEvent(id, {
+    await this.store.appendEvent(id, {
       at: nowIso(),
       kind: "network_set",
       details: { policy: result.policy, allow_hosts: result.allow_hosts, allow_cidrs: result.allow_cidrs, allow_host_loopback: result.allow_host_loopback },
@@ -76,8 +80,8 @@ export class WorkspaceNetwork {
    * egress+published-ports; a host port that is taken fails with port_in_use.
    */
   async publishPorts(id: string, service: string, requests: PublishRequest[]): Promise<PublishedPort[]> {
-    return this.manager.store.withLock(id, async () => {
-      const record = await this.manager.load(id);
+    return this.store.withLock(id, async () => {
+      const record = await this.store.load(id);
       if (record.network_policy !== "egress+published-ports") {
         const ref = record.name ?? id;
         throw new PyroError("publish_not_allowed", `workspace ${ref} has the network policy ${record.network_policy}; publishing ports needs egress+published-ports`, {
@@ -95,29 +99,29 @@ export class WorkspaceNetwork {
         throw err;
       }
       if (sandbox.network) sandbox.network.published.push(...added);
-      await this.manager.store.write(record);
+      await this.store.write(record);
       return added;
     });
   }
 
   /** Removes a service's published ports (service stop, restart, failed start). */
   async unpublishService(id: string, service: string): Promise<void> {
-    const current = await this.manager.store.read(id);
+    const current = await this.store.read(id);
     if (!current?.sandbox?.network?.published.some((p) => p.service === service)) return;
-    await this.manager.store.withLock(id, async () => {
-      const record = await this.manager.load(id);
+    await this.store.withLock(id, async () => {
+      const record = await this.store.load(id);
       const network = record.sandbox?.network;
       if (!record.sandbox || !network) return;
       const backend = await this.manager.backendOf(record);
       for (const p of network.published.filter((x) => x.service === service)) await backend.unpublishPort(record.sandbox, p).catch(() => undefined);
       network.published = network.published.filter((x) => x.service !== service);
-      await this.manager.store.write(record);
+      await this.store.write(record);
     });
   }
 
   /** The published ports of a running workspace, by service. */
   async publishedPorts(id: string): Promise<PublishedPort[]> {
-    const record = await this.manager.store.read(id);
+    const record = await this.store.read(id);
     return record?.state === "running" ? (record.sandbox?.network?.published ?? []) : [];
   }
 

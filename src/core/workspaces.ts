@@ -70,7 +70,7 @@ export class Workspaces {
     this.connections = new AgentConnections(this.store);
     this.manager = new WorkspaceManager(this.store, this.backends, this.environments, this.connections);
     this.link = new AgentLink(this.manager, this.connections, this.store);
-    this.network = new WorkspaceNetwork(this.manager);
+    this.network = new WorkspaceNetwork(this.manager, this.store);
     this.exec = new WorkspaceExec(this.manager, this.store, this.link, this.network);
     this.content = new WorkspaceContent(this.manager, this.link);
     this.services = new WorkspaceServices(this.manager, this.link, this.network);
