@@ -10,7 +10,8 @@ import { Pyro } from "../sdk/pyro.js";
 import type { PyroOptions } from "../sdk/pyro.js";
 import { PyroError, asPyroError } from "../shared/errors.js";
 import { hostPath } from "../shared/host-path.js";
-import { MAX_STDIN_BYTES } from "../core/manager.js";
+import { MAX_STDIN_BYTES } from "../core/exec.js";
+import { abortRuns, execWorkspaceRaw, runInVmRaw } from "../sdk/internal.js";
 import type { RawExecResult } from "../core/types.js";
 import type { BackendRequest } from "../runtime/backend.js";
 import * as render from "../ops/render.js";
@@ -196,13 +197,13 @@ function buildProgram(): Command {
       // stays. A second Ctrl-C during the clean-up must not cut it short.
       if (aborting) return;
       aborting = true;
-      void p.abortRuns().finally(() => process.exit(signal === "SIGINT" ? 130 : 143));
+      void abortRuns(p).finally(() => process.exit(signal === "SIGINT" ? 130 : 143));
     };
     process.on("SIGINT", onSignal);
     process.on("SIGTERM", onSignal);
     const a = input as Parameters<typeof vmRun.run>[1];
     const stdin = cliOnly.stdin ? await readStdin() : undefined;
-    const raw = await p.runInVmRaw({
+    const raw = await runInVmRaw(p, {
       environment: a.environment,
       ...execOptions({ ...a, stdin }),
       ...given({ vcpuCount: a.vcpu_count, memMib: a.mem_mib, ttlSeconds: a.ttl_seconds, backend: a.backend as BackendRequest | undefined }),
@@ -217,7 +218,7 @@ function buildProgram(): Command {
   addOperation(program, workspaceExec, io, async (input, cliOnly) => {
     const a = input as Parameters<typeof workspaceExec.run>[1];
     const stdin = cliOnly.stdin ? await readStdin() : undefined;
-    const raw = await pyro().execWorkspaceRaw(a.workspace_id, execOptions({ ...a, stdin }));
+    const raw = await execWorkspaceRaw(pyro(), a.workspace_id, execOptions({ ...a, stdin }));
     writeExec(raw);
     process.exitCode = execExitCode(raw);
   });

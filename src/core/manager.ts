@@ -1,34 +1,29 @@
 /**
- * The workspace manager: lifecycle (create, start, stop, delete, reap), discovery (list,
- * status, names, labels), exec with history, all on top of the state store and the isolation
- * backends: each workspace names its backend in its record, for life. Every mutating step holds
- * the workspace's lock; long-running commands do not, so several execs run at once while
- * metadata updates stay serialized. Host-side; file contents inside a workspace are only ever
- * reached through the agent.
+ * The workspace manager: lifecycle (create, start, stop, reset, delete, reap), discovery (list,
+ * status, names, labels), reconciling records with reality, and turning a record into the
+ * sandbox spec its backend starts — on top of the state store and the isolation backends: each
+ * workspace names its backend in its record, for life. Every mutating step holds the
+ * workspace's lock. Exec, network operations and the agent connections are their own modules
+ * (exec.ts, workspace-network.ts, agent-link.ts). Host-side; file contents inside a workspace
+ * are only ever reached through the agent.
  */
 import fs from "node:fs";
 import fsp from "node:fs/promises";
-import path from "node:path";
-import type { Backend, BackendName, SandboxRecord, StartedSandbox } from "../runtime/backend.js";
+import type { Backend, BackendName, SandboxRecord } from "../runtime/backend.js";
 import type { BackendSet } from "../runtime/backends.js";
-import { GUEST_ADDRESS, guestEnv } from "../protocol/guest.js";
-import { AgentClient } from "../protocol/client.js";
 import { WORKSPACE_GUEST_PATH } from "../protocol/messages.js";
-import type { ExecResultHeader } from "../protocol/messages.js";
 import { PyroError } from "../shared/errors.js";
-import { DEFAULT_MAX_OUTPUT_BYTES, MAX_OUTPUT_BYTES_LIMIT, renderCapped } from "../shared/output-cap.js";
 import type { EnvironmentStore } from "../environments/index.js";
-import { StateStore } from "./store.js";
-import { importInto, inspectSource } from "./content.js";
+import type { StateStore } from "./store.js";
+import { AgentConnections } from "./agent-link.js";
+import { importInto, inspectSource } from "./transfer.js";
 import { BASELINE, SnapshotStore } from "./snapshots.js";
-import { collectSecrets, loadSecrets, saveSecrets, secretEnvMapping, secretRedactor } from "./secrets.js";
-import type { Redactor } from "../shared/redact.js";
+import { collectSecrets, loadSecrets, saveSecrets } from "./secrets.js";
 import { newWorkspaceId } from "./ids.js";
-import { validateEnv, validateLabels, validateName, validatePositive, validatePositiveInt } from "./validate.js";
-import type { CommandRecord, ExecResult, RawExecResult, WorkspaceEvent, WorkspaceInfo, WorkspaceRecord } from "./types.js";
-import { applyChange, networkFromOptions, networkInfo, noticesFor, specOf } from "./network.js";
-import type { NetworkChange, NetworkConfig, NetworkOptions, NetworkShowResult, PublishRequest } from "./network.js";
-import type { PublishedPort } from "../runtime/backend.js";
+import { validateLabels, validateName, validatePositive, validatePositiveInt } from "./validate.js";
+import type { WorkspaceEvent, WorkspaceInfo, WorkspaceRecord } from "./types.js";
+import { networkConfig, networkFromOptions, networkInfo, specOf } from "./network.js";
+import type { NetworkOptions } from "./network.js";
 import { assertUserNamespacesAllowed, ownByGuestRoot } from "../runtime/confine/launch.js";
 import { requireEgress } from "../runtime/network/netns.js";
 import { sandboxIdentity } from "../runtime/confine/identity.js";
@@ -36,12 +31,8 @@ import { removeTree } from "../runtime/confine/trees.js";
 
 export const DEFAULT_VCPU_COUNT = 1;
 export const DEFAULT_MEM_MIB = 1024;
-export const DEFAULT_TIMEOUT_SECONDS = 30;
-export const MAX_TIMEOUT_SECONDS = 24 * 3600;
 export const MAX_TTL_SECONDS = 30 * 24 * 3600;
 export const DEFAULT_PIDS_MAX = 4096;
-/** stdin is carried in one frame; larger inputs belong in a file (sync push / file write). */
-export const MAX_STDIN_BYTES = 16 * 1024 * 1024;
 
 export interface CreateWorkspaceOptions extends NetworkOptions {
   environment: string;
@@ -63,20 +54,6 @@ export interface CreateWorkspaceOptions extends NetworkOptions {
   origin?: { kind: "git_checkout" | "directory" | "repo_url"; ref: string; path: string | null };
 }
 
-export interface ExecOptions {
-  /** argv form (no shell). Exactly one of command / shell. */
-  command?: string[];
-  /** Shell-string form, run by /bin/sh -c. */
-  shell?: string;
-  timeoutSeconds?: number;
-  env?: Record<string, string>;
-  cwd?: string;
-  stdin?: Uint8Array;
-  maxOutputBytes?: number;
-  /** Secrets to export into the command's environment: names, or { SECRET_NAME: ENV_VAR }. */
-  secretEnv?: string[] | Record<string, string>;
-}
-
 export interface UpdateWorkspaceOptions {
   name?: string;
   labels?: Record<string, string>;
@@ -93,16 +70,13 @@ function isolationText(record: WorkspaceRecord): string {
 }
 
 export class WorkspaceManager {
-  readonly store: StateStore;
-  private readonly clients = new Map<string, { key: string; client: Promise<AgentClient> }>();
-
   constructor(
-    home: string,
+    readonly store: StateStore,
     private readonly backends: BackendSet,
     private readonly environments: EnvironmentStore,
-  ) {
-    this.store = new StateStore(home);
-  }
+    /** Agent connections: a start keeps the one it opened, a stop or delete closes it. */
+    readonly connections: AgentConnections = new AgentConnections(store),
+  ) {}
 
   // ---------- discovery ----------
 
@@ -127,7 +101,7 @@ export class WorkspaceManager {
   }
 
   /** The backend a workspace's record names (its sandbox record names the same one). */
-  private backendOf(record: WorkspaceRecord): Promise<Backend> {
+  backendOf(record: WorkspaceRecord): Promise<Backend> {
     return this.backends.get(record.backend);
   }
 
@@ -136,17 +110,11 @@ export class WorkspaceManager {
     return record.state === "running" && record.sandbox !== null && (await this.backendOf(record)).liveness(record.sandbox) === "alive";
   }
 
-  private async load(id: string): Promise<WorkspaceRecord> {
-    const record = await this.store.read(id);
-    if (!record) throw new PyroError("workspace_not_found", `workspace ${id} does not exist`, { hint: "Run `pyro workspace list` to see workspaces." });
-    return record;
-  }
-
   /**
    * Brings a record in line with reality: a `running` workspace whose sandbox is gone becomes
    * `stopped` (host rebooted) or `failed` (sandbox died), with the reason. Caller holds the lock.
    */
-  private async reconcile(record: WorkspaceRecord): Promise<{ record: WorkspaceRecord; reason: string | null }> {
+  async reconcile(record: WorkspaceRecord): Promise<{ record: WorkspaceRecord; reason: string | null }> {
     if (record.state === "creating" && record.owner_pid !== null && !pidAlive(record.owner_pid)) {
       record.state = "failed";
       record.failure = { reason: "the process creating this workspace exited before it finished", log_tail: "", at: nowIso() };
@@ -175,11 +143,10 @@ export class WorkspaceManager {
 
   async status(ref: string): Promise<WorkspaceInfo> {
     const id = await this.resolve(ref);
-    const info = await this.store.withLock(id, async () => {
-      const { record, reason } = await this.reconcile(await this.load(id));
+    return this.store.withLock(id, async () => {
+      const { record, reason } = await this.reconcile(await this.store.load(id));
       return this.info(record, reason);
     });
-    return this.withCounts(info);
   }
 
   /** True when the workspace's sandbox is up (no repair, no lock). */
@@ -188,22 +155,17 @@ export class WorkspaceManager {
     return r !== undefined && (await this.sandboxAlive(r));
   }
 
-  /** Set by the SDK: live service counts for status and list. */
-  serviceCounts: ((id: string, running: boolean) => Promise<{ service_count: number; running_service_count: number }>) | null = null;
-
-  private async withCounts(info: WorkspaceInfo): Promise<WorkspaceInfo> {
-    if (!this.serviceCounts) return info;
-    return { ...info, ...(await this.serviceCounts(info.workspace_id, info.state === "running")) };
-  }
-
-  /** Lists workspaces, most recent activity first. Reaps expired ones first, and says so. */
+  /**
+   * Lists workspaces, most recent activity first. Reaps expired ones first, and says so.
+   * Service counts are left at zero here; the composition root (workspaces.ts) adds them.
+   */
   async list(): Promise<{ count: number; workspaces: WorkspaceInfo[]; reaped: string[] }> {
     const { reaped } = await this.reapExpired();
     const records = (await this.store.readAll()).filter((r) => !r.ephemeral);
     const infos: WorkspaceInfo[] = [];
     for (const r of records) {
       const { record, reason } = r.state === "running" ? await this.store.withLock(r.workspace_id, async () => this.reconcile((await this.store.read(r.workspace_id)) ?? r)) : { record: r, reason: null };
-      infos.push(await this.withCounts(this.info(record, reason)));
+      infos.push(this.info(record, reason));
     }
     infos.sort((a, b) => b.last_activity_at.localeCompare(a.last_activity_at));
     return { count: infos.length, workspaces: infos, reaped };
@@ -332,7 +294,7 @@ export class WorkspaceManager {
       await this.store.withLock(id, () => this.store.write(record));
     } catch (err) {
       // Roll back completely: no half-made workspace, sandbox, cgroup or directory remains.
-      this.dropClient(id);
+      this.connections.drop(id);
       if (record.sandbox) await this.stopSandbox(record).catch(() => undefined);
       await this.store.removeWorkspace(id).catch(() => undefined);
       throw err;
@@ -368,7 +330,7 @@ export class WorkspaceManager {
   async touch(id: string, kind: WorkspaceEvent["kind"], details: Record<string, unknown> = {}): Promise<void> {
     const at = nowIso();
     await this.store.withLock(id, async () => {
-      const record = await this.load(id);
+      const record = await this.store.load(id);
       record.last_activity_at = at;
       await this.store.write(record);
     });
@@ -383,11 +345,11 @@ export class WorkspaceManager {
   async start(ref: string): Promise<WorkspaceInfo> {
     const id = await this.resolve(ref);
     return this.store.withLock(id, async () => {
-      const { record } = await this.reconcile(await this.load(id));
+      const { record } = await this.reconcile(await this.store.load(id));
       if (record.state === "running") return this.info(record);
       if (record.state === "creating") throw new PyroError("workspace_busy", "the workspace is still being created");
       if (record.layers.length === 0) record.layers = await this.environments.layers(record.environment);
-      this.dropClient(id);
+      this.connections.drop(id);
       record.sandbox = await this.startSandbox(record);
       record.state = "running";
       record.failure = null;
@@ -400,8 +362,8 @@ export class WorkspaceManager {
   async stop(ref: string): Promise<WorkspaceInfo> {
     const id = await this.resolve(ref);
     return this.store.withLock(id, async () => {
-      const record = await this.load(id);
-      this.dropClient(id);
+      const record = await this.store.load(id);
+      this.connections.drop(id);
       // The workspace lives on: what its sandbox holds in memory (a VM's page cache) is kept.
       if (record.sandbox) await this.stopSandbox(record, { preserve: true });
       record.sandbox = null;
@@ -421,10 +383,10 @@ export class WorkspaceManager {
     const id = await this.resolve(ref);
     const snapshot = options.snapshot ?? BASELINE;
     const info = await this.store.withLock(id, async () => {
-      const record = await this.load(id);
+      const record = await this.store.load(id);
       if (record.state === "creating") throw new PyroError("workspace_busy", "the workspace is still being created");
       await this.snapshots(id).tree(snapshot);
-      this.dropClient(id);
+      this.connections.drop(id);
       if (record.sandbox) await this.stopSandbox(record);
       record.sandbox = null;
       const p = this.store.paths(id);
@@ -449,7 +411,7 @@ export class WorkspaceManager {
     const id = await this.resolve(ref);
     await this.store.withLock(id, async () => {
       const record = await this.store.read(id);
-      this.dropClient(id);
+      this.connections.drop(id);
       if (record?.sandbox) await this.stopSandbox(record);
       await this.store.removeWorkspace(id);
     });
@@ -462,7 +424,7 @@ export class WorkspaceManager {
     const labels = validateLabels({ ...(opts.labels ?? {}) });
     const apply = async () =>
       this.store.withLock(id, async () => {
-        const record = await this.load(id);
+        const record = await this.store.load(id);
         if (newName !== undefined) record.name = newName;
         for (const key of opts.clearLabels ?? []) delete record.labels[key];
         Object.assign(record.labels, labels);
@@ -500,123 +462,16 @@ export class WorkspaceManager {
     return { reaped };
   }
 
-  // ---------- exec ----------
-
-  async exec(ref: string, opts: ExecOptions): Promise<ExecResult> {
-    return (await this.execRaw(ref, opts)).result;
-  }
-
-  /** Checks exec options without touching any workspace (so `run` can refuse before creating one). */
-  prepareExec(opts: ExecOptions) {
-    const hasCommand = Array.isArray(opts.command) && opts.command.length > 0;
-    const hasShell = typeof opts.shell === "string" && opts.shell.length > 0;
-    if (hasCommand === hasShell) {
-      throw new PyroError("invalid_argument", "give exactly one of command (argv) or shell (a shell string)", {
-        hint: "CLI: `pyro workspace exec WS -- CMD ARGS…` or `--shell 'CMD | CMD'`.",
-      });
-    }
-    const stdin = opts.stdin ? Buffer.from(opts.stdin) : Buffer.alloc(0);
-    if (stdin.length > MAX_STDIN_BYTES) throw new PyroError("invalid_argument", `stdin larger than ${MAX_STDIN_BYTES} bytes`);
-    return {
-      hasCommand,
-      hasShell,
-      timeoutSeconds: validatePositive(opts.timeoutSeconds ?? DEFAULT_TIMEOUT_SECONDS, "timeout_seconds", MAX_TIMEOUT_SECONDS, "invalid_timeout"),
-      maxOutputBytes: validatePositiveInt(opts.maxOutputBytes ?? DEFAULT_MAX_OUTPUT_BYTES, "max_output_bytes", MAX_OUTPUT_BYTES_LIMIT),
-      env: validateEnv({ ...(opts.env ?? {}) }),
-      cwd: path.posix.resolve(WORKSPACE_GUEST_PATH, opts.cwd ?? "."),
-      stdin,
-    };
-  }
-
-  async execRaw(ref: string, opts: ExecOptions): Promise<RawExecResult> {
-    const { hasCommand, hasShell, timeoutSeconds, maxOutputBytes, env, cwd, stdin } = this.prepareExec(opts);
-    const id = await this.resolve(ref);
-
-    const record = await this.requireRunning(id);
-    const secretEnv = secretEnvMapping(opts.secretEnv, record.secret_names ?? []);
-    const redactor = await this.redactor(record);
-    const endOperation = await this.store.beginOperation(id);
-    let frame;
-    try {
-      const client = await this.client(id);
-      frame = await client.request(
-        {
-          type: "exec",
-          ...(hasCommand ? { argv: opts.command } : { shell: opts.shell }),
-          cwd,
-          env: guestEnv({ HOSTNAME: record.name ?? id, ...env }),
-          timeoutMs: Math.round(timeoutSeconds * 1000),
-          maxOutputBytes,
-          stdinBytes: stdin.length,
-          secretEnv,
-        },
-        stdin,
-      );
-    } finally {
-      await endOperation();
-    }
-    const header = frame.header;
-    const { stdoutBytes, stderrBytes } = splitOutput(frame.payload, header);
-    // The command line itself may carry a secret (`curl -H "token: $VALUE"` typed literally).
-    const command = redactor.redactValue(hasCommand ? opts.command! : [opts.shell!]);
-
-    const entry = await this.store.withLock(id, async () => {
-      const current = await this.load(id);
-      current.command_count += 1;
-      current.last_activity_at = nowIso();
-      const e: CommandRecord = {
-        sequence: current.command_count,
-        command,
-        shell: hasShell,
-        cwd,
-        exit_code: header.exitCode,
-        signal: header.signal,
-        timed_out: header.timedOut,
-        duration_ms: header.durationMs,
-        started_at: header.startedAt,
-        stdout_bytes: header.stdout.total_bytes,
-        stderr_bytes: header.stderr.total_bytes,
-      };
-      current.last_command = { sequence: e.sequence, command: command.join(" ").slice(0, 200), exit_code: e.exit_code, timed_out: e.timed_out, at: current.last_activity_at };
-      await this.store.write(current);
-      await this.store.appendHistory(id, e);
-      return e;
-    });
-    const result: ExecResult = {
-      workspace_id: id,
-      sequence: entry.sequence,
-      command,
-      shell: hasShell,
-      cwd,
-      exit_code: header.exitCode,
-      signal: header.signal,
-      timed_out: header.timedOut,
-      outcome: header.timedOut ? "timed_out" : header.startError ? "not_started" : header.signal ? "signaled" : "exited",
-      duration_ms: header.durationMs,
-      started_at: header.startedAt,
-      stdout: renderCapped(stdoutBytes, header.stdout),
-      stderr: renderCapped(stderrBytes, header.stderr),
-      stdout_info: header.stdout,
-      stderr_info: header.stderr,
-      truncated: header.stdout.omitted_bytes > 0 || header.stderr.omitted_bytes > 0,
-      network_notices: await this.networkNotices(record),
-    };
-    return { result, stdoutBytes, stderrBytes };
-  }
-
-  async logs(ref: string, limit = 50): Promise<{ workspace_id: string; count: number; total: number; commands: CommandRecord[] }> {
-    validatePositiveInt(limit, "limit", 100_000);
-    const id = await this.resolve(ref);
-    const all = await this.store.readHistory(id);
-    const commands = all.slice(-limit);
-    return { workspace_id: id, count: commands.length, total: all.length, commands };
+  /** The record brought in line with reality (see `reconcile`), under the workspace's lock. */
+  async reconciled(id: string): Promise<WorkspaceRecord> {
+    return this.store.withLock(id, async () => (await this.reconcile(await this.store.load(id))).record);
   }
 
   async requireRunning(id: string): Promise<WorkspaceRecord> {
     // Fast path without the lock: a running workspace whose sandbox is alive needs no repair.
-    const seen = await this.load(id);
+    const seen = await this.store.load(id);
     const healthy = await this.sandboxAlive(seen);
-    const record = healthy ? seen : await this.store.withLock(id, async () => (await this.reconcile(await this.load(id))).record);
+    const record = healthy ? seen : await this.reconciled(id);
     if (record.state !== "running") {
       throw new PyroError("workspace_stopped", `workspace ${record.name ?? id} is ${record.state}`, {
         hint: `Call workspace_start (CLI: \`pyro workspace start ${record.name ?? id}\`) first.`,
@@ -624,148 +479,6 @@ export class WorkspaceManager {
       });
     }
     return record;
-  }
-
-  // ---------- network ----------
-
-  /** The workspace's network: policy, allow-lists, published ports, and what is applied now. */
-  async networkShow(ref: string): Promise<NetworkShowResult> {
-    const id = await this.resolve(ref);
-    const record = await this.store.withLock(id, async () => (await this.reconcile(await this.load(id))).record);
-    return this.networkResult(record);
-  }
-
-  /**
-   * Changes the network policy, allow-lists or host loopback; a running sandbox gets the change
-   * at once (no restart), a stopped one at its next start. Lists given are added to the current
-   * ones unless `clearAllowList`. If applying fails, the sandbox is left offline (never more
-   * open), the stored policy is unchanged, and the error says why.
-   */
-  async networkSet(ref: string, change: NetworkChange): Promise<NetworkShowResult> {
-    const id = await this.resolve(ref);
-    const result = await this.store.withLock(id, async () => {
-      const { record } = await this.reconcile(await this.load(id));
-      if (record.state === "creating") throw new PyroError("workspace_busy", "the workspace is still being created");
-      const next = applyChange({ policy: record.network_policy, config: networkConfig(record) }, change);
-      if (record.state === "running" && record.sandbox) {
-        try {
-          await (await this.backendOf(record)).configureNetwork(record.sandbox, specOf(next.policy, next.config));
-        } finally {
-          // Whatever is applied now (the new network, or the offline fallback) is what the record says.
-          await this.store.write(record);
-        }
-      }
-      record.network_policy = next.policy;
-      record.network = next.config;
-      record.last_activity_at = nowIso();
-      await this.store.write(record);
-      return this.networkResult(record);
-    });
-    await this.store.appendEvent(id, {
-      at: nowIso(),
-      kind: "network_set",
-      details: { policy: result.policy, allow_hosts: result.allow_hosts, allow_cidrs: result.allow_cidrs, allow_host_loopback: result.allow_host_loopback },
-    });
-    return result;
-  }
-
-  private networkResult(record: WorkspaceRecord): NetworkShowResult {
-    const applied = record.state === "running" ? (record.sandbox?.network ?? null) : null;
-    return {
-      workspace_id: record.workspace_id,
-      ...networkInfo(record.network_policy, networkConfig(record), applied),
-      applied: applied !== null && applied.spec.policy === record.network_policy,
-      records_denials: applied?.recording ?? false,
-      guest_address: applied?.slirp ? GUEST_ADDRESS : null,
-      helpers: { slirp4netns_pid: applied?.slirp?.pid ?? null, dns_forwarder_pid: applied?.dnsForwarder?.pid ?? null },
-    };
-  }
-
-  /**
-   * Publishes guest ports of a service on the host's 127.0.0.1, all or none. Needs the policy
-   * egress+published-ports; a host port that is taken fails with port_in_use.
-   */
-  async publishPorts(id: string, service: string, requests: PublishRequest[]): Promise<PublishedPort[]> {
-    return this.store.withLock(id, async () => {
-      const record = await this.load(id);
-      if (record.network_policy !== "egress+published-ports") {
-        const ref = record.name ?? id;
-        throw new PyroError("publish_not_allowed", `workspace ${ref} has the network policy ${record.network_policy}; publishing ports needs egress+published-ports`, {
-          hint: `Run \`pyro workspace network set ${ref} --network-policy egress+published-ports\` (MCP: workspace_network_set with network_policy "egress+published-ports"), then start the service again.`,
-        });
-      }
-      const sandbox = record.sandbox;
-      if (record.state !== "running" || !sandbox) throw new PyroError("workspace_stopped", `workspace ${record.name ?? id} is ${record.state}`);
-      const backend = await this.backendOf(record);
-      const added: PublishedPort[] = [];
-      try {
-        for (const r of requests) added.push(await backend.publishPort(sandbox, service, r.guestPort, r.hostPort));
-      } catch (err) {
-        for (const p of added) await backend.unpublishPort(sandbox, p).catch(() => undefined);
-        throw err;
-      }
-      if (sandbox.network) sandbox.network.published.push(...added);
-      await this.store.write(record);
-      return added;
-    });
-  }
-
-  /** Removes a service's published ports (service stop, restart, failed start). */
-  async unpublishService(id: string, service: string): Promise<void> {
-    const current = await this.store.read(id);
-    if (!current?.sandbox?.network?.published.some((p) => p.service === service)) return;
-    await this.store.withLock(id, async () => {
-      const record = await this.load(id);
-      const network = record.sandbox?.network;
-      if (!record.sandbox || !network) return;
-      const backend = await this.backendOf(record);
-      for (const p of network.published.filter((x) => x.service === service)) await backend.unpublishPort(record.sandbox, p).catch(() => undefined);
-      network.published = network.published.filter((x) => x.service !== service);
-      await this.store.write(record);
-    });
-  }
-
-  /** The published ports of a running workspace, by service. */
-  async publishedPorts(id: string): Promise<PublishedPort[]> {
-    const record = await this.store.read(id);
-    return record?.state === "running" ? (record.sandbox?.network?.published ?? []) : [];
-  }
-
-  /**
-   * What the network policy blocked since the last result, as notices naming the call that
-   * allows it; each denial is reported once. Never fails the call it is attached to.
-   */
-  async networkNotices(record: WorkspaceRecord): Promise<string[]> {
-    const sandbox = record.sandbox;
-    if (!sandbox?.network) return [];
-    try {
-      const denials = await (await this.backendOf(record)).takeNetworkDenials(sandbox);
-      return denials.length === 0 ? [] : noticesFor(record.name ?? record.workspace_id, record.network_policy, denials);
-    } catch {
-      return [];
-    }
-  }
-
-  /** Redacts the workspace's secret values from what the host records or returns. */
-  async redactor(record: WorkspaceRecord): Promise<Redactor> {
-    return secretRedactor(this.store.paths(record.workspace_id).secrets);
-  }
-
-  /** A cached agent connection, re-made when the sandbox restarted or the connection dropped. */
-  async client(id: string): Promise<AgentClient> {
-    const record = await this.load(id);
-    const sandbox = record.sandbox as SandboxRecord | null;
-    if (!sandbox) throw new PyroError("workspace_stopped", `workspace ${id} is not running`);
-    const key = `${sandbox.pid}:${sandbox.startTime}`;
-    const cached = this.clients.get(id);
-    if (cached && cached.key === key) {
-      const c = await cached.client.catch(() => null);
-      if (c && !c.closed) return c;
-    }
-    const client = AgentClient.connect(this.store.paths(id).socket);
-    this.clients.set(id, { key, client });
-    client.catch(() => this.clients.delete(id));
-    return client;
   }
 
   /**
@@ -788,7 +501,8 @@ export class WorkspaceManager {
       await backend.stop(started.record);
       throw err;
     }
-    return this.adopt(id, started);
+    this.connections.adopt(id, started);
+    return started.record;
   }
 
   /** Stops a workspace's sandbox through the backend that started it. */
@@ -796,30 +510,13 @@ export class WorkspaceManager {
     if (record.sandbox) await (await this.backendOf(record)).stop(record.sandbox, options);
   }
 
-  /** Keeps the connection a start already opened, so the first exec does not reconnect. */
-  private adopt(id: string, started: StartedSandbox): SandboxRecord {
-    this.clients.set(id, { key: `${started.record.pid}:${started.record.startTime}`, client: Promise.resolve(started.client) });
-    return started.record;
-  }
-
-  private dropClient(id: string): void {
-    const cached = this.clients.get(id);
-    this.clients.delete(id);
-    cached?.client.then((c) => c.close()).catch(() => undefined);
-  }
-
   /** Closes cached agent connections so the process can exit. */
   close(): void {
-    for (const id of [...this.clients.keys()]) this.dropClient(id);
+    this.connections.close();
   }
 }
 
 // ---------- helpers ----------
-
-/** A record's allow-lists; records from before network policies have none. */
-function networkConfig(record: WorkspaceRecord): NetworkConfig {
-  return record.network ?? { allow_hosts: [], allow_cidrs: [], allow_host_loopback: false };
-}
 
 export function pidAlive(pid: number): boolean {
   try {
@@ -837,16 +534,6 @@ async function logTail(file: string): Promise<string> {
   } catch {
     return "";
   }
-}
-
-/** Splits an exec payload into stdout and stderr, trusting no length the agent claims. */
-function splitOutput(payload: Buffer, header: ExecResultHeader): { stdoutBytes: Buffer; stderrBytes: Buffer } {
-  const so = header.stdout?.head_bytes + header.stdout?.tail_bytes;
-  const se = header.stderr?.head_bytes + header.stderr?.tail_bytes;
-  if (!Number.isSafeInteger(so) || !Number.isSafeInteger(se) || so < 0 || se < 0 || so + se !== payload.length) {
-    throw new PyroError("agent_protocol_error", "exec result lengths do not match its payload");
-  }
-  return { stdoutBytes: payload.subarray(0, so), stderrBytes: payload.subarray(so) };
 }
 
 /**

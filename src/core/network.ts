@@ -104,6 +104,11 @@ function merged(a: string[], b: string[], what: string): string[] {
   return out;
 }
 
+/** A workspace record's allow-lists; records from before network policies have none. */
+export function networkConfig(record: { network?: NetworkConfig }): NetworkConfig {
+  return record.network ?? { allow_hosts: [], allow_cidrs: [], allow_host_loopback: false };
+}
+
 /** The policy and config of a new workspace. */
 export function networkFromOptions(opts: NetworkOptions): { policy: NetworkPolicyName; config: NetworkConfig } {
   const policy = opts.networkPolicy === undefined ? DEFAULT_NETWORK_POLICY : validatePolicy(opts.networkPolicy);

@@ -10,6 +10,7 @@ import fsp from "node:fs/promises";
 import path from "node:path";
 import type { EnvironmentStore } from "../environments/index.js";
 import type { WorkspaceManager } from "./manager.js";
+import type { WorkspaceExec } from "./exec.js";
 import type { BackendName } from "../runtime/backend.js";
 import { agentBundlePath } from "../runtime/agent-runtime.js";
 import { readJsonIfExists, writeJsonAtomic } from "../shared/atomic.js";
@@ -56,10 +57,11 @@ export async function environmentReadiness(home: string, environments: Environme
 export async function prepareEnvironment(
   home: string,
   environments: EnvironmentStore,
-  manager: WorkspaceManager,
+  workspaces: { manager: WorkspaceManager; exec: WorkspaceExec },
   environment: string,
   options: { force?: boolean; onProgress?: (line: string) => void; backend?: BackendName } = {},
 ): Promise<Readiness & { cycle_ms: Record<string, number> }> {
+  const { manager, exec } = workspaces;
   const say = options.onProgress ?? (() => undefined);
   const before = await environmentReadiness(home, environments, environment);
   if (before.state === "warm" && !options.force) {
@@ -78,13 +80,13 @@ export async function prepareEnvironment(
   cycle.create = Math.round(t() - t0);
   try {
     t0 = t();
-    await manager.exec(ws.workspace_id, { command: ["true"] });
+    await exec.exec(ws.workspace_id, { command: ["true"] });
     cycle.exec = Math.round(t() - t0);
     t0 = t();
     await manager.reset(ws.workspace_id);
     cycle.reset = Math.round(t() - t0);
     t0 = t();
-    await manager.exec(ws.workspace_id, { command: ["true"] });
+    await exec.exec(ws.workspace_id, { command: ["true"] });
     cycle.exec_after_reset = Math.round(t() - t0);
   } finally {
     t0 = t();

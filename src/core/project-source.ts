@@ -164,3 +164,32 @@ export async function materializeProjectSource(source: ProjectSource): Promise<M
     throw err;
   }
 }
+
+/** Where a seed made from a project came from, as the workspace record keeps it. */
+export interface ProjectSeed {
+  /** The seed archive; gone once `seedFromProject`'s callback returns. */
+  seedPath: string;
+  origin: { kind: ProjectSourceKind; ref: string; path: string | null };
+}
+
+/**
+ * Builds the seed archive for `source`, hands it to `create`, and removes it afterwards
+ * whatever happened. A source that cannot be archived fails before anything is made, with
+ * the source named and the ways around it (another source, none, or an explicit seed path).
+ */
+export async function seedFromProject<T>(source: ProjectSource, create: (seed: ProjectSeed) => Promise<T>): Promise<T> {
+  let material: MaterializedSource;
+  try {
+    material = await materializeProjectSource(source);
+  } catch (err) {
+    const e = err instanceof PyroError ? err : new PyroError("seed_path_invalid", String(err));
+    throw new PyroError(e.code, `cannot seed from ${describeProjectSource(source)}: ${e.message}`, {
+      hint: "Start the server with --project-path DIR or --repo-url URL, turn seeding off with --no-project-source, or pass seed_path.",
+    });
+  }
+  try {
+    return await create({ seedPath: material.archive, origin: { kind: material.origin_kind, ref: material.origin_ref, path: source.path ?? source.repo_url } });
+  } finally {
+    await material.cleanup();
+  }
+}

@@ -7,10 +7,11 @@
  */
 import path from "node:path";
 import type { WorkspaceManager } from "./manager.js";
+import type { AgentLink } from "./agent-link.js";
+import type { WorkspaceNetwork } from "./workspace-network.js";
 import { readJsonIfExists, writeJsonAtomic } from "../shared/atomic.js";
 import { PyroError } from "../shared/errors.js";
 import { validateEnv, validateName, validatePositive, validatePositiveInt } from "./validate.js";
-import { secretEnvMapping } from "./secrets.js";
 import { guestEnv } from "../protocol/guest.js";
 import { WORKSPACE_GUEST_PATH } from "../protocol/messages.js";
 import type { Readiness, ServiceStatus as AgentServiceStatus } from "../protocol/messages.js";
@@ -86,7 +87,11 @@ function validateReadiness(r: unknown): Readiness | null {
 }
 
 export class WorkspaceServices {
-  constructor(private readonly manager: WorkspaceManager) {}
+  constructor(
+    private readonly manager: WorkspaceManager,
+    private readonly link: AgentLink,
+    private readonly network: WorkspaceNetwork,
+  ) {}
 
   private registryFile(id: string): string {
     return path.join(this.manager.store.paths(id).dir, "services.json");
@@ -108,17 +113,15 @@ export class WorkspaceServices {
     const env = validateEnv({ ...(options.env ?? {}) });
     const cwd = path.posix.resolve(WORKSPACE_GUEST_PATH, options.cwd ?? ".");
     const publish = parsePublish(options.publish);
-    const record = await this.manager.requireRunning(id);
-    const secretEnv = secretEnvMapping(options.secretEnv, record.secret_names ?? []);
-    const client = await this.manager.client(id);
+    const { record, client, secretEnv } = await this.link.attach(id, options.secretEnv);
     let published: PublishedPort[] = [];
     if (publish.length > 0) {
       // Ports are taken before the service starts, so a busy host port fails the call with
       // nothing started. A running service of this name keeps its ports (the agent refuses it).
       const live = (await client.request({ type: "service_list" })).header.services;
       if (!live.some((s) => s.name === name && RUNNING.has(s.state))) {
-        await this.manager.unpublishService(id, name);
-        published = await this.manager.publishPorts(id, name, publish);
+        await this.network.unpublishService(id, name);
+        published = await this.network.publishPorts(id, name, publish);
       }
     }
     let h: AgentServiceStatus;
@@ -135,14 +138,14 @@ export class WorkspaceServices {
         readyIntervalMs: interval,
       }));
     } catch (err) {
-      if (published.length > 0) await this.manager.unpublishService(id, name);
+      if (published.length > 0) await this.network.unpublishService(id, name);
       throw err;
     }
     if (published.length > 0 && !RUNNING.has(h.state)) {
-      await this.manager.unpublishService(id, name);
+      await this.network.unpublishService(id, name);
       published = [];
     }
-    const redactor = await this.manager.redactor(record);
+    const redactor = await this.link.redactor(record);
     await this.manager.store.withLock(`${id}.services`, async () => {
       const reg = await this.registry(id);
       reg[name] = { command: redactor.redactValue(isShell ? [command] : command), shell: isShell, cwd, readiness, started_at: h.started_at };
@@ -173,9 +176,9 @@ export class WorkspaceServices {
     const reg = await this.registry(id);
     let live: ServiceStatus[] = [];
     if (await this.manager.isRunning(id)) {
-      const client = await this.manager.client(id);
+      const client = await this.link.client(id);
       const { header: h } = await client.request({ type: "service_list" });
-      const ports = await this.manager.publishedPorts(id);
+      const ports = await this.network.publishedPorts(id);
       live = h.services.map((s) => clean(s, ports));
     }
     const names = new Set(live.map((s) => s.name));
@@ -213,8 +216,7 @@ export class WorkspaceServices {
     const id = await this.manager.resolve(ref);
     if (options.tailLines !== undefined && options.all) throw new PyroError("invalid_argument", "give either tail_lines or all, not both");
     const tail = options.all ? undefined : validatePositiveInt(options.tailLines ?? DEFAULT_SERVICE_LOG_TAIL_LINES, "tail_lines", 100_000);
-    const record = await this.manager.requireRunning(id);
-    const client = await this.manager.client(id);
+    const { record, client } = await this.link.attach(id);
     const { header: h } = await client.request({ type: "service_logs", name, ...(tail !== undefined ? { tail_lines: tail } : {}), ...(options.all ? { all: true } : {}) });
     return {
       workspace_id: id,
@@ -225,21 +227,20 @@ export class WorkspaceServices {
       stdout_bytes: h.stdout_bytes,
       stderr_bytes: h.stderr_bytes,
       truncated: h.truncated,
-      network_notices: await this.manager.networkNotices(record),
+      network_notices: await this.network.notices(record),
     };
   }
 
   async stop(ref: string, name: string, options: { graceSeconds?: number } = {}): Promise<ServiceStatus & { workspace_id: string }> {
     const id = await this.manager.resolve(ref);
     const grace = options.graceSeconds === undefined ? 5 : validatePositive(options.graceSeconds, "grace_seconds", 600);
-    await this.manager.requireRunning(id);
-    const client = await this.manager.client(id);
+    const { client } = await this.link.attach(id);
     let h: AgentServiceStatus;
     try {
       ({ header: h } = await client.request({ type: "service_stop", name, grace_ms: Math.round(grace * 1000) }));
     } finally {
       // The published ports go with the service, also when the agent no longer knew it.
-      await this.manager.unpublishService(id, name);
+      await this.network.unpublishService(id, name);
     }
     await this.manager.touch(id, "service_stop", { name });
     return { workspace_id: id, ...clean(h, []) };

@@ -6,9 +6,10 @@
  */
 import path from "node:path";
 import type { WorkspaceManager } from "./manager.js";
+import type { AgentLink } from "./agent-link.js";
+import type { WorkspaceNetwork } from "./workspace-network.js";
 import { PyroError } from "../shared/errors.js";
 import { validateEnv, validatePositiveInt } from "./validate.js";
-import { secretEnvMapping } from "./secrets.js";
 import { guestEnv } from "../protocol/guest.js";
 import { WORKSPACE_GUEST_PATH } from "../protocol/messages.js";
 import type { ShellInfo, ShellOpenResult, ShellSignal } from "../protocol/messages.js";
@@ -63,21 +64,18 @@ function checkShellId(shellId: string): string {
 }
 
 export class WorkspaceShells {
-  constructor(private readonly manager: WorkspaceManager) {}
-
-  private async agent(ref: string) {
-    const id = await this.manager.resolve(ref);
-    const record = await this.manager.requireRunning(id);
-    return { id, record, client: await this.manager.client(id) };
-  }
+  constructor(
+    private readonly manager: WorkspaceManager,
+    private readonly link: AgentLink,
+    private readonly network: WorkspaceNetwork,
+  ) {}
 
   async open(ref: string, options: { cwd?: string; cols?: number; rows?: number; env?: Record<string, string>; secretEnv?: string[] | Record<string, string> } = {}): Promise<ShellInfo & { workspace_id: string }> {
     const cols = validatePositiveInt(options.cols ?? DEFAULT_SHELL_COLS, "cols", 1000);
     const rows = validatePositiveInt(options.rows ?? DEFAULT_SHELL_ROWS, "rows", 1000);
     const env = validateEnv({ ...(options.env ?? {}) });
     const cwd = path.posix.resolve(WORKSPACE_GUEST_PATH, options.cwd ?? ".");
-    const { id, record, client } = await this.agent(ref);
-    const secretEnv = secretEnvMapping(options.secretEnv, record.secret_names ?? []);
+    const { id, client, secretEnv } = await this.link.running(ref, options.secretEnv);
     const { header: h } = await client.request({ type: "shell_open", cwd, cols, rows, env: guestEnv(env), secretEnv });
     await this.manager.touch(id, "shell_open", { shell_id: h.shell_id });
     return { workspace_id: id, ...pickShell(h) };
@@ -97,7 +95,7 @@ export class WorkspaceShells {
         throw new PyroError("invalid_argument", `wait_for_pattern is not a valid regular expression: ${(err as Error).message}`);
       }
     }
-    const { id, record, client } = await this.agent(ref);
+    const { id, record, client } = await this.link.running(ref);
     const { header: h, payload } = await client.request({
       type: "shell_read",
       shell_id: shellId,
@@ -125,14 +123,14 @@ export class WorkspaceShells {
       truncated: h.truncated,
       omitted_chars: h.omitted_chars,
       wait: h.wait,
-      network_notices: await this.manager.networkNotices(record),
+      network_notices: await this.network.notices(record),
     };
   }
 
   async write(ref: string, shellId: string, input: string, options: { appendNewline?: boolean } = {}): Promise<{ workspace_id: string; shell_id: string; bytes_written: number }> {
     checkShellId(shellId);
     if (typeof input !== "string") throw new PyroError("invalid_argument", "input must be a string");
-    const { id, client } = await this.agent(ref);
+    const { id, client } = await this.link.running(ref);
     const payload = Buffer.from(input, "utf8");
     if (payload.length > 1024 * 1024) throw new PyroError("invalid_argument", "input larger than 1 MiB");
     const { header: h } = await client.request({ type: "shell_write", shell_id: shellId, append_newline: options.appendNewline !== false }, payload);
@@ -144,7 +142,7 @@ export class WorkspaceShells {
     checkShellId(shellId);
     const name = SHELL_SIGNALS.find((s) => s === signal.toUpperCase().replace(/^SIG/, ""));
     if (name === undefined) throw new PyroError("invalid_argument", `signal must be one of ${SHELL_SIGNALS.join(", ")}`);
-    const { id, client } = await this.agent(ref);
+    const { id, client } = await this.link.running(ref);
     await client.request({ type: "shell_signal", shell_id: shellId, signal: name });
     await this.manager.touch(id, "shell_signal", { shell_id: shellId, signal: name });
     return { workspace_id: id, shell_id: shellId, signal: name };
@@ -154,21 +152,21 @@ export class WorkspaceShells {
     checkShellId(shellId);
     validatePositiveInt(cols, "cols", 1000);
     validatePositiveInt(rows, "rows", 1000);
-    const { id, client } = await this.agent(ref);
+    const { id, client } = await this.link.running(ref);
     await client.request({ type: "shell_resize", shell_id: shellId, cols, rows });
     return { workspace_id: id, shell_id: shellId, cols, rows };
   }
 
   async close(ref: string, shellId: string): Promise<{ workspace_id: string; shell_id: string; closed: true }> {
     checkShellId(shellId);
-    const { id, client } = await this.agent(ref);
+    const { id, client } = await this.link.running(ref);
     await client.request({ type: "shell_close", shell_id: shellId });
     await this.manager.touch(id, "shell_close", { shell_id: shellId });
     return { workspace_id: id, shell_id: shellId, closed: true };
   }
 
   async list(ref: string): Promise<{ workspace_id: string; count: number; shells: ShellInfo[] }> {
-    const { id, client } = await this.agent(ref);
+    const { id, client } = await this.link.running(ref);
     const { header: h } = await client.request({ type: "shell_list" });
     const shells = h.shells.map(pickShell);
     return { workspace_id: id, count: shells.length, shells };

@@ -81,6 +81,13 @@ export class StateStore {
     return readJsonIfExists<WorkspaceRecord>(this.paths(id).record);
   }
 
+  /** A workspace's record by id; `workspace_not_found` when there is none. */
+  async load(id: string): Promise<WorkspaceRecord> {
+    const record = await this.read(id);
+    if (!record) throw new PyroError("workspace_not_found", `workspace ${id} does not exist`, { hint: "Run `pyro workspace list` to see workspaces." });
+    return record;
+  }
+
   async write(record: WorkspaceRecord): Promise<void> {
     await writeJsonAtomic(this.paths(record.workspace_id).record, record);
   }

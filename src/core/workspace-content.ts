@@ -8,8 +8,9 @@
 import path from "node:path";
 import fsp from "node:fs/promises";
 import type { WorkspaceManager } from "./manager.js";
-import { checkOutput, exportFrom, importInto, inspectSource, guestDestination, placeOutput } from "./content.js";
-import type { ExportOutcome, ImportResult, OutputOptions } from "./content.js";
+import type { AgentLink } from "./agent-link.js";
+import { checkOutput, exportFrom, importInto, inspectSource, guestDestination, placeOutput } from "./transfer.js";
+import type { ExportOutcome, ImportResult, OutputOptions } from "./transfer.js";
 import { BASELINE } from "./snapshots.js";
 import type { SnapshotInfo } from "./snapshots.js";
 import { withUtilityAgent, runUtilityChecked } from "../runtime/confine/utility.js";
@@ -68,13 +69,10 @@ export interface PatchApplyResult {
 const FILE_MODE_RE = /^[0-7]{3,4}$/;
 
 export class WorkspaceContent {
-  constructor(private readonly manager: WorkspaceManager) {}
-
-  private async running(ref: string): Promise<{ id: string; client: AgentClient }> {
-    const id = await this.manager.resolve(ref);
-    await this.manager.requireRunning(id);
-    return { id, client: await this.manager.client(id) };
-  }
+  constructor(
+    private readonly manager: WorkspaceManager,
+    private readonly link: AgentLink,
+  ) {}
 
   private paths(id: string) {
     return this.manager.store.paths(id);
@@ -100,7 +98,7 @@ export class WorkspaceContent {
   // ---------- files ----------
 
   async fileList(ref: string, options: { path?: string; recursive?: boolean; maxEntries?: number } = {}): Promise<FileListResult> {
-    const { id, client } = await this.running(ref);
+    const { id, client } = await this.link.running(ref);
     return this.list(id, client, options);
   }
 
@@ -120,7 +118,7 @@ export class WorkspaceContent {
   }
 
   async fileRead(ref: string, filePath: string, options: { maxBytes?: number; offset?: number } = {}): Promise<FileReadResult> {
-    const { id, client } = await this.running(ref);
+    const { id, client } = await this.link.running(ref);
     return this.read(id, client, filePath, options, "workspace file read");
   }
 
@@ -154,7 +152,7 @@ export class WorkspaceContent {
       if (!FILE_MODE_RE.test(m)) throw new PyroError("invalid_argument", `mode must be octal like 644 or 0755, got ${JSON.stringify(options.mode)}`);
       mode = parseInt(m, 8);
     }
-    const { id, client } = await this.running(ref);
+    const { id, client } = await this.link.running(ref);
     const { header: h } = await client.request({ type: "file_write", path: filePath, mode }, content);
     await this.manager.touch(id, "file_write", { path: h.path, bytes: content.length, created: h.created });
     return { workspace_id: id, path: h.path, bytes_written: h.bytes_written, created: h.created };
@@ -163,7 +161,7 @@ export class WorkspaceContent {
   async patchApply(ref: string, patch: string): Promise<PatchApplyResult> {
     if (typeof patch !== "string" || patch.trim() === "") throw new PyroError("invalid_argument", "the patch is empty");
     if (Buffer.byteLength(patch) > MAX_FILE_WRITE_BYTES) throw new PyroError("invalid_argument", "the patch is too large");
-    const { id, client } = await this.running(ref);
+    const { id, client } = await this.link.running(ref);
     const { header: h } = await client.request({ type: "patch_apply" }, Buffer.from(patch, "utf8"));
     const files = h.files;
     await this.manager.touch(id, "patch_apply", { files: files.map((f) => `${f.action} ${f.path}`) });

@@ -7,7 +7,7 @@ import type { DoctorReport } from "../core/doctor.js";
 import type { CommandRecord, ExecResult, WorkspaceInfo } from "../core/types.js";
 import type { EnvironmentDetails, EnvironmentListEntry } from "../environments/index.js";
 import type { DiffResult, FileListResult, FileReadResult } from "../core/workspace-content.js";
-import type { ExportOutcome } from "../core/content.js";
+import type { ExportOutcome } from "../core/transfer.js";
 import type { ServiceStatus } from "../core/services.js";
 import type { NetworkShowResult, WorkspaceNetworkInfo } from "../core/network.js";
 

@@ -5,6 +5,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Pyro, PyroError } from "../../src/index.js";
+import { coreOf } from "../../src/sdk/internal.js";
 import type { AgentClient } from "../../src/protocol/client.js";
 import { SANDBOX_PATH } from "../../src/protocol/guest.js";
 import { findLeaks, noLeaks, testHome, TEST_ENVIRONMENT } from "../helpers.js";
@@ -89,7 +90,7 @@ beforeAll(async () => {
   home = testHome("services");
   pyro = new Pyro({ home });
   workspaceId = (await pyro.createWorkspace({ environment: TEST_ENVIRONMENT })).workspace_id;
-  client = await pyro.manager.client(workspaceId);
+  client = await coreOf(pyro).connections.client(workspaceId);
   await sh(`cat > /workspace/server.pl <<'EOF'\n${HTTP_SERVER}\nEOF`);
 });
 

@@ -7,6 +7,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Pyro, PyroError } from "../../src/index.js";
+import { coreOf } from "../../src/sdk/internal.js";
 import type { AgentClient } from "../../src/protocol/client.js";
 import { SANDBOX_PATH } from "../../src/protocol/guest.js";
 import { findLeaks, noLeaks, testHome, TEST_ENVIRONMENT, waitFor } from "../helpers.js";
@@ -91,7 +92,7 @@ beforeAll(async () => {
   home = testHome("shells", { allEnvironments: true });
   pyro = new Pyro({ home });
   workspaceId = (await pyro.createWorkspace({ environment: TEST_ENVIRONMENT })).workspace_id;
-  client = await pyro.manager.client(workspaceId);
+  client = await coreOf(pyro).connections.client(workspaceId);
   await call("secrets_load", { secrets: { TOKEN: SECRET } });
 });
 
@@ -163,7 +164,7 @@ describe("a shell is a real terminal", () => {
   // test/global-setup.ts builds debian:12-build, so this always runs.
   it("drives a Python REPL and reads its answers as text", async () => {
     const ws = await pyro.createWorkspace({ environment: "debian:12-build" });
-    const pyClient = await pyro.manager.client(ws.workspace_id);
+    const pyClient = await coreOf(pyro).connections.client(ws.workspace_id);
     const h = (await pyClient.request({ type: "shell_open", cwd: "/workspace", cols: 80, rows: 24, env: { PATH: SANDBOX_PATH, HOME: "/root", LANG: "C.UTF-8" } })).header as Result;
     const pread = async (cursor: number, pattern: string) => {
       const f = await pyClient.request({ type: "shell_read", shell_id: h.shell_id, cursor, max_chars: 100_000, plain: true, wait_for_pattern: pattern, timeout_ms: 20_000 });

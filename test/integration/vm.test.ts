@@ -12,6 +12,7 @@ import os from "node:os";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import path from "node:path";
 import { Pyro, PyroError } from "../../src/index.js";
+import { coreOf } from "../../src/sdk/internal.js";
 import { VmBackend } from "../../src/runtime/vm/backend.js";
 import { qemuMicrovm } from "../../src/runtime/vm/qemu.js";
 import { pyroGroup } from "../../src/runtime/confine/cgroups.js";
@@ -126,7 +127,7 @@ describe("a VM that cannot boot", () => {
     const id = `crash${process.pid}`;
     const err = await crashing
       .start({
-        sandboxId: id, hostname: "crash", layers: await pyro.environments.layers(TEST_ENVIRONMENT), stateDir: path.join(dir, "state"), workspaceDir: path.join(dir, "workspace"),
+        sandboxId: id, hostname: "crash", layers: await coreOf(pyro).environments.layers(TEST_ENVIRONMENT), stateDir: path.join(dir, "state"), workspaceDir: path.join(dir, "workspace"),
         socketPath: path.join(dir, "run", `${id}.sock`), logPath: path.join(dir, "sandbox.log"), limits: { vcpuCount: 1, memMib: 256, pidsMax: 256 },
         network: { policy: "off", allowHosts: [], allowCidrs: [], allowHostLoopback: false },
       })

@@ -4,6 +4,7 @@ import path from "node:path";
 import { execFileSync } from "node:child_process";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Pyro, PyroError } from "../../src/index.js";
+import { execWorkspaceRaw } from "../../src/sdk/internal.js";
 import { findLeaks, noLeaks, testHome, TEST_BACKEND, TEST_ENVIRONMENT } from "../helpers.js";
 
 let home: string;
@@ -59,7 +60,7 @@ describe("a workspace as an agent uses it", () => {
     await pyro.execWorkspace(ws.workspace_id, { command: "mkdir -p sub" });
     const r = await pyro.execWorkspace(ws.workspace_id, { command: "pwd; echo $GREETING; cat", env: { GREETING: "hi there" }, cwd: "sub", stdin: "from stdin" });
     expect(r.stdout).toBe("/workspace/sub\nhi there\nfrom stdin");
-    const raw = await pyro.execWorkspaceRaw(ws.workspace_id, { command: ["printf", "\\000\\377\\033[31m"] });
+    const raw = await execWorkspaceRaw(pyro, ws.workspace_id, { command: ["printf", "\\000\\377\\033[31m"] });
     expect([...raw.stdoutBytes]).toEqual([0, 255, 27, 91, 51, 49, 109]);
   });
 
@@ -169,6 +170,45 @@ describe("discovery and metadata", () => {
     expect(logs.commands[0]).toMatchObject({ sequence: 1, command: ["echo", "one"], shell: false, exit_code: 0, stdout_bytes: 4 });
     expect(logs.commands[1]).toMatchObject({ sequence: 2, command: ["exit 4"], shell: true, exit_code: 4 });
     expect(logs.commands[1]!.duration_ms).toBeGreaterThan(0);
+  });
+});
+
+describe("the workspace handle", () => {
+  it("reaches files, snapshots, services, shells, network and the stopped disk through its namespaces", async () => {
+    await pyro.createWorkspace({ environment: TEST_ENVIRONMENT, name: "handle" });
+    const ws = pyro.workspace("handle");
+
+    expect(await ws.files.write("notes/a.txt", "one\n")).toMatchObject({ created: true });
+    expect((await ws.files.read("notes/a.txt")).content).toBe("one\n");
+    expect((await ws.files.list({ path: "notes" })).entries.map((e) => e.path)).toEqual(["/workspace/notes/a.txt"]);
+    expect((await ws.snapshots.create("first")).name).toBe("first");
+    await ws.files.patch("--- a/notes/a.txt\n+++ b/notes/a.txt\n@@ -1 +1 @@\n-one\n+two\n");
+    const diff = await ws.files.diff({ snapshot: "first" });
+    expect(diff.changes.map((c) => c.change)).toEqual(["modified"]);
+    expect(diff.changes[0]!.path).toMatch(/notes\/a\.txt$/);
+    expect((await ws.snapshots.list()).snapshots.map((x) => x.name)).toContain("first");
+    expect(await ws.snapshots.delete("first")).toMatchObject({ name: "first", deleted: true });
+
+    const service = await ws.services.start("sleeper", { command: ["sleep", "300"] });
+    expect(service.state).toBe("running");
+    expect((await ws.services.list()).services.map((x) => x.name)).toEqual(["sleeper"]);
+    expect((await ws.services.stop("sleeper")).state).not.toBe("running");
+
+    const shell = await ws.shells.open();
+    await ws.shells.write(shell.shell_id, "echo handle-$((6*7))");
+    expect((await ws.shells.read(shell.shell_id, { waitForPattern: "handle-42", plain: true })).output).toContain("handle-42");
+    expect((await ws.shells.list()).shells.map((x) => x.shell_id)).toContain(shell.shell_id);
+    expect(await ws.shells.close(shell.shell_id)).toMatchObject({ closed: true });
+
+    const network = await ws.network();
+    expect(await ws.network.show()).toEqual(network);
+    expect(network.policy).toBe("off");
+
+    await ws.stop();
+    expect((await ws.disk.read("notes/a.txt")).content).toBe("two\n");
+    expect((await ws.disk.list({ path: "notes" })).entries.map((e) => e.path)).toEqual(["/workspace/notes/a.txt"]);
+    expect((await ws.summary()).name).toBe("handle");
+    await ws.delete();
   });
 });
 

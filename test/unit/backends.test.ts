@@ -15,11 +15,13 @@ import type { VmHostReport } from "../../src/runtime/vm/host.js";
 import type { AgentClient } from "../../src/protocol/client.js";
 import type { EnvironmentStore } from "../../src/environments/index.js";
 import { WorkspaceManager } from "../../src/core/manager.js";
+import { StateStore } from "../../src/core/store.js";
 import type { WorkspaceInfo } from "../../src/core/types.js";
 import { backendDiagnosis } from "../../src/core/doctor.js";
 import type { BackendProbes, DoctorReport } from "../../src/core/doctor.js";
 import * as render from "../../src/ops/render.js";
 import { Pyro } from "../../src/sdk/pyro.js";
+import { coreOf } from "../../src/sdk/internal.js";
 
 const vmHost = vi.hoisted(() => ({ resolveBackend: vi.fn(), vmHostReport: vi.fn() }));
 vi.mock("../../src/runtime/vm/host.js", () => vmHost);
@@ -138,7 +140,7 @@ describe("a workspace's backend", () => {
       namespace: () => (made.push("namespace"), fakeBackend("namespace", calls)),
       vm: () => (made.push("vm"), fakeBackend("vm", calls)),
     });
-    return new WorkspaceManager(home, backends, fakeEnvironments);
+    return new WorkspaceManager(new StateStore(home), backends, fakeEnvironments);
   }
 
   it("is recorded at create, shown by status and list, and used by every later call on that workspace", async () => {
@@ -185,7 +187,7 @@ describe("the SDK's backend option", () => {
 
   it("uses PYRO_BACKEND when no backend is given, and the option over it", async () => {
     const pyro = new Pyro({ home });
-    const create = vi.spyOn(pyro.manager, "create").mockResolvedValue(info);
+    const create = vi.spyOn(coreOf(pyro).manager, "create").mockResolvedValue(info);
     process.env.PYRO_BACKEND = "namespace";
     await pyro.createWorkspace({ environment: "debian:12" });
     expect(create).toHaveBeenLastCalledWith(expect.objectContaining({ backend: "namespace" }));
@@ -199,7 +201,7 @@ describe("the SDK's backend option", () => {
 
   it("decides auto once and hands the manager the concrete backend", async () => {
     const pyro = new Pyro({ home });
-    const create = vi.spyOn(pyro.manager, "create").mockResolvedValue(info);
+    const create = vi.spyOn(coreOf(pyro).manager, "create").mockResolvedValue(info);
     vmHost.resolveBackend.mockResolvedValue("namespace");
     process.env.PYRO_BACKEND = "auto";
     await pyro.createWorkspace({ environment: "debian:12" });
@@ -210,7 +212,7 @@ describe("the SDK's backend option", () => {
 
   it("refuses an invalid PYRO_BACKEND or option with invalid_argument and creates nothing, for createWorkspace and runInVm", async () => {
     const pyro = new Pyro({ home });
-    const create = vi.spyOn(pyro.manager, "create").mockResolvedValue(info);
+    const create = vi.spyOn(coreOf(pyro).manager, "create").mockResolvedValue(info);
     process.env.PYRO_BACKEND = "qemu";
     await expect(pyro.createWorkspace({ environment: "debian:12" })).rejects.toMatchObject({ code: "invalid_argument", message: expect.stringContaining("PYRO_BACKEND") });
     await expect(pyro.runInVm({ environment: "debian:12", command: "true" })).rejects.toMatchObject({ code: "invalid_argument" });

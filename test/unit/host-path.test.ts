@@ -9,7 +9,7 @@ import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { checkReplaceable, hostPath } from "../../src/shared/host-path.js";
 import { PyroError } from "../../src/shared/errors.js";
-import { placeOutput } from "../../src/core/content.js";
+import { placeOutput } from "../../src/core/transfer.js";
 import { whereLinkLeads } from "../../src/agent/export.js";
 
 let dir: string;

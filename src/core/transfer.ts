@@ -2,7 +2,8 @@
  * Moving content into and out of workspaces on the host side: seeding and sync push (a host
  * directory or a checked archive copied in by a utility sandbox), and export (copied out by
  * the agent in a utility sandbox, then moved into place on the host without overwriting
- * anything unless asked). The host never opens a path inside the workspace itself.
+ * anything unless asked). The host never opens a path inside the workspace itself. These are
+ * the transfer primitives; the content capability built on them is workspace-content.ts.
  */
 import type fs from "node:fs";
 import fsp from "node:fs/promises";

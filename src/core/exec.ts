@@ -1,0 +1,165 @@
+/**
+ * Exec with history: checking a command's options, running it through the workspace's agent,
+ * recording it in the workspace's history (with secret values redacted from the command line)
+ * and shaping the result every surface returns. Several execs run at once — the long-running
+ * request holds no lock; only the history append and the record update are serialized. An
+ * operation marker is held while a command runs, so the reaper never deletes a busy workspace.
+ */
+import path from "node:path";
+import type { ExecResultHeader } from "../protocol/messages.js";
+import { WORKSPACE_GUEST_PATH } from "../protocol/messages.js";
+import { guestEnv } from "../protocol/guest.js";
+import { PyroError } from "../shared/errors.js";
+import { DEFAULT_MAX_OUTPUT_BYTES, MAX_OUTPUT_BYTES_LIMIT, renderCapped } from "../shared/output-cap.js";
+import type { AgentLink } from "./agent-link.js";
+import type { WorkspaceManager } from "./manager.js";
+import type { StateStore } from "./store.js";
+import type { CommandRecord, ExecResult, RawExecResult } from "./types.js";
+import { validateEnv, validatePositive, validatePositiveInt } from "./validate.js";
+import type { WorkspaceNetwork } from "./workspace-network.js";
+
+export const DEFAULT_TIMEOUT_SECONDS = 30;
+export const MAX_TIMEOUT_SECONDS = 24 * 3600;
+/** stdin is carried in one frame; larger inputs belong in a file (sync push / file write). */
+export const MAX_STDIN_BYTES = 16 * 1024 * 1024;
+
+export interface ExecOptions {
+  /** argv form (no shell). Exactly one of command / shell. */
+  command?: string[];
+  /** Shell-string form, run by /bin/sh -c. */
+  shell?: string;
+  timeoutSeconds?: number;
+  env?: Record<string, string>;
+  cwd?: string;
+  stdin?: Uint8Array;
+  maxOutputBytes?: number;
+  /** Secrets to export into the command's environment: names, or { SECRET_NAME: ENV_VAR }. */
+  secretEnv?: string[] | Record<string, string>;
+}
+
+const nowIso = () => new Date().toISOString();
+
+/** Checks exec options without touching any workspace (so `run` can refuse before creating one). */
+export function prepareExec(opts: ExecOptions) {
+  const hasCommand = Array.isArray(opts.command) && opts.command.length > 0;
+  const hasShell = typeof opts.shell === "string" && opts.shell.length > 0;
+  if (hasCommand === hasShell) {
+    throw new PyroError("invalid_argument", "give exactly one of command (argv) or shell (a shell string)", {
+      hint: "CLI: `pyro workspace exec WS -- CMD ARGS…` or `--shell 'CMD | CMD'`.",
+    });
+  }
+  const stdin = opts.stdin ? Buffer.from(opts.stdin) : Buffer.alloc(0);
+  if (stdin.length > MAX_STDIN_BYTES) throw new PyroError("invalid_argument", `stdin larger than ${MAX_STDIN_BYTES} bytes`);
+  return {
+    hasCommand,
+    hasShell,
+    timeoutSeconds: validatePositive(opts.timeoutSeconds ?? DEFAULT_TIMEOUT_SECONDS, "timeout_seconds", MAX_TIMEOUT_SECONDS, "invalid_timeout"),
+    maxOutputBytes: validatePositiveInt(opts.maxOutputBytes ?? DEFAULT_MAX_OUTPUT_BYTES, "max_output_bytes", MAX_OUTPUT_BYTES_LIMIT),
+    env: validateEnv({ ...(opts.env ?? {}) }),
+    cwd: path.posix.resolve(WORKSPACE_GUEST_PATH, opts.cwd ?? "."),
+    stdin,
+  };
+}
+
+export class WorkspaceExec {
+  constructor(
+    private readonly manager: WorkspaceManager,
+    private readonly store: StateStore,
+    private readonly link: AgentLink,
+    private readonly network: WorkspaceNetwork,
+  ) {}
+
+  async exec(ref: string, opts: ExecOptions): Promise<ExecResult> {
+    return (await this.execRaw(ref, opts)).result;
+  }
+
+  async execRaw(ref: string, opts: ExecOptions): Promise<RawExecResult> {
+    const { hasCommand, hasShell, timeoutSeconds, maxOutputBytes, env, cwd, stdin } = prepareExec(opts);
+    const { id, record, client, secretEnv } = await this.link.running(ref, opts.secretEnv);
+    const redactor = await this.link.redactor(record);
+    const endOperation = await this.store.beginOperation(id);
+    let frame;
+    try {
+      frame = await client.request(
+        {
+          type: "exec",
+          ...(hasCommand ? { argv: opts.command } : { shell: opts.shell }),
+          cwd,
+          env: guestEnv({ HOSTNAME: record.name ?? id, ...env }),
+          timeoutMs: Math.round(timeoutSeconds * 1000),
+          maxOutputBytes,
+          stdinBytes: stdin.length,
+          secretEnv,
+        },
+        stdin,
+      );
+    } finally {
+      await endOperation();
+    }
+    const header = frame.header;
+    const { stdoutBytes, stderrBytes } = splitOutput(frame.payload, header);
+    // The command line itself may carry a secret (`curl -H "token: $VALUE"` typed literally).
+    const command = redactor.redactValue(hasCommand ? opts.command! : [opts.shell!]);
+
+    const entry = await this.store.withLock(id, async () => {
+      const current = await this.store.load(id);
+      current.command_count += 1;
+      current.last_activity_at = nowIso();
+      const e: CommandRecord = {
+        sequence: current.command_count,
+        command,
+        shell: hasShell,
+        cwd,
+        exit_code: header.exitCode,
+        signal: header.signal,
+        timed_out: header.timedOut,
+        duration_ms: header.durationMs,
+        started_at: header.startedAt,
+        stdout_bytes: header.stdout.total_bytes,
+        stderr_bytes: header.stderr.total_bytes,
+      };
+      current.last_command = { sequence: e.sequence, command: command.join(" ").slice(0, 200), exit_code: e.exit_code, timed_out: e.timed_out, at: current.last_activity_at };
+      await this.store.write(current);
+      await this.store.appendHistory(id, e);
+      return e;
+    });
+    const result: ExecResult = {
+      workspace_id: id,
+      sequence: entry.sequence,
+      command,
+      shell: hasShell,
+      cwd,
+      exit_code: header.exitCode,
+      signal: header.signal,
+      timed_out: header.timedOut,
+      outcome: header.timedOut ? "timed_out" : header.startError ? "not_started" : header.signal ? "signaled" : "exited",
+      duration_ms: header.durationMs,
+      started_at: header.startedAt,
+      stdout: renderCapped(stdoutBytes, header.stdout),
+      stderr: renderCapped(stderrBytes, header.stderr),
+      stdout_info: header.stdout,
+      stderr_info: header.stderr,
+      truncated: header.stdout.omitted_bytes > 0 || header.stderr.omitted_bytes > 0,
+      network_notices: await this.network.notices(record),
+    };
+    return { result, stdoutBytes, stderrBytes };
+  }
+
+  async logs(ref: string, limit = 50): Promise<{ workspace_id: string; count: number; total: number; commands: CommandRecord[] }> {
+    validatePositiveInt(limit, "limit", 100_000);
+    const id = await this.manager.resolve(ref);
+    const all = await this.store.readHistory(id);
+    const commands = all.slice(-limit);
+    return { workspace_id: id, count: commands.length, total: all.length, commands };
+  }
+}
+
+/** Splits an exec payload into stdout and stderr, trusting no length the agent claims. */
+export function splitOutput(payload: Buffer, header: ExecResultHeader): { stdoutBytes: Buffer; stderrBytes: Buffer } {
+  const so = header.stdout?.head_bytes + header.stdout?.tail_bytes;
+  const se = header.stderr?.head_bytes + header.stderr?.tail_bytes;
+  if (!Number.isSafeInteger(so) || !Number.isSafeInteger(se) || so < 0 || se < 0 || so + se !== payload.length) {
+    throw new PyroError("agent_protocol_error", "exec result lengths do not match its payload");
+  }
+  return { stdoutBytes: payload.subarray(0, so), stderrBytes: payload.subarray(so) };
+}
