@@ -7,6 +7,7 @@
 import type { CallToolResult } from "@modelcontextprotocol/sdk/types.js";
 import { asPyroError, PyroError } from "../shared/errors.js";
 import type { ErrorCode } from "../shared/errors.js";
+import type * as z from "zod";
 
 /**
  * Errors carry the structured error under `_meta["pyro/error"]`. Not in `structuredContent`:
@@ -104,24 +105,19 @@ export function tool<A>(fn: (args: A) => Promise<CallToolResult>) {
   };
 }
 
-const VALIDATION_PREFIX = /^(?:MCP error -?\d+: )?Input validation error: Invalid arguments for tool (\S+): /;
-
 /**
- * Turns the MCP SDK's own input-validation message into a pyro error: code `invalid_argument`,
- * the zod issues one per line, and for an argument the tool does not take, the arguments it
- * does take (`paramsOf`), so a model using a name from another profile learns the right one.
+ * Arguments that fail a tool's input schema as a pyro error: code `invalid_argument`, the zod
+ * issues one per line (`message at path`), and for an argument the tool does not take, the
+ * arguments it does take (`params`), so a model using a name from another profile learns the
+ * right one.
  */
-export function validationError(message: string, paramsOf: (tool: string) => string[] | undefined, surfaceLabel: string): PyroError {
-  const m = VALIDATION_PREFIX.exec(message);
-  if (!m) return new PyroError("internal_error", message);
-  const toolName = m[1]!;
-  const issues = message.slice(m[0].length).trim();
-  const unknown = [...issues.matchAll(/Unrecognized keys?: ((?:"[^"]*"(?:, )?)+)/g)].flatMap((x) => [...x[1]!.matchAll(/"([^"]*)"/g)].map((k) => k[1]!));
-  const params = paramsOf(toolName) ?? [];
+export function validationError(toolName: string, issues: readonly z.core.$ZodIssue[], params: readonly string[], surfaceLabel: string): PyroError {
+  const lines = issues.map((i) => (i.path.length ? `${i.message} at ${i.path.map(String).join(".")}` : i.message));
+  const unknown = issues.flatMap((i) => (i.code === "unrecognized_keys" ? i.keys : []));
   const hint = unknown.length
     ? `Drop ${unknown.map((k) => JSON.stringify(k)).join(", ")}: ${toolName} on this server (${surfaceLabel}) takes ${params.length ? params.join(", ") : "no arguments"}.`
     : "Fix the arguments to match the tool's input schema and call again.";
-  return new PyroError("invalid_argument", `invalid arguments for ${toolName}: ${issues.replace(/\n/g, "; ")}`, { hint, details: { tool: toolName, ...(unknown.length ? { unknown_arguments: unknown } : {}) } });
+  return new PyroError("invalid_argument", `invalid arguments for ${toolName}: ${lines.join("; ")}`, { hint, details: { tool: toolName, ...(unknown.length ? { unknown_arguments: unknown } : {}) } });
 }
 
 /**

@@ -7,6 +7,7 @@
  * Transports live apart (stdio.ts, http.ts).
  */
 import { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js";
+import { CallToolRequestSchema } from "@modelcontextprotocol/sdk/types.js";
 import type { CallToolResult } from "@modelcontextprotocol/sdk/types.js";
 import * as z from "zod";
 import type { Pyro } from "../sdk/pyro.js";
@@ -67,29 +68,33 @@ function applySurface(server: McpServer, surface: Surface, defined: Map<string, 
   // workspace-full: the contract's order, then tools the contract does not list yet.
   const names = surface.tools === null ? [...MCP_TOOLS.filter((n) => defined.has(n)), ...[...defined.keys()].filter((n) => !(MCP_TOOLS as readonly string[]).includes(n))] : [...surface.tools.keys()];
   const has = (name: string) => names.includes(name);
-  const params = new Map<string, string[]>();
-  // registerTool's generic signature cannot follow schemas built at run time; the SDK still
-  // validates every call against them.
+  const offered = new Map<string, { schema: z.ZodType; params: string[]; handler: Handler }>();
+  // registerTool's generic signature cannot follow schemas built at run time; the tools it lists
+  // carry exactly these schemas.
   const registerTool = server.registerTool.bind(server) as unknown as (name: string, config: object, handler: Handler) => void;
   for (const name of names) {
     const tool = defined.get(name);
     if (!tool) throw new Error(`MCP ${surface.label} lists ${name}, which no tool file defines`);
     const variant = surface.tools?.get(name);
     const shape = variant ? pick(tool.config.inputSchema, variant.params, name) : tool.config.inputSchema;
-    params.set(name, Object.keys(shape));
     const description = (variant?.description ?? tool.config.description) + (name === "workspace_create" ? seedNote : "");
-    registerTool(name, { ...tool.config, description, inputSchema: z.strictObject(shape) }, (async (args: never) =>
-      noteUnavailable(await tool.handler(args), defined.keys(), has, surface.label)) as Handler);
+    const schema = z.strictObject(shape);
+    const handler = (async (args: never) => noteUnavailable(await tool.handler(args), defined.keys(), has, surface.label)) as Handler;
+    offered.set(name, { schema, params: Object.keys(shape), handler });
+    registerTool(name, { ...tool.config, description, inputSchema: schema }, handler);
   }
-  // Input that fails schema validation is reported by the MCP SDK itself; give it the stable
-  // code and a next step, like every other bad input.
-  (server as unknown as { createToolError: (message: string) => CallToolResult }).createToolError = (message: string) => {
-    if (message.includes("Input validation error")) return errorResult(validationError(message, (t) => params.get(t), surface.label));
-    if (/Tool .* not found/.test(message)) {
-      return errorResult(new PyroError("invalid_argument", message.replace(/^MCP error -?\d+: /, ""), { hint: `Call tools/list: this server (${surface.label}) offers ${names.join(", ")}.` }));
-    }
-    return errorResult(new PyroError("internal_error", message));
-  };
+  // Calls are answered here rather than by McpServer's own dispatcher (the low-level Server's
+  // public setRequestHandler replaces it), so that bad input gets pyro's `invalid_argument` with
+  // the arguments the tool takes, and a tool this server does not offer gets the list it does —
+  // like every other bad input, on every surface.
+  server.server.setRequestHandler(CallToolRequestSchema, async (request): Promise<CallToolResult> => {
+    const name = request.params.name;
+    const tool = offered.get(name);
+    if (!tool) return errorResult(new PyroError("invalid_argument", `Tool ${name} not found`, { hint: `Call tools/list: this server (${surface.label}) offers ${names.join(", ")}.` }));
+    const parsed = tool.schema.safeParse(request.params.arguments ?? {});
+    if (!parsed.success) return errorResult(validationError(name, parsed.error.issues, tool.params, surface.label));
+    return tool.handler(parsed.data as never);
+  });
 }
 
 function pick(shape: z.ZodRawShape, keys: readonly string[], tool: string): z.ZodRawShape {
