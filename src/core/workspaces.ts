@@ -6,6 +6,7 @@
  * status and list with live service counts, create with backend and project-source seeding,
  * the summary, doctor, prepare and environment pruning. The SDK's `Pyro` forwards here.
  */
+import { validateLabels } from "./validate.js";
 import { EnvironmentStore } from "../environments/index.js";
 import type { BackendRequest } from "../runtime/backend.js";
 import { BackendSet, backendRequest, resolveBackendRequest } from "../runtime/backends.js";
@@ -84,11 +85,15 @@ export class Workspaces {
     return this.withServiceCounts(await this.manager.status(ref));
   }
 
-  async list(): Promise<{ count: number; workspaces: WorkspaceInfo[]; reaped: string[] }> {
+  /** Workspaces, most recent activity first; with `labels`, only those carrying every one of them. */
+  async list(filter: { labels?: Record<string, string> } = {}): Promise<{ count: number; workspaces: WorkspaceInfo[]; reaped: string[] }> {
+    const wanted = Object.entries(validateLabels(filter.labels ?? {}));
     const listed = await this.manager.list();
     const workspaces: WorkspaceInfo[] = [];
-    for (const info of listed.workspaces) workspaces.push(await this.withServiceCounts(info));
-    return { ...listed, workspaces };
+    for (const info of listed.workspaces) {
+      if (wanted.every(([key, value]) => info.labels[key] === value)) workspaces.push(await this.withServiceCounts(info));
+    }
+    return { ...listed, count: workspaces.length, workspaces };
   }
 
   private async withServiceCounts(info: WorkspaceInfo): Promise<WorkspaceInfo> {

@@ -176,11 +176,17 @@ export const workspaceList = op({
   cli: "workspace list",
   summary: "List workspaces, most recent activity first",
   title: "List workspaces",
-  description: "List workspaces with their names, labels, state and last activity, most recent first. Use it to find a workspace again when you no longer have its id.",
-  input: {},
+  description:
+    "List workspaces with their names, labels, state and last activity, most recent first. Use it to find a workspace again when you no longer have its id; labels narrows the list to workspaces carrying every given label.",
+  input: {
+    labels: field(z.record(z.string(), z.string()).optional().describe("Only workspaces carrying every one of these labels, e.g. {\"issue\": \"123\"} (CLI: --label KEY=VALUE, repeatable)."), {
+      flag: "--label <KEY=VALUE>",
+      parse: keyValues("label"),
+    }),
+  },
   output: { count: z.number(), workspaces: z.array(workspaceInfo), reaped: z.array(z.string()), omitted: z.number() },
   annotations: { readOnlyHint: true },
-  run: (pyro) => pyro.listWorkspaces(),
+  run: (pyro, a) => pyro.listWorkspaces(given({ labels: a.labels })),
   // Bounded for a context window: the most recently active ones, and how many more exist.
   forModel: (r) => {
     const shown = r.workspaces.slice(0, MCP_LIST_LIMIT);

@@ -97,8 +97,9 @@ export class Pyro implements WorkspaceOperations {
     return this.#core.projectSource();
   }
 
-  listWorkspaces(): Promise<{ count: number; workspaces: WorkspaceInfo[]; reaped: string[] }> {
-    return this.#core.list();
+  /** Workspaces, most recent activity first; `labels` keeps only those carrying every one of them. */
+  listWorkspaces(options: { labels?: Record<string, string> } = {}): Promise<{ count: number; workspaces: WorkspaceInfo[]; reaped: string[] }> {
+    return this.#core.list(options ?? {});
   }
 
   statusWorkspace(workspace: string): Promise<WorkspaceInfo> {

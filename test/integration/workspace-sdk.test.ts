@@ -5,7 +5,10 @@ import { execFileSync } from "node:child_process";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Pyro, PyroError } from "../../src/index.js";
 import { execWorkspaceRaw } from "../../src/sdk/internal.js";
-import { findLeaks, noLeaks, testHome, TEST_BACKEND, TEST_ENVIRONMENT } from "../helpers.js";
+import { Client } from "@modelcontextprotocol/sdk/client/index.js";
+import { InMemoryTransport } from "@modelcontextprotocol/sdk/inMemory.js";
+import { createMcpServer } from "../../src/mcp/server.js";
+import { cli, findLeaks, noLeaks, testHome, TEST_BACKEND, TEST_ENVIRONMENT } from "../helpers.js";
 
 let home: string;
 let pyro: Pyro;
@@ -151,6 +154,33 @@ describe("discovery and metadata", () => {
     list = (await pyro.listWorkspaces()).workspaces.map((w) => w.name);
     expect(list.indexOf("disc-b2")).toBeLessThan(list.indexOf("disc-a"));
     expect(a.workspace_id).not.toBe(b.workspace_id);
+  });
+
+  it("lists only the workspaces carrying every label given, alike from the SDK, the CLI and MCP", async () => {
+    await pyro.createWorkspace({ environment: TEST_ENVIRONMENT, name: "lab-1", labels: { issue: "7", team: "a" } });
+    await pyro.createWorkspace({ environment: TEST_ENVIRONMENT, name: "lab-2", labels: { issue: "7", team: "b" } });
+    const names = (r: { workspaces: { name: string | null }[] }) => r.workspaces.map((w) => w.name).sort();
+    expect(names(await pyro.listWorkspaces({ labels: { issue: "7" } }))).toEqual(["lab-1", "lab-2"]);
+    const teamA = await pyro.listWorkspaces({ labels: { issue: "7", team: "a" } });
+    expect({ count: teamA.count, names: names(teamA) }).toEqual({ count: 1, names: ["lab-1"] });
+    expect((await pyro.listWorkspaces({ labels: { issue: "8" } })).count).toBe(0);
+    await expect(pyro.listWorkspaces({ labels: { "bad key!": "x" } })).rejects.toMatchObject({ code: "invalid_label" });
+
+    const fromCli = cli(home, ["workspace", "list", "--label", "issue=7", "--label", "team=b", "--json"]);
+    expect(fromCli.code, fromCli.stderr).toBe(0);
+    expect(names(JSON.parse(fromCli.stdout))).toEqual(["lab-2"]);
+
+    const server = createMcpServer(pyro, { profile: "workspace-full" });
+    const [clientSide, serverSide] = InMemoryTransport.createLinkedPair();
+    const client = new Client({ name: "labels-test", version: "0.0.0" });
+    await Promise.all([server.connect(serverSide), client.connect(clientSide)]);
+    try {
+      const r = await client.callTool({ name: "workspace_list", arguments: { labels: { team: "a" } } });
+      expect(names(r.structuredContent as { workspaces: { name: string | null }[] })).toEqual(["lab-1"]);
+    } finally {
+      await client.close();
+    }
+    for (const name of ["lab-1", "lab-2"]) await pyro.deleteWorkspace(name);
   });
 
   it("lives on the backend PYRO_BACKEND names, and status and list say so", async () => {
