@@ -3,7 +3,10 @@
 // directory that shares the real environment cache; nothing is left behind.
 // When run as root it also measures the same core figures as an ordinary user (the first of
 // $PYRO_BENCH_USER, pyro-ci, pyrotest that exists), in the same run, each next to its own floor.
-// Usage: npm run bench [-- --runs N] [-- --json] [-- --core-only]
+// With --baseline DIR (another checkout of pyro, built), the CLI's start-up (`pyro --version`,
+// `pyro workspace exec`) is also measured for that build, interleaved run by run with this one, so
+// a change's effect on start-up is read in one run on the same noisy machine.
+// Usage: npm run bench [-- --runs N] [-- --json] [-- --core-only] [-- --cli-only] [-- --baseline DIR]
 import { spawnSync, spawn } from "node:child_process";
 import fs from "node:fs";
 import net from "node:net";
@@ -21,6 +24,9 @@ const runs = Number(args[args.indexOf("--runs") + 1]) > 0 && args.includes("--ru
 const asJson = args.includes("--json");
 // Only the floor, create → first exec and warm exec (what the ordinary-user pass measures).
 const coreOnly = args.includes("--core-only");
+// Only the floor and the CLI's start-up rows.
+const cliOnly = args.includes("--cli-only");
+const baselineCli = args.includes("--baseline") ? path.join(path.resolve(args[args.indexOf("--baseline") + 1]), "bin", "pyro.js") : null;
 const ENV = "debian:12";
 
 const stats = (samples) => {
@@ -46,6 +52,25 @@ function spawnTimed(cmd, argv, env) {
 }
 
 class CoreDone extends Error {}
+
+/**
+ * The CLI's start-up: `pyro --version` and `pyro workspace exec bench -- true`, and the same for
+ * the --baseline build when given, alternating run by run.
+ */
+async function benchCliStartup(existing) {
+  const ws = existing ?? (await pyro.createWorkspace({ environment: ENV, name: "bench" }));
+  const builds = [["", cli], ...(baselineCli ? [["_baseline", baselineCli]] : [])];
+  for (const [what, argv] of [
+    ["cli_version", ["--version"]],
+    ["cli_workspace_exec", ["workspace", "exec", "bench", "--", "true"]],
+  ]) {
+    log(`[bench] CLI pyro ${argv.join(" ")} x${runs}${baselineCli ? ", alternating with the baseline build" : ""}`);
+    const samples = Object.fromEntries(builds.map(([suffix]) => [suffix, []]));
+    for (let i = 0; i < runs; i++) for (const [suffix, file] of builds) samples[suffix].push(await spawnTimed(process.execPath, [file, ...argv], env));
+    for (const [suffix] of builds) results[`${what}${suffix}`] = stats(samples[suffix]);
+  }
+  if (!existing) await pyro.deleteWorkspace(ws.workspace_id);
+}
 
 /** The same core figures as an ordinary user, through runuser, merged in as `user_*` rows. */
 async function benchAsUser() {
@@ -100,6 +125,11 @@ try {
   }
   results.floor_bwrap_true = stats(floor);
 
+  if (cliOnly) {
+    await benchCliStartup();
+    throw new CoreDone();
+  }
+
   log(`[bench] SDK createWorkspace -> first exec returned x${runs}`);
   const create = [];
   for (let i = 0; i < runs; i++) {
@@ -123,10 +153,7 @@ try {
   if (coreOnly) throw new CoreDone();
   await benchAsUser();
 
-  log(`[bench] CLI pyro workspace exec bench -- true x${runs}`);
-  const cliExec = [];
-  for (let i = 0; i < runs; i++) cliExec.push(await spawnTimed(process.execPath, [cli, "workspace", "exec", "bench", "--", "true"], env));
-  results.cli_workspace_exec = stats(cliExec);
+  await benchCliStartup(ws);
 
   log(`[bench] CLI pyro run ${ENV} -- true x${runs}`);
   const cliRun = [];

@@ -76,4 +76,18 @@ await Promise.all([
     logLevel: "warning",
   }),
 ]);
+// The CLI's commands as data (src/ops/manifest.ts): written from the operation catalogue once
+// here, so the CLI builds its commands at start-up without loading the schema library.
+await build({
+  entryPoints: ["src/ops/manifest-main.ts"],
+  outfile: "dist/build/manifest-main.mjs",
+  bundle: true,
+  format: "esm",
+  platform: "node",
+  target: "node20",
+  banner,
+  logLevel: "warning",
+});
+execFileSync(process.execPath, ["dist/build/manifest-main.mjs", "dist/cli/commands.json"], { stdio: "inherit" });
+rmSync("dist/build", { recursive: true, force: true });
 execFileSync("npx", ["tsc", "-p", "tsconfig.build.json"], { stdio: "inherit" });

@@ -6,7 +6,7 @@
  * unnoticed. Pure data.
  */
 import { OPERATIONS } from "./ops/index.js";
-import { cliFlagNames } from "./ops/op.js";
+import { cliFlagNames, cliManifest } from "./ops/manifest.js";
 
 export interface CliCommandContract {
   /** Words after `pyro`, e.g. "workspace exec". */
@@ -34,7 +34,7 @@ const CLI_ONLY_COMMANDS: readonly CliCommandContract[] = [
 
 /** Every CLI command: one per operation that has CLI words, with its flags, then the CLI-only ones. */
 export const CLI_COMMANDS: readonly CliCommandContract[] = [
-  ...OPERATIONS.filter((o) => o.cli !== undefined).map((o) => ({ command: o.cli!, flags: cliFlagNames(o) })),
+  ...cliManifest(OPERATIONS).map((spec) => ({ command: spec.words, flags: cliFlagNames(spec) })),
   ...CLI_ONLY_COMMANDS,
 ];
 

@@ -1,18 +1,17 @@
 /**
- * CLI commands built from operation declarations (src/ops/): the words, positional arguments and
- * flags come from each operation's input fields (help text from the same descriptions MCP shows),
- * the action turns what commander collected into the operation's input, runs its handler, and
- * prints `--json` or the operation's rendering. Commands whose CLI truly differs (raw exec bytes,
- * `run`'s signal handling) pass their own action and still get their flags from the declaration.
+ * CLI commands built from the operation declarations (src/ops/), through the manifest the build
+ * writes from them (ops/manifest.ts, dist/cli/commands.json): words, positional arguments and flags
+ * with help from the same descriptions MCP shows. The action turns what commander collected into
+ * the operation's input (named parsers, no schema library), then loads the catalogue, runs the
+ * operation's handler and prints `--json` or its rendering. Commands whose CLI truly differs (raw
+ * exec bytes, `run`'s signal handling) pass their own action and still get their flags from the
+ * declaration.
  */
 import { Option } from "commander";
 import type { Command } from "commander";
-import type * as z from "zod";
-import { cliNumber as number } from "../ops/fields.js";
-import { flagOf } from "../ops/op.js";
-
-export { number };
-import type { AnyOperation as Operation, CliSpelling, Field } from "../ops/op.js";
+import { adjustFromCli, CLI_PARSERS, cliNumber } from "../ops/cli-values.js";
+import type { CliParser } from "../ops/cli-values.js";
+import type { CliCommandSpec } from "../ops/manifest.js";
 import type { Pyro } from "../sdk/pyro.js";
 
 /** What a command's action needs from the program around it. */
@@ -27,6 +26,8 @@ export interface CliIo {
 
 /** An action for a command whose CLI differs from the generic one. */
 export type CustomAction = (input: Record<string, unknown>, cliOnly: Record<string, unknown>) => Promise<void>;
+
+export { cliNumber as number };
 
 /** Descriptions of command groups (`pyro workspace file --help`): the only CLI-only words. */
 export const GROUP_DESCRIPTIONS: Record<string, string> = {
@@ -65,110 +66,83 @@ function collect(value: string, previous: string[] = []): string[] {
   return [...previous, value];
 }
 
-
-/** The zod kind under optional/default wrappers: "number", "boolean", "array", "record", … */
-function kindOf(schema: z.ZodType): string {
-  let def = (schema as unknown as { _zod: { def: { type: string; innerType?: z.ZodType } } })._zod.def;
-  while ((def.type === "optional" || def.type === "default" || def.type === "nullable") && def.innerType) {
-    def = (def.innerType as unknown as { _zod: { def: { type: string; innerType?: z.ZodType } } })._zod.def;
-  }
-  return def.type;
-}
-
-interface FlagPlan {
-  key: string;
-  option: Option;
-  parse?: (raw: never, flag: string) => unknown;
-  negation?: Option;
-}
-
-/** The commander option for one field spelled as a flag. */
-function planFlag(key: string, f: Field): FlagPlan {
-  const spelling = (f.cli ?? {}) as Exclude<CliSpelling, { arg: string }>;
-  const kind = kindOf(f.schema as z.ZodType);
-  const named = flagOf(key, spelling);
-  const long = named.split(" ")[0]!;
-  const placeholder = named.includes(" ") ? "" : kind === "boolean" ? "" : ` ${spelling.value ?? (kind === "number" ? "<n>" : `<${key.replace(/_/g, "-")}>`)}`;
-  const help = spelling.help ?? (f.schema as z.ZodType).description ?? "";
-  const option = new Option(`${named}${placeholder}`, help);
-  if (spelling.required) option.makeOptionMandatory();
-  if (kind === "number") option.argParser(number(long));
-  else if (spelling.repeat || kind === "array" || kind === "record") option.argParser(collect);
-  const plan: FlagPlan = { key, option };
-  if (spelling.parse) plan.parse = spelling.parse;
-  if (spelling.negatable) plan.negation = new Option(`--no-${long.slice(2)}`, `the opposite of ${long}`);
-  return plan;
+function parsed(parse: CliParser | undefined, raw: unknown, name: string): unknown {
+  return parse ? (CLI_PARSERS[parse] as (raw: unknown, name: string) => unknown)(raw, name) : raw;
 }
 
 /**
  * Adds the command of one operation to the program. Positional arguments in field order, then the
  * flags; the action builds the MCP-shaped input from them and runs the operation (or `custom`).
  */
-export function addOperation(program: Command, operation: Operation, io: CliIo, custom?: CustomAction): Command {
-  if (!operation.cli) throw new Error(`operation ${operation.mcp ?? operation.sdk} has no CLI words`);
-  const command = commandAt(program, operation.cli.split(" ")).description(operation.summary);
-  const args: { key: string; parse?: (raw: never, name: string) => unknown; name: string }[] = [];
-  const flags: FlagPlan[] = [];
-  for (const [key, f] of Object.entries(operation.input as Record<string, Field>)) {
-    if (f.cli === false) continue;
-    if (f.cli && "arg" in f.cli) {
-      command.argument(f.cli.arg, f.cli.label ?? (f.schema as z.ZodType).description);
-      args.push({ key, name: f.cli.arg.replace(/[<>[\].]/g, "").toUpperCase(), ...(f.cli.parse ? { parse: f.cli.parse } : {}) });
-    } else flags.push(planFlag(key, f));
-  }
-  for (const plan of flags) {
-    command.addOption(plan.option);
-    if (plan.negation) command.addOption(plan.negation);
-  }
-  const cliOnly = Object.entries(operation.cliFlags ?? {});
-  for (const [, extra] of cliOnly.filter(([name]) => name !== "idOnly")) {
-    const option = new Option(extra.flag, extra.help);
-    if (extra.repeat) option.argParser(collect);
+export function addCommand(program: Command, spec: CliCommandSpec, io: CliIo, custom?: CustomAction): Command {
+  const command = commandAt(program, spec.words.split(" ")).description(spec.summary);
+  for (const a of spec.args) command.argument(a.arg, a.label);
+  const options = spec.flags.map((f) => {
+    const option = new Option(f.flags, f.help);
+    if (f.required) option.makeOptionMandatory();
+    // Numbers are checked at once, so a bad one is an error before anything runs.
+    if (f.parse === "number") option.argParser(cliNumber(f.flags.split(" ")[0]!));
+    else if (f.collect) option.argParser(collect);
     command.addOption(option);
-  }
+    if (f.negation) command.addOption(new Option(f.negation, `the opposite of ${f.flags.split(" ")[0]}`));
+    return option;
+  });
+  const extras = spec.extras.map((e) => {
+    const option = new Option(e.flags, e.help);
+    if (e.parse === "number") option.argParser(cliNumber(e.flags.split(" ")[0]!));
+    else if (e.collect) option.argParser(collect);
+    return option;
+  });
+  for (const option of extras.filter((_, i) => spec.extras[i]!.name !== "idOnly")) command.addOption(option);
   command.addOption(new Option("--json", "print structured JSON instead of human-readable text"));
-  // --id-only last: help lists it after --json, as it always has.
-  const idOnly = operation.cliFlags?.idOnly;
-  if (idOnly) command.addOption(new Option(idOnly.flag, idOnly.help));
+  // --id-only after --json, as help has always listed it.
+  for (const option of extras.filter((_, i) => spec.extras[i]!.name === "idOnly")) command.addOption(option);
 
   command.action(
     io.action(async (...received: unknown[]) => {
-      const opts = received[args.length] as Record<string, unknown>;
+      const opts = received[spec.args.length] as Record<string, unknown>;
       const input: Record<string, unknown> = {};
-      args.forEach((arg, i) => {
+      spec.args.forEach((a, i) => {
         const value = received[i];
-        if (value !== undefined && !(Array.isArray(value) && value.length === 0)) input[arg.key] = arg.parse ? arg.parse(value as never, arg.name) : value;
+        if (value !== undefined && !(Array.isArray(value) && value.length === 0)) input[a.key] = parsed(a.parse, value, a.name);
       });
-      for (const plan of flags) {
-        const raw = opts[plan.option.attributeName()];
-        if (raw === undefined) continue;
-        input[plan.key] = plan.parse ? plan.parse(raw as never, plan.option.long!) : raw;
-      }
-      const extras: Record<string, unknown> = {};
-      for (const [name, extra] of cliOnly) {
-        const raw = opts[new Option(extra.flag).attributeName()];
-        if (raw !== undefined) extras[name] = extra.parse ? extra.parse(raw as never, extra.flag.split(" ")[0]!) : raw;
-      }
-      const shaped = operation.fromCli ? await operation.fromCli(input, extras) : input;
-      if (custom) return custom(shaped, extras);
-      const progress = io.json ? undefined : (line: string) => void process.stderr.write(`${line}\n`);
-      const result = await operation.run(io.pyro(), shaped as never, progress ? { surface: "cli", progress } : { surface: "cli" });
-      const printed = operation.cliPrint?.(result, extras);
-      if (printed !== undefined) io.out(printed);
-      else if (io.json) io.printJson(result);
-      else {
-        const shown = operation.human ? operation.human(result, extras) : operation.text(result, { surface: "cli", offers: () => true });
-        if (typeof shown === "string") io.out(shown);
-        else {
-          process.stdout.write(shown.stdout);
-          if (shown.stderr) process.stderr.write(shown.stderr);
-        }
-      }
-      if (operation.exitCode) {
-        const code = operation.exitCode(result);
-        if (code !== 0) process.exitCode = code;
-      }
+      spec.flags.forEach((f, i) => {
+        const raw = opts[options[i]!.attributeName()];
+        if (raw !== undefined) input[f.key] = f.parse === "number" ? raw : parsed(f.parse, raw, options[i]!.long!);
+      });
+      const cliOnly: Record<string, unknown> = {};
+      spec.extras.forEach((e, i) => {
+        const raw = opts[extras[i]!.attributeName()];
+        if (raw !== undefined) cliOnly[e.name] = e.parse === "number" ? raw : parsed(e.parse, raw, extras[i]!.long!);
+      });
+      const shaped = spec.adjust ? await adjustFromCli(spec.adjust, input, cliOnly) : input;
+      if (custom) return custom(shaped, cliOnly);
+      await runOperation(spec.words, shaped, cliOnly, io);
     }),
   );
   return command;
+}
+
+/** Runs the operation behind a command and prints its result: the catalogue loads here, not at start-up. */
+async function runOperation(words: string, input: Record<string, unknown>, cliOnly: Record<string, unknown>, io: CliIo): Promise<void> {
+  const { OPERATIONS } = await import("../ops/index.js");
+  const operation = OPERATIONS.find((o) => o.cli === words);
+  if (!operation) throw new Error(`no operation declares the command ${words}`);
+  const progress = io.json ? undefined : (line: string) => void process.stderr.write(`${line}\n`);
+  const result = await operation.run(io.pyro(), input as never, progress ? { surface: "cli", progress } : { surface: "cli" });
+  const printed = operation.cliPrint?.(result, cliOnly);
+  if (printed !== undefined) io.out(printed);
+  else if (io.json) io.printJson(result);
+  else {
+    const shown = operation.human ? operation.human(result, cliOnly) : operation.text(result, { surface: "cli", offers: () => true });
+    if (typeof shown === "string") io.out(shown);
+    else {
+      process.stdout.write(shown.stdout);
+      if (shown.stderr) process.stderr.write(shown.stderr);
+    }
+  }
+  if (operation.exitCode) {
+    const code = operation.exitCode(result);
+    if (code !== 0) process.exitCode = code;
+  }
 }

@@ -4,6 +4,7 @@
  * Heavy modules (the MCP server) load only for the commands that use them, to keep every
  * other call fast. No behaviour lives here that the SDK does not also offer.
  */
+import { readFileSync } from "node:fs";
 import os from "node:os";
 import { Command, CommanderError, Option } from "commander";
 import { Pyro } from "../sdk/pyro.js";
@@ -15,13 +16,28 @@ import { abortRuns, execWorkspaceRaw, runInVmRaw } from "../sdk/internal.js";
 import type { RawExecResult } from "../core/types.js";
 import type { BackendRequest } from "../runtime/backend.js";
 import * as render from "../ops/render.js";
-import { given } from "../ops/op.js";
-import { execOptions, networkOptions, vmRun, workspaceCreate, workspaceDelete, workspaceExec, workspaceList, workspaceLogs, workspaceReap, workspaceStart, workspaceStatus, workspaceStop, workspaceUpdate } from "../ops/workspace.js";
-import { addOperation, number } from "./commands.js";
-import { CONTENT_OPERATIONS, ENVIRONMENT_OPERATIONS, HOST_OPERATIONS, NETWORK_OPERATIONS, SESSION_OPERATIONS } from "../ops/index.js";
-import type { CliIo } from "./commands.js";
+import { execOptions, given, networkOptions } from "../ops/cli-values.js";
+import type { CliCommandSpec } from "../ops/manifest.js";
+import { addCommand, number } from "./commands.js";
+import type { CliIo, CustomAction } from "./commands.js";
 
 const VERSION = "0.1.0";
+
+/** The commands the operation catalogue declares, as data the build wrote (ops/manifest.ts). */
+const MANIFEST = JSON.parse(readFileSync(new URL("./commands.json", import.meta.url), "utf8")) as CliCommandSpec[];
+
+type ExecInput = { workspace_id: string; command: string | string[]; timeout_seconds?: number; env?: Record<string, string>; cwd?: string; max_output_bytes?: number; secret_env?: Record<string, string> };
+type OneShotInput = Omit<ExecInput, "workspace_id" | "secret_env"> & {
+  environment: string;
+  vcpu_count?: number;
+  mem_mib?: number;
+  ttl_seconds?: number;
+  backend?: string;
+  network_policy?: string;
+  allow_hosts?: string[];
+  allow_cidrs?: string[];
+  allow_host_loopback?: boolean;
+};
 
 interface GlobalState {
   json: boolean;
@@ -116,7 +132,6 @@ function buildProgram(): Command {
   const json = () => new Option("--json", "print structured JSON instead of human-readable text");
   const io: CliIo = { pyro: () => pyro(), json: state.json, out, printJson, action };
 
-  for (const operation of HOST_OPERATIONS) addOperation(program, operation, io);
 
   const serveFlags = (c: Command) =>
     c
@@ -188,9 +203,7 @@ function buildProgram(): Command {
       }),
     );
 
-  for (const operation of ENVIRONMENT_OPERATIONS) addOperation(program, operation, io);
-
-  addOperation(program, vmRun, io, async (input, cliOnly) => {
+  const runOneShot: CustomAction = async (input, cliOnly) => {
     const p = pyro();
     const onSignal = (signal: NodeJS.Signals) => {
       // Whatever was started is torn down before we go: no sandbox, mount or directory
@@ -201,7 +214,7 @@ function buildProgram(): Command {
     };
     process.on("SIGINT", onSignal);
     process.on("SIGTERM", onSignal);
-    const a = input as Parameters<typeof vmRun.run>[1];
+    const a = input as OneShotInput;
     const stdin = cliOnly.stdin ? await readStdin() : undefined;
     const raw = await runInVmRaw(p, {
       environment: a.environment,
@@ -212,21 +225,20 @@ function buildProgram(): Command {
     if (state.json) printJson({ ...raw.result, environment: a.environment, cleaned_up: true });
     else writeExec(raw);
     process.exitCode = execExitCode(raw);
-  });
+  };
 
-  for (const operation of [workspaceCreate, workspaceList, workspaceStatus, workspaceUpdate]) addOperation(program, operation, io);
-  addOperation(program, workspaceExec, io, async (input, cliOnly) => {
-    const a = input as Parameters<typeof workspaceExec.run>[1];
+  const execRaw: CustomAction = async (input, cliOnly) => {
+    const a = input as ExecInput;
     const stdin = cliOnly.stdin ? await readStdin() : undefined;
     const raw = await execWorkspaceRaw(pyro(), a.workspace_id, execOptions({ ...a, stdin }));
     writeExec(raw);
     process.exitCode = execExitCode(raw);
-  });
-  for (const operation of [workspaceLogs, workspaceStop, workspaceStart, workspaceDelete]) addOperation(program, operation, io);
-  for (const operation of CONTENT_OPERATIONS) addOperation(program, operation, io);
+  };
 
-  for (const operation of [...SESSION_OPERATIONS, ...NETWORK_OPERATIONS]) addOperation(program, operation, io);
-  addOperation(program, workspaceReap, io);
+  // Every command the operation catalogue declares, in its order; `run` and `workspace exec`
+  // keep their own actions (raw bytes, exit codes, signals).
+  const custom: Record<string, CustomAction> = { run: runOneShot, "workspace exec": execRaw };
+  for (const spec of MANIFEST) addCommand(program, spec, io, custom[spec.words]);
 
   const mcp = program.command("mcp").description("Model Context Protocol server");
   mcp.command("serve")

@@ -6,7 +6,7 @@
 import * as z from "zod";
 import { summaryText } from "../core/summary.js";
 import { hostPath } from "../shared/host-path.js";
-import { cliHostPath, textFromCli, workspaceField } from "./fields.js";
+import { workspaceField } from "./fields.js";
 import { field, given, op } from "./op.js";
 import * as render from "./render.js";
 import { workspaceInfo } from "./schemas.js";
@@ -133,7 +133,7 @@ const workspaceSummary = {
 };
 
 
-const outputPathField = field(z.string().describe("Host path to create."), { flag: "--output <host-path>", required: true, parse: cliHostPath });
+const outputPathField = field(z.string().describe("Host path to create."), { flag: "--output <host-path>", required: true, parse: "hostPath" });
 const forceField = field(z.boolean().optional().describe("Replace an existing output."));
 
 export const workspaceSyncPush = op({
@@ -145,7 +145,7 @@ export const workspaceSyncPush = op({
   description: "Copy a host directory or .tar/.tar.gz/.tgz archive into /workspace (or `dest` under it) of a running workspace, merging with what is there. Archives with unsafe entries are refused before anything is written.",
   input: {
     workspace_id: workspaceField,
-    source_path: field(z.string().describe("Host directory or archive path."), { arg: "<source>", label: "host directory or archive", parse: cliHostPath }),
+    source_path: field(z.string().describe("Host directory or archive path."), { arg: "<source>", label: "host directory or archive", parse: "hostPath" }),
     dest: field(pathInput.optional().describe("Destination directory under /workspace (default /workspace)."), { value: "<path>" }),
   },
   output: { workspace_id: z.string(), source: z.string(), kind: z.string(), dest: z.string(), entries: z.number(), bytes: z.number() },
@@ -199,7 +199,7 @@ export const workspaceFileWrite = op({
     mode: field(z.string().optional().describe("Octal file mode such as 0755 (default: keep the existing mode, else 0644)."), { value: "<octal>" }),
   },
   cliFlags: { textFile: { flag: "--text-file <file>", help: "read the new content from this host file (UTF-8)" } },
-  fromCli: (input, cliOnly) => textFromCli(input, cliOnly, { key: "text", flag: "--text", fileKey: "textFile", fileFlag: "--text-file" }),
+  cliAdjust: { text: { key: "text", flag: "--text", fileKey: "textFile", fileFlag: "--text-file" } },
   output: { workspace_id: z.string(), path: z.string(), bytes_written: z.number(), created: z.boolean() },
   run: (pyro, a) => pyro.writeWorkspaceFile(a.workspace_id, a.path, { text: a.text, ...given({ mode: a.mode }) }),
   text: (r) => `${r.created ? "created" : "replaced"} ${r.path} (${r.bytes_written} bytes)`,
@@ -215,7 +215,7 @@ export const workspacePatchApply = op({
   description: "Apply a standard unified diff (as from `git diff` or `diff -u`; a/ and b/ prefixes are stripped) to files under /workspace. All or nothing: if any hunk does not apply, nothing changes and the error names the file, the hunk, and the expected versus actual lines.",
   input: { workspace_id: workspaceField, patch: field(z.string().describe("Unified diff text."), { flag: "--patch <text>" }) },
   cliFlags: { patchFile: { flag: "--patch-file <file>", help: "read the patch from this host file" } },
-  fromCli: (input, cliOnly) => textFromCli(input, cliOnly, { key: "patch", flag: "--patch", fileKey: "patchFile", fileFlag: "--patch-file" }),
+  cliAdjust: { text: { key: "patch", flag: "--patch", fileKey: "patchFile", fileFlag: "--patch-file" } },
   output: { workspace_id: z.string(), files: z.array(z.object({ path: z.string(), action: z.string(), hunks: z.number() })), files_changed: z.number() },
   run: (pyro, a) => pyro.applyWorkspacePatch(a.workspace_id, { patch: a.patch }),
   text: (r) => capLines(r.files.map((f) => `${f.action} ${f.path} (${f.hunks} hunks)`), 100, () => "the structured result lists every file"),

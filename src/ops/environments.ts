@@ -5,7 +5,6 @@
  */
 import * as z from "zod";
 import { hostPath } from "../shared/host-path.js";
-import { cliHostPath } from "./fields.js";
 import { field, given, op } from "./op.js";
 import * as render from "./render.js";
 
@@ -88,7 +87,7 @@ export const envImport = op({
   summary: "Import a root filesystem from a directory or .tar/.tar.gz/.tgz as an environment (for hosts without a Debian mirror)",
   input: {
     environment: environmentArg("<environment>", "name to import as"),
-    source_path: field(z.string().describe("Directory or archive."), { arg: "<path>", label: "directory or archive", parse: cliHostPath }),
+    source_path: field(z.string().describe("Directory or archive."), { arg: "<path>", label: "directory or archive", parse: "hostPath" }),
   },
   run: (pyro, a) => pyro.importEnvironment(a.environment, hostPath(a.source_path, "source_path")),
   text: (m) => render.manifest(m),

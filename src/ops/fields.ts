@@ -3,38 +3,10 @@
  * MCP and by `pyro … --help` alike) and its CLI spelling. Operations pick them by spreading
  * (`...execFields`); a field used by one operation only lives with that operation.
  */
-import fs from "node:fs/promises";
 import * as z from "zod";
-import { PyroError } from "../shared/errors.js";
-import { hostPath } from "../shared/host-path.js";
-import { parseKeyValues } from "../core/validate.js";
-import { parseSecretEnvFlags } from "../core/secrets.js";
 import { BACKEND_REQUESTS } from "../runtime/backends.js";
 import { field } from "./op.js";
 import { commandInput, workspaceRef } from "./schemas.js";
-
-/** `KEY=VALUE` flags (repeatable) as a record; `what` picks the error code and hint. */
-export const keyValues = (what: "label" | "env") => (raw: string[]) => parseKeyValues(raw, what);
-
-/** A number flag's value, strictly: "" and "12abc" are errors, not 0 and NaN. */
-export function cliNumber(flag: string) {
-  return (value: string): number => {
-    const n = Number(value);
-    if (value.trim() === "" || !Number.isFinite(n)) throw new PyroError("invalid_argument", `${flag} expects a number, got ${JSON.stringify(value)}`);
-    return n;
-  };
-}
-
-/** `NAME=VALUE` pairs for secrets; the value may contain '='. Never echoes a value in errors. */
-export function secretPairs(items: string[]): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const item of items) {
-    const eq = item.indexOf("=");
-    if (eq <= 0) throw new PyroError("invalid_secret", "expected NAME=VALUE (or NAME=PATH for --secret-file)");
-    out[item.slice(0, eq)] = item.slice(eq + 1);
-  }
-  return out;
-}
 
 /** The workspace an operation acts on: first positional argument on the CLI. */
 export const workspaceField = field(workspaceRef, { arg: "<workspace>", label: "workspace id or name" });
@@ -44,21 +16,10 @@ export const commandField = field(commandInput, { arg: "[command...]", label: "c
 
 export const SHELL_FLAG = { flag: "--shell <string>", help: "run this string with /bin/sh -c instead of an argv after `--`" };
 
-/** Joins `--shell` and the argv after `--` into `command`, refusing both or neither. */
-export function commandFromCli(input: Record<string, unknown>, cliOnly: Record<string, unknown>): Record<string, unknown> {
-  const argv = Array.isArray(input.command) ? (input.command as string[]) : [];
-  const shell = cliOnly.shell as string | undefined;
-  if (shell !== undefined && argv.length > 0) throw new PyroError("invalid_argument", "give either --shell STRING or `-- COMMAND ARGS…`, not both");
-  if (shell === undefined && argv.length === 0) {
-    throw new PyroError("invalid_argument", "no command given", { hint: "Put the command after `--`, e.g. `-- make test`, or use --shell 'make test | tail'." });
-  }
-  return { ...input, command: shell ?? argv };
-}
-
 export const execFields = {
   command: commandField,
   timeout_seconds: field(z.number().positive().optional().describe("Kill the command's whole process tree after this many seconds (default 30).")),
-  env: field(z.record(z.string(), z.string()).optional().describe("Extra environment variables (CLI: --env KEY=VALUE, repeatable)."), { value: "<KEY=VALUE>", parse: keyValues("env") }),
+  env: field(z.record(z.string(), z.string()).optional().describe("Extra environment variables (CLI: --env KEY=VALUE, repeatable)."), { value: "<KEY=VALUE>", parse: "env" }),
   cwd: field(z.string().optional().describe("Working directory; relative paths resolve against /workspace (default)."), { value: "<dir>" }),
   stdin: field(z.string().optional().describe("Text given to the command's standard input (CLI: --stdin forwards pyro's own stdin)."), false),
   max_output_bytes: field(z.number().int().positive().optional().describe("Cap per output stream; the head and tail are kept (default 65536).")),
@@ -69,7 +30,7 @@ export const secretEnvField = field(
     .record(z.string(), z.string())
     .optional()
     .describe("Workspace secrets to export into the environment: {SECRET_NAME: ENV_VAR} (CLI: --secret-env NAME[=ENV_VAR], repeatable). Values are never shown; output containing them reads [REDACTED]."),
-  { value: "<NAME[=ENV_VAR]>", parse: (raw: string[]) => parseSecretEnvFlags(raw) },
+  { value: "<NAME[=ENV_VAR]>", parse: "secretEnv" },
 );
 
 export const limitFields = {
@@ -108,28 +69,3 @@ export const networkFields = {
   allow_host_loopback: field(z.boolean().optional().describe("Let the workspace reach the host's own loopback (at 10.0.2.2) and addresses. Default false.")),
 };
 
-/**
- * The CLI check of a host path (a flag's or an argument's value), so an empty or blank one is
- * refused naming the flag as the user typed it; the handler checks again under the MCP name.
- */
-export const cliHostPath = (raw: string, name: string) => hostPath(raw, name);
-
-/** `NAME=PATH` pairs whose paths are host paths (`--secret-file`). */
-export const cliHostPathPairs = (raw: string[], flag: string) => Object.fromEntries(Object.entries(secretPairs(raw)).map(([name, file]) => [name, hostPath(file, `${flag} ${name}`)]));
-
-/**
- * Text from exactly one of an inline flag or a host file (UTF-8): `--text`/`--text-file`,
- * `--patch`/`--patch-file`. The file is read by pyro as the user, like every host path.
- */
-export async function textFromCli(input: Record<string, unknown>, cliOnly: Record<string, unknown>, names: { key: string; flag: string; fileKey: string; fileFlag: string }): Promise<Record<string, unknown>> {
-  const inline = input[names.key] as string | undefined;
-  const file = cliOnly[names.fileKey] as string | undefined;
-  if ((inline === undefined) === (file === undefined)) throw new PyroError("invalid_argument", `give exactly one of ${names.flag} or ${names.fileFlag}`);
-  if (inline !== undefined) return input;
-  const abs = hostPath(file, names.fileFlag);
-  try {
-    return { ...input, [names.key]: await fs.readFile(abs, "utf8") };
-  } catch (err) {
-    throw new PyroError("invalid_argument", `cannot read ${file}: ${(err as Error).message}`);
-  }
-}

@@ -13,6 +13,9 @@
 import type * as z from "zod";
 import type { ToolAnnotations } from "@modelcontextprotocol/sdk/types.js";
 import type { Pyro } from "../sdk/pyro.js";
+import type { CliAdjust, CliParser } from "./cli-values.js";
+
+export { given } from "./cli-values.js";
 
 /** How the CLI spells one input field. */
 export type CliSpelling =
@@ -20,7 +23,7 @@ export type CliSpelling =
    * A positional argument, e.g. `<workspace>`, `[path]`, `[command...]`; `label` is its help;
    * `parse` checks or converts it, naming it as the CLI does (`SOURCE`).
    */
-  | { arg: string; label?: string; parse?: (raw: never, name: string) => unknown }
+  | { arg: string; label?: string; parse?: CliParser }
   /**
    * A flag. `flag` defaults to the key in kebab-case (`max_bytes` → `--max-bytes`); `value` is the
    * placeholder (`<n>`), derived from the schema when absent (none for booleans). `parse` turns
@@ -29,7 +32,7 @@ export type CliSpelling =
    * `KEY=VALUE` pairs. `required` makes the CLI insist on the flag; `negatable` adds `--no-…`
    * beside a switch, so false can be said explicitly.
    */
-  | { flag?: string; value?: string; repeat?: boolean; required?: boolean; negatable?: boolean; parse?: (raw: never, flag: string) => unknown; help?: string };
+  | { flag?: string; value?: string; repeat?: boolean; required?: boolean; negatable?: boolean; parse?: CliParser; help?: string };
 
 export interface Field<T = unknown> {
   /** The MCP input schema of this field, with its description (shown by MCP and by CLI help). */
@@ -44,7 +47,7 @@ export interface CliOnlyFlag {
   flag: string;
   help: string;
   repeat?: boolean;
-  parse?: (raw: never, flag: string) => unknown;
+  parse?: CliParser;
 }
 
 /** What a handler may use of the surface calling it. */
@@ -80,7 +83,7 @@ export interface Operation<F extends Record<string, Field> = Record<string, Fiel
   /** CLI-only flags, keyed by the name `fromCli` reads them under (camelCase of the flag). */
   cliFlags?: Record<string, CliOnlyFlag>;
   /** Adjusts what the CLI collected into the MCP shape (e.g. `--shell` vs `-- argv`, `--text-file`). */
-  fromCli?: (input: Record<string, unknown>, cliOnly: Record<string, unknown>) => Promise<Record<string, unknown>> | Record<string, unknown>;
+  cliAdjust?: CliAdjust;
   /** `--id-only` and such: the CLI prints this instead of the rendering when it returns a string. */
   cliPrint?: (result: R, cliOnly: Record<string, unknown>) => string | undefined;
   /** The structured result schema (MCP output schema); required of every MCP tool. */
@@ -117,24 +120,7 @@ export function flagOf(key: string, spelling?: CliSpelling | false): string {
   return `--${key.replace(/_/g, "-")}`;
 }
 
-/** The long CLI flags of an operation, as its command's help lists them (with --json). */
-export function cliFlagNames(operation: AnyOperation): string[] {
-  const flags: string[] = [];
-  for (const [key, f] of Object.entries(operation.input as Record<string, Field>)) {
-    if (f.cli === false || (f.cli && "arg" in f.cli)) continue;
-    const long = flagOf(key, f.cli).split(" ")[0]!;
-    flags.push(long);
-    if (f.cli && "negatable" in f.cli && f.cli.negatable) flags.push(`--no-${long.slice(2)}`);
-  }
-  for (const extra of Object.values(operation.cliFlags ?? {})) flags.push(extra.flag.split(" ")[0]!);
-  flags.push("--json");
-  return flags;
-}
 
-/** Drops keys whose value is undefined, so SDK options carry only what was given. */
-export function given<T extends Record<string, unknown>>(o: T): { [K in keyof T]?: Exclude<T[K], undefined> } {
-  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as { [K in keyof T]?: Exclude<T[K], undefined> };
-}
 
 /** The zod shape an operation's MCP tool takes. */
 export function inputShape(operation: AnyOperation): z.ZodRawShape {

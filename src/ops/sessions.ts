@@ -4,9 +4,8 @@
  * plain text and a 300 ms idle wait — where the SDK and the CLI default to raw bytes and no wait.
  */
 import * as z from "zod";
-import { PyroError } from "../shared/errors.js";
 import type { Pyro } from "../sdk/pyro.js";
-import { cliNumber, commandFromCli, execFields, secretEnvField, SHELL_FLAG, workspaceField } from "./fields.js";
+import { execFields, secretEnvField, SHELL_FLAG, workspaceField } from "./fields.js";
 import { field, given, op } from "./op.js";
 import * as render from "./render.js";
 import { commandInput, networkNotices, publishedPort } from "./schemas.js";
@@ -87,21 +86,10 @@ const serviceName = field(z.string().describe("The service's name."), { arg: "<n
 const shellId = field(z.string().describe("The shell's id, as shell_open returned it."), { arg: "<shell>", label: "shell id" });
 const READY_FLAGS = {
   readyFile: { flag: "--ready-file <path>", help: "ready when this file exists (relative to --cwd)" },
-  readyTcp: { flag: "--ready-tcp <port>", help: "ready when 127.0.0.1:PORT accepts connections", parse: (raw: string) => cliNumber("--ready-tcp")(raw) },
+  readyTcp: { flag: "--ready-tcp <port>", help: "ready when 127.0.0.1:PORT accepts connections", parse: "number" as const },
   readyHttp: { flag: "--ready-http <url>", help: "ready when GET URL answers with a status below 400" },
   readyCommand: { flag: "--ready-command <cmd>", help: "ready when this shell command exits 0" },
 };
-
-/** The CLI's --ready-* flags as the one `readiness` object. */
-function readinessFromCli(cliOnly: Record<string, unknown>) {
-  const given = ["readyFile", "readyTcp", "readyHttp", "readyCommand"].filter((k) => cliOnly[k] !== undefined);
-  if (given.length > 1) throw new PyroError("invalid_argument", "give at most one of --ready-file, --ready-tcp, --ready-http, --ready-command");
-  if (cliOnly.readyFile !== undefined) return { type: "file" as const, path: cliOnly.readyFile as string };
-  if (cliOnly.readyTcp !== undefined) return { type: "tcp" as const, port: cliOnly.readyTcp as number };
-  if (cliOnly.readyHttp !== undefined) return { type: "http" as const, url: cliOnly.readyHttp as string };
-  if (cliOnly.readyCommand !== undefined) return { type: "command" as const, command: cliOnly.readyCommand as string };
-  return undefined;
-}
 
 export const serviceStart = op({
   mcp: "service_start",
@@ -124,11 +112,7 @@ export const serviceStart = op({
     publish: publishField,
   },
   cliFlags: { shell: SHELL_FLAG, ...READY_FLAGS },
-  fromCli: (input, cliOnly) => {
-    const withCommand = commandFromCli(input, cliOnly);
-    const r = readinessFromCli(cliOnly);
-    return r ? { ...withCommand, readiness: r } : withCommand;
-  },
+  cliAdjust: { command: true, readiness: true },
   output: serviceStatus,
   run: (pyro, a) =>
     pyro.startService(a.workspace_id, a.service_name, {

@@ -7,7 +7,10 @@ import type { ExecResult, WorkspaceInfo } from "../core/types.js";
 import type { BackendRequest } from "../runtime/backend.js";
 import { hostPath } from "../shared/host-path.js";
 import { MAX_OUTPUT_BYTES_LIMIT } from "../shared/output-cap.js";
-import { backendField, commandFromCli, execFields, keyValues, limitFields, networkFields, cliHostPath, cliHostPathPairs, secretEnvField, secretPairs, SHELL_FLAG, workspaceField } from "./fields.js";
+import { backendField, execFields, limitFields, networkFields, secretEnvField, SHELL_FLAG, workspaceField } from "./fields.js";
+import { execOptions, networkOptions } from "./cli-values.js";
+
+export { execOptions, networkOptions };
 import { field, given, op } from "./op.js";
 import type { TextContext } from "./op.js";
 import * as render from "./render.js";
@@ -76,20 +79,6 @@ export function noticeLines(notices: string[] | undefined, ctx: TextContext): st
   return `\n${lines.join("\n")}`;
 }
 
-type ExecInput = { command: string | string[]; timeout_seconds?: number | undefined; env?: Record<string, string> | undefined; cwd?: string | undefined; stdin?: string | Uint8Array | undefined; max_output_bytes?: number | undefined; secret_env?: Record<string, string> | undefined };
-
-/** The SDK's exec options from an operation's input. */
-export function execOptions(a: ExecInput) {
-  return { command: a.command, ...given({ timeoutSeconds: a.timeout_seconds, env: a.env, cwd: a.cwd, stdin: a.stdin, maxOutputBytes: a.max_output_bytes, secretEnv: a.secret_env }) };
-}
-
-type NetworkInput = { network_policy?: string | undefined; allow_hosts?: string[] | undefined; allow_cidrs?: string[] | undefined; allow_host_loopback?: boolean | undefined };
-
-/** The SDK's network options from an operation's input. */
-export function networkOptions(a: NetworkInput) {
-  return given({ networkPolicy: a.network_policy, allowHosts: a.allow_hosts, allowCidrs: a.allow_cidrs, allowHostLoopback: a.allow_host_loopback });
-}
-
 const environmentField = (description: string) => field(z.string().describe(description), { arg: "<environment>", label: "environment name, e.g. debian:12" });
 
 export const vmRun = op({
@@ -102,7 +91,7 @@ export const vmRun = op({
     "Run one command in a brand-new isolated Linux sandbox (network off unless network_policy says otherwise) and delete the sandbox afterwards. Use for a quick, stateless check (e.g. `git --version`, running a script once). For anything that needs files to persist between commands, use workspace_create + workspace_exec instead. Returns exit code, outcome, duration and capped stdout/stderr.",
   input: { environment: environmentField("Environment name, e.g. debian:12."), ...execFields, ...limitFields, backend: backendField, ...networkFields },
   cliFlags: { shell: SHELL_FLAG, stdin: { flag: "--stdin", help: "forward this process's stdin to the command" } },
-  fromCli: commandFromCli,
+  cliAdjust: { command: true },
   output: runResult,
   annotations: { openWorldHint: false },
   run: (pyro, a) =>
@@ -132,17 +121,17 @@ export const workspaceCreate = op({
     name: field(z.string().optional().describe("Unique name to find the workspace by, e.g. fix-123."), { value: "<name>" }),
     labels: field(z.record(z.string(), z.string()).optional().describe("Key/value labels, e.g. {\"issue\": \"123\"} (CLI: --label KEY=VALUE, repeatable)."), {
       flag: "--label <KEY=VALUE>",
-      parse: keyValues("label"),
+      parse: "labels",
     }),
-    seed_path: field(z.string().optional().describe("Host directory or .tar/.tar.gz/.tgz archive copied into /workspace."), { value: "<path>", parse: cliHostPath }),
+    seed_path: field(z.string().optional().describe("Host directory or .tar/.tar.gz/.tgz archive copied into /workspace."), { value: "<path>", parse: "hostPath" }),
     ...limitFields,
     secrets: field(
       z.record(z.string(), z.string()).optional().describe("Secret values by name, e.g. {\"API_TOKEN\": \"...\"}; available in /run/pyro-secrets and via secret_env, redacted from all output (CLI: --secret NAME=VALUE, repeatable; prefer --secret-file, command lines are visible to other users)."),
-      { flag: "--secret <NAME=VALUE>", parse: (raw: string[]) => secretPairs(raw) },
+      { flag: "--secret <NAME=VALUE>", parse: "secretPairs" },
     ),
     secret_files: field(z.record(z.string(), z.string()).optional().describe("Secrets read from host files: {NAME: host_path} (CLI: --secret-file NAME=PATH, repeatable)."), {
       flag: "--secret-file <NAME=PATH>",
-      parse: cliHostPathPairs,
+      parse: "hostPathPairs",
     }),
     backend: backendField,
     ...networkFields,
@@ -181,7 +170,7 @@ export const workspaceList = op({
   input: {
     labels: field(z.record(z.string(), z.string()).optional().describe("Only workspaces carrying every one of these labels, e.g. {\"issue\": \"123\"} (CLI: --label KEY=VALUE, repeatable)."), {
       flag: "--label <KEY=VALUE>",
-      parse: keyValues("label"),
+      parse: "labels",
     }),
   },
   output: { count: z.number(), workspaces: z.array(workspaceInfo), reaped: z.array(z.string()), omitted: z.number() },
@@ -226,7 +215,7 @@ export const workspaceUpdate = op({
   input: {
     workspace_id: workspaceField,
     name: field(z.string().optional().describe("New unique name."), { value: "<name>" }),
-    labels: field(z.record(z.string(), z.string()).optional().describe("Labels to set, merged with the existing ones (CLI: --label KEY=VALUE, repeatable)."), { flag: "--label <KEY=VALUE>", parse: keyValues("label") }),
+    labels: field(z.record(z.string(), z.string()).optional().describe("Labels to set, merged with the existing ones (CLI: --label KEY=VALUE, repeatable)."), { flag: "--label <KEY=VALUE>", parse: "labels" }),
     clear_labels: field(z.array(z.string()).optional().describe("Label keys to remove."), { flag: "--clear-label <KEY>", repeat: true }),
   },
   output: workspaceInfo.shape,
@@ -245,7 +234,7 @@ export const workspaceExec = op({
     "Run a command in a running workspace (cwd /workspace; files persist between calls). Returns exit_code, outcome (exited/signaled/timed_out/not_started), duration and stdout/stderr capped to max_output_bytes with head and tail kept; `truncated` says when output was cut. Terminal control sequences are resolved to plain text.",
   input: { workspace_id: workspaceField, ...execFields, secret_env: secretEnvField },
   cliFlags: { shell: SHELL_FLAG, stdin: { flag: "--stdin", help: "forward this process's stdin to the command" } },
-  fromCli: commandFromCli,
+  cliAdjust: { command: true },
   output: execResult,
   run: (pyro, a) => pyro.execWorkspace(a.workspace_id, execOptions(a)),
   forModel: (r) => cleanExec(r),
