@@ -6,7 +6,7 @@
  * hand-written CLI); the contract derives its flag lists from the same function, so what the
  * contract says is what the CLI offers.
  */
-import type * as z from "zod";
+import * as z from "zod";
 import type { CliAdjust, CliParser } from "./cli-values.js";
 import { flagOf } from "./op.js";
 import type { AnyOperation, CliSpelling, Field } from "./op.js";
@@ -55,12 +55,11 @@ export interface CliCommandSpec {
   adjust?: CliAdjust;
 }
 
-/** The zod kind under optional/default wrappers: "number", "boolean", "array", "record", … */
+/** The zod kind under optional/default/nullable wrappers: "number", "boolean", "array", "record", … */
 function kindOf(schema: z.ZodType): string {
-  type Def = { type: string; innerType?: z.ZodType };
-  let def = (schema as unknown as { _zod: { def: Def } })._zod.def;
-  while ((def.type === "optional" || def.type === "default" || def.type === "nullable") && def.innerType) def = (def.innerType as unknown as { _zod: { def: Def } })._zod.def;
-  return def.type;
+  let inner: z.ZodType = schema;
+  while (inner instanceof z.ZodOptional || inner instanceof z.ZodDefault || inner instanceof z.ZodNullable) inner = inner.unwrap() as z.ZodType;
+  return inner.type;
 }
 
 /** The CLI command of one operation. */
