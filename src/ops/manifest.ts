@@ -55,11 +55,15 @@ export interface CliCommandSpec {
   adjust?: CliAdjust;
 }
 
-/** The zod kind under optional/default wrappers: "number", "boolean", "array", "record", … */
+/**
+ * The zod kind under optional/default wrappers: "number", "boolean", "array", "record", … and
+ * "integer" for a number declared `.int()`, so its CLI flag refuses a fraction by the flag's name.
+ */
 function kindOf(schema: z.ZodType): string {
-  type Def = { type: string; innerType?: z.ZodType };
+  type Def = { type: string; innerType?: z.ZodType; checks?: { _zod: { def: { format?: string } } }[] };
   let def = (schema as unknown as { _zod: { def: Def } })._zod.def;
   while ((def.type === "optional" || def.type === "default" || def.type === "nullable") && def.innerType) def = (def.innerType as unknown as { _zod: { def: Def } })._zod.def;
+  if (def.type === "number" && def.checks?.some((c) => c._zod.def.format === "safeint")) return "integer";
   return def.type;
 }
 
@@ -79,8 +83,8 @@ export function cliCommandSpec(operation: AnyOperation): CliCommandSpec {
     const kind = kindOf(schema);
     const named = flagOf(key, spelling);
     const long = named.split(" ")[0]!;
-    const placeholder = named.includes(" ") || kind === "boolean" ? "" : ` ${spelling.value ?? (kind === "number" ? "<n>" : `<${key.replace(/_/g, "-")}>`)}`;
-    const parse = spelling.parse ?? (kind === "number" ? "number" : undefined);
+    const placeholder = named.includes(" ") || kind === "boolean" ? "" : ` ${spelling.value ?? (kind === "number" || kind === "integer" ? "<n>" : `<${key.replace(/_/g, "-")}>`)}`;
+    const parse = spelling.parse ?? (kind === "number" || kind === "integer" ? kind : undefined);
     flags.push({
       key,
       flags: `${named}${placeholder}`,
