@@ -11,6 +11,7 @@ import { HeadTailBuffer } from "../shared/output-cap.js";
 import type { ExecRequest, ExecResultHeader } from "../protocol/messages.js";
 import { argvOf, invalid, num, stringRecord } from "./handler.js";
 import type { Handlers, Incoming } from "./handler.js";
+import { requireDirectory } from "./paths.js";
 import { currentRedactor, secretEnv } from "./secrets.js";
 
 /** Environment variable carried by every process an exec starts; see killExecTree. */
@@ -160,6 +161,7 @@ export async function runExec(req: ExecRequest, stdin: Buffer, secrets: Record<s
 export const execHandlers: Handlers<"exec"> = {
   exec: async (h, payload) => {
     const req = parseExec(h);
+    requireDirectory(req.cwd);
     const { header, payload: output } = await runExec(req, payload, secretEnv(h.secretEnv));
     return { result: header, payload: output };
   },

@@ -72,7 +72,29 @@ function parseMode(mode: string | undefined): number | null {
   return Number.isFinite(n) ? n : null;
 }
 
+/**
+ * The file of the first binary change in a patch, or null. git writes binary changes as
+ * `GIT binary patch` (with --binary) or `Binary files a/x and b/x differ`; the diff library
+ * parses the first as a change with no hunks, so a binary new file would be created empty and a
+ * binary edit would look like no change at all. Checked on the text, before parsing.
+ */
+function binaryChange(text: string): string | null {
+  let current = "a file";
+  for (const line of text.split("\n")) {
+    const header = /^diff --git a\/(.*) b\/(.*)$/.exec(line);
+    if (header) current = header[2]!;
+    if (line === "GIT binary patch") return current;
+    const binary = /^Binary files (.*) and (.*) differ$/.exec(line);
+    if (binary) return binary[2] === "/dev/null" ? binary[1]!.replace(/^a\//, "") : binary[2]!.replace(/^b\//, "");
+  }
+  return null;
+}
+
 export function patchApply(text: string): PatchApplyResult {
+  const binary = binaryChange(text);
+  if (binary !== null) {
+    throw new AgentFailure("patch_failed", `${binary}: binary patches are not supported; write the file with file_write or sync push instead`, { file: binary });
+  }
   let patches: StructuredPatch[];
   try {
     patches = parsePatch(text);

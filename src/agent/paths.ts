@@ -26,6 +26,17 @@ export function lexicalPath(p: string, root = ROOT): string {
   return resolved;
 }
 
+/**
+ * Refuses a working directory that is missing or is not a directory, naming it. Checked before
+ * a command, service or shell is started, because spawn reports a bad cwd as ENOENT, which is
+ * indistinguishable from a missing command (exit 127).
+ */
+export function requireDirectory(cwd: string): void {
+  const st = fs.statSync(cwd, { throwIfNoEntry: false });
+  if (!st) throw new AgentFailure("not_found", `cwd ${cwd} does not exist`);
+  if (!st.isDirectory()) throw new AgentFailure("not_found", `cwd ${cwd} is not a directory`);
+}
+
 /** Symlink hops followed before a path is refused as a loop (the kernel's own limit). */
 const MAX_LINK_HOPS = 40;
 

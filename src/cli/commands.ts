@@ -9,7 +9,7 @@
  */
 import { Option } from "commander";
 import type { Command } from "commander";
-import { adjustFromCli, CLI_PARSERS, cliNumber } from "../ops/cli-values.js";
+import { adjustFromCli, CLI_PARSERS, cliNumber, isNumberParse } from "../ops/cli-values.js";
 import type { CliParser } from "../ops/cli-values.js";
 import type { CliCommandSpec } from "../ops/manifest.js";
 import type { Pyro } from "../sdk/pyro.js";
@@ -81,7 +81,7 @@ export function addCommand(program: Command, spec: CliCommandSpec, io: CliIo, cu
     const option = new Option(f.flags, f.help);
     if (f.required) option.makeOptionMandatory();
     // Numbers are checked at once, so a bad one is an error before anything runs.
-    if (f.parse === "number") option.argParser(cliNumber(f.flags.split(" ")[0]!));
+    if (isNumberParse(f.parse)) option.argParser(cliNumber(f.flags.split(" ")[0]!, f.parse));
     else if (f.collect) option.argParser(collect);
     command.addOption(option);
     if (f.negation) command.addOption(new Option(f.negation, `the opposite of ${f.flags.split(" ")[0]}`));
@@ -89,7 +89,7 @@ export function addCommand(program: Command, spec: CliCommandSpec, io: CliIo, cu
   });
   const extras = spec.extras.map((e) => {
     const option = new Option(e.flags, e.help);
-    if (e.parse === "number") option.argParser(cliNumber(e.flags.split(" ")[0]!));
+    if (isNumberParse(e.parse)) option.argParser(cliNumber(e.flags.split(" ")[0]!, e.parse));
     else if (e.collect) option.argParser(collect);
     return option;
   });
@@ -108,12 +108,12 @@ export function addCommand(program: Command, spec: CliCommandSpec, io: CliIo, cu
       });
       spec.flags.forEach((f, i) => {
         const raw = opts[options[i]!.attributeName()];
-        if (raw !== undefined) input[f.key] = f.parse === "number" ? raw : parsed(f.parse, raw, options[i]!.long!);
+        if (raw !== undefined) input[f.key] = isNumberParse(f.parse) ? raw : parsed(f.parse, raw, options[i]!.long!);
       });
       const cliOnly: Record<string, unknown> = {};
       spec.extras.forEach((e, i) => {
         const raw = opts[extras[i]!.attributeName()];
-        if (raw !== undefined) cliOnly[e.name] = e.parse === "number" ? raw : parsed(e.parse, raw, extras[i]!.long!);
+        if (raw !== undefined) cliOnly[e.name] = isNumberParse(e.parse) ? raw : parsed(e.parse, raw, extras[i]!.long!);
       });
       const shaped = spec.adjust ? await adjustFromCli(spec.adjust, input, cliOnly) : input;
       if (custom) return custom(shaped, cliOnly);

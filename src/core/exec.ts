@@ -15,7 +15,7 @@ import type { AgentLink } from "./agent-link.js";
 import type { WorkspaceManager } from "./manager.js";
 import type { StateStore } from "./store.js";
 import type { CommandRecord, ExecResult, RawExecResult } from "./types.js";
-import { validateEnv, validatePositive, validatePositiveInt } from "./validate.js";
+import { validateCommandSize, validateEnv, validatePositive, validatePositiveInt } from "./validate.js";
 import type { WorkspaceNetwork } from "./workspace-network.js";
 
 export const DEFAULT_TIMEOUT_SECONDS = 30;
@@ -50,13 +50,16 @@ export function prepareExec(opts: ExecOptions) {
   }
   const stdin = opts.stdin ? Buffer.from(opts.stdin) : Buffer.alloc(0);
   if (stdin.length > MAX_STDIN_BYTES) throw new PyroError("invalid_argument", `stdin larger than ${MAX_STDIN_BYTES} bytes`);
+  const env = validateEnv({ ...(opts.env ?? {}) });
+  const cwd = path.posix.resolve(WORKSPACE_GUEST_PATH, opts.cwd ?? ".");
+  validateCommandSize({ command: hasCommand ? opts.command! : [opts.shell!], env, cwd });
   return {
     hasCommand,
     hasShell,
     timeoutSeconds: validatePositive(opts.timeoutSeconds ?? DEFAULT_TIMEOUT_SECONDS, "timeout_seconds", MAX_TIMEOUT_SECONDS, "invalid_timeout"),
     maxOutputBytes: validatePositiveInt(opts.maxOutputBytes ?? DEFAULT_MAX_OUTPUT_BYTES, "max_output_bytes", MAX_OUTPUT_BYTES_LIMIT),
-    env: validateEnv({ ...(opts.env ?? {}) }),
-    cwd: path.posix.resolve(WORKSPACE_GUEST_PATH, opts.cwd ?? "."),
+    env,
+    cwd,
     stdin,
   };
 }

@@ -13,6 +13,12 @@ export function newWorkspaceId(): string {
   return id;
 }
 
+const ID_RE = new RegExp(`^[${ALPHABET}]{12}$`);
+
+/**
+ * True for any string an id could be. Such a string is never a workspace's name: a reference
+ * that could be read as either an id or a name would be ambiguous.
+ */
 export function looksLikeWorkspaceId(value: string): boolean {
-  return /^[a-z2-9]{12}$/.test(value);
+  return ID_RE.test(value);
 }

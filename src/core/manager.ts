@@ -20,7 +20,7 @@ import { importInto, inspectSource } from "./transfer.js";
 import { BASELINE, SnapshotStore } from "./snapshots.js";
 import { collectSecrets, loadSecrets, saveSecrets } from "./secrets.js";
 import { newWorkspaceId } from "./ids.js";
-import { validateLabels, validateName, validatePositive, validatePositiveInt } from "./validate.js";
+import { validateLabels, validatePositive, validatePositiveInt, validateWorkspaceName } from "./validate.js";
 import type { WorkspaceEvent, WorkspaceInfo, WorkspaceRecord } from "./types.js";
 import { networkConfig, networkFromOptions, networkInfo, specOf } from "./network.js";
 import type { NetworkOptions } from "./network.js";
@@ -31,6 +31,15 @@ import { removeTree } from "../runtime/confine/trees.js";
 
 export const DEFAULT_VCPU_COUNT = 1;
 export const DEFAULT_MEM_MIB = 1024;
+/**
+ * The least memory a workspace may be given, per backend: below it the sandbox does not start
+ * (the agent is killed as it connects, which surfaced as an ECONNRESET). The namespace backend's
+ * agent starts at 12 MiB and not at 10 (measured with a warm page cache); 32 leaves room for a
+ * cold one and for a shell. A VM's guest RAM is the whole of mem_mib (QEMU's own overhead is
+ * added to its cgroup, not taken from it): the guest kernel, its page cache and the agent use
+ * ~140 MiB (docs/performance.md), and 256 is what the host probe boots with.
+ */
+export const MIN_MEM_MIB: Record<BackendName, number> = { namespace: 32, vm: 256 };
 export const MAX_TTL_SECONDS = 30 * 24 * 3600;
 export const DEFAULT_PIDS_MAX = 4096;
 
@@ -207,10 +216,16 @@ export class WorkspaceManager {
 
   async create(opts: CreateWorkspaceOptions): Promise<WorkspaceInfo> {
     await this.store.init();
-    const name = opts.name === undefined ? null : validateName(opts.name);
+    const name = opts.name === undefined ? null : validateWorkspaceName(opts.name);
     const labels = validateLabels({ ...(opts.labels ?? {}) });
     const vcpuCount = validatePositiveInt(opts.vcpuCount ?? DEFAULT_VCPU_COUNT, "vcpu_count", 64);
     const memMib = validatePositiveInt(opts.memMib ?? DEFAULT_MEM_MIB, "mem_mib", 1024 * 1024);
+    const minMemMib = MIN_MEM_MIB[opts.backend] ?? MIN_MEM_MIB.namespace;
+    if (memMib < minMemMib) {
+      throw new PyroError("invalid_argument", `mem_mib must be at least ${minMemMib} on the ${opts.backend} backend, got ${memMib}`, {
+        hint: `Give ${minMemMib} MiB or more (the sandbox and its agent do not start with less).`,
+      });
+    }
     const ttlSeconds = opts.ttlSeconds === undefined ? null : validatePositive(opts.ttlSeconds, "ttl_seconds", MAX_TTL_SECONDS);
     // Fails early (environment_unknown / environment_not_installed, or a host that forbids the
     // user namespace every sandbox needs) before anything is made.
@@ -303,7 +318,16 @@ export class WorkspaceManager {
   }
 
   private async assertNameFree(name: string, selfId: string): Promise<void> {
-    const taken = (await this.store.readAll()).find((r) => r.name === name && r.workspace_id !== selfId);
+    const records = await this.store.readAll();
+    // A reference of 4 or more characters also matches by id prefix (see resolve): a name that
+    // starts another workspace's id would make every use of it ambiguous.
+    const prefixOf = name.length >= 4 ? records.find((r) => r.workspace_id !== selfId && r.workspace_id.startsWith(name)) : undefined;
+    if (prefixOf) {
+      throw new PyroError("invalid_name", `the workspace name ${JSON.stringify(name)} is the start of workspace ${prefixOf.workspace_id}'s id, so references to it would be ambiguous`, {
+        hint: "Choose another name.",
+      });
+    }
+    const taken = records.find((r) => r.name === name && r.workspace_id !== selfId);
     if (taken) {
       throw new PyroError("workspace_name_taken", `the name ${JSON.stringify(name)} is used by workspace ${taken.workspace_id}`, {
         hint: "Choose another name, or delete or rename the other workspace.",
@@ -420,7 +444,7 @@ export class WorkspaceManager {
 
   async update(ref: string, opts: UpdateWorkspaceOptions): Promise<WorkspaceInfo> {
     const id = await this.resolve(ref);
-    const newName = opts.name === undefined ? undefined : validateName(opts.name);
+    const newName = opts.name === undefined ? undefined : validateWorkspaceName(opts.name);
     const labels = validateLabels({ ...(opts.labels ?? {}) });
     const apply = async () =>
       this.store.withLock(id, async () => {

@@ -4,6 +4,7 @@
  * (create, start, reset). Metadata and every result carry secret *names* only. Also builds the
  * host-side redactor for what the host itself records (command history, errors).
  */
+import fs from "node:fs";
 import fsp from "node:fs/promises";
 import { readJsonIfExists, writeJsonAtomic } from "../shared/atomic.js";
 import { PyroError } from "../shared/errors.js";
@@ -30,13 +31,10 @@ export async function collectSecrets(literal: Record<string, string> = {}, files
   }
   for (const [name, file] of Object.entries(files)) {
     validateSecretName(name);
-    if (name in out) throw new PyroError("invalid_secret", `secret ${name} is given twice`);
-    const abs = hostPath(file, `the file of secret ${name}`);
-    try {
-      out[name] = (await fsp.readFile(abs, "utf8")).replace(/\r?\n$/, "");
-    } catch (err) {
-      throw new PyroError("invalid_secret", `cannot read the file for secret ${name}: ${(err as NodeJS.ErrnoException).code ?? "error"}`);
+    if (Object.hasOwn(out, name)) {
+      throw new PyroError("invalid_secret", `secret ${name} is given twice, as a value and as a file`, { hint: "Give each secret name once." });
     }
+    out[name] = (await readSecretFile(hostPath(file, `the file of secret ${name}`), name)).replace(/\r?\n$/, "");
   }
   for (const [name, value] of Object.entries(out)) {
     if (Buffer.byteLength(value) > MAX_SECRET_BYTES) throw new PyroError("invalid_secret", `secret ${name} is larger than ${MAX_SECRET_BYTES} bytes`);
@@ -45,6 +43,41 @@ export async function collectSecrets(literal: Record<string, string> = {}, files
     }
   }
   return out;
+}
+
+/** What a file that is not a regular file is, for the error that refuses it. */
+function fileKind(st: fs.Stats): string {
+  if (st.isFIFO()) return "a fifo";
+  if (st.isSocket()) return "a socket";
+  if (st.isCharacterDevice() || st.isBlockDevice()) return "a device";
+  if (st.isDirectory()) return "a directory";
+  return "not a regular file";
+}
+
+/**
+ * Reads one secret file, refusing anything but a regular file up to the size limit. A FIFO is
+ * never opened for a blocking read (that would wait for a writer that may never come), and a
+ * device is never read at all: the file is stat'ed first, then opened non-blocking and checked
+ * again on the open descriptor, so a file swapped between the two is refused too.
+ */
+async function readSecretFile(abs: string, name: string): Promise<string> {
+  const refuse = (why: string) => new PyroError("invalid_secret", `the file for secret ${name} ${why}`, { hint: "Give a regular file holding the secret's value." });
+  const check = (st: fs.Stats) => {
+    if (!st.isFile()) throw refuse(st.isDirectory() ? "is a directory" : `is ${fileKind(st)}, not a regular file`);
+    if (st.size > MAX_SECRET_BYTES) throw refuse(`is larger than ${MAX_SECRET_BYTES} bytes`);
+  };
+  let handle: fsp.FileHandle | undefined;
+  try {
+    check(await fsp.stat(abs));
+    handle = await fsp.open(abs, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK | fs.constants.O_NOCTTY);
+    check(await handle.stat());
+    return await handle.readFile("utf8");
+  } catch (err) {
+    if (err instanceof PyroError) throw err;
+    throw refuse(`cannot be read: ${(err as NodeJS.ErrnoException).code ?? "error"}`);
+  } finally {
+    await handle?.close();
+  }
 }
 
 export async function saveSecrets(file: string, secrets: Record<string, string>): Promise<void> {

@@ -11,7 +11,7 @@ import type { AgentLink } from "./agent-link.js";
 import type { WorkspaceNetwork } from "./workspace-network.js";
 import { readJsonIfExists, writeJsonAtomic } from "../shared/atomic.js";
 import { PyroError } from "../shared/errors.js";
-import { validateEnv, validateName, validatePositive, validatePositiveInt } from "./validate.js";
+import { validateCommandSize, validateEnv, validateName, validatePositive, validatePositiveInt } from "./validate.js";
 import { guestEnv } from "../protocol/guest.js";
 import { WORKSPACE_GUEST_PATH } from "../protocol/messages.js";
 import type { Readiness, ServiceStatus as AgentServiceStatus } from "../protocol/messages.js";
@@ -112,6 +112,7 @@ export class WorkspaceServices {
     const interval = validatePositiveInt(options.readyIntervalMs ?? DEFAULT_READY_INTERVAL_MS, "ready_interval_ms", 60_000);
     const env = validateEnv({ ...(options.env ?? {}) });
     const cwd = path.posix.resolve(WORKSPACE_GUEST_PATH, options.cwd ?? ".");
+    validateCommandSize({ command: isShell ? [command] : command, env, cwd });
     const publish = parsePublish(options.publish);
     const { record, client, secretEnv } = await this.link.attach(id, options.secretEnv);
     let published: PublishedPort[] = [];

@@ -9,7 +9,7 @@ import type { WorkspaceManager } from "./manager.js";
 import type { AgentLink } from "./agent-link.js";
 import type { WorkspaceNetwork } from "./workspace-network.js";
 import { PyroError } from "../shared/errors.js";
-import { validateEnv, validatePositiveInt } from "./validate.js";
+import { validateCommandSize, validateEnv, validatePositiveInt } from "./validate.js";
 import { guestEnv } from "../protocol/guest.js";
 import { WORKSPACE_GUEST_PATH } from "../protocol/messages.js";
 import type { ShellInfo, ShellOpenResult, ShellSignal } from "../protocol/messages.js";
@@ -75,6 +75,7 @@ export class WorkspaceShells {
     const rows = validatePositiveInt(options.rows ?? DEFAULT_SHELL_ROWS, "rows", 1000);
     const env = validateEnv({ ...(options.env ?? {}) });
     const cwd = path.posix.resolve(WORKSPACE_GUEST_PATH, options.cwd ?? ".");
+    validateCommandSize({ command: [], env, cwd });
     const { id, client, secretEnv } = await this.link.running(ref, options.secretEnv);
     const { header: h } = await client.request({ type: "shell_open", cwd, cols, rows, env: guestEnv(env), secretEnv });
     await this.manager.touch(id, "shell_open", { shell_id: h.shell_id });

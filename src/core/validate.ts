@@ -3,6 +3,8 @@
  * same things with the same codes. Pure.
  */
 import { PyroError } from "../shared/errors.js";
+import { MAX_HEADER_BYTES } from "../protocol/frames.js";
+import { looksLikeWorkspaceId } from "./ids.js";
 
 const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/;
 const LABEL_KEY_RE = /^[A-Za-z0-9][A-Za-z0-9._/-]{0,62}$/;
@@ -13,6 +15,21 @@ export function validateName(name: string, what = "workspace name"): string {
   if (typeof name !== "string" || !NAME_RE.test(name)) {
     throw new PyroError("invalid_name", `invalid ${what} ${JSON.stringify(String(name).slice(0, 80))}`, {
       hint: "Use 1-63 characters: letters, digits, '.', '_' or '-', starting with a letter or digit.",
+    });
+  }
+  return name;
+}
+
+/**
+ * A workspace's name: a valid name that no workspace id could ever be. Workspaces are found by
+ * id or name with one reference, so a name shaped like an id (12 characters of the id alphabet)
+ * could point at two workspaces; refused whether or not such an id exists yet.
+ */
+export function validateWorkspaceName(name: string): string {
+  validateName(name);
+  if (looksLikeWorkspaceId(name)) {
+    throw new PyroError("invalid_name", `the workspace name ${JSON.stringify(name)} is shaped like a workspace id, so references to it would be ambiguous`, {
+      hint: "Choose a name that is not 12 lowercase letters and digits, e.g. add a '-'.",
     });
   }
   return name;
@@ -57,6 +74,36 @@ export function validateEnv(env: Record<string, string>): Record<string, string>
     if (typeof value !== "string" || value.includes("\0")) throw new PyroError("invalid_argument", `invalid value for environment variable ${key}`);
   }
   return env;
+}
+
+/**
+ * The most a command line (argv or shell string), its environment and its cwd may take together,
+ * as sent to the agent. They travel in one frame header, which the protocol caps at
+ * MAX_HEADER_BYTES; half of that leaves room for the rest of the header (limits, the guest's
+ * PATH and HOME, secret names) and for JSON escaping, so a command under this limit always fits.
+ */
+export const MAX_COMMAND_BYTES = MAX_HEADER_BYTES / 2;
+/** The kernel refuses any one argument or environment entry longer than this (MAX_ARG_STRLEN). */
+export const MAX_COMMAND_STRING_BYTES = 128 * 1024;
+
+/**
+ * Refuses a command, environment and cwd too large to send or to start, before anything is sent:
+ * otherwise the request fails deep in the framing (or in execve) with an error that names neither.
+ */
+export function validateCommandSize(parts: { command: string[]; env: Record<string, string>; cwd: string }): void {
+  for (const value of [...parts.command.map(String), ...Object.entries(parts.env).map(([k, v]) => `${k}=${v}`)]) {
+    if (Buffer.byteLength(value) >= MAX_COMMAND_STRING_BYTES) {
+      throw new PyroError("invalid_argument", `an argument or environment entry is ${Buffer.byteLength(value)} bytes; the limit for one is ${MAX_COMMAND_STRING_BYTES - 1} bytes`, {
+        hint: "Put large data in a file (workspace file write, sync push) or pass it on stdin.",
+      });
+    }
+  }
+  const total = Buffer.byteLength(JSON.stringify([parts.command, parts.env, parts.cwd]));
+  if (total > MAX_COMMAND_BYTES) {
+    throw new PyroError("invalid_argument", `the command, its environment and cwd take ${total} bytes; the limit is ${MAX_COMMAND_BYTES} bytes`, {
+      hint: "Put large data in a file (workspace file write, sync push) or pass it on stdin.",
+    });
+  }
 }
 
 export function validatePositive(value: number, what: string, max: number, code: "invalid_argument" | "invalid_timeout" = "invalid_argument"): number {

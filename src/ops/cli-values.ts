@@ -12,22 +12,53 @@ import { hostPath } from "../shared/host-path.js";
 import { parseKeyValues } from "../core/validate.js";
 import { parseSecretEnvFlags } from "../core/secrets.js";
 
-/** A number flag's value, strictly: "" and "12abc" are errors, not 0 and NaN. */
-export function cliNumber(flag: string) {
+/*
+ * Plain decimal only. `Number()` alone would take "0x10", " 1", "1e3" and "" (as 0): spellings
+ * nobody means for a timeout or a memory size, and a typo should not become a different limit.
+ * A leading '-' is read so that a negative value meets the option's own "must be positive".
+ */
+const INTEGER_RE = /^-?\d+$/;
+const DECIMAL_RE = /^-?\d+(\.\d+)?$/;
+
+/** The parser names whose value is a number, read by `cliNumber` when commander sees the flag. */
+export type NumberParse = "number" | "integer";
+
+export function isNumberParse(parse: string | undefined): parse is NumberParse {
+  return parse === "number" || parse === "integer";
+}
+
+/**
+ * A number flag's value, strictly: a plain decimal, with a fraction only where the option takes
+ * one (`parse: "number"`); "", "12abc", "0x10", " 1" and "1e3" are errors naming the flag.
+ */
+export function cliNumber(flag: string, parse: NumberParse = "number") {
   return (value: string): number => {
+    const integer = parse === "integer";
+    if (!(integer ? INTEGER_RE : DECIMAL_RE).test(value)) {
+      throw new PyroError("invalid_argument", `${flag} expects ${integer ? "a whole number" : "a decimal number"}, got ${JSON.stringify(value.slice(0, 80))}`, {
+        hint: integer ? "Write the number in plain decimal digits, e.g. 512." : "Write the number in plain decimal digits, e.g. 30 or 2.5.",
+      });
+    }
     const n = Number(value);
-    if (value.trim() === "" || !Number.isFinite(n)) throw new PyroError("invalid_argument", `${flag} expects a number, got ${JSON.stringify(value)}`);
+    if (!Number.isSafeInteger(Math.trunc(n))) throw new PyroError("invalid_argument", `${flag} is out of range: ${JSON.stringify(value.slice(0, 80))}`);
     return n;
   };
 }
 
-/** `NAME=VALUE` pairs for secrets; the value may contain '='. Never echoes a value in errors. */
-export function secretPairs(items: string[]): Record<string, string> {
+/**
+ * `NAME=VALUE` pairs for secrets; the value may contain '='. A name given twice is refused (which
+ * value was meant cannot be guessed), naming the name; a value is never echoed in an error.
+ */
+export function secretPairs(items: string[], flag = "--secret"): Record<string, string> {
   const out: Record<string, string> = {};
   for (const item of items) {
     const eq = item.indexOf("=");
-    if (eq <= 0) throw new PyroError("invalid_secret", "expected NAME=VALUE (or NAME=PATH for --secret-file)");
-    out[item.slice(0, eq)] = item.slice(eq + 1);
+    if (eq <= 0) throw new PyroError("invalid_secret", `${flag} expects NAME=${flag === "--secret-file" ? "PATH" : "VALUE"}`);
+    const name = item.slice(0, eq);
+    if (Object.hasOwn(out, name)) {
+      throw new PyroError("invalid_secret", `secret ${JSON.stringify(name.slice(0, 80))} is given twice (${flag})`, { hint: "Give each secret name once." });
+    }
+    out[name] = item.slice(eq + 1);
   }
   return out;
 }
@@ -40,12 +71,13 @@ export function secretPairs(items: string[]): Record<string, string> {
  */
 export const CLI_PARSERS = {
   number: (raw: string, name: string) => cliNumber(name)(raw),
+  integer: (raw: string, name: string) => cliNumber(name, "integer")(raw),
   labels: (raw: string[]) => parseKeyValues(raw, "label"),
   env: (raw: string[]) => parseKeyValues(raw, "env"),
   secretEnv: (raw: string[]) => parseSecretEnvFlags(raw),
-  secretPairs: (raw: string[]) => secretPairs(raw),
+  secretPairs: (raw: string[], name: string) => secretPairs(raw, name),
   hostPath: (raw: string, name: string) => hostPath(raw, name),
-  hostPathPairs: (raw: string[], name: string) => Object.fromEntries(Object.entries(secretPairs(raw)).map(([key, file]) => [key, hostPath(file, `${name} ${key}`)])),
+  hostPathPairs: (raw: string[], name: string) => Object.fromEntries(Object.entries(secretPairs(raw, name)).map(([key, file]) => [key, hostPath(file, `${name} ${key}`)])),
 } satisfies Record<string, (raw: never, name: string) => unknown>;
 
 export type CliParser = keyof typeof CLI_PARSERS;

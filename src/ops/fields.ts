@@ -22,7 +22,7 @@ export const execFields = {
   env: field(z.record(z.string(), z.string()).optional().describe("Extra environment variables (CLI: --env KEY=VALUE, repeatable)."), { value: "<KEY=VALUE>", parse: "env" }),
   cwd: field(z.string().optional().describe("Working directory; relative paths resolve against /workspace (default)."), { value: "<dir>" }),
   stdin: field(z.string().optional().describe("Text given to the command's standard input (CLI: --stdin forwards pyro's own stdin)."), false),
-  max_output_bytes: field(z.number().int().positive().optional().describe("Cap per output stream; the head and tail are kept (default 65536).")),
+  max_output_bytes: field(z.number().int().positive().optional().describe("Cap per output stream; the head and tail are kept (default 65536, at most 8388608 = 8 MiB).")),
 };
 
 export const secretEnvField = field(
@@ -35,7 +35,7 @@ export const secretEnvField = field(
 
 export const limitFields = {
   vcpu_count: field(z.number().int().positive().optional().describe("CPU limit in vCPUs (default 1).")),
-  mem_mib: field(z.number().int().positive().optional().describe("Memory limit in MiB (default 1024).")),
+  mem_mib: field(z.number().int().positive().optional().describe("Memory limit in MiB (default 1024; at least 32, on the vm backend 256).")),
   ttl_seconds: field(z.number().positive().optional().describe("Delete the workspace after this many seconds (reaped, never while a call is running).")),
 };
 

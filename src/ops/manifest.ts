@@ -55,10 +55,14 @@ export interface CliCommandSpec {
   adjust?: CliAdjust;
 }
 
-/** The zod kind under optional/default/nullable wrappers: "number", "boolean", "array", "record", … */
+/**
+ * The zod kind under optional/default/nullable wrappers: "number", "boolean", "array", "record", …
+ * and "integer" for a number declared `.int()`, so its CLI flag refuses a fraction by the flag's name.
+ */
 function kindOf(schema: z.ZodType): string {
   let inner: z.ZodType = schema;
   while (inner instanceof z.ZodOptional || inner instanceof z.ZodDefault || inner instanceof z.ZodNullable) inner = inner.unwrap() as z.ZodType;
+  if (inner instanceof z.ZodNumber && inner.isInt) return "integer";
   return inner.type;
 }
 
@@ -78,8 +82,8 @@ export function cliCommandSpec(operation: AnyOperation): CliCommandSpec {
     const kind = kindOf(schema);
     const named = flagOf(key, spelling);
     const long = named.split(" ")[0]!;
-    const placeholder = named.includes(" ") || kind === "boolean" ? "" : ` ${spelling.value ?? (kind === "number" ? "<n>" : `<${key.replace(/_/g, "-")}>`)}`;
-    const parse = spelling.parse ?? (kind === "number" ? "number" : undefined);
+    const placeholder = named.includes(" ") || kind === "boolean" ? "" : ` ${spelling.value ?? (kind === "number" || kind === "integer" ? "<n>" : `<${key.replace(/_/g, "-")}>`)}`;
+    const parse = spelling.parse ?? (kind === "number" || kind === "integer" ? kind : undefined);
     flags.push({
       key,
       flags: `${named}${placeholder}`,

@@ -86,7 +86,7 @@ const serviceName = field(z.string().describe("The service's name."), { arg: "<n
 const shellId = field(z.string().describe("The shell's id, as shell_open returned it."), { arg: "<shell>", label: "shell id" });
 const READY_FLAGS = {
   readyFile: { flag: "--ready-file <path>", help: "ready when this file exists (relative to --cwd)" },
-  readyTcp: { flag: "--ready-tcp <port>", help: "ready when 127.0.0.1:PORT accepts connections", parse: "number" as const },
+  readyTcp: { flag: "--ready-tcp <port>", help: "ready when 127.0.0.1:PORT accepts connections", parse: "integer" as const },
   readyHttp: { flag: "--ready-http <url>", help: "ready when GET URL answers with a status below 400" },
   readyCommand: { flag: "--ready-command <cmd>", help: "ready when this shell command exits 0" },
 };

@@ -17,6 +17,7 @@ import { argvOf, invalid, nonNegativeInteger, stringRecord } from "../handler.js
 import type { Handlers, Incoming } from "../handler.js";
 import { killExecTree, markedPids } from "../exec.js";
 import { currentRedactor, secretEnv } from "../secrets.js";
+import { requireDirectory } from "../paths.js";
 import { LogWriter, readLog, SERVICES_DIR } from "./log.js";
 import { parseReadiness, probe } from "./readiness.js";
 import type { Readiness, ServiceState, ServiceStatus } from "../../protocol/messages.js";
@@ -354,7 +355,7 @@ export const serviceHandlers: Handlers<ServiceRequest> = {
     const req = parseStart(h);
     // Resolve secrets before anything is spawned: an unknown secret fails the call cleanly.
     const env = { ...req.env, ...secretEnv(h.secretEnv) };
-    if (!fs.statSync(req.cwd, { throwIfNoEntry: false })?.isDirectory()) throw new AgentFailure("not_found", `cwd ${req.cwd} is not a directory`);
+    requireDirectory(req.cwd);
     for (;;) {
       const existing = services.get(req.name);
       if (!existing) break;

@@ -16,6 +16,7 @@ import type { Handlers } from "../handler.js";
 import type { ShellInfo, ShellReadResult, ShellSignal, ShellState, ShellWaitEnd } from "../../protocol/messages.js";
 import { currentRedactor, secretEnv } from "../secrets.js";
 import { MIN_SECRET_LENGTH } from "../../shared/redact.js";
+import { requireDirectory } from "../paths.js";
 import { OutputLog, ShellRedaction } from "./output.js";
 import { ScreenModel } from "./terminal.js";
 import { SHELL_MARKER_VAR, foregroundGroup, killShellTree } from "./process.js";
@@ -373,13 +374,7 @@ export const shellHandlers: Handlers<ShellRequest> = {
     const env = envMap(h.env);
     const secrets = secretEnv(h.secretEnv);
     if (shells.size >= MAX_SHELLS) throw invalid(`a workspace has at most ${MAX_SHELLS} shells; close one first`);
-    let isDir = false;
-    try {
-      isDir = fs.statSync(h.cwd).isDirectory();
-    } catch {
-      // reported below
-    }
-    if (!isDir) throw new AgentFailure("not_found", `${h.cwd} is not a directory`);
+    requireDirectory(h.cwd);
 
     const id = newShellId();
     const [pty, screen] = await Promise.all([loadNodePty(), ScreenModel.create(cols, rows)]);
