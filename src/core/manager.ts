@@ -28,6 +28,7 @@ import { assertUserNamespacesAllowed, ownByGuestRoot } from "../runtime/confine/
 import { requireEgress } from "../runtime/network/netns.js";
 import { sandboxIdentity } from "../runtime/confine/identity.js";
 import { removeTree } from "../runtime/confine/trees.js";
+import { logTail, pidAlive } from "../shared/process.js";
 
 export const DEFAULT_VCPU_COUNT = 1;
 export const DEFAULT_MEM_MIB = 1024;
@@ -144,7 +145,7 @@ export class WorkspaceManager {
     } else {
       record.state = "failed";
       reason = "the workspace sandbox exited unexpectedly; /workspace is intact, call start to recover";
-      record.failure = { reason, log_tail: await logTail(this.store.paths(record.workspace_id).log), at: nowIso() };
+      record.failure = { reason, log_tail: logTail(this.store.paths(record.workspace_id).log), at: nowIso() };
     }
     await this.store.write(record);
     return { record, reason };
@@ -541,24 +542,6 @@ export class WorkspaceManager {
 }
 
 // ---------- helpers ----------
-
-export function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === "EPERM";
-  }
-}
-
-async function logTail(file: string): Promise<string> {
-  try {
-    const text = await fsp.readFile(file, "utf8");
-    return text.split("\n").slice(-20).join("\n").slice(-4000);
-  } catch {
-    return "";
-  }
-}
 
 /**
  * A workspace's files carry the host ids of the identity it was made under; a sandbox of

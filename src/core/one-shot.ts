@@ -42,18 +42,9 @@ export class OneShotRuns {
     networkFromOptions(options);
     const request = backendRequest(options.backend);
     const key = Symbol("run");
-    const created = resolveBackendRequest(request, this.home).then((backend) => this.manager.create({
-      environment: options.environment,
-      backend,
-      ephemeral: true,
-      ...(options.vcpuCount !== undefined ? { vcpuCount: options.vcpuCount } : {}),
-      ...(options.memMib !== undefined ? { memMib: options.memMib } : {}),
-      ...(options.ttlSeconds !== undefined ? { ttlSeconds: options.ttlSeconds } : {}),
-      ...(options.networkPolicy !== undefined ? { networkPolicy: options.networkPolicy } : {}),
-      ...(options.allowHosts !== undefined ? { allowHosts: options.allowHosts } : {}),
-      ...(options.allowCidrs !== undefined ? { allowCidrs: options.allowCidrs } : {}),
-      ...(options.allowHostLoopback !== undefined ? { allowHostLoopback: options.allowHostLoopback } : {}),
-    }));
+    // Everything but the command and the backend request is a create option as it stands.
+    const { exec: _exec, backend: _request, ...createOptions } = options;
+    const created = resolveBackendRequest(request, this.home).then((backend) => this.manager.create({ ...createOptions, backend, ephemeral: true }));
     this.runs.set(key, { created: created.catch(() => null) });
     let info: WorkspaceInfo | undefined;
     try {
