@@ -28,7 +28,8 @@ import { assertUserNamespacesAllowed, ownByGuestRoot } from "../runtime/confine/
 import { requireEgress } from "../runtime/network/netns.js";
 import { sandboxIdentity } from "../runtime/confine/identity.js";
 import { removeTree } from "../runtime/confine/trees.js";
-import { logTail, pidAlive } from "../shared/process.js";
+import { sweepSandboxCgroup } from "../runtime/confine/sandbox.js";
+import { logTail, pidAlive, processStartTime } from "../shared/process.js";
 
 export const DEFAULT_VCPU_COUNT = 1;
 export const DEFAULT_MEM_MIB = 1024;
@@ -125,9 +126,19 @@ export class WorkspaceManager {
    * `stopped` (host rebooted) or `failed` (sandbox died), with the reason. Caller holds the lock.
    */
   async reconcile(record: WorkspaceRecord): Promise<{ record: WorkspaceRecord; reason: string | null }> {
-    if (record.state === "creating" && record.owner_pid !== null && !pidAlive(record.owner_pid)) {
+    if (record.state === "creating" && !creatorAlive(record)) {
+      // The creator was killed: whatever it started (a sandbox it may never have recorded, a
+      // seeding copy) goes now, and the workspace says what happened.
+      this.connections.drop(record.workspace_id);
+      if (record.sandbox) await this.stopSandbox(record).catch(() => undefined);
+      await this.store.sweepSandbox(record.workspace_id);
+      record.sandbox = null;
       record.state = "failed";
-      record.failure = { reason: "the process creating this workspace exited before it finished", log_tail: "", at: nowIso() };
+      record.failure = {
+        reason: "the process creating this workspace exited before it finished; /workspace may be partly seeded and there may be no baseline: delete it and create it again, or call start to use it as it is",
+        log_tail: logTail(this.store.paths(record.workspace_id).log),
+        at: nowIso(),
+      };
       await this.store.write(record);
       return { record, reason: record.failure.reason };
     }
@@ -137,6 +148,8 @@ export class WorkspaceManager {
     if (liveness === "alive") return { record, reason: null };
     const sandbox = record.sandbox;
     await backend.stop(sandbox);
+    // A sandbox a killed reset or start launched but never recorded lives in the same cgroup.
+    await sweepSandboxCgroup(record.workspace_id);
     record.sandbox = null;
     let reason: string;
     if (liveness === "host-rebooted") {
@@ -174,7 +187,7 @@ export class WorkspaceManager {
     const records = (await this.store.readAll()).filter((r) => !r.ephemeral);
     const infos: WorkspaceInfo[] = [];
     for (const r of records) {
-      const { record, reason } = r.state === "running" ? await this.store.withLock(r.workspace_id, async () => this.reconcile((await this.store.read(r.workspace_id)) ?? r)) : { record: r, reason: null };
+      const { record, reason } = r.state === "running" || (r.state === "creating" && !creatorAlive(r)) ? await this.store.withLock(r.workspace_id, async () => this.reconcile((await this.store.read(r.workspace_id)) ?? r)) : { record: r, reason: null };
       infos.push(this.info(record, reason));
     }
     infos.sort((a, b) => b.last_activity_at.localeCompare(a.last_activity_at));
@@ -217,6 +230,7 @@ export class WorkspaceManager {
 
   async create(opts: CreateWorkspaceOptions): Promise<WorkspaceInfo> {
     await this.store.init();
+    await this.store.finishInterrupted();
     const name = opts.name === undefined ? null : validateWorkspaceName(opts.name);
     const labels = validateLabels({ ...(opts.labels ?? {}) });
     const vcpuCount = validatePositiveInt(opts.vcpuCount ?? DEFAULT_VCPU_COUNT, "vcpu_count", 64);
@@ -265,6 +279,7 @@ export class WorkspaceManager {
       network: network.config,
       ephemeral: opts.ephemeral ?? false,
       owner_pid: process.pid,
+      owner_start_time: processStartTime(process.pid),
       workspace_seed: { mode: "empty", seed_path: null, origin_kind: "empty", origin_ref: null, entries: 0, bytes: 0 },
       sandbox: null,
       failure: null,
@@ -307,6 +322,7 @@ export class WorkspaceManager {
       }
       record.state = "running";
       record.owner_pid = opts.ephemeral ? process.pid : null;
+      if (!opts.ephemeral) record.owner_start_time = null;
       await this.store.withLock(id, () => this.store.write(record));
     } catch (err) {
       // Roll back completely: no half-made workspace, sandbox, cgroup or directory remains.
@@ -375,6 +391,8 @@ export class WorkspaceManager {
       if (record.state === "creating") throw new PyroError("workspace_busy", "the workspace is still being created");
       if (record.layers.length === 0) record.layers = await this.environments.layers(record.environment);
       this.connections.drop(id);
+      // A failed workspace may be one a killed call left with a sandbox it never recorded.
+      if (record.state === "failed") await this.store.sweepSandbox(id);
       record.sandbox = await this.startSandbox(record);
       record.state = "running";
       record.failure = null;
@@ -413,7 +431,14 @@ export class WorkspaceManager {
       await this.snapshots(id).tree(snapshot);
       this.connections.drop(id);
       if (record.sandbox) await this.stopSandbox(record);
+      // Also a sandbox an earlier, killed reset started and never recorded.
+      await this.store.sweepSandbox(id);
       record.sandbox = null;
+      // Said before anything is removed: a reset killed from here on leaves a workspace that
+      // says so (and that another reset repairs), not one whose root layer is half gone.
+      record.state = "failed";
+      record.failure = { reason: `a reset to ${JSON.stringify(snapshot)} was interrupted before it finished; call reset again`, log_tail: "", at: nowIso() };
+      await this.store.write(record);
       const p = this.store.paths(id);
       // A fresh root layer: back to exactly what the environment ships.
       await removeTree(p.sandboxState);
@@ -432,14 +457,20 @@ export class WorkspaceManager {
     return { ...info, reset_to: snapshot };
   }
 
+  /**
+   * Deletes a workspace: its sandbox as recorded, then everything of it whether recorded or not
+   * (see StateStore.removeWorkspace); then finishes a few leftovers of killed calls.
+   */
   async delete(ref: string): Promise<{ workspace_id: string; deleted: true }> {
     const id = await this.resolve(ref);
     await this.store.withLock(id, async () => {
       const record = await this.store.read(id);
       this.connections.drop(id);
-      if (record?.sandbox) await this.stopSandbox(record);
+      // A sandbox that cannot be stopped the recorded way is still swept by its cgroup and mounts.
+      if (record?.sandbox) await this.stopSandbox(record).catch(() => undefined);
       await this.store.removeWorkspace(id);
     });
+    await this.store.finishInterrupted();
     return { workspace_id: id, deleted: true };
   }
 
@@ -471,10 +502,11 @@ export class WorkspaceManager {
    */
   async reapExpired(): Promise<{ reaped: string[] }> {
     const reaped: string[] = [];
+    await this.store.finishInterrupted();
     const now = Date.now();
     for (const r of await this.store.readAll()) {
       const expired = r.expires_at !== null && Date.parse(r.expires_at) <= now;
-      const orphaned = r.ephemeral && r.owner_pid !== null && !pidAlive(r.owner_pid);
+      const orphaned = r.ephemeral && !creatorAlive(r);
       if (!expired && !orphaned) continue;
       if (this.store.hasLiveOperations(r.workspace_id)) continue;
       try {
@@ -542,6 +574,16 @@ export class WorkspaceManager {
 }
 
 // ---------- helpers ----------
+
+/**
+ * Whether the process creating a workspace still runs: its pid with the start time recorded
+ * (a record from before start times were kept is judged by the pid alone).
+ */
+function creatorAlive(record: WorkspaceRecord): boolean {
+  if (record.owner_pid === null) return true;
+  if (typeof record.owner_start_time === "number") return processStartTime(record.owner_pid) === record.owner_start_time;
+  return pidAlive(record.owner_pid);
+}
 
 /**
  * A workspace's files carry the host ids of the identity it was made under; a sandbox of

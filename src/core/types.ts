@@ -65,6 +65,8 @@ export interface WorkspaceRecord {
   /** One-shot `pyro run` workspaces: hidden from `list`, reaped when their owner dies. */
   ephemeral: boolean;
   owner_pid: number | null;
+  /** Kernel start time of `owner_pid` (pids are reused); absent on records from before it was kept. */
+  owner_start_time?: number | null;
   workspace_seed: WorkspaceSeed;
   sandbox: SandboxRecord | null;
   failure: FailureInfo | null;

@@ -186,8 +186,16 @@ export function cgroupPids(dirs: string[]): number[] {
   return [...pids];
 }
 
-/** Kills every process in the cgroup and removes its directories. */
+/**
+ * Kills every process in the cgroup and removes its directories. On cgroup v2 (5.14 and later)
+ * `cgroup.kill` kills the whole group at once, processes forking meanwhile included; elsewhere
+ * the members are killed one by one until the directory can be removed.
+ */
 export async function destroySandboxCgroup(dirs: string[]): Promise<void> {
+  for (const dir of dirs) {
+    const kill = path.join(dir, "cgroup.kill");
+    if (fs.existsSync(kill)) tryWrite(kill, "1");
+  }
   for (let attempt = 0; attempt < 50; attempt++) {
     for (const pid of cgroupPids(dirs)) {
       try {
@@ -209,7 +217,7 @@ export async function destroySandboxCgroup(dirs: string[]): Promise<void> {
   }
 }
 
-/** Removes cgroups left by sandboxes that no longer exist (e.g. after a crash). */
+/** The cgroup directories a sandbox of this id has, whoever made them (e.g. a start a crash interrupted). */
 export function cgroupDirsFor(sandboxId: string): string[] {
   const dirs: string[] = [];
   const group = pyroGroup();

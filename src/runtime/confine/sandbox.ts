@@ -13,6 +13,7 @@ import path from "node:path";
 import { randomBytes } from "node:crypto";
 import type { Limits } from "./cgroups.js";
 import { cgroupDirsFor, createSandboxCgroup, destroySandboxCgroup, probeCgroups } from "./cgroups.js";
+import { killProcessesHolding } from "./remains.js";
 import type { SandboxLiveness, SandboxRecord, SandboxSpec, StartedSandbox } from "./record.js";
 import { SECCOMP_FD } from "./bwrap.js";
 import { feedSeccompProgram } from "./seccomp.js";
@@ -173,15 +174,18 @@ export function sandboxLiveness(record: SandboxRecord): SandboxLiveness {
 export async function stopSandbox(record: SandboxRecord): Promise<void> {
   const sameBoot = record.bootId === readBootId();
   if (sameBoot) {
-    // Killing the sandbox's init takes down its whole pid namespace at once.
-    if (record.sandboxPid !== null && record.sandboxPid > 1) {
+    // Killing the sandbox's init takes down its whole pid namespace at once. Only while it is
+    // still the process recorded: a sandbox that died long ago may have left its pid to another.
+    const launcherAlive = processStartTime(record.pid) === record.startTime;
+    const initIsOurs = typeof record.sandboxStartTime === "number" ? processStartTime(record.sandboxPid ?? 0) === record.sandboxStartTime : launcherAlive;
+    if (record.sandboxPid !== null && record.sandboxPid > 1 && initIsOurs) {
       try {
         process.kill(record.sandboxPid, "SIGKILL");
       } catch {
         // already gone
       }
     }
-    if (processStartTime(record.pid) === record.startTime) {
+    if (launcherAlive) {
       try {
         process.kill(record.pid, "SIGKILL");
       } catch {
@@ -194,6 +198,27 @@ export async function stopSandbox(record: SandboxRecord): Promise<void> {
   if (sameBoot) await stopNetwork(record.network);
   await destroySandboxCgroup(record.cgroupDirs);
   if (sameBoot) await waitForExit(record.pid, record.startTime, 2000);
+}
+
+/**
+ * Removes whatever is left of a sandbox that nobody may have recorded — the one a killed CLI
+ * started but never wrote down, the utility sandboxes of a killed snapshot or push — by what
+ * names it rather than by a pid: its cgroup (named by `sandboxId`) and the host directories
+ * its mounts come from (`dirs`: the workspace's directory, the VM's run directory). Waits until
+ * every process found is gone. A launcher that had not joined its cgroup yet finds it removed
+ * and exits before starting anything (JOIN_CGROUP), so a second pass of the cgroup ends the
+ * race with a start in flight. Idempotent; cheap when nothing is left, apart from one scan of
+ * /proc (one readlink per process, one mount table per mount namespace).
+ */
+export async function sweepSandbox(sandboxId: string, dirs: string[]): Promise<void> {
+  await destroySandboxCgroup(cgroupDirsFor(sandboxId));
+  await killProcessesHolding(dirs);
+  await destroySandboxCgroup(cgroupDirsFor(sandboxId));
+}
+
+/** Only the sandbox's cgroup (see `sweepSandbox`): no scan, for hot paths that find a sandbox dead. */
+export async function sweepSandboxCgroup(sandboxId: string): Promise<void> {
+  await destroySandboxCgroup(cgroupDirsFor(sandboxId));
 }
 
 /** Applies a network spec to a running sandbox (see `applyNetwork`); the record holds what is applied, even after a failure. */
