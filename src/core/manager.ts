@@ -437,7 +437,7 @@ export class WorkspaceManager {
       // Said before anything is removed: a reset killed from here on leaves a workspace that
       // says so (and that another reset repairs), not one whose root layer is half gone.
       record.state = "failed";
-      record.failure = { reason: `a reset to ${JSON.stringify(snapshot)} was interrupted before it finished; call reset again`, log_tail: "", at: nowIso() };
+      record.failure = { reason: `a reset to ${JSON.stringify(snapshot)} began and has not finished: it is still running, or the call making it was killed (then call reset again)`, log_tail: "", at: nowIso() };
       await this.store.write(record);
       const p = this.store.paths(id);
       // A fresh root layer: back to exactly what the environment ships.
