@@ -109,8 +109,15 @@ export async function startRegistry(options: { htpasswd?: { username: string; pa
   };
 }
 
-/** A layer: a tar of `files` (path → content; a path ending in '/' is a directory), compressed. */
-export function makeLayer(files: Record<string, string>, compression: "gzip" | "zstd" | "none"): { tar: Buffer; blob: Buffer } {
+/**
+ * A layer: a tar of `files` (path → content; a path ending in '/' is a directory), plus what
+ * `prepare` makes in the directory (links, modes), compressed.
+ */
+export function makeLayer(
+  files: Record<string, string>,
+  compression: "gzip" | "zstd" | "none",
+  prepare?: (dir: string) => void,
+): { tar: Buffer; blob: Buffer } {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "pyro-oci-layer-"));
   try {
     for (const [name, content] of Object.entries(files)) {
@@ -121,6 +128,7 @@ export function makeLayer(files: Record<string, string>, compression: "gzip" | "
         fs.writeFileSync(target, content);
       }
     }
+    prepare?.(dir);
     const tar = spawnSync("tar", ["-C", dir, "--sort=name", "--numeric-owner", "--owner=0", "--group=0", "--mtime=@0", "-cf", "-", "."], { maxBuffer: 1 << 30 });
     if (tar.status !== 0) throw new Error(`tar failed: ${tar.stderr}`);
     const plain = tar.stdout;

@@ -10,6 +10,10 @@ import path from "node:path";
 import { pullImage } from "../../src/environments/oci/pull.js";
 import type { ImagePullProgress } from "../../src/environments/oci/pull.js";
 import { BlobStore } from "../../src/environments/oci/blobs.js";
+import { parseImageConfig } from "../../src/environments/oci/config.js";
+import { unpackLayer } from "../../src/environments/oci/unpack.js";
+import { ownByGuestRoot, runConfined } from "../../src/runtime/confine/launch.js";
+import { removeTree } from "../../src/runtime/confine/trees.js";
 import { PyroError } from "../../src/shared/errors.js";
 import { DOCKER, OCI, Pusher, freePort, makeLayer, sha256, startProxy, startRegistry } from "../oci-registry.js";
 import type { TestRegistry } from "../oci-registry.js";
@@ -372,5 +376,103 @@ describe("pulling from a registry that requires credentials (htpasswd)", () => {
     fs.writeFileSync(path.join(dockerConfig, "config.json"), JSON.stringify({ credHelpers: { [registry.host]: "pyrotest" } }));
     const record = await pullImage(home, `${registry.host}/private/app:1`, { env: { ...env(), PATH: `${bin}:${process.env.PATH}` } });
     expect(record.digest).toBe(image.manifest.digest);
+  });
+});
+
+describe("unpacking image layers into overlay layers", () => {
+  let registry: TestRegistry;
+  let home: string;
+
+  beforeAll(async () => {
+    registry = await startRegistry();
+  });
+
+  afterAll(async () => {
+    await registry?.stop();
+  });
+
+  beforeEach(() => {
+    home = fs.mkdtempSync(path.join(os.tmpdir(), "pyro-oci-unpack-"));
+  });
+
+  afterEach(async () => {
+    await removeTree(home);
+  });
+
+  /** Every path of the merged overlay of `layers` (top first), with file contents and link targets. */
+  async function mergedTree(layers: string[]): Promise<string[]> {
+    const script = `cd "$1" && find . -mindepth 1 | LC_ALL=C sort | while IFS= read -r p; do
+      if [ -L "$p" ]; then echo "$p -> $(readlink "$p")";
+      elif [ -d "$p" ]; then echo "$p/";
+      elif [ -f "$p" ]; then echo "$p = $(cat "$p") $(stat -c %a "$p")";
+      else echo "$p ? $(stat -c %F "$p")"; fi; done`;
+    const result = await runConfined((launch) => ["sh", "-c", script, "sh", launch.overlay(layers, null, null)]);
+    expect(result.code, result.stderr).toBe(0);
+    return result.stdout.trim().split("\n");
+  }
+
+  it("gives exactly the tree the OCI image spec defines for layers that delete, replace and hide files", async () => {
+    const layers = [
+      // Layer 1: the base.
+      makeLayer({ "a/x": "ax", "a/y": "ay", "b/old1": "b1", "b/sub/old2": "b2", c: "c-file", "d/e/f": "def", keep: "v1", "bin/": "" }, "gzip", (dir) => {
+        fs.writeFileSync(path.join(dir, "bin/tool"), "tool");
+        fs.chmodSync(path.join(dir, "bin/tool"), 0o4755);
+        fs.linkSync(path.join(dir, "bin/tool"), path.join(dir, "bin/tool-hardlink"));
+        fs.symlinkSync("/bin/tool", path.join(dir, "tool-abs-link"));
+      }),
+      // Layer 2: deletes a file and a file in a directory, empties b (opaque) but adds to it,
+      // replaces directory d by a new d, and changes keep.
+      makeLayer({ ".wh.c": "", "a/.wh.x": "", "b/.wh..wh..opq": "", "b/new": "bn", ".wh.d": "", "d/new2": "dn", keep: "v2" }, "zstd"),
+      // Layer 3: c comes back as a directory; a/y is deleted and a/ gets a new file.
+      makeLayer({ "c/inner": "ci", "a/.wh.y": "", "a/z": "az" }, "none"),
+    ];
+    const pushed = await new Pusher(registry).image("team/layers", "1", [
+      { ...layers[0]!, mediaType: OCI.layerGzip },
+      { ...layers[1]!, mediaType: OCI.layerZstd },
+      { ...layers[2]!, mediaType: OCI.layerTar },
+    ]);
+    const record = await pullImage(home, `${registry.host}/team/layers:1`);
+    const store = new BlobStore(home);
+    const config = parseImageConfig(fs.readFileSync(store.blobPath(record.config.digest)), record.layers.length, record.reference);
+
+    const dirs: string[] = [];
+    for (const [i, layer] of record.layers.entries()) {
+      const dir = path.join(home, `layer${i}`);
+      fs.mkdirSync(dir, { mode: 0o755 });
+      ownByGuestRoot(dir);
+      await unpackLayer(record.reference, store.blobPath(layer.digest), layer, config.diffIds[i]!, dir);
+      dirs.push(dir);
+    }
+    expect(pushed.layers).toHaveLength(3);
+
+    expect(await mergedTree([...dirs].reverse())).toEqual([
+      "./a/",
+      "./a/z = az 644",
+      "./b/",
+      "./b/new = bn 644",
+      "./bin/",
+      "./bin/tool = tool 4755",
+      "./bin/tool-hardlink = tool 4755",
+      "./c/",
+      "./c/inner = ci 644",
+      "./d/",
+      "./d/new2 = dn 644",
+      "./keep = v2 644",
+      "./tool-abs-link -> /bin/tool",
+    ]);
+  });
+
+  it("refuses a layer whose content does not match the config's diff_id", async () => {
+    const layer = makeLayer({ "etc/x": "x" }, "gzip");
+    await new Pusher(registry).image("team/diffid", "1", [{ ...layer, mediaType: OCI.layerGzip }]);
+    const record = await pullImage(home, `${registry.host}/team/diffid:1`);
+    const dir = path.join(home, "layer");
+    fs.mkdirSync(dir, { mode: 0o755 });
+    ownByGuestRoot(dir);
+    const err = await pullError(
+      unpackLayer(record.reference, new BlobStore(home).blobPath(record.layers[0]!.digest), record.layers[0]!, `sha256:${"0".repeat(64)}`, dir),
+      "image_digest_mismatch",
+    );
+    expect(err.details?.actual).toBe(sha256(layer.tar));
   });
 });
