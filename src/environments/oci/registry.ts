@@ -385,6 +385,26 @@ async function readBounded(res: Response, limit: number, watchdog: Watchdog, onT
   return Buffer.concat(parts);
 }
 
+/** Up to `max` bytes of a body as text; the rest is never read. */
+async function readStart(res: Response, max: number): Promise<string> {
+  if (!res.body) return "";
+  const reader = res.body.getReader();
+  const parts: Uint8Array[] = [];
+  let total = 0;
+  try {
+    while (total < max) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      parts.push(value);
+      total += value.length;
+    }
+  } finally {
+    reader.releaseLock();
+    await res.body.cancel().catch(() => undefined);
+  }
+  return Buffer.concat(parts).subarray(0, max).toString("utf8");
+}
+
 async function discard(res: Response): Promise<void> {
   await res.body?.cancel().catch(() => undefined);
 }
@@ -430,7 +450,8 @@ function unauthorized(ref: ImageReference, hadCredentials: boolean): PyroError {
 async function statusError(ref: ImageReference, res: Response, hadCredentials: boolean): Promise<PyroError> {
   let registryCode: string | undefined;
   try {
-    const text = (await res.text()).slice(0, SMALL_BODY_MAX);
+    // Only the start of an error body is read: a hostile registry could send gigabytes.
+    const text = await readStart(res, SMALL_BODY_MAX);
     const body = JSON.parse(text) as { errors?: { code?: unknown }[] };
     const code = body.errors?.[0]?.code;
     if (typeof code === "string") registryCode = code.slice(0, 64);
