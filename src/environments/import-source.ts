@@ -109,7 +109,7 @@ export async function assertArchiveSafe(archive: string): Promise<number> {
  * sandbox's throwaway root; device nodes cannot be made in a user namespace at all, and tar
  * reports those entries and carries on (accepted below: a sandbox gets a fresh /dev anyway).
  */
-async function extractConfined(environment: string, stream: Readable, target: string, signal?: AbortSignal): Promise<void> {
+export async function extractConfined(environment: string, stream: Readable, target: string, signal?: AbortSignal): Promise<void> {
   const libraryLinks = await hostLibraryLinks();
   await runConfinedBuildStep(
     environment,
@@ -150,6 +150,8 @@ async function extractConfined(environment: string, stream: Readable, target: st
       "--xattrs",
       "--xattrs-include=user.*",
       "--xattrs-include=security.capability",
+      // Overlay metadata is pyro's to write (whiteouts, opaque directories), never an archive's.
+      "--xattrs-exclude=user.overlay.*",
       "-f",
       "-",
     ],

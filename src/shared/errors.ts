@@ -48,6 +48,14 @@ export const ERROR_CODES = {
   environment_not_installed: "The environment is known but not built on this machine.",
   environment_in_use: "The environment is used by a workspace.",
   environment_build_failed: "Building the environment failed.",
+  // images from registries
+  image_not_found: "The registry has no such repository, tag or digest.",
+  image_unauthorized: "The registry refused access: it needs credentials and none were found, or it refused the ones given.",
+  image_invalid: "The registry sent a manifest, index or config that is malformed or of a kind pyro does not support.",
+  image_platform_missing: "The image has no linux/amd64 variant.",
+  image_digest_mismatch: "Content the registry sent does not match its digest or declared size; it was not stored.",
+  image_too_large: "A manifest, config, layer or the whole image is larger than pyro's limit.",
+  registry_unreachable: "The registry could not be reached, timed out, failed, or redirected somewhere pyro does not follow.",
   // host and sandbox
   host_unsupported: "This host cannot run the requested backend.",
   backend_unavailable: "This backend cannot run on this host (e.g. the vm backend without QEMU or its guest kit).",
