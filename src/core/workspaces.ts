@@ -81,9 +81,12 @@ export class Workspaces {
     // core is redacted for the workspace's secrets, whichever surface asked. The parts keep
     // the unguarded ones among themselves; a one-shot run gets the guarded exec, because its
     // workspace (and the secrets file with it) is gone by the time its result leaves.
+    // The boundary resolves references with the unguarded manager (a guarded one would pass
+    // every resolve through the boundary again).
+    const manager = this.manager;
     const boundary = new SecretBoundary(
       (id) => this.store.paths(id).secrets,
-      (ref) => this.manager.resolve(ref),
+      (ref) => manager.resolve(ref),
     );
     this.manager = boundary.guard(this.manager);
     this.exec = boundary.guard(this.exec);
