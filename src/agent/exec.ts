@@ -146,8 +146,8 @@ export async function runExec(req: ExecRequest, stdin: Buffer, secrets: Record<s
     });
   });
   if (result.timedOut) killExecTree(undefined, marker);
-  stdout.push(redactOut.flush());
-  stderr.push(redactErr.flush());
+  stdout.push(redactOut.end());
+  stderr.push(redactErr.end());
 
   const header: ExecResultHeader = {
     ...result,

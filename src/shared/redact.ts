@@ -190,11 +190,21 @@ export class RedactingStream {
     return data.subarray(0, cut);
   }
 
-  /** Releases whatever is held back (end of stream, or idle). */
+  /** Releases whatever is held back as it is (idle; the caller decides what it shows). */
   flush(): Buffer {
     const rest = this.redactor.redactBytes(this.pending);
     this.pending = Buffer.alloc(0);
     return rest;
+  }
+
+  /**
+   * Ends the stream. What is held back is the beginning of a value that never completed (a
+   * command that printed half a value and stopped): MIN_SECRET_LENGTH bytes or more of it
+   * become `[REDACTED]`; fewer go out as they are (a prompt or a word that only starts like one).
+   */
+  end(): Buffer {
+    const rest = this.flush();
+    return rest.length >= MIN_SECRET_LENGTH ? REDACTED_BYTES : rest;
   }
 
   get held(): number {

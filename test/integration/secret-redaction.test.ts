@@ -124,6 +124,18 @@ describe("a value typed by the caller", () => {
   });
 });
 
+describe("a command printing the value", () => {
+  it("only in part before it exits shows no piece of it, in exec output or service logs", async () => {
+    const r = await pyro.execWorkspace(wsId, { command: `head -c ${HALF} /run/pyro-secrets/API_TOKEN; head -c ${HALF} /run/pyro-secrets/API_TOKEN >&2` });
+    expect(r.stdout).toBe("[REDACTED]");
+    expect(r.stderr).toBe("[REDACTED]");
+    await pyro.startService(wsId, "half", { command: `head -c ${HALF} /run/pyro-secrets/API_TOKEN` });
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+    const logs = await pyro.logsService(wsId, "half");
+    expect(pieces(logs.stdout)).toEqual([]);
+  });
+});
+
 describe("a shell printing the value", () => {
   it("in halves with pauses longer than the hold-back shows neither half, raw or plain, in any read window", async () => {
     const shell = await pyro.openShell(wsId, { cols: 200 });
@@ -134,7 +146,8 @@ describe("a shell printing the value", () => {
     // Read while the pieces arrive, as a caller polling the shell would.
     let cursor = 0;
     const raw: string[] = [];
-    for (let round = 0; round < 40; round++) {
+    // 7 bytes per read: enough rounds for the echoed line and prompts twice over, plus the waits.
+    for (let round = 0; round < 400; round++) {
       const r = await pyro.readShell(wsId, shell.shell_id, { cursor, maxChars: 7, waitForIdleMs: 300, timeoutMs: 1000 });
       raw.push(r.output);
       cursor = r.next_cursor;

@@ -44,6 +44,13 @@ describe("secret redaction", () => {
     expect(log).toBe("to[REDACTED]");
   });
 
+  it("output that ends inside a value shows no piece of it, but a short coincidental tail stays", () => {
+    const cut = redactor.stream();
+    expect(Buffer.concat([cut.push(Buffer.from(`half: ${VALUE.slice(0, 9)}`)), cut.end()]).toString()).toBe("half: [REDACTED]");
+    const word = redactor.stream();
+    expect(Buffer.concat([word.push(Buffer.from("go to")), word.end()]).toString()).toBe("go to");
+  });
+
   it("a read window cutting a value in two shows no piece of it, whichever side", () => {
     const text = Buffer.from(`before ${VALUE} after`);
     const start = text.indexOf(VALUE);
