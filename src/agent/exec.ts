@@ -123,7 +123,8 @@ export async function runExec(req: ExecRequest, stdin: Buffer, secrets: Record<s
     child.on("error", (err: NodeJS.ErrnoException) => {
       const startError = err.code === "ENOENT" ? "command_not_found" : err.code === "EACCES" ? "permission_denied" : `spawn_failed: ${err.message}`;
       const message = startError === "command_not_found" ? `pyro: command not found: ${argv[0]}\n` : `pyro: cannot start ${argv[0]}: ${err.message}\n`;
-      stderr.push(Buffer.from(message));
+      // pyro's own message names the command, which may be a secret's value typed as argv[0].
+      stderr.push(redactErr.push(Buffer.from(message)));
       finish({ exitCode: startError === "command_not_found" ? 127 : 126, signal: null, timedOut: false, startError });
     });
     child.on("exit", (code, signal) => {
@@ -145,8 +146,8 @@ export async function runExec(req: ExecRequest, stdin: Buffer, secrets: Record<s
     });
   });
   if (result.timedOut) killExecTree(undefined, marker);
-  stdout.push(redactOut.flush());
-  stderr.push(redactErr.flush());
+  stdout.push(redactOut.end());
+  stderr.push(redactErr.end());
 
   const header: ExecResultHeader = {
     ...result,

@@ -18,15 +18,19 @@
  *   copied only if it is still a regular file, and at most the size it had when opened. Entries
  *   that vanish or change kind meanwhile are skipped and reported, and `note` says the export is
  *   partial. The tree's root vanishing is `not_found`.
+ * - Given the workspace's secret values, it looks for them in every copied file's content (also
+ *   across read chunks) and name, and reports the files that hold one; the copy itself stays
+ *   byte-exact. The values are only held in memory.
  */
 import fs from "node:fs";
 import { spawnSync } from "node:child_process";
 import path from "node:path/posix";
 import { AgentFailure } from "./failure.js";
 import { displayName, ROOT, safePath, within } from "./paths.js";
-import { str } from "./handler.js";
+import { invalid, str } from "./handler.js";
 import type { Handlers } from "./handler.js";
 import { EXPORT_LIST_MAX } from "../protocol/messages.js";
+import { Redactor, SecretScan } from "../shared/redact.js";
 import type { ExportCopyRequest, ExportCopyResult } from "../protocol/messages.js";
 
 export const EXPORT_DIR = "/export";
@@ -69,12 +73,16 @@ export function exportCopy(req: ExportCopyRequest): ExportCopyResult {
     throw new AgentFailure("not_found", `${req.path} does not exist`);
   }
   if (!st.isFile() && !st.isDirectory()) throw new AgentFailure("invalid_request", `${req.path} is not a regular file or directory`);
-  const job = new ExportJob(Buffer.from(source, "utf8").toString("latin1"), `${EXPORT_DIR}/${Buffer.from(req.name, "utf8").toString("latin1")}`, req.path);
+  const job = new ExportJob(Buffer.from(source, "utf8").toString("latin1"), `${EXPORT_DIR}/${Buffer.from(req.name, "utf8").toString("latin1")}`, req.path, new Redactor(req.secrets ?? []));
   return job.run(st.isDirectory() ? "directory" : "file");
 }
 
 export const exportHandlers: Handlers<"export_copy"> = {
-  export_copy: (h) => ({ result: exportCopy({ path: str(h.path, "path"), name: str(h.name, "name") }) }),
+  export_copy: (h) => {
+    const secrets = h.secrets ?? [];
+    if (!Array.isArray(secrets) || !secrets.every((v): v is string => typeof v === "string")) throw invalid("secrets must be a list of strings");
+    return { result: exportCopy({ path: str(h.path, "path"), name: str(h.name, "name"), secrets }) };
+  },
 };
 
 class ExportJob {
@@ -87,6 +95,8 @@ class ExportJob {
   private bytes = 0;
   /** Links written to the copy, judged once the copy is complete. */
   private readonly links: { out: string; shown: string; target: string }[] = [];
+  /** Exported files holding a secret value: how many, and the first few (display names). */
+  private readonly secretFiles: { count: number; paths: string[] } = { count: 0, paths: [] };
   /** Real paths (latin1) of files with a file capability; null when the host has no getcap. */
   private capabilities: Set<string> | null = null;
   /** Where the exported tree really is (symlinks above it resolved): what every opened object must be under. */
@@ -96,6 +106,7 @@ class ExportJob {
     private readonly shownRoot: string,
     private readonly outRoot: string,
     private readonly requested: string,
+    private readonly secrets: Redactor,
   ) {}
 
   run(kind: "file" | "directory"): ExportCopyResult {
@@ -120,6 +131,7 @@ class ExportJob {
       skipped: this.skipped.items,
       stripped: this.stripped.items,
       note: this.note(),
+      ...(this.secrets.empty ? {} : { secret_value_files: this.secretFiles }),
     };
   }
 
@@ -249,11 +261,14 @@ class ExportJob {
     if (!st.isFile()) throw new ChangedError();
     const outFd = fs.openSync(bytes(out), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, 0o600);
     let copied = 0;
+    const scan = new SecretScan(this.secrets);
+    if (this.secrets.occursIn(Buffer.from(shown.slice(shown.lastIndexOf("/") + 1), "latin1"))) scan.found = true;
     try {
       const buf = Buffer.allocUnsafe(Math.min(COPY_CHUNK, Math.max(st.size, 1)));
       while (copied < st.size) {
         const n = fs.readSync(fd, buf, 0, Math.min(buf.length, st.size - copied), copied);
         if (n === 0) break;
+        scan.push(buf.subarray(0, n));
         let written = 0;
         while (written < n) written += fs.writeSync(outFd, buf, written, n - written);
         copied += n;
@@ -270,6 +285,10 @@ class ExportJob {
     }
     this.files++;
     this.bytes += copied;
+    if (scan.found) {
+      this.secretFiles.count++;
+      if (this.secretFiles.paths.length < 20) this.secretFiles.paths.push(displayName(shown));
+    }
   }
 
   /**

@@ -24,7 +24,7 @@ import { diffHandlers } from "./diff.js";
 import { exportHandlers } from "./export.js";
 import { AgentFailure } from "./failure.js";
 import type { Handler, HandlerTable, Handlers } from "./handler.js";
-import { secretHandlers } from "./secrets.js";
+import { currentRedactor, secretHandlers } from "./secrets.js";
 import { shellHandlers } from "./shells/shells.js";
 import { serviceHandlers } from "./services/services.js";
 
@@ -34,9 +34,14 @@ function send(socket: Duplex, header: FrameHeader, payload?: Uint8Array): void {
   if (!socket.destroyed) socket.write(encodeFrame(header, payload));
 }
 
+/**
+ * Error frames are redacted here, at their source: a message may quote what the host sent (a
+ * cwd, a path, a command) and that may be a secret's value.
+ */
 function sendError(socket: Duplex, id: number, err: unknown): void {
   const failure = err instanceof AgentFailure ? err : new AgentFailure("internal", err instanceof Error ? err.message : String(err));
-  send(socket, { id, type: "error", code: failure.code, message: failure.message, ...(failure.details ? { details: failure.details } : {}) });
+  const redactor = currentRedactor();
+  send(socket, { id, type: "error", code: failure.code, message: redactor.redact(failure.message), ...(failure.details ? { details: redactor.redactValue(failure.details) } : {}) });
 }
 
 const connectionHandlers: Handlers<"hello" | "ping"> = {

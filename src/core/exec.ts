@@ -112,7 +112,7 @@ export class WorkspaceExec {
         sequence: current.command_count,
         command,
         shell: hasShell,
-        cwd,
+        cwd: redactor.redact(cwd),
         exit_code: header.exitCode,
         signal: header.signal,
         timed_out: header.timedOut,

@@ -2,7 +2,8 @@
  * Secret material on the host: stored apart from workspace metadata in `secrets.json` (mode
  * 0600, owner only), removed with the workspace, and sent to the agent at every sandbox start
  * (create, start, reset). Metadata and every result carry secret *names* only. Also builds the
- * host-side redactor for what the host itself records (command history, errors).
+ * host-side redactor for what the host itself records (command history, events, services), and
+ * the boundary that redacts every result and error leaving core (`SecretBoundary`).
  */
 import fs from "node:fs";
 import fsp from "node:fs/promises";
@@ -10,6 +11,7 @@ import { readJsonIfExists, writeJsonAtomic } from "../shared/atomic.js";
 import { PyroError } from "../shared/errors.js";
 import { hostPath } from "../shared/host-path.js";
 import { Redactor, MIN_SECRET_LENGTH } from "../shared/redact.js";
+import { looksLikeWorkspaceId } from "./ids.js";
 
 const SECRET_NAME_RE = /^[A-Za-z_][A-Za-z0-9_]{0,127}$/;
 const MAX_SECRET_BYTES = 64 * 1024;
@@ -119,4 +121,96 @@ export function parseSecretEnvFlags(items: string[]): Record<string, string> {
     else out[item.slice(0, eq)] = item.slice(eq + 1);
   }
   return out;
+}
+
+/**
+ * The redaction boundary where results leave core. Every capability the composition root
+ * (workspaces.ts) hands out is wrapped once by `guard`: whatever one of its methods resolves
+ * to is deep-redacted for the secrets of every workspace it names (`workspace_id` anywhere in
+ * it, else the workspace reference the call was given), and whatever it rejects with gets its
+ * message, hint and details redacted the same way. So no operation, present or future, needs
+ * its own redaction call to keep a value out of what a caller sees; results that return file
+ * content carry `secrets_redacted`, which this sets when it replaced something in them.
+ * Values the call itself carries as `secrets` (a create) count too, for the errors it raises
+ * before its workspace exists.
+ */
+export class SecretBoundary {
+  constructor(
+    /** The secrets file of a workspace id. */
+    private readonly secretsFile: (id: string) => string,
+    /** Resolves a workspace reference to its id (rejects when there is none). */
+    private readonly resolve: (ref: string) => Promise<string>,
+  ) {}
+
+  /** `target` with every method's result and error passing through the boundary. */
+  guard<T extends object>(target: T): T {
+    return new Proxy(target, {
+      get: (obj, prop) => {
+        const member: unknown = Reflect.get(obj, prop, obj);
+        if (typeof member !== "function") return member;
+        return (...args: unknown[]) => {
+          const out: unknown = member.apply(obj, args);
+          if (!(out instanceof Promise)) return out;
+          return out.then(
+            (result: unknown) => this.redactResult(result, args),
+            async (err: unknown) => {
+              throw await this.redactError(err, args);
+            },
+          );
+        };
+      },
+    });
+  }
+
+  async redactResult<T>(result: T, args: readonly unknown[]): Promise<T> {
+    const ids = new Set<string>();
+    collectWorkspaceIds(result, ids, 0);
+    const redactor = await this.redactorFor(ids, args, ids.size === 0);
+    return redactor.redactResult(result).value;
+  }
+
+  async redactError(err: unknown, args: readonly unknown[]): Promise<unknown> {
+    if (!(err instanceof Error)) return err;
+    const ids = new Set<string>();
+    const details = err instanceof PyroError ? err.details : undefined;
+    if (typeof details?.workspace_id === "string") ids.add(details.workspace_id);
+    const redactor = await this.redactorFor(ids, args, true);
+    if (redactor.empty) return err;
+    const shown = err instanceof PyroError ? err : new PyroError("internal_error", err.message, { cause: err });
+    const r = redactor.redactResult({ message: shown.message, hint: shown.hint, details: shown.details });
+    if (!r.replaced) return err;
+    // A fresh error: the old one's stack and cause repeat the value.
+    return new PyroError(shown.code, r.value.message, { ...(r.value.hint !== undefined ? { hint: r.value.hint } : {}), ...(r.value.details !== undefined ? { details: r.value.details } : {}) });
+  }
+
+  private async redactorFor(ids: Set<string>, args: readonly unknown[], fromArgs: boolean): Promise<Redactor> {
+    const values: string[] = [];
+    const first = args[0];
+    if (fromArgs && typeof first === "string" && first !== "") {
+      const id = await this.resolve(first).catch(() => null);
+      if (id) ids.add(id);
+    }
+    if (isPlainRecord(first) && isPlainRecord(first.secrets)) {
+      for (const v of Object.values(first.secrets)) if (typeof v === "string") values.push(v);
+    }
+    for (const id of ids) values.push(...Object.values(await loadSecrets(this.secretsFile(id)).catch(() => ({}))));
+    return new Redactor(values);
+  }
+}
+
+/** Workspace ids a result names (`workspace_id` at any depth, lists of workspaces included). */
+function collectWorkspaceIds(value: unknown, ids: Set<string>, depth: number): void {
+  if (depth > 6 || value === null || typeof value !== "object") return;
+  if (Array.isArray(value)) {
+    for (const v of value) collectWorkspaceIds(v, ids, depth + 1);
+    return;
+  }
+  for (const [k, v] of Object.entries(value)) {
+    if (k === "workspace_id" && typeof v === "string" && looksLikeWorkspaceId(v)) ids.add(v);
+    else if (typeof v === "object") collectWorkspaceIds(v, ids, depth + 1);
+  }
+}
+
+function isPlainRecord(v: unknown): v is Record<string, unknown> {
+  return typeof v === "object" && v !== null && !Array.isArray(v);
 }

@@ -149,7 +149,8 @@ export class WorkspaceServices {
     const redactor = await this.link.redactor(record);
     await this.manager.store.withLock(`${id}.services`, async () => {
       const reg = await this.registry(id);
-      reg[name] = { command: redactor.redactValue(isShell ? [command] : command), shell: isShell, cwd, readiness, started_at: h.started_at };
+      // The whole record: a cwd or a readiness check can carry a value as well as the command.
+      reg[name] = redactor.redactValue({ command: isShell ? [command] : command, shell: isShell, cwd, readiness, started_at: h.started_at });
       await writeJsonAtomic(this.registryFile(id), reg);
     });
     await this.manager.touch(id, "service_start", { name, state: h.state, readiness: readiness?.type ?? null, ...(published.length > 0 ? { published: published.map((p) => p.host_port) } : {}) });

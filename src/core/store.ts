@@ -2,11 +2,12 @@
  * The workspace state store: one directory per workspace under `<home>/workspaces/<id>/` with
  * an atomically replaced `workspace.json`, an append-only `history.jsonl`, and cross-process
  * locks so any number of CLI processes, SDK instances and MCP servers share workspaces
- * without a daemon and without lost updates. Removing a workspace removes everything of it —
- * processes, cgroups, sockets, locks, directory — and what a killed call left half-done (a
- * `.deleting-*` directory, a directory a create never wrote a record into, sockets and locks of
- * workspaces that are gone) is finished by later calls, a few at a time. Host-side; only
- * touches pyro-owned paths.
+ * without a daemon and without lost updates. History and event lines are written with the
+ * workspace's secret values already redacted, so neither journal ever holds one at rest.
+ * Removing a workspace removes everything of it — processes, cgroups, sockets, locks,
+ * directory — and what a killed call left half-done (a `.deleting-*` directory, a directory a
+ * create never wrote a record into, sockets and locks of workspaces that are gone) is finished
+ * by later calls, a few at a time. Host-side; only touches pyro-owned paths.
  */
 import fs from "node:fs";
 import fsp from "node:fs/promises";
@@ -20,6 +21,7 @@ import { removeTree } from "../runtime/confine/trees.js";
 import { sweepSandbox } from "../runtime/confine/sandbox.js";
 import { processStartTime } from "../shared/process.js";
 import { looksLikeWorkspaceId } from "./ids.js";
+import { secretRedactor } from "./secrets.js";
 
 /** Locks older than this with no heartbeat belong to a dead process and are taken over. */
 const LOCK_STALE_MS = 10_000;
@@ -162,7 +164,12 @@ export class StateStore {
 
   /** One JSON line per command; a single O_APPEND write, so concurrent appends never interleave. */
   async appendHistory(id: string, entry: CommandRecord): Promise<void> {
-    await fsp.appendFile(this.paths(id).history, JSON.stringify(entry) + "\n", { mode: 0o600 });
+    await fsp.appendFile(this.paths(id).history, JSON.stringify(await this.redacted(id, entry)) + "\n", { mode: 0o600 });
+  }
+
+  /** `value` with the workspace's secret values replaced, for what is written to disk. */
+  private async redacted<T>(id: string, value: T): Promise<T> {
+    return (await secretRedactor(this.paths(id).secrets)).redactValue(value);
   }
 
   async readHistory(id: string): Promise<CommandRecord[]> {
@@ -187,7 +194,7 @@ export class StateStore {
 
   /** The review journal (see `workspace summary`): one JSON line per mutating event. */
   async appendEvent(id: string, event: WorkspaceEvent): Promise<void> {
-    await fsp.appendFile(this.paths(id).events, JSON.stringify(event) + "\n", { mode: 0o600 });
+    await fsp.appendFile(this.paths(id).events, JSON.stringify(await this.redacted(id, event)) + "\n", { mode: 0o600 });
   }
 
   async readEvents(id: string): Promise<WorkspaceEvent[]> {

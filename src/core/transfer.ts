@@ -39,9 +39,11 @@ export interface ImportResult {
 }
 
 /** The agent's copy result, with where it came from and where it landed on the host. */
-export interface ExportOutcome extends Omit<ExportCopyResult, "source"> {
+export interface ExportOutcome extends Omit<ExportCopyResult, "source" | "secret_value_files"> {
   workspace_path: string;
   output_path: string;
+  /** A secret's value is inside the exported files (they are copied byte for byte; `note` names them). */
+  contains_secret_values: boolean;
 }
 
 /**
@@ -160,6 +162,8 @@ export interface OutputOptions {
   parameter?: string;
   /** Besides `/`, the current directory, the home directory and their ancestors (see `checkReplaceable`). */
   guarded?: GuardedPath[];
+  /** An export's workspace secrets: the copy is looked through for them (it stays byte-exact). */
+  secretValues?: string[];
 }
 
 /**
@@ -245,11 +249,17 @@ export async function exportFrom(workspaceDir: string, guestPath: string, output
         { source: workspaceDir, target: "/workspace", readOnly: true },
         { source: temp, target: "/export", readOnly: false },
       ],
-      async (client) => (await client.request({ type: "export_copy", path: guestPath, name: "out" })).header,
+      async (client) => (await client.request({ type: "export_copy", path: guestPath, name: "out", ...(options.secretValues?.length ? { secrets: options.secretValues } : {}) })).header,
     );
     await giveToHostUser(path.join(temp, "out"));
     await placeOutput(path.join(temp, "out"), out, force);
     const entries = (list: ExportCopyResult["skipped"]) => list.slice(0, EXPORT_LIST_MAX).map(({ path, reason }) => ({ path, reason }));
+    const secretFiles = result.secret_value_files;
+    const found = secretFiles !== undefined && secretFiles.count > 0;
+    const secretNote = found
+      ? `${secretFiles.count} exported ${secretFiles.count === 1 ? "file holds" : "files hold"} a secret's value (${secretFiles.paths.slice(0, 5).join(", ")}${secretFiles.count > 5 ? ", …" : ""}); the export is byte-exact, so keep it as secret as the value.`
+      : null;
+    const note = [result.note?.slice(0, 1000), secretNote].filter((n): n is string => !!n).join(" ") || null;
     return {
       workspace_path: result.source,
       output_path: out,
@@ -260,7 +270,8 @@ export async function exportFrom(workspaceDir: string, guestPath: string, output
       bytes: result.bytes,
       skipped: entries(result.skipped),
       stripped: entries(result.stripped),
-      note: result.note?.slice(0, 1000) ?? null,
+      note,
+      contains_secret_values: found,
     };
   } finally {
     await removeTree(temp);

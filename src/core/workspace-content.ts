@@ -18,6 +18,8 @@ import type { AgentClient } from "../protocol/client.js";
 import type { DiffChange, FileEntry, FileReadHeader, PatchFileResult, TreeDiffResult } from "../protocol/messages.js";
 import { PyroError } from "../shared/errors.js";
 import { validatePositiveInt } from "./validate.js";
+import { loadSecrets, secretRedactor } from "./secrets.js";
+import { Redactor } from "../shared/redact.js";
 import { ownByGuestRoot } from "../runtime/confine/launch.js";
 import { giveToHostUser, removeTree } from "../runtime/confine/trees.js";
 
@@ -42,6 +44,8 @@ export interface FileListResult {
 export interface FileReadResult extends FileReadHeader {
   workspace_id: string;
   content: string;
+  /** A secret's value (or a piece of one cut by the read's window) was replaced by [REDACTED] in `content`. */
+  secrets_redacted: boolean;
   /** How to read on, when truncated: the exact next call. */
   continue_with: string | null;
 }
@@ -58,6 +62,8 @@ export interface DiffResult {
   patch_truncated: boolean;
   omitted_files: string[];
   continue_with: string | null;
+  /** A secret's value (or a line of a multi-line one) was replaced by [REDACTED] in the patch or the paths. */
+  secrets_redacted: boolean;
 }
 
 export interface PatchApplyResult {
@@ -128,6 +134,7 @@ export class WorkspaceContent {
     if (!Number.isSafeInteger(offset) || offset < 0) throw new PyroError("invalid_argument", `offset must be a whole number >= 0, got ${offset}`);
     const { header: h, payload } = await client.request({ type: "file_read", path: filePath, offset, maxBytes });
     if (payload.length > maxBytes) throw new PyroError("agent_protocol_error", "file read returned more than asked for");
+    const shown = await this.redactedWindow(id, client, h, payload);
     const next = h.next_offset;
     return {
       workspace_id: id,
@@ -138,9 +145,38 @@ export class WorkspaceContent {
       next_offset: next,
       truncated: h.truncated,
       binary: h.binary,
-      content: payload.toString("utf8"),
+      content: shown.bytes.toString("utf8"),
+      secrets_redacted: shown.replaced,
       continue_with: next !== null ? `${cli} ${id} ${h.path} --offset ${next} --max-bytes ${maxBytes} (MCP: offset=${next})` : null,
     };
+  }
+
+  /**
+   * A read's bytes with the workspace's secret values redacted, also a value the window's
+   * edges cut in two: the bytes just before and after the window are read as context (a few
+   * more requests, only when the workspace has secrets and the window is not the whole file).
+   */
+  private async redactedWindow(id: string, client: AgentClient, h: FileReadHeader, payload: Buffer): Promise<{ bytes: Buffer; replaced: boolean }> {
+    const redactor = await secretRedactor(this.paths(id).secrets);
+    if (redactor.empty || payload.length === 0) return { bytes: payload, replaced: false };
+    const reach = redactor.holdBack;
+    const end = h.offset + payload.length;
+    const before = h.offset > 0 ? await this.context(client, h.path, Math.max(0, h.offset - reach), h.offset) : Buffer.alloc(0);
+    const after = end < h.size ? await this.context(client, h.path, end, end + reach) : Buffer.alloc(0);
+    return redactor.redactWindow(Buffer.concat([before, payload, after]), before.length, before.length + payload.length);
+  }
+
+  /**
+   * Bytes [from, to) of a file, or fewer. The agent calls a range that starts inside a UTF-8
+   * character binary and returns nothing, so the start moves up to three bytes on; context
+   * that is really binary is given up (a value is text).
+   */
+  private async context(client: AgentClient, file: string, from: number, to: number): Promise<Buffer> {
+    for (let at = from; at < Math.min(to, from + 4); at++) {
+      const { header, payload } = await client.request({ type: "file_read", path: file, offset: at, maxBytes: to - at });
+      if (!header.binary) return payload.subarray(0, to - at);
+    }
+    return Buffer.alloc(0);
   }
 
   async fileWrite(ref: string, filePath: string, text: string | Uint8Array, options: { mode?: string | number } = {}): Promise<{ workspace_id: string; path: string; bytes_written: number; created: boolean }> {
@@ -172,7 +208,9 @@ export class WorkspaceContent {
 
   async export(ref: string, guestPath: string, output: string, options: { force?: boolean } = {}): Promise<ExportOutcome & { workspace_id: string }> {
     const id = await this.manager.resolve(ref);
-    const result = await exportFrom(this.paths(id).workspace, guestPath, output, options.force === true, this.outputOptions());
+    // The export stays byte-exact (the files are the user's); the values are only looked for.
+    const secretValues = Object.values(await loadSecrets(this.paths(id).secrets));
+    const result = await exportFrom(this.paths(id).workspace, guestPath, output, options.force === true, { ...this.outputOptions(), secretValues });
     await this.manager.touch(id, "export", { path: result.workspace_path, output: result.output_path, files: result.files, bytes: result.bytes });
     return { workspace_id: id, ...result };
   }
@@ -198,6 +236,12 @@ export class WorkspaceContent {
         return { ...header, patch: payload.toString("utf8") };
       },
     );
+    // Redacted here, not only at the boundary: a multi-line value (a key file) shows in a patch
+    // one line at a time, each behind a `+`, so its lines count as values of their own here.
+    const redacted = diffRedactor(Object.values(await loadSecrets(this.paths(id).secrets))).redactResult({ patch: r.patch, changes: r.changes, omitted: r.omitted_files });
+    r.patch = redacted.value.patch;
+    r.changes = redacted.value.changes;
+    r.omitted_files = redacted.value.omitted;
     const omitted = r.omitted_files;
     return {
       workspace_id: id,
@@ -210,6 +254,7 @@ export class WorkspaceContent {
       patch_truncated: r.patch_truncated,
       omitted_files: omitted.slice(0, 1000),
       continue_with: omitted.length ? `workspace diff ${id} --path ${omitted[0]} (MCP: path="${omitted[0]}"), or raise max_bytes` : null,
+      secrets_redacted: redacted.replaced,
     };
   }
 
@@ -283,4 +328,10 @@ export class WorkspaceContent {
       await removeTree(temp);
     }
   }
+}
+
+/** A redactor for patches: every value, plus each line of a multi-line value on its own. */
+function diffRedactor(values: string[]): Redactor {
+  const lines = values.filter((v) => v.includes("\n")).flatMap((v) => v.split(/\r?\n/));
+  return new Redactor([...values, ...lines]);
 }

@@ -14,6 +14,7 @@ import { AgentConnections, AgentLink } from "./agent-link.js";
 import { runDoctor } from "./doctor.js";
 import type { DoctorReport } from "./doctor.js";
 import { pruneEnvironments } from "./environment-prune.js";
+import { SecretBoundary } from "./secrets.js";
 import { WorkspaceExec } from "./exec.js";
 import { WorkspaceManager } from "./manager.js";
 import type { CreateWorkspaceOptions } from "./manager.js";
@@ -76,7 +77,26 @@ export class Workspaces {
     this.content = new WorkspaceContent(this.manager, this.link);
     this.services = new WorkspaceServices(this.manager, this.link, this.network);
     this.shells = new WorkspaceShells(this.manager, this.link, this.network);
-    this.runs = new OneShotRuns(home, this.manager, this.exec);
+    // Every capability handed out passes the secret boundary (core/secrets.ts): what leaves
+    // core is redacted for the workspace's secrets, whichever surface asked. The parts keep
+    // the unguarded ones among themselves; a one-shot run gets the guarded exec, because its
+    // workspace (and the secrets file with it) is gone by the time its result leaves.
+    // The boundary resolves references with the unguarded manager (a guarded one would pass
+    // every resolve through the boundary again).
+    const manager = this.manager;
+    const boundary = new SecretBoundary(
+      (id) => this.store.paths(id).secrets,
+      (ref) => manager.resolve(ref),
+    );
+    this.manager = boundary.guard(this.manager);
+    this.exec = boundary.guard(this.exec);
+    this.content = boundary.guard(this.content);
+    this.services = boundary.guard(this.services);
+    this.shells = boundary.guard(this.shells);
+    this.network = boundary.guard(this.network);
+    this.runs = boundary.guard(new OneShotRuns(home, this.manager, this.exec));
+    // The root's own operations (status, list, create, summary) pass it too.
+    return boundary.guard(this);
   }
 
   // ---------- discovery, with live service counts ----------

@@ -32,6 +32,7 @@ const fileReadResult = {
   truncated: z.boolean(),
   binary: z.boolean(),
   content: z.string(),
+  secrets_redacted: z.boolean(),
   continue_with: z.string().nullable(),
 };
 const snapshotInfo = z.object({ name: z.string(), created_at: z.string(), entries: z.number(), bytes: z.number(), baseline: z.boolean() });
@@ -63,12 +64,14 @@ const listText = (r: { path: string; entries: { path: string; type: string; size
  * A read page as text. The structured `content` is the file's exact text; here control
  * characters are shown as \xNN so no escape sequence reaches the model raw.
  */
-const readText = (r: { binary: boolean; path: string; size: number; content: string; truncated: boolean; next_offset: number | null }, exportTool: string | null) => {
+const readText = (r: { binary: boolean; path: string; size: number; content: string; truncated: boolean; next_offset: number | null; secrets_redacted: boolean }, exportTool: string | null) => {
   if (r.binary) return `${r.path} is a binary file (${r.size} bytes); its content is not shown.${exportTool ? ` Use ${exportTool} to copy it out.` : ""}`;
-  const note = hasControls(r.content) ? "\n[control characters are shown as \\xNN; the structured content has the exact text]" : "";
+  const note = (hasControls(r.content) ? "\n[control characters are shown as \\xNN; the structured content has the exact text]" : "") + (r.secrets_redacted ? `\n${SECRETS_REDACTED_NOTE}` : "");
   const more = r.truncated ? `\n[truncated at byte ${r.next_offset} of ${r.size}: call again with offset=${r.next_offset}]` : "";
   return `${escapeControls(r.content)}${more}${note}`;
 };
+
+const SECRETS_REDACTED_NOTE = "[a secret's value is shown as [REDACTED]; the file itself is unchanged]";
 
 const capped = <T extends z.ZodType>(item: T) => ({ count: z.number(), items: z.array(item), omitted: z.number() });
 
@@ -243,6 +246,7 @@ export const workspaceExport = op({
     skipped: z.array(z.object({ path: z.string(), reason: z.string() })),
     stripped: z.array(z.object({ path: z.string(), reason: z.string() })),
     note: z.string().nullable(),
+    contains_secret_values: z.boolean(),
   },
   run: (pyro, a) => pyro.exportWorkspace(a.workspace_id, a.path, { outputPath: hostPath(a.output_path, "output_path"), ...given({ force: a.force }) }),
   text: (r) => {
@@ -290,6 +294,7 @@ export const workspaceDiff = op({
     patch_truncated: z.boolean(),
     omitted_files: z.array(z.string()),
     continue_with: z.string().nullable(),
+    secrets_redacted: z.boolean(),
   },
   annotations: { readOnlyHint: true },
   run: (pyro, a) => pyro.diffWorkspace(a.workspace_id, given({ path: a.path, snapshot: a.snapshot, maxBytes: a.max_bytes })),
@@ -303,7 +308,7 @@ export const workspaceDiff = op({
     const truncated = r.patch_truncated
       ? `\n[patch truncated: ${r.omitted_files.length} files left out (${r.omitted_files.slice(0, 5).join(", ")}${r.omitted_files.length > 5 ? ", …" : ""}): call workspace_diff with path="${r.omitted_files[0]}" to see the first, or raise max_bytes]`
       : "";
-    return `${head}${listed}${cut}\n${escapeControls(r.patch)}${truncated}`;
+    return `${head}${listed}${cut}\n${escapeControls(r.patch)}${truncated}${r.secrets_redacted ? `\n${SECRETS_REDACTED_NOTE}` : ""}`;
   },
   human: render.diff,
 });

@@ -158,7 +158,7 @@ export function fileRead(r: FileReadResult, contentOnly: boolean): { stdout: str
   if (r.binary) return { stdout: "", stderr: `${r.path} is binary (${r.size} bytes); not shown. Export it with \`pyro workspace export\`.\n` };
   if (contentOnly) return { stdout: r.content, stderr: "" };
   const newline = r.content.length > 0 && !r.content.endsWith("\n") ? "\n" : "";
-  return { stdout: r.content, stderr: `${newline}[${r.path}: bytes ${r.offset}-${r.offset + r.bytes_returned} of ${r.size}${r.truncated ? `; more: ${r.continue_with}` : ""}]\n` };
+  return { stdout: r.content, stderr: `${newline}[${r.path}: bytes ${r.offset}-${r.offset + r.bytes_returned} of ${r.size}${r.truncated ? `; more: ${r.continue_with}` : ""}${r.secrets_redacted ? "; a secret's value is shown as [REDACTED]" : ""}]\n` };
 }
 
 export function exported(r: ExportOutcome): string {
@@ -177,6 +177,7 @@ export function diff(r: DiffResult): { stdout: string; stderr: string } {
     if (c.binary || c.type === "directory" || (c.type !== "file" && c.type !== "symlink")) stderr += `  ${c.change} ${c.type}${c.binary ? " (binary, not in patch)" : ""}: ${c.path}\n`;
   }
   if (r.patch_truncated) stderr += `[patch truncated; left out: ${r.omitted_files.join(", ")}; ${r.continue_with}]\n`;
+  if (r.secrets_redacted) stderr += "[a secret's value is shown as [REDACTED]; the files themselves are unchanged]\n";
   return { stdout: r.patch, stderr };
 }
 

@@ -178,6 +178,8 @@ export interface ExportCopyRequest {
   path: string;
   /** The name of the copy under the utility sandbox's /export. */
   name: string;
+  /** Secret values to look for in what is copied (reported in `secret_value_files`, never written). */
+  secrets?: string[];
 }
 
 /** `{ ENV_VAR: SECRET_NAME }`: secrets the agent maps into a process's environment. */
@@ -277,6 +279,8 @@ export interface ExportCopyResult {
   stripped: { path: string; reason: string }[];
   /** Set when the export is partial because the tree changed while it was copied, or a list was cut. */
   note: string | null;
+  /** Exported files whose content or name holds a secret value asked for (`secrets`): the count and the first few. */
+  secret_value_files?: { count: number; paths: string[] };
 }
 
 export type ServiceState = "starting" | "ready" | "running" | "exited" | "stopped" | "failed";

@@ -2,8 +2,12 @@
  * The one secret-redaction helper. Replaces every occurrence of a secret value with
  * `[REDACTED]`, in whole texts and in streams whose chunks may split a value anywhere: the
  * stream form holds back just enough trailing bytes that a value split across chunks is still
- * caught, and releases them on the next chunk or on flush. Works on bytes, so binary output and
- * multi-byte characters pass through untouched. Pure; no I/O.
+ * caught, and releases them on the next chunk or on flush. Also the forms a bounded read needs:
+ * a window cut out of a longer text (a value cut by the window's edge is hidden too), a text
+ * cut short (a value's beginning at its end is hidden), a scan that only says whether a value
+ * occurs, and deep redaction of results that marks where it replaced something
+ * (`secrets_redacted`). Works on bytes, so binary output and multi-byte characters pass through
+ * untouched. Pure; no I/O.
  */
 
 export const REDACTED = "[REDACTED]";
@@ -54,19 +58,119 @@ export class Redactor {
 
   /** Deep-redacts strings inside a JSON-like value (for results and metadata). */
   redactValue<T>(value: T): T {
-    if (this.needles.length === 0) return value;
-    if (typeof value === "string") return this.redact(value) as T;
-    if (Array.isArray(value)) return value.map((v) => this.redactValue(v)) as T;
-    if (value && typeof value === "object" && !Buffer.isBuffer(value)) {
-      const out: Record<string, unknown> = {};
-      for (const [k, v] of Object.entries(value)) out[k] = this.redactValue(v);
-      return out as T;
+    return this.redactResult(value).value;
+  }
+
+  /**
+   * Deep-redacts a JSON-like value and says whether anything was replaced. An object that
+   * carries a boolean `secrets_redacted` gets it set to true when a value was replaced anywhere
+   * inside it, so a result that returns file content says so to whoever reads it. Objects that
+   * are not plain (errors, buffers, class instances) are left as they are.
+   */
+  redactResult<T>(value: T): { value: T; replaced: boolean } {
+    if (this.needles.length === 0) return { value, replaced: false };
+    if (typeof value === "string") {
+      const out = this.redact(value);
+      return { value: out as T, replaced: out !== value };
     }
-    return value;
+    if (Array.isArray(value)) {
+      let replaced = false;
+      const out = value.map((v) => {
+        const r = this.redactResult(v);
+        replaced ||= r.replaced;
+        return r.value;
+      });
+      return { value: out as T, replaced };
+    }
+    if (isPlainObject(value)) {
+      let replaced = false;
+      const out: Record<string, unknown> = {};
+      for (const [k, v] of Object.entries(value)) {
+        const r = this.redactResult(v);
+        replaced ||= r.replaced;
+        out[k] = r.value;
+      }
+      if (replaced && typeof out.secrets_redacted === "boolean") out.secrets_redacted = true;
+      return { value: out as T, replaced };
+    }
+    return { value, replaced: false };
+  }
+
+  /** True when any secret value occurs in `data`. */
+  occursIn(data: Buffer): boolean {
+    return this.needles.some((n) => data.includes(n));
+  }
+
+  /**
+   * Redacts the window [from, to) of `data`, where `data` reaches up to `holdBack` bytes beyond
+   * the window on either side (less only at the ends of what the window was cut from). A value
+   * that crosses an edge of the window is found in the surrounding bytes and its part inside the
+   * window becomes `[REDACTED]` too, so reading a text in windows never shows a piece of a value.
+   */
+  redactWindow(data: Buffer, from: number, to: number): { bytes: Buffer; replaced: boolean } {
+    const window = data.subarray(from, to);
+    if (this.needles.length === 0 || window.length === 0) return { bytes: window, replaced: false };
+    // Matches over the whole buffer, longest value first, never overlapping one already taken.
+    const taken: [number, number][] = [];
+    for (const needle of this.needles) {
+      for (let at = data.indexOf(needle); at !== -1; at = data.indexOf(needle, at + 1)) {
+        const end = at + needle.length;
+        if (end <= from || at >= to) continue;
+        if (taken.some(([a, b]) => at < b && end > a)) continue;
+        taken.push([at, end]);
+      }
+    }
+    if (taken.length === 0) return { bytes: window, replaced: false };
+    taken.sort((x, y) => x[0] - y[0]);
+    const parts: Buffer[] = [];
+    let pos = from;
+    for (const [a, b] of taken) {
+      const start = Math.max(a, from);
+      parts.push(data.subarray(pos, start), REDACTED_BYTES);
+      pos = Math.min(b, to);
+    }
+    parts.push(data.subarray(pos, to));
+    return { bytes: Buffer.concat(parts), replaced: true };
+  }
+
+  /**
+   * For a text that was cut short: replaces a tail that is the beginning of a secret value
+   * (at least `minimum` bytes of it) with `[REDACTED]`. The rest of the value is not there to
+   * tell, so a tail that merely looks like one is hidden too.
+   */
+  maskCutTail(data: Buffer, minimum = 1): { bytes: Buffer; replaced: boolean } {
+    const cut = partialMatchStart(data, Math.min(this.holdBack, data.length), this);
+    if (cut >= data.length || data.length - cut < minimum) return { bytes: data, replaced: false };
+    return { bytes: Buffer.concat([data.subarray(0, cut), REDACTED_BYTES]), replaced: true };
   }
 
   stream(): RedactingStream {
     return new RedactingStream(this);
+  }
+}
+
+function isPlainObject(value: unknown): value is Record<string, unknown> {
+  if (value === null || typeof value !== "object") return false;
+  const proto = Object.getPrototypeOf(value) as unknown;
+  return proto === Object.prototype || proto === null;
+}
+
+/**
+ * Whether a secret value occurs in a stream of chunks (a file copied piece by piece), also when
+ * a chunk boundary splits it. Keeps only the last `holdBack` bytes between chunks.
+ */
+export class SecretScan {
+  private tail: Buffer = Buffer.alloc(0);
+  found = false;
+
+  constructor(private readonly redactor: Redactor) {}
+
+  push(chunk: Buffer): void {
+    if (this.found || this.redactor.empty || chunk.length === 0) return;
+    const data = this.tail.length ? Buffer.concat([this.tail, chunk]) : chunk;
+    if (this.redactor.occursIn(data)) this.found = true;
+    const keep = Math.min(this.redactor.holdBack, data.length);
+    this.tail = Buffer.from(data.subarray(data.length - keep));
   }
 }
 
@@ -86,11 +190,21 @@ export class RedactingStream {
     return data.subarray(0, cut);
   }
 
-  /** Releases whatever is held back (end of stream, or idle). */
+  /** Releases whatever is held back as it is (idle; the caller decides what it shows). */
   flush(): Buffer {
     const rest = this.redactor.redactBytes(this.pending);
     this.pending = Buffer.alloc(0);
     return rest;
+  }
+
+  /**
+   * Ends the stream. What is held back is the beginning of a value that never completed (a
+   * command that printed half a value and stopped): MIN_SECRET_LENGTH bytes or more of it
+   * become `[REDACTED]`; fewer go out as they are (a prompt or a word that only starts like one).
+   */
+  end(): Buffer {
+    const rest = this.flush();
+    return rest.length >= MIN_SECRET_LENGTH ? REDACTED_BYTES : rest;
   }
 
   get held(): number {

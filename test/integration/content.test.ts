@@ -593,7 +593,7 @@ describe("export", () => {
   it("copies one file to the host with its content, mode and modification time", async () => {
     const target = path.join(out, "app.py");
     const r = await pyro.exportWorkspace(ws, "tree/app.py", { outputPath: target });
-    expect(r).toEqual({ workspace_id: ws, workspace_path: "/workspace/tree/app.py", output_path: target, kind: "file", files: 1, directories: 0, symlinks: 0, bytes: 4, skipped: [], stripped: [], note: null });
+    expect(r).toEqual({ workspace_id: ws, workspace_path: "/workspace/tree/app.py", output_path: target, kind: "file", files: 1, directories: 0, symlinks: 0, bytes: 4, skipped: [], stripped: [], note: null, contains_secret_values: false });
     expect(fs.readFileSync(target, "utf8")).toBe("app\n");
     const st = fs.statSync(target);
     expect(st.mode & 0o777).toBe(0o750);
@@ -690,6 +690,7 @@ describe("diff against the baseline", () => {
       patch_truncated: false,
       omitted_files: [],
       continue_with: null,
+      secrets_redacted: false,
     });
   });
 

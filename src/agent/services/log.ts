@@ -37,7 +37,7 @@ export class LogWriter {
    * disk in two pieces.
    */
   close(): void {
-    this.append(this.redacting.flush());
+    this.append(this.redacting.end());
     if (this.fd !== null) fs.closeSync(this.fd);
     this.fd = null;
   }

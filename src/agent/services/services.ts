@@ -281,7 +281,8 @@ function launch(req: StartRequest, env: Record<string, string>): Service {
   child.on("error", (err: NodeJS.ErrnoException) => {
     // Only a failed spawn reaches here (signals go through process.kill, not child.kill).
     if (child.pid !== undefined || s.endedAt) return;
-    const what = err.code === "ENOENT" ? `command not found: ${req.argv[0]}` : `cannot start ${req.argv[0]}: ${err.message}`;
+    // The command name may be a secret's value: the reason is kept (and shown) redacted.
+    const what = currentRedactor().redact(err.code === "ENOENT" ? `command not found: ${req.argv[0]}` : `cannot start ${req.argv[0]}: ${err.message}`);
     logs.stderr.write(Buffer.from(`pyro: ${what}\n`));
     s.state = "failed";
     s.reason = what;

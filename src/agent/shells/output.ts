@@ -3,7 +3,7 @@
  * offsets (cursors), and the redaction stage every PTY byte passes before it enters that log.
  * Pure; no I/O, no timers (the shell decides when to flush held-back bytes).
  */
-import { REDACTED } from "../../shared/redact.js";
+import { MIN_SECRET_LENGTH, REDACTED } from "../../shared/redact.js";
 import type { RedactingStream, Redactor } from "../../shared/redact.js";
 
 /** How much output a shell keeps; older bytes are dropped and reads from before say so. */
@@ -99,30 +99,49 @@ export class OutputLog {
 }
 
 /**
+ * A value's beginning that already left the redaction stage because the PTY went quiet on it:
+ * its bytes, how many of them went into the log as they are (`shown`, only ever fewer than
+ * MIN_SECRET_LENGTH), and whether the rest went in as `[REDACTED]` (`masked`).
+ */
+interface OpenValue {
+  bytes: Buffer;
+  shown: number;
+  masked: boolean;
+}
+
+/**
  * Redaction of one shell's PTY output. Wraps the agent's RedactingStream and adds what an
  * interactive stream needs on top of it:
  *
  * - Held-back bytes (a tail that could be the start of a secret) are released by `flush()` when
- *   the PTY goes quiet, so a prompt is not stuck behind them. After such a release the released
- *   bytes are fed into the stream again as context: if the rest of the secret arrives later,
- *   that rest still becomes `[REDACTED]`, so the complete value never appears in the log.
+ *   the PTY goes quiet, so a prompt is not stuck behind them. A tail of MIN_SECRET_LENGTH bytes
+ *   or more is released as `[REDACTED]`, never as itself: a value printed in pieces (`printf`
+ *   of each half with a pause between) shows neither half. Shorter tails are released as they
+ *   are (a prompt ending in the letter a value starts with is common; a value's first three
+ *   bytes are the most that can show, and only when output stops right there).
+ * - Once a beginning is released, the bytes that continue it are followed: while they go on
+ *   matching a value they are held (after a masked release, dropped — the marker stands for
+ *   them); when a value completes, nothing of it beyond the marker enters the log; when they
+ *   stop matching, output flows on as usual. So a masked beginning that was not a value after
+ *   all costs some output, never a leak.
  * - When the agent's secrets are reloaded, the next chunk switches to the new redactor.
  */
 export class ShellRedaction {
   private source: Redactor;
   private stream: RedactingStream;
-  /** Released bytes the stream must see again before the next chunk (context for a split secret). */
-  private inject: Buffer | null = null;
-  /** Bytes at the head of the stream's coming output that were already released. */
-  private released: Buffer = EMPTY;
+  private open: OpenValue | null = null;
 
   constructor(private readonly current: () => Redactor) {
     this.source = current();
     this.stream = this.source.stream();
   }
 
-  /** Bytes the stream holds back (a possible secret prefix). */
+  /**
+   * Bytes not yet released. While a released beginning is being continued, the whole length of
+   * that beginning counts, so the shell waits the long delay before releasing the continuation.
+   */
   get held(): number {
+    if (this.open && !this.open.masked && this.open.bytes.length > this.open.shown) return this.open.bytes.length;
     return this.stream.held;
   }
 
@@ -133,48 +152,63 @@ export class ShellRedaction {
       before = this.flush();
       this.source = latest;
       this.stream = latest.stream();
-      this.inject = null;
-      this.released = EMPTY;
+      this.open = null;
     }
-    let data = chunk;
-    if (this.inject) {
-      data = Buffer.concat([this.inject, chunk]);
-      this.inject = null;
-    }
-    const out = this.strip(this.stream.push(data));
+    const out = this.open ? this.continueOpen(chunk) : this.stream.push(chunk);
     return before.length ? Buffer.concat([before, out]) : out;
   }
 
   /** Releases the held-back bytes (the PTY went quiet, or the shell ended). */
   flush(): Buffer {
-    const raw = this.stream.flush();
-    const out = this.strip(raw);
-    if (raw.length > 0) {
-      // raw was held because it is a partial secret; everything in it has now been released.
-      this.inject = raw;
-      this.released = raw;
+    const open = this.open;
+    if (open) {
+      if (open.masked || open.bytes.length === open.shown) return EMPTY;
+      if (open.bytes.length >= MIN_SECRET_LENGTH) {
+        open.masked = true;
+        return REDACTED_BYTES;
+      }
+      const rest = open.bytes.subarray(open.shown);
+      open.shown = open.bytes.length;
+      return rest;
     }
-    return out;
+    // What the stream holds is always the beginning of some value (see RedactingStream).
+    const held = this.stream.flush();
+    if (held.length === 0) return EMPTY;
+    const masked = held.length >= MIN_SECRET_LENGTH;
+    this.open = { bytes: Buffer.from(held), shown: masked ? 0 : held.length, masked };
+    return masked ? REDACTED_BYTES : held;
   }
 
-  /** Removes from the stream's output the bytes that were already released earlier. */
-  private strip(out: Buffer): Buffer {
-    if (this.released.length === 0 || out.length === 0) return out;
-    const limit = Math.min(out.length, this.released.length);
-    let k = 0;
-    while (k < limit && out[k] === this.released[k]) k++;
-    if (k === out.length && k < this.released.length) {
-      this.released = this.released.subarray(k);
+  /** A chunk arriving after a value's beginning was released: see the class comment. */
+  private continueOpen(chunk: Buffer): Buffer {
+    const open = this.open!;
+    const have = open.bytes.length;
+    let longest = 0;
+    let completes = -1;
+    let continues = false;
+    for (const needle of this.source.needles) {
+      if (needle.length <= have || !needle.subarray(0, have).equals(open.bytes)) continue;
+      const rest = needle.subarray(have);
+      let m = 0;
+      while (m < rest.length && m < chunk.length && rest[m] === chunk[m]) m++;
+      longest = Math.max(longest, m);
+      if (m === rest.length) completes = Math.max(completes, m);
+      else if (m === chunk.length) continues = true;
+    }
+    if (continues) {
+      // Still inside a value: keep following it (nothing enters the log yet).
+      open.bytes = Buffer.concat([open.bytes, chunk]);
       return EMPTY;
     }
-    if (k === this.released.length) {
-      this.released = EMPTY;
-      return out.subarray(k);
+    this.open = null;
+    if (completes >= 0) {
+      const marker = open.masked ? EMPTY : REDACTED_BYTES;
+      const after = this.stream.push(chunk.subarray(completes));
+      return marker.length ? Buffer.concat([marker, after]) : after;
     }
-    // A secret that began inside the released bytes was completed and replaced: emit from the
-    // start of its replacement (the released part of it is already in the log).
-    this.released = EMPTY;
-    const marker = out.lastIndexOf(REDACTED_BYTES, k);
-    return out.subarray(marker >= 0 && marker + REDACTED_BYTES.length > k ? marker : k);
+    // Not a value after all. Masked bytes stay masked (with what continued them); bytes that
+    // were only held go through the stream again, where a value starting inside them is caught.
+    if (open.masked) return this.stream.push(chunk.subarray(longest));
+    return this.stream.push(Buffer.concat([open.bytes.subarray(open.shown), chunk]));
   }
 }

@@ -31,9 +31,9 @@ const MAX_WAIT_MS = 120_000;
 /**
  * Quiet time after which bytes held back as a possible secret prefix are released. A short
  * tail (under MIN_SECRET_LENGTH bytes) is almost always coincidence — a prompt ending in a
- * letter a secret starts with — and goes after 50 ms. A longer one is likely a secret printed
- * in pieces and waits a second for the rest; even when it is released, the rest is still
- * redacted when it comes (see ShellRedaction).
+ * letter a secret starts with — and goes as it is after 50 ms. A longer one is likely a secret
+ * printed in pieces: after a second it goes out as [REDACTED], and the rest of the value is
+ * dropped when it comes (see ShellRedaction).
  */
 const FLUSH_SHORT_MS = 50;
 const FLUSH_LONG_MS = 1000;
