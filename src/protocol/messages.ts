@@ -92,11 +92,12 @@ export interface FileListRequest {
 }
 
 /**
- * Most bytes of listed entries one `file_list` answers with (as sent: one JSON line each), so a
- * listing of 100 000 entries with long paths stays bounded; past it the listing is cut like
- * at `maxEntries`, and the walk still counts the rest.
+ * Most bytes of listed entries one `file_list` answers with (as sent: one JSON line each); past
+ * it the listing is cut as at `maxEntries`, and the walk still counts the rest. 8 MiB, so that
+ * a listing fits one MCP message over stdio, which the official MCP clients refuse beyond 10 MiB
+ * — the same bound on every surface: about 70 000 entries with short paths.
  */
-export const MAX_FILE_LIST_BYTES = 48 * 1024 * 1024;
+export const MAX_FILE_LIST_BYTES = 8 * 1024 * 1024;
 
 /**
  * The header of a `file_list` result. The entries are the payload, one JSON object per line
