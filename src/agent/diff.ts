@@ -152,7 +152,10 @@ export function treeDiff(req: TreeDiffRequest): TreeDiffResult & { patch: string
   // The budget is in bytes (what the host receives), not UTF-16 units.
   let textBytes = 0;
   let lastOmitted: string | null = null;
-  const omit = (rel: string) => {
+  // Whether the budget left something out (a name a patch cannot carry is omitted, not truncated).
+  let truncated = false;
+  const omit = (rel: string, overBudget = true) => {
+    truncated ||= overBudget;
     if (rel === lastOmitted) return;
     lastOmitted = rel;
     omitted.add(displayName(rel));
@@ -229,7 +232,7 @@ export function treeDiff(req: TreeDiffRequest): TreeDiffResult & { patch: string
     // A name that is not UTF-8 cannot be written into a patch without changing it; such a file
     // is listed in `changes` and in `omitted_files`, never patched under a mangled name.
     if (!isText(Buffer.from(rel, "latin1"))) {
-      omit(rel);
+      omit(rel, false);
       continue;
     }
     // A type change that involves a directory is two patch entries in git; we render the file side.
@@ -260,7 +263,7 @@ export function treeDiff(req: TreeDiffRequest): TreeDiffResult & { patch: string
     changes_omitted: changes.total - changes.items.length,
     summary: { ...counts, total: changes.total },
     patch: text,
-    patch_truncated: omitted.total > 0,
+    patch_truncated: truncated,
     omitted_files: omitted.items,
     omitted_files_total: omitted.total,
   };
