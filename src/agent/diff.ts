@@ -13,6 +13,7 @@ import { displayName, entryType, isText } from "./paths.js";
 import { AgentFailure } from "./failure.js";
 import { num, str } from "./handler.js";
 import type { Handlers } from "./handler.js";
+import { DIFF_CHANGES_MAX, DIFF_CHANGES_MAX_BYTES, DIFF_OMITTED_MAX, DIFF_OMITTED_MAX_BYTES } from "../protocol/messages.js";
 import type { DiffChange, EntryType, TreeDiffRequest, TreeDiffResult } from "../protocol/messages.js";
 
 interface Node {
@@ -20,9 +21,6 @@ interface Node {
   mode: number;
   size: number;
 }
-
-/** Changes listed one by one; beyond this only counted (use `path` to look closer). */
-export const MAX_LISTED_CHANGES = 2000;
 
 /** Largest file the diff reads to render a text patch; bigger ones are compared and reported, not rendered. */
 const MAX_RENDER_BYTES = 4 * 1024 * 1024;
@@ -97,6 +95,46 @@ function sameContent(a: string, b: string, rel: string, size: number): boolean {
 const gitMode = (n: Node) => (n.type === "symlink" ? "120000" : n.mode & 0o111 ? "100755" : "100644");
 const patchable = (t: EntryType) => t === "file" || t === "symlink";
 
+/**
+ * A list that stops growing at `maxItems` or `maxBytes` (as JSON), counting what it refused:
+ * what travels in a frame header stays far under the header limit whatever the tree holds.
+ * Once an item is refused every later one is too, so the items are always the first ones.
+ */
+class BoundedList<T> {
+  readonly items: T[] = [];
+  total = 0;
+  private bytes = 0;
+  private full = false;
+  constructor(
+    private readonly maxItems: number,
+    private readonly maxBytes: number,
+  ) {}
+  get isFull(): boolean {
+    return this.full;
+  }
+  add(item: T): void {
+    this.total++;
+    if (this.full) return;
+    const size = JSON.stringify(item).length + 1;
+    if (this.items.length >= this.maxItems || this.bytes + size > this.maxBytes) this.full = true;
+    else {
+      this.items.push(item);
+      this.bytes += size;
+    }
+  }
+  /** Counts one more item without building it: only once the list is full. */
+  count(): void {
+    this.total++;
+    this.full = true;
+  }
+}
+
+/**
+ * The fewest bytes a file's patch can take: `diff --git a/N b/N`, `--- a/N`, `+++ b/N`, and for
+ * a creation or deletion the whole content (one line each side holds it all).
+ */
+const minPatchBytes = (name: string, whole: number) => 4 * name.length + 30 + whole;
+
 export function treeDiff(req: TreeDiffRequest): TreeDiffResult & { patch: string } {
   if (req.path !== null && (req.path.startsWith("/") || req.path.split("/").includes(".."))) {
     throw new AgentFailure("path_outside_workspace", `${req.path} must be a path relative to /workspace`);
@@ -105,10 +143,33 @@ export function treeDiff(req: TreeDiffRequest): TreeDiffResult & { patch: string
   const base = walk(req.base, sub ? Buffer.from(sub, "utf8").toString("latin1") : null);
   const live = walk(req.live, sub ? Buffer.from(sub, "utf8").toString("latin1") : null);
   const names = [...new Set([...base.keys(), ...live.keys()])].sort();
-  const changes: DiffChange[] = [];
-  const patches: { rel: string; patch: StructuredPatch }[] = [];
+  const changes = new BoundedList<DiffChange>(DIFF_CHANGES_MAX, DIFF_CHANGES_MAX_BYTES);
+  const omitted = new BoundedList<string>(DIFF_OMITTED_MAX, DIFF_OMITTED_MAX_BYTES);
   const counts = { added: 0, deleted: 0, modified: 0, type_changed: 0, mode_changed: 0 };
-  const unpatchableNames: string[] = [];
+  // The patch is rendered as the walk goes, a file at a time, so memory stays within the budget
+  // however many files changed; a file that does not fit is named in `omitted`, not kept.
+  let text = "";
+  // The budget is in bytes (what the host receives), not UTF-16 units.
+  let textBytes = 0;
+  let lastOmitted: string | null = null;
+  // Whether the budget left something out (a name a patch cannot carry is omitted, not truncated).
+  let truncated = false;
+  const omit = (rel: string, overBudget = true) => {
+    truncated ||= overBudget;
+    if (rel === lastOmitted) return;
+    lastOmitted = rel;
+    omitted.add(displayName(rel));
+  };
+  const append = (rel: string, patch: StructuredPatch) => {
+    const formatted = formatPatch(patch);
+    const piece = formatted.endsWith("\n") ? formatted : `${formatted}\n`;
+    const size = Buffer.byteLength(piece, "utf8");
+    if (textBytes + size > req.maxBytes) omit(rel);
+    else {
+      text += piece;
+      textBytes += size;
+    }
+  };
 
   for (const rel of names) {
     const b = base.get(rel);
@@ -128,6 +189,18 @@ export function treeDiff(req: TreeDiffRequest): TreeDiffResult & { patch: string
     if (!change) continue;
     counts[change]++;
 
+    const oldPatchable = b !== undefined && patchable(b.type);
+    const newPatchable = l !== undefined && patchable(l.type);
+    // Past the listed changes and too big for what is left of the patch budget: counted and
+    // named in `omitted_files` without reading it, so a tree where everything changed costs a
+    // comparison per file, not a rendering.
+    const whole = oldPatchable !== newPatchable ? ((oldPatchable ? b : l)!.type === "file" ? (oldPatchable ? b : l)!.size : 0) : 0;
+    if (changes.isFull && (oldPatchable || newPatchable) && textBytes + minPatchBytes(displayName(rel), whole) > req.maxBytes) {
+      changes.count();
+      omit(rel);
+      continue;
+    }
+
     // Render: text files and symlinks as unified hunks; binary files as git's "Binary files" line.
     let binary = false;
     const sides: { node: Node | undefined; root: string }[] = [
@@ -145,9 +218,7 @@ export function treeDiff(req: TreeDiffRequest): TreeDiffResult & { patch: string
       if (!isText(bytes)) binary = true;
       return bytes.toString("utf8");
     });
-    const oldPatchable = b !== undefined && patchable(b.type);
-    const newPatchable = l !== undefined && patchable(l.type);
-    changes.push({
+    changes.add({
       path: displayName(rel),
       change,
       type: (l ?? b)!.type,
@@ -161,7 +232,7 @@ export function treeDiff(req: TreeDiffRequest): TreeDiffResult & { patch: string
     // A name that is not UTF-8 cannot be written into a patch without changing it; such a file
     // is listed in `changes` and in `omitted_files`, never patched under a mangled name.
     if (!isText(Buffer.from(rel, "latin1"))) {
-      unpatchableNames.push(displayName(rel));
+      omit(rel, false);
       continue;
     }
     // A type change that involves a directory is two patch entries in git; we render the file side.
@@ -175,8 +246,8 @@ export function treeDiff(req: TreeDiffRequest): TreeDiffResult & { patch: string
     if (binary) continue;
     if (oldPatchable && newPatchable && b!.type !== l!.type) {
       // file <-> symlink: git shows a deletion and a creation.
-      patches.push({ rel, patch: makePatch(aName, "/dev/null", oldText, "", { isDelete: true, oldMode: gitMode(b!) }) });
-      patches.push({ rel, patch: makePatch("/dev/null", bName, "", newText, { isCreate: true, newMode: gitMode(l!) }) });
+      append(rel, makePatch(aName, "/dev/null", oldText, "", { isDelete: true, oldMode: gitMode(b!) }));
+      append(rel, makePatch("/dev/null", bName, "", newText, { isCreate: true, newMode: gitMode(l!) }));
       continue;
     }
     const extra: Partial<StructuredPatch> = {};
@@ -184,31 +255,17 @@ export function treeDiff(req: TreeDiffRequest): TreeDiffResult & { patch: string
     else if (!newPatchable) Object.assign(extra, { isDelete: true, oldMode: gitMode(b!) });
     else if (gitMode(b!) !== gitMode(l!)) Object.assign(extra, { oldMode: gitMode(b!), newMode: gitMode(l!) });
     if (!contentChanged && oldPatchable && newPatchable && extra.oldMode === undefined) continue;
-    patches.push({
-      rel,
-      patch: makePatch(oldPatchable ? aName : "/dev/null", newPatchable ? bName : "/dev/null", oldText, newText, extra),
-    });
+    append(rel, makePatch(oldPatchable ? aName : "/dev/null", newPatchable ? bName : "/dev/null", oldText, newText, extra));
   }
 
-  // Bounded rendering: whole files until the budget is spent, then a list of what was left out.
-  let text = "";
-  const omitted: string[] = [];
-  for (const p of patches) {
-    const piece = formatPatch(p.patch);
-    if (text.length + piece.length > req.maxBytes) {
-      omitted.push(displayName(p.rel));
-      continue;
-    }
-    text += piece.endsWith("\n") ? piece : `${piece}\n`;
-  }
-  // The list travels in a frame header: keep it bounded, the summary counts stay exact.
   return {
-    changes: changes.slice(0, MAX_LISTED_CHANGES),
-    changes_omitted: Math.max(0, changes.length - MAX_LISTED_CHANGES),
-    summary: { ...counts, total: changes.length },
+    changes: changes.items,
+    changes_omitted: changes.total - changes.items.length,
+    summary: { ...counts, total: changes.total },
     patch: text,
-    patch_truncated: omitted.length > 0,
-    omitted_files: [...new Set([...unpatchableNames, ...omitted])],
+    patch_truncated: truncated,
+    omitted_files: omitted.items,
+    omitted_files_total: omitted.total,
   };
 }
 

@@ -1,6 +1,7 @@
 /**
- * Model-native file operations inside the sandbox: list, read (bounded, paged, binary-aware)
- * and write (atomic replace, parents created). Every path passes `safePath` first.
+ * Model-native file operations inside the sandbox: list (bounded by count and bytes, counting
+ * the rest), read (bounded, paged, binary-aware) and write (atomic replace, parents created).
+ * Every path passes `safePath` first.
  */
 import fs from "node:fs";
 import path from "node:path/posix";
@@ -9,6 +10,7 @@ import { AgentFailure } from "./failure.js";
 import { ROOT, displayName, entryType, isText, safePath, utf8SafeLength } from "./paths.js";
 import { num, str } from "./handler.js";
 import type { Handlers } from "./handler.js";
+import { MAX_FILE_LIST_BYTES } from "../protocol/messages.js";
 import type { FileEntry, FileListRequest, FileListResult, FileReadHeader, FileReadRequest, FileWriteRequest, FileWriteResult } from "../protocol/messages.js";
 
 function describe(abs: string, st: fs.Stats): FileEntry {
@@ -30,7 +32,12 @@ function describe(abs: string, st: fs.Stats): FileEntry {
   };
 }
 
-export function fileList(req: FileListRequest): FileListResult {
+/**
+ * A listing: entries in name order, depth first, up to `maxEntries` and MAX_FILE_LIST_BYTES of
+ * JSON lines, then only counted. Past the cut no entry is described (no lstat, no JSON): the
+ * walk reads directory entries' types and goes on counting, so `total_seen` stays exact.
+ */
+export function fileList(req: FileListRequest): { result: FileListResult; payload: Buffer } {
   const abs = safePath(req.path ?? ".");
   let st: fs.Stats;
   try {
@@ -40,32 +47,47 @@ export function fileList(req: FileListRequest): FileListResult {
   }
   // Like `ls`: a symlink to a directory (already checked to stay inside) lists the directory.
   const isDir = st.isDirectory() || (st.isSymbolicLink() && fs.statSync(abs, { throwIfNoEntry: false })?.isDirectory() === true);
-  if (!isDir) return { path: abs, entries: [describe(abs, st)], truncated: false, total_seen: 1 };
-  const entries: FileEntry[] = [];
+  if (!isDir) return { result: { path: abs, count: 1, truncated: false, total_seen: 1 }, payload: Buffer.from(`${JSON.stringify(describe(abs, st))}\n`, "utf8") };
+  const lines: Buffer[] = [];
+  let bytes = 0;
+  let full = false;
   let seen = 0;
   const walk = (dir: string) => {
-    let names: string[];
+    let dirents: fs.Dirent[];
     try {
-      names = fs.readdirSync(Buffer.from(dir, "latin1"), { encoding: "latin1" }).sort();
+      dirents = fs.readdirSync(Buffer.from(dir, "latin1"), { encoding: "latin1", withFileTypes: true }).sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
     } catch {
       return;
     }
-    for (const name of names) {
-      const child = path.join(dir, name);
-      let cst: fs.Stats;
-      try {
-        cst = fs.lstatSync(Buffer.from(child, "latin1"));
-      } catch {
-        continue;
-      }
+    for (const d of dirents) {
+      const child = path.join(dir, d.name);
       seen++;
-      if (entries.length < req.maxEntries) entries.push(describe(child, cst));
+      let isDirectory = d.isDirectory();
+      if (!full) {
+        let cst: fs.Stats;
+        try {
+          cst = fs.lstatSync(Buffer.from(child, "latin1"));
+        } catch {
+          // Vanished since the directory was read: not listed, not counted.
+          seen--;
+          continue;
+        }
+        isDirectory = cst.isDirectory();
+        const line = Buffer.from(`${JSON.stringify(describe(child, cst))}\n`, "utf8");
+        if (lines.length < req.maxEntries && bytes + line.length <= MAX_FILE_LIST_BYTES) {
+          lines.push(line);
+          bytes += line.length;
+        } else full = true;
+      }
       // Never descend through a symlink: a listing stays inside the tree it was asked about.
-      if (req.recursive && cst.isDirectory()) walk(child);
+      if (req.recursive && isDirectory) walk(child);
     }
   };
   walk(abs);
-  return { path: displayName(abs), entries, truncated: seen > entries.length, total_seen: seen };
+  return {
+    result: { path: displayName(abs), count: lines.length, truncated: seen > lines.length, total_seen: seen },
+    payload: Buffer.concat(lines, bytes),
+  };
 }
 
 export function fileRead(req: FileReadRequest): { header: FileReadHeader; payload: Buffer } {
@@ -129,7 +151,7 @@ export function fileWrite(req: FileWriteRequest, content: Buffer): FileWriteResu
 }
 
 export const fileHandlers: Handlers<"file_list" | "file_read" | "file_write"> = {
-  file_list: (h) => ({ result: fileList({ path: str(h.path, "path"), recursive: h.recursive === true, maxEntries: num(h.maxEntries, 1000) }) }),
+  file_list: (h) => fileList({ path: str(h.path, "path"), recursive: h.recursive === true, maxEntries: num(h.maxEntries, 1000) }),
   file_read: (h) => {
     const { header, payload } = fileRead({ path: str(h.path, "path"), offset: num(h.offset, 0), maxBytes: num(h.maxBytes, 65536) });
     return { result: header, payload };

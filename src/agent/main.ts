@@ -12,7 +12,7 @@
 import fs from "node:fs";
 import net from "node:net";
 import { Duplex } from "node:stream";
-import { FrameDecoder, encodeFrame, FrameError } from "../protocol/frames.js";
+import { FrameDecoder, encodeReply, FrameError } from "../protocol/frames.js";
 import type { Frame, FrameHeader } from "../protocol/frames.js";
 import { PROTOCOL_VERSION } from "../protocol/messages.js";
 import type { RequestType } from "../protocol/messages.js";
@@ -30,8 +30,9 @@ import { serviceHandlers } from "./services/services.js";
 
 const AGENT_VERSION = "1";
 
+/** A payload over one frame (a long listing) goes out in `chunk` frames before the header's frame. */
 function send(socket: Duplex, header: FrameHeader, payload?: Uint8Array): void {
-  if (!socket.destroyed) socket.write(encodeFrame(header, payload));
+  for (const frame of encodeReply(header, payload)) if (!socket.destroyed) socket.write(frame);
 }
 
 /**

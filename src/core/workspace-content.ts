@@ -15,6 +15,7 @@ import { BASELINE } from "./snapshots.js";
 import type { SnapshotInfo } from "./snapshots.js";
 import { withUtilityAgent, runUtilityChecked } from "../runtime/confine/utility.js";
 import type { AgentClient } from "../protocol/client.js";
+import { DIFF_CHANGES_MAX, DIFF_OMITTED_MAX, MAX_FILE_LIST_BYTES } from "../protocol/messages.js";
 import type { DiffChange, FileEntry, FileReadHeader, PatchFileResult, TreeDiffResult } from "../protocol/messages.js";
 import { PyroError } from "../shared/errors.js";
 import { validatePositiveInt } from "./validate.js";
@@ -27,6 +28,7 @@ export const DEFAULT_FILE_READ_MAX_BYTES = 65536;
 export const MAX_FILE_READ_BYTES = 8 * 1024 * 1024;
 export const MAX_FILE_WRITE_BYTES = 16 * 1024 * 1024 - 4096;
 export const DEFAULT_FILE_LIST_MAX_ENTRIES = 1000;
+export const MAX_FILE_LIST_ENTRIES = 100_000;
 export const DEFAULT_DIFF_MAX_BYTES = 65536;
 
 export type { DiffChange, FileEntry } from "../protocol/messages.js";
@@ -37,8 +39,12 @@ export interface FileListResult {
   recursive: boolean;
   entries: FileEntry[];
   count: number;
+  /** More entries existed than were listed (past `max_entries`, or past MAX_FILE_LIST_BYTES of them). */
   truncated: boolean;
+  /** Every entry the walk met, listed or not. */
   total_seen: number;
+  /** When truncated: the next call to make (a subdirectory, or a larger max_entries). */
+  continue_with: string | null;
 }
 
 export interface FileReadResult extends FileReadHeader {
@@ -60,7 +66,9 @@ export interface DiffResult {
   summary: TreeDiffResult["summary"];
   patch: string;
   patch_truncated: boolean;
+  /** The first files left out of the patch (at most 1 000); `omitted_files_total` counts them all. */
   omitted_files: string[];
+  omitted_files_total: number;
   continue_with: string | null;
   /** A secret's value (or a line of a multi-line one) was replaced by [REDACTED] in the patch or the paths. */
   secrets_redacted: boolean;
@@ -73,6 +81,24 @@ export interface PatchApplyResult {
 }
 
 const FILE_MODE_RE = /^[0-7]{3,4}$/;
+
+/** A listing's payload (one JSON entry per line), refusing more entries than were asked for. */
+function parseEntries(payload: Buffer, maxEntries: number): FileEntry[] {
+  const entries: FileEntry[] = [];
+  let at = 0;
+  while (at < payload.length) {
+    const end = payload.indexOf(0x0a, at);
+    const line = payload.subarray(at, end < 0 ? payload.length : end);
+    at = end < 0 ? payload.length : end + 1;
+    if (entries.length >= maxEntries) throw new PyroError("agent_protocol_error", "file list sent more entries than asked for");
+    try {
+      entries.push(JSON.parse(line.toString("utf8")) as FileEntry);
+    } catch {
+      throw new PyroError("agent_protocol_error", "file list sent an entry that is not JSON");
+    }
+  }
+  return entries;
+}
 
 export class WorkspaceContent {
   constructor(
@@ -105,21 +131,37 @@ export class WorkspaceContent {
 
   async fileList(ref: string, options: { path?: string; recursive?: boolean; maxEntries?: number } = {}): Promise<FileListResult> {
     const { id, client } = await this.link.running(ref);
-    return this.list(id, client, options);
+    return this.list(id, client, options, "workspace file list");
   }
 
-  private async list(id: string, client: AgentClient, options: { path?: string; recursive?: boolean; maxEntries?: number }): Promise<FileListResult> {
-    const maxEntries = validatePositiveInt(options.maxEntries ?? DEFAULT_FILE_LIST_MAX_ENTRIES, "max_entries", 100_000);
-    const { header: r } = await client.request({ type: "file_list", path: options.path ?? ".", recursive: options.recursive === true, maxEntries });
-    const entries = r.entries.slice(0, maxEntries);
+  private async list(id: string, client: AgentClient, options: { path?: string; recursive?: boolean; maxEntries?: number }, cli: string): Promise<FileListResult> {
+    const maxEntries = validatePositiveInt(options.maxEntries ?? DEFAULT_FILE_LIST_MAX_ENTRIES, "max_entries", MAX_FILE_LIST_ENTRIES);
+    const recursive = options.recursive === true;
+    const { header: r, payload } = await client.request(
+      { type: "file_list", path: options.path ?? ".", recursive, maxEntries },
+      undefined,
+      { maxReplyBytes: MAX_FILE_LIST_BYTES },
+    );
+    const entries = parseEntries(payload, maxEntries);
+    if (entries.length !== r.count) throw new PyroError("agent_protocol_error", `file list announced ${r.count} entries and sent ${entries.length}`);
+    // Cut by the byte bound before max_entries, or already at the largest max_entries: only a
+    // narrower path helps. Otherwise a max_entries that covers what the walk counted.
+    const flags = recursive ? " --recursive" : "";
+    const more = Math.min(MAX_FILE_LIST_ENTRIES, r.total_seen);
+    const continueWith = !r.truncated
+      ? null
+      : entries.length < maxEntries || maxEntries >= MAX_FILE_LIST_ENTRIES
+        ? `${cli} ${id} ${r.path}/SUBDIRECTORY${flags} --max-entries ${maxEntries} (MCP: path set to a subdirectory)`
+        : `${cli} ${id} ${r.path}${flags} --max-entries ${more} (MCP: max_entries=${more}), or a subdirectory as path`;
     return {
       workspace_id: id,
       path: r.path,
-      recursive: options.recursive === true,
+      recursive,
       entries,
       count: entries.length,
       truncated: r.truncated,
       total_seen: r.total_seen,
+      continue_with: continueWith,
     };
   }
 
@@ -242,19 +284,28 @@ export class WorkspaceContent {
     r.patch = redacted.value.patch;
     r.changes = redacted.value.changes;
     r.omitted_files = redacted.value.omitted;
-    const omitted = r.omitted_files;
+    // The agent bounds these lists; the host holds it to the same bounds.
+    const changes = r.changes.slice(0, DIFF_CHANGES_MAX);
+    const omitted = r.omitted_files.slice(0, DIFF_OMITTED_MAX);
+    const snapshotFlag = options.snapshot !== undefined ? ` --snapshot ${against}` : "";
+    const snapshotArg = options.snapshot !== undefined ? `, snapshot="${against}"` : "";
+    const first = omitted[0];
     return {
       workspace_id: id,
       against,
       path: rel,
-      changes: r.changes.slice(0, 10_000),
-      changes_omitted: r.changes_omitted,
+      changes,
+      changes_omitted: Math.max(r.changes_omitted, r.summary.total - changes.length),
       summary: r.summary,
       patch: r.patch,
       patch_truncated: r.patch_truncated,
-      omitted_files: omitted.slice(0, 1000),
-      continue_with: omitted.length ? `workspace diff ${id} --path ${omitted[0]} (MCP: path="${omitted[0]}"), or raise max_bytes` : null,
+      omitted_files: omitted,
+      omitted_files_total: Math.max(r.omitted_files_total, omitted.length),
       secrets_redacted: redacted.replaced,
+      continue_with:
+        first !== undefined
+          ? `workspace diff ${id} --path ${first}${snapshotFlag} (MCP: path="${first}"${snapshotArg})${r.omitted_files_total > 1 ? ", or a directory holding the others" : ""}, or raise max_bytes (at most ${MAX_FILE_READ_BYTES})`
+          : null,
     };
   }
 
@@ -296,7 +347,7 @@ export class WorkspaceContent {
 
   async diskList(ref: string, options: { path?: string; recursive?: boolean; maxEntries?: number } = {}): Promise<FileListResult> {
     const id = await this.stopped(ref);
-    return withUtilityAgent([{ source: this.paths(id).workspace, target: "/workspace", readOnly: true }], (client) => this.list(id, client, options));
+    return withUtilityAgent([{ source: this.paths(id).workspace, target: "/workspace", readOnly: true }], (client) => this.list(id, client, options, "workspace disk list"));
   }
 
   async diskRead(ref: string, filePath: string, options: { maxBytes?: number; offset?: number } = {}): Promise<FileReadResult> {

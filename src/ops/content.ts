@@ -21,6 +21,7 @@ const fileListResult = {
   count: z.number(),
   truncated: z.boolean(),
   total_seen: z.number(),
+  continue_with: z.string().nullable(),
 };
 const fileReadResult = {
   workspace_id: z.string(),
@@ -43,7 +44,7 @@ const listInput = {
   workspace_id: workspaceField,
   path: field(pathInput.optional().describe("Directory or file to list (default /workspace)."), { arg: "[path]", label: "path under /workspace (default /workspace)" }),
   recursive: field(z.boolean().optional().describe("Walk subdirectories (never through symlinks).")),
-  max_entries: field(z.number().int().positive().optional().describe("At most this many entries (default 1000).")),
+  max_entries: field(z.number().int().positive().optional().describe("At most this many entries (default 1000, at most 100000); the rest are counted in total_seen.")),
 };
 const readInput = {
   workspace_id: workspaceField,
@@ -57,9 +58,17 @@ type ListArgs = { workspace_id: string; path?: string | undefined; recursive?: b
 type ReadArgs = { workspace_id: string; path: string; max_bytes?: number | undefined; offset?: number | undefined };
 const listOptions = (a: ListArgs) => given({ path: a.path, recursive: a.recursive, maxEntries: a.max_entries });
 const readOptions = (a: ReadArgs) => given({ maxBytes: a.max_bytes, offset: a.offset });
+/** Entries a model's text shows; the structured result has every entry listed. */
+const LIST_TEXT_LINES = 200;
 const listText = (r: { path: string; entries: { path: string; type: string; size: number }[]; truncated: boolean; total_seen: number; count: number }, tool: string) =>
-  (r.entries.map((e) => `${escapeControls(e.type === "directory" ? `${e.path}/` : e.path)} (${e.type}, ${e.size} bytes)`).join("\n") || `${r.path} is empty`) +
-  (r.truncated ? `\n[${r.count} of at least ${r.total_seen} entries shown: call ${tool} with max_entries=${Math.min(100_000, r.total_seen * 2)} (at most 100000), or with path set to a subdirectory]` : "");
+  (capLines(
+    r.entries.map((e) => `${escapeControls(e.type === "directory" ? `${e.path}/` : e.path)} (${e.type}, ${e.size} bytes)`),
+    LIST_TEXT_LINES,
+    () => "the structured result lists them",
+  ) || `${r.path} is empty`) +
+  (r.truncated
+    ? `\n[${r.count} of ${r.total_seen} entries listed: call ${tool} with path set to a subdirectory${r.count < 100_000 ? `, or with max_entries=${Math.min(100_000, r.total_seen)}` : ""}]`
+    : "");
 /**
  * A read page as text. The structured `content` is the file's exact text; here control
  * characters are shown as \xNN so no escape sequence reaches the model raw.
@@ -265,7 +274,7 @@ export const workspaceDiff = op({
   summary: "Compare /workspace with its create-time baseline (or --snapshot): changed entries and a patch",
   title: "What changed in a workspace",
   description:
-    "Compare the live /workspace with its create-time baseline (or a named snapshot): every added, deleted, modified, type-changed or mode-changed entry, plus a git-style patch of text files and symlinks bounded by max_bytes (binary files are listed, not dumped). If patch_truncated, call again with path set to one of omitted_files.",
+    "Compare the live /workspace with its create-time baseline (or a named snapshot): every added, deleted, modified, type-changed or mode-changed entry (the first 2000 listed, all counted by kind in summary), plus a git-style patch of text files and symlinks bounded by max_bytes (binary files are listed, not dumped). If patch_truncated, call again with path set to one of omitted_files or a directory.",
   input: {
     workspace_id: workspaceField,
     path: field(pathInput.optional().describe("Only this file or directory."), { value: "<path>" }),
@@ -293,6 +302,7 @@ export const workspaceDiff = op({
     patch: z.string(),
     patch_truncated: z.boolean(),
     omitted_files: z.array(z.string()),
+    omitted_files_total: z.number(),
     continue_with: z.string().nullable(),
     secrets_redacted: z.boolean(),
   },
@@ -306,7 +316,7 @@ export const workspaceDiff = op({
     const listed = unpatched.length ? `\n${capLines(unpatched, 50, () => "see changes in the structured result")}` : "";
     const cut = r.changes_omitted ? `\n[${r.changes_omitted} more changes are counted but not listed: call workspace_diff with path set to a subdirectory]` : "";
     const truncated = r.patch_truncated
-      ? `\n[patch truncated: ${r.omitted_files.length} files left out (${r.omitted_files.slice(0, 5).join(", ")}${r.omitted_files.length > 5 ? ", …" : ""}): call workspace_diff with path="${r.omitted_files[0]}" to see the first, or raise max_bytes]`
+      ? `\n[patch truncated: ${r.omitted_files_total} files left out (${r.omitted_files.slice(0, 5).join(", ")}${r.omitted_files.length > 5 ? ", …" : ""}): call workspace_diff with path="${r.omitted_files[0]}" to see the first, or raise max_bytes]`
       : "";
     return `${head}${listed}${cut}\n${escapeControls(r.patch)}${truncated}${r.secrets_redacted ? `\n${SECRETS_REDACTED_NOTE}` : ""}`;
   },

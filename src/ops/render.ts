@@ -149,7 +149,7 @@ export function execNote(r: ExecResult): string {
 export function fileList(r: FileListResult): string {
   const lines = [`Workspace path: ${r.path} (recursive=${r.recursive ? "yes" : "no"})`];
   for (const e of r.entries) lines.push(`${e.mode} ${e.type.padEnd(9)} ${String(e.size).padStart(10)} ${e.mtime}  ${e.path}${e.link_target !== null ? ` -> ${e.link_target}` : ""}`);
-  if (r.truncated) lines.push(`(showing ${r.count} of ${r.total_seen}; --max-entries N for more)`);
+  if (r.truncated) lines.push(`(showing ${r.count} of ${r.total_seen}; more: ${r.continue_with})`);
   return lines.join("\n");
 }
 
@@ -176,7 +176,11 @@ export function diff(r: DiffResult): { stdout: string; stderr: string } {
   for (const c of r.changes) {
     if (c.binary || c.type === "directory" || (c.type !== "file" && c.type !== "symlink")) stderr += `  ${c.change} ${c.type}${c.binary ? " (binary, not in patch)" : ""}: ${c.path}\n`;
   }
-  if (r.patch_truncated) stderr += `[patch truncated; left out: ${r.omitted_files.join(", ")}; ${r.continue_with}]\n`;
+  if (r.changes_omitted) stderr += `  [${r.changes_omitted} more changes counted, not listed: narrow with --path]\n`;
+  if (r.patch_truncated) {
+    const named = r.omitted_files.slice(0, 20).join(", ");
+    stderr += `[patch truncated; left out ${r.omitted_files_total} files: ${named}${r.omitted_files_total > 20 ? ", …" : ""}; ${r.continue_with}]\n`;
+  }
   if (r.secrets_redacted) stderr += "[a secret's value is shown as [REDACTED]; the files themselves are unchanged]\n";
   return { stdout: r.patch, stderr };
 }

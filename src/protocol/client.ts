@@ -3,12 +3,13 @@
  * virtio-serial or vsock channel for VMs). Multiplexes requests by id on one connection, so
  * an SDK instance keeps one warm connection per workspace. Requests and results are typed by
  * the `Requests` map (protocol/messages.ts), so callers read result fields without casts. The
- * agent is still a peer, not a part of the host: frame sizes are bounded by the decoder, error
- * frames are reduced to a code and a bounded message, and callers bound what they pass on.
+ * agent is still a peer, not a part of the host: frame sizes are bounded by the decoder, a reply
+ * split into `chunk` frames is joined only up to what its request said it accepts, error frames
+ * are reduced to a code and a bounded message, and callers bound what they pass on.
  */
 import net from "node:net";
 import type { Duplex } from "node:stream";
-import { FrameDecoder, encodeFrame } from "./frames.js";
+import { FrameDecoder, MAX_PAYLOAD_BYTES, encodeFrame } from "./frames.js";
 import type { Frame } from "./frames.js";
 import { PROTOCOL_VERSION } from "./messages.js";
 import type { Reply, RequestOf, Requests, RequestType } from "./messages.js";
@@ -30,6 +31,21 @@ const AGENT_CODE_MAP: Record<string, ErrorCode> = {
 interface Pending {
   resolve(frame: Frame): void;
   reject(err: Error): void;
+  /** Payload pieces received in `chunk` frames before the result, and their total. */
+  chunks: Buffer[];
+  received: number;
+  /** The most payload bytes this request accepts in all; more is a protocol error. */
+  maxReplyBytes: number;
+}
+
+/** How one request is answered. */
+export interface RequestOptions {
+  /**
+   * The most payload bytes the reply may carry, joined from its `chunk` frames (default: one
+   * frame's worth). A request whose answer can be larger says so; an agent sending more is
+   * refused rather than buffered.
+   */
+  maxReplyBytes?: number;
 }
 
 /** A request outside the `Requests` map, and its result as the agent sent it. */
@@ -105,8 +121,8 @@ export class AgentClient {
    * Sends one request; resolves with the `result` frame's header (typed by `Requests`) and its
    * payload, or rejects with a PyroError mapped from the agent's error frame.
    */
-  async request<K extends RequestType>(body: RequestOf<K>, payload?: Uint8Array): Promise<Reply<K>> {
-    const frame = await this.send(body, payload);
+  async request<K extends RequestType>(body: RequestOf<K>, payload?: Uint8Array, options: RequestOptions = {}): Promise<Reply<K>> {
+    const frame = await this.send(body, payload, options.maxReplyBytes ?? MAX_PAYLOAD_BYTES);
     // The frame's own id and type ("result") are not part of the result.
     const { id: _id, type: _type, ...fields } = frame.header;
     // The agent answering this type builds its header from the same map (agent/handler.ts).
@@ -119,14 +135,14 @@ export class AgentClient {
    * the result untyped. For probing the agent's own validation; product code uses `request`.
    */
   requestUnchecked(body: UncheckedRequest, payload?: Uint8Array): Promise<Frame> {
-    return this.send(body, payload);
+    return this.send(body, payload, MAX_PAYLOAD_BYTES);
   }
 
-  private send(body: { type: string }, payload?: Uint8Array): Promise<Frame> {
+  private send(body: { type: string }, payload: Uint8Array | undefined, maxReplyBytes: number): Promise<Frame> {
     const id = this.nextId++;
     return new Promise<Frame>((resolve, reject) => {
       if (this.closedError) return reject(this.closedError);
-      this.pending.set(id, { resolve, reject });
+      this.pending.set(id, { resolve, reject, chunks: [], received: 0, maxReplyBytes });
       this.stream.write(encodeFrame({ ...body, id }, payload));
     });
   }
@@ -138,9 +154,20 @@ export class AgentClient {
   private dispatch(frame: Frame): void {
     const pending = this.pending.get(frame.header.id);
     if (!pending) return;
-    // No request is answered in chunks today; a stray chunk frame does not settle a request.
-    if (frame.header.type === "chunk") return;
+    const received = pending.received + frame.payload.length;
+    if (received > pending.maxReplyBytes) {
+      // Forgotten from here on: the rest of this reply's frames find no request and are dropped.
+      this.pending.delete(frame.header.id);
+      pending.reject(new PyroError("agent_protocol_error", `agent reply larger than the ${pending.maxReplyBytes} bytes asked for`));
+      return;
+    }
+    if (frame.header.type === "chunk") {
+      pending.chunks.push(frame.payload);
+      pending.received = received;
+      return;
+    }
     this.pending.delete(frame.header.id);
+    const whole = pending.chunks.length > 0 ? { header: frame.header, payload: Buffer.concat([...pending.chunks, frame.payload], received) } : frame;
     if (frame.header.type === "error") {
       const agentCode = String(frame.header.code ?? "internal");
       const message = String(frame.header.message ?? "agent error").slice(0, 2000);
@@ -148,7 +175,7 @@ export class AgentClient {
       pending.reject(new PyroError(AGENT_CODE_MAP[agentCode] ?? "internal_error", message, details ? { details } : {}));
       return;
     }
-    pending.resolve(frame);
+    pending.resolve(whole);
   }
 
   private fail(err: Error): void {

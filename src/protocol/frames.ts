@@ -10,6 +10,8 @@
 export const MAX_HEADER_BYTES = 1024 * 1024;
 /** Largest payload in one frame; bigger transfers are split into `chunk` frames. */
 export const MAX_PAYLOAD_BYTES = 16 * 1024 * 1024;
+/** Payload bytes per `chunk` frame when a reply is split (well under the frame limit). */
+export const CHUNK_PAYLOAD_BYTES = 4 * 1024 * 1024;
 
 export interface FrameHeader {
   /** Request id chosen by the client; every frame of one exchange carries it. */
@@ -36,6 +38,22 @@ export function encodeFrame(header: FrameHeader, payload?: Uint8Array): Buffer {
   return payload && payloadLength > 0
     ? Buffer.concat([prefix, headerBytes, payload], 8 + headerBytes.length + payloadLength)
     : Buffer.concat([prefix, headerBytes], 8 + headerBytes.length);
+}
+
+/**
+ * A reply whose payload may exceed one frame: the payload travels in `chunk` frames (same id,
+ * header `{ id, type: "chunk" }`, payload only) and the header in the final frame with the last
+ * piece. A receiver joins the pieces in order; it decides how many bytes it accepts in all.
+ */
+export function encodeReply(header: FrameHeader, payload?: Uint8Array): Buffer[] {
+  if (!payload || payload.byteLength <= CHUNK_PAYLOAD_BYTES) return [encodeFrame(header, payload)];
+  const frames: Buffer[] = [];
+  let at = 0;
+  for (; payload.byteLength - at > CHUNK_PAYLOAD_BYTES; at += CHUNK_PAYLOAD_BYTES) {
+    frames.push(encodeFrame({ id: header.id, type: "chunk" }, payload.subarray(at, at + CHUNK_PAYLOAD_BYTES)));
+  }
+  frames.push(encodeFrame(header, payload.subarray(at)));
+  return frames;
 }
 
 /** Incremental decoder: feed it socket data, it yields whole frames. */

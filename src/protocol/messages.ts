@@ -14,7 +14,7 @@ import type { CapturedStreamInfo } from "../shared/output-cap.js";
 
 export type { CapturedStreamInfo } from "../shared/output-cap.js";
 
-export const PROTOCOL_VERSION = 1;
+export const PROTOCOL_VERSION = 2;
 
 /** Where the agent runtime (node, its libraries, the agent bundle) appears inside a sandbox. */
 export const AGENT_RUNTIME_DIR = "/run/pyro/agent";
@@ -91,9 +91,21 @@ export interface FileListRequest {
   maxEntries: number;
 }
 
+/**
+ * Most bytes of listed entries one `file_list` answers with (as sent: one JSON line each); past
+ * it the listing is cut as at `maxEntries`, and the walk still counts the rest. 8 MiB, so that
+ * a listing fits one MCP message over stdio, which the official MCP clients refuse beyond 10 MiB
+ * — the same bound on every surface: about 70 000 entries with short paths.
+ */
+export const MAX_FILE_LIST_BYTES = 8 * 1024 * 1024;
+
+/**
+ * The header of a `file_list` result. The entries are the payload, one JSON object per line
+ * (`count` of them), sent in `chunk` frames when they exceed one frame.
+ */
 export interface FileListResult {
   path: string;
-  entries: FileEntry[];
+  count: number;
   truncated: boolean;
   total_seen: number;
 }
@@ -162,15 +174,25 @@ export interface DiffChange {
   size: number | null;
 }
 
+/** At most this many changes in a `tree_diff` result, and this many bytes of them (they travel in the header). */
+export const DIFF_CHANGES_MAX = 2000;
+export const DIFF_CHANGES_MAX_BYTES = 512 * 1024;
+/** At most this many names in `omitted_files`, and this many bytes of them. */
+export const DIFF_OMITTED_MAX = 1000;
+export const DIFF_OMITTED_MAX_BYTES = 256 * 1024;
+
 /** The header of a `tree_diff` result; the patch text (UTF-8) is the payload, it can be megabytes. */
 export interface TreeDiffResult {
-  /** At most a bounded number of changes (the header has a size limit); the rest are counted. */
+  /** The first changes by path, bounded by DIFF_CHANGES_MAX and DIFF_CHANGES_MAX_BYTES; the rest are counted. */
   changes: DiffChange[];
   changes_omitted: number;
+  /** Exact counts by kind, however many changes there are. */
   summary: { added: number; deleted: number; modified: number; type_changed: number; mode_changed: number; total: number };
   patch_truncated: boolean;
-  /** Files left out of the patch: over the budget, or with a name a patch cannot carry. */
+  /** Files left out of the patch (over the budget, or with a name a patch cannot carry): the first of them, bounded like `changes`. */
   omitted_files: string[];
+  /** How many files the patch left out in all. */
+  omitted_files_total: number;
 }
 
 export interface ExportCopyRequest {
@@ -352,7 +374,8 @@ export interface Requests {
   ping: { req: NoFields; res: NoFields };
   /** in: stdin (`stdinBytes` long); out: stdout kept bytes followed by stderr kept bytes. */
   exec: { req: ExecRequest; res: ExecResultHeader; payload: "in" | "out" };
-  file_list: { req: FileListRequest; res: FileListResult };
+  /** out: the entries, one JSON object per line. */
+  file_list: { req: FileListRequest; res: FileListResult; payload: "out" };
   /** out: the bytes read (none when the file is binary). */
   file_read: { req: FileReadRequest; res: FileReadHeader; payload: "out" };
   /** in: the new content. */

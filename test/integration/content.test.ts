@@ -689,6 +689,7 @@ describe("diff against the baseline", () => {
       patch: "",
       patch_truncated: false,
       omitted_files: [],
+      omitted_files_total: 0,
       continue_with: null,
       secrets_redacted: false,
     });
