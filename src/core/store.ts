@@ -13,6 +13,7 @@ import { readJsonIfExists, writeJsonAtomic } from "../shared/atomic.js";
 import { PyroError } from "../shared/errors.js";
 import type { WorkspaceRecord, CommandRecord, WorkspaceEvent } from "./types.js";
 import { removeTree } from "../runtime/confine/trees.js";
+import { releaseWorkspaceDisk } from "../runtime/confine/disk.js";
 
 /** Locks older than this with no heartbeat belong to a dead process and are taken over. */
 const LOCK_STALE_MS = 10_000;
@@ -192,6 +193,9 @@ export class StateStore {
   async removeWorkspace(id: string): Promise<void> {
     const p = this.paths(id);
     await fsp.rm(p.socket, { force: true });
+    // A disk-limited /workspace is a mount: unmounted first, so the removal never walks into
+    // it and no mount outlives its workspace.
+    await releaseWorkspaceDisk(p.workspace);
     // Move aside first so a half-finished removal never looks like a workspace.
     const trash = path.join(this.layout.workspaces, `.deleting-${id}-${process.pid}`);
     try {
