@@ -87,7 +87,7 @@ describe("a workspace's disk limit", () => {
     await pyro.deleteWorkspace(ws.workspace_id);
   });
 
-  it("stops a command that writes past the limit, keeps the host's copy bounded, and makes room again once the file is deleted", { timeout: 120_000 }, async () => {
+  it("stops a command's write past the limit (kernel: the write fails and the host's image stays bounded; watched: the command comes back with the code), refuses pyro's writes until files are deleted, then works again", { timeout: 120_000 }, async () => {
     const ws = await pyro.createWorkspace({ environment: TEST_ENVIRONMENT, diskMib: 64 });
     const id = ws.workspace_id;
     const dd = "dd if=/dev/zero of=/workspace/big bs=1M count=100 2>&1; echo rc=$?";
