@@ -41,12 +41,31 @@ export function validateDiskMib(value: number | undefined): number {
   return v;
 }
 
+/**
+ * A watched workspace's last measurement and, since then, an estimate: the measurement plus how
+ * much the host filesystem's free space fell during each call that wrote (what /workspace can
+ * have grown by, unless something else on the host freed space at the same moment).
+ */
 interface Measurement {
   used_bytes: number | null;
   measured_at: string;
+  estimated_bytes?: number | null;
 }
 
-const WATCHED_NOTE = "watched by pyro, not enforced by the kernel: /workspace is measured after each exec, file write, patch and sync push, and writes through pyro are refused while over the limit; a process can write past it between two measurements";
+/** The host filesystem's free space before a call that may write to a watched workspace. */
+export interface WriteMark {
+  hostFree: number | null;
+}
+
+/**
+ * How long a watched workspace goes without a real measurement while calls go on: between
+ * measurements the estimate decides, and a walk of /workspace after every exec would cost more
+ * than the exec (a utility sandbox and `du`: ~1 s here as an ordinary user under load).
+ */
+export const MEASURE_EVERY_MS = 60_000;
+
+const WATCHED_NOTE =
+  "watched by pyro, not enforced by the kernel: after each exec, file write, patch and sync push pyro checks how much the host's free space fell and measures /workspace when that could have taken it over the limit (and at least once a minute of calls); writes through pyro are refused while over; a process can write past it before pyro looks";
 
 export class WorkspaceDisk {
   constructor(private readonly store: StateStore) {}
@@ -82,6 +101,8 @@ export class WorkspaceDisk {
     } else {
       record.disk_enforcement = "watched";
       record.disk_note = `${WATCHED_NOTE} (${blocker})`;
+      // /workspace is empty: the first estimate starts from nothing rather than from a walk.
+      await writeJsonAtomic(this.usageFile(record.workspace_id), { used_bytes: 0, measured_at: new Date().toISOString(), estimated_bytes: 0 } satisfies Measurement);
     }
   }
 
@@ -112,7 +133,7 @@ export class WorkspaceDisk {
     } catch {
       m = undefined;
     }
-    return { enforcement, used_bytes: m?.used_bytes ?? null, measured_at: m?.measured_at ?? null, note: record.disk_note ?? WATCHED_NOTE };
+    return { enforcement, used_bytes: m?.estimated_bytes ?? m?.used_bytes ?? null, measured_at: m?.measured_at ?? null, note: record.disk_note ?? WATCHED_NOTE };
   }
 
   /**
@@ -124,15 +145,32 @@ export class WorkspaceDisk {
     if (limit === null) return null;
     const id = record.workspace_id;
     if (this.enforcement(record) === "kernel") return kernelDiskUsage(await this.dir(id, record))?.free_bytes ?? null;
-    const used = options.fresh ? await this.measure(record) : (await readJsonIfExists<Measurement>(this.usageFile(id)))?.used_bytes ?? null;
+    const last = options.fresh ? undefined : await readJsonIfExists<Measurement>(this.usageFile(id));
+    const used = options.fresh ? await this.measure(record) : (last?.estimated_bytes ?? last?.used_bytes ?? null);
     return used === null ? null : limit - used;
   }
 
   /** Measures a watched workspace and keeps the result for status; null when the walk did not finish in time. */
   async measure(record: WorkspaceRecord): Promise<number | null> {
     const used = await measureTree(this.store.paths(record.workspace_id).workspace);
-    await writeJsonAtomic(this.usageFile(record.workspace_id), { used_bytes: used, measured_at: new Date().toISOString() } satisfies Measurement);
+    await writeJsonAtomic(this.usageFile(record.workspace_id), { used_bytes: used, measured_at: new Date().toISOString(), estimated_bytes: used } satisfies Measurement);
     return used;
+  }
+
+  /** The host's free space where a watched workspace lives, in bytes (a statfs: no walk). */
+  private hostFree(record: WorkspaceRecord): number | null {
+    if (this.enforcement(record) !== "watched") return null;
+    try {
+      const s = fs.statfsSync(this.store.paths(record.workspace_id).workspace);
+      return s.bavail * s.bsize;
+    } catch {
+      return null;
+    }
+  }
+
+  /** Taken before a call that may write, for `checkAfter`. */
+  mark(record: WorkspaceRecord): WriteMark {
+    return { hostFree: this.hostFree(record) };
   }
 
   /** Refuses a write of `bytes` through pyro that the limit has no room for; nothing is written. */
@@ -143,13 +181,30 @@ export class WorkspaceDisk {
   }
 
   /**
-   * After a call that may have written to a watched workspace: measures it, and when it is over
-   * the limit says so with the code (the call itself has happened; `details` says what it did).
+   * After a call that may have written to a watched workspace: adds the fall in the host's free
+   * space since `mark` to the estimate, and measures /workspace for real when the estimate goes
+   * over the limit, when the last measurement is over a minute old, or when there is nothing to
+   * estimate from. Over the limit is said with the code (the call itself has happened; `details`
+   * says what it did). `written`: bytes the call is known to have written (a file write), the
+   * least the estimate grows by even when the host freed space meanwhile; `walk`: measure anyway
+   * (a sync push, whose size on disk pyro cannot know beforehand).
    */
-  async checkAfter(record: WorkspaceRecord, what: string, details: Record<string, unknown> = {}): Promise<void> {
+  async checkAfter(record: WorkspaceRecord, mark: WriteMark, what: string, details: Record<string, unknown> = {}, options: { written?: number; walk?: boolean } = {}): Promise<void> {
     const limit = this.limitBytes(record);
     if (limit === null || this.enforcement(record) !== "watched") return;
-    const used = await this.measure(record);
+    const file = this.usageFile(record.workspace_id);
+    const last = await readJsonIfExists<Measurement>(file);
+    const free = this.hostFree(record);
+    const base = last?.estimated_bytes ?? last?.used_bytes ?? null;
+    const stale = last === undefined || !(Date.now() - Date.parse(last.measured_at) < MEASURE_EVERY_MS);
+    const grew = Math.max(options.written ?? 0, mark.hostFree !== null && free !== null ? mark.hostFree - free : 0);
+    let used: number | null;
+    if (options.walk || base === null || mark.hostFree === null || free === null || stale || base + grew > limit) {
+      used = await this.measure(record);
+    } else {
+      used = base + grew;
+      await writeJsonAtomic(file, { ...last, estimated_bytes: used } satisfies Measurement);
+    }
     if (used !== null && used > limit) throw this.exceeded(record, `${what} left /workspace at ${used} bytes`, details);
   }
 

@@ -309,9 +309,11 @@ export class WorkspaceManager {
       await this.store.withLock(id, () => this.store.write(record));
       if (seed) {
         const room = await this.disk.room(record, { fresh: true });
+        const mark = this.disk.mark(record);
         const imported = await importInto(paths.workspace, paths.dir, seed, WORKSPACE_GUEST_PATH, room).catch((err: unknown) => {
           throw this.disk.translate(record, err);
         });
+        await this.disk.checkAfter(record, mark, "the seed", { entries: imported.entries, bytes: imported.bytes });
         record.workspace_seed = {
           mode: opts.origin ? "project" : seed.kind === "directory" ? "directory" : "archive",
           seed_path: opts.origin ? opts.origin.path : seed.path,

@@ -87,9 +87,12 @@ export interface WorkspaceRecord {
 export interface DiskInfo {
   /** kernel: writes past the limit fail (ENOSPC); watched: pyro measures and refuses; none: no limit. */
   enforcement: DiskEnforcement;
-  /** Space /workspace takes: the filesystem's own count (kernel) or the last measurement (watched). */
+  /**
+   * Space /workspace takes: the filesystem's own count (kernel); for watched, the last measurement
+   * plus what the host's free space fell by during writing calls since (an estimate from above).
+   */
   used_bytes: number | null;
-  /** When `used_bytes` was measured (watched); null for kernel, where it is current. */
+  /** When /workspace was last measured (watched); null for kernel, where the count is current. */
   measured_at: string | null;
   note: string | null;
 }

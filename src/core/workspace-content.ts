@@ -99,11 +99,12 @@ export class WorkspaceContent {
     // Measured now (a watched limit), so the push is judged against what /workspace takes.
     const room = await disk.room(record, { fresh: true });
     if (room !== null && room < 0) throw disk.exceeded(record, "/workspace is already over its disk limit");
+    const mark = disk.mark(record);
     const result = await importInto(await this.dir(id), this.paths(id).dir, checked, options.dest ?? ".", room).catch((err: unknown) => {
       throw disk.translate(record, err);
     });
     await this.manager.touch(id, "sync_push", { source: result.source, dest: result.dest, entries: result.entries, bytes: result.bytes });
-    await disk.checkAfter(record, "the push", { entries: result.entries, bytes: result.bytes });
+    await disk.checkAfter(record, mark, "the push", { entries: result.entries, bytes: result.bytes }, { walk: true });
     return { workspace_id: id, ...result };
   }
 
@@ -167,11 +168,12 @@ export class WorkspaceContent {
     const { id, record, client } = await this.link.running(ref);
     const disk = this.manager.disk;
     await disk.refuseOver(record, content.length, "the file");
+    const mark = disk.mark(record);
     const { header: h } = await client.request({ type: "file_write", path: filePath, mode }, content).catch((err: unknown) => {
       throw disk.translate(record, err);
     });
     await this.manager.touch(id, "file_write", { path: h.path, bytes: content.length, created: h.created });
-    await disk.checkAfter(record, "the file write", { path: h.path, bytes: content.length });
+    await disk.checkAfter(record, mark, "the file write", { path: h.path, bytes: content.length }, { written: content.length });
     return { workspace_id: id, path: h.path, bytes_written: h.bytes_written, created: h.created };
   }
 
@@ -182,12 +184,13 @@ export class WorkspaceContent {
     const disk = this.manager.disk;
     // A patch's final size is unknown until applied; its own length is the fair estimate.
     await disk.refuseOver(record, Buffer.byteLength(patch), "the patch");
+    const mark = disk.mark(record);
     const { header: h } = await client.request({ type: "patch_apply" }, Buffer.from(patch, "utf8")).catch((err: unknown) => {
       throw disk.translate(record, err);
     });
     const files = h.files;
     await this.manager.touch(id, "patch_apply", { files: files.map((f) => `${f.action} ${f.path}`) });
-    await disk.checkAfter(record, "the patch", { files_changed: files.length });
+    await disk.checkAfter(record, mark, "the patch", { files_changed: files.length });
     return { workspace_id: id, files, files_changed: files.length };
   }
 
