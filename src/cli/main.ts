@@ -31,6 +31,7 @@ type OneShotInput = Omit<ExecInput, "workspace_id" | "secret_env"> & {
   environment: string;
   vcpu_count?: number;
   mem_mib?: number;
+  disk_mib?: number;
   ttl_seconds?: number;
   backend?: string;
   network_policy?: string;
@@ -219,7 +220,7 @@ function buildProgram(): Command {
     const raw = await runInVmRaw(p, {
       environment: a.environment,
       ...execOptions({ ...a, stdin }),
-      ...given({ vcpuCount: a.vcpu_count, memMib: a.mem_mib, ttlSeconds: a.ttl_seconds, backend: a.backend as BackendRequest | undefined }),
+      ...given({ vcpuCount: a.vcpu_count, memMib: a.mem_mib, diskMib: a.disk_mib, ttlSeconds: a.ttl_seconds, backend: a.backend as BackendRequest | undefined }),
       ...networkOptions(a),
     });
     if (state.json) printJson({ ...raw.result, environment: a.environment, cleaned_up: true });

@@ -81,6 +81,7 @@ export class WorkspaceExec {
     const { id, record, client, secretEnv } = await this.link.running(ref, opts.secretEnv);
     const redactor = await this.link.redactor(record);
     const endOperation = await this.store.beginOperation(id);
+    const diskMark = this.manager.disk.mark(record);
     let frame;
     try {
       frame = await client.request(
@@ -145,6 +146,9 @@ export class WorkspaceExec {
       truncated: header.stdout.omitted_bytes > 0 || header.stderr.omitted_bytes > 0,
       network_notices: await this.network.notices(record),
     };
+    // A watched disk limit (core/disk-limit.ts) is measured after every command: one that left
+    // /workspace over it is reported with the code; the command itself has run and is in history.
+    await this.manager.disk.checkAfter(record, diskMark, `command ${entry.sequence} (exit code ${header.exitCode ?? "none"})`, { sequence: entry.sequence, exit_code: header.exitCode, outcome: result.outcome });
     return { result, stdoutBytes, stderrBytes };
   }
 

@@ -30,6 +30,7 @@ import { sandboxIdentity } from "../runtime/confine/identity.js";
 import { removeTree } from "../runtime/confine/trees.js";
 import { sweepSandboxCgroup } from "../runtime/confine/sandbox.js";
 import { logTail, pidAlive, processStartTime } from "../shared/process.js";
+import { validateDiskMib, WorkspaceDisk } from "./disk-limit.js";
 
 export const DEFAULT_VCPU_COUNT = 1;
 export const DEFAULT_MEM_MIB = 1024;
@@ -54,6 +55,8 @@ export interface CreateWorkspaceOptions extends NetworkOptions {
   seedPath?: string;
   vcpuCount?: number;
   memMib?: number;
+  /** The most /workspace may take, in MiB (core/disk-limit.ts: default, bounds, enforcement). */
+  diskMib?: number;
   ttlSeconds?: number;
   /** Secret values by name; materialised in /run/pyro-secrets, redacted from every output. */
   secrets?: Record<string, string>;
@@ -81,13 +84,18 @@ function isolationText(record: WorkspaceRecord): string {
 }
 
 export class WorkspaceManager {
+  /** The disk limit of each workspace: its mechanism, its mount, its checks. */
+  readonly disk: WorkspaceDisk;
+
   constructor(
     readonly store: StateStore,
     private readonly backends: BackendSet,
     private readonly environments: EnvironmentStore,
     /** Agent connections: a start keeps the one it opened, a stop or delete closes it. */
     readonly connections: AgentConnections = new AgentConnections(store),
-  ) {}
+  ) {
+    this.disk = new WorkspaceDisk(store);
+  }
 
   // ---------- discovery ----------
 
@@ -210,7 +218,9 @@ export class WorkspaceManager {
       expires_at: record.expires_at,
       vcpu_count: record.vcpu_count,
       mem_mib: record.mem_mib,
-      limits: record.sandbox?.enforcement ?? null,
+      disk_mib: record.disk_mib ?? null,
+      disk: this.disk.info(record),
+      limits: record.sandbox?.enforcement ? { ...record.sandbox.enforcement, disk: this.disk.enforcement(record) } : null,
       network_policy: record.network_policy,
       network: networkInfo(record.network_policy, networkConfig(record), record.sandbox?.network),
       workspace_seed: record.workspace_seed,
@@ -241,6 +251,7 @@ export class WorkspaceManager {
         hint: `Give ${minMemMib} MiB or more (the sandbox and its agent do not start with less).`,
       });
     }
+    const diskMib = validateDiskMib(opts.diskMib);
     const ttlSeconds = opts.ttlSeconds === undefined ? null : validatePositive(opts.ttlSeconds, "ttl_seconds", MAX_TTL_SECONDS);
     // Fails early (environment_unknown / environment_not_installed, or a host that forbids the
     // user namespace every sandbox needs) before anything is made.
@@ -275,6 +286,7 @@ export class WorkspaceManager {
       expires_at: ttlSeconds === null ? null : new Date(Date.now() + ttlSeconds * 1000).toISOString(),
       vcpu_count: vcpuCount,
       mem_mib: memMib,
+      disk_mib: diskMib,
       network_policy: network.policy,
       network: network.config,
       ephemeral: opts.ephemeral ?? false,
@@ -302,12 +314,21 @@ export class WorkspaceManager {
       await this.store.write(record);
     });
     try {
+      // After the record's first write: a crash from here leaves a record naming the mount.
+      await this.disk.provision(record);
+      ownByGuestRoot(paths.workspace);
+      await this.store.withLock(id, () => this.store.write(record));
       record.sandbox = await this.startSandbox(record);
       // Persist the sandbox before seeding: the agent connection is found through the record,
       // and a crash from here on must leave a record that names the sandbox to clean up.
       await this.store.withLock(id, () => this.store.write(record));
       if (seed) {
-        const imported = await importInto(paths.workspace, paths.dir, seed, WORKSPACE_GUEST_PATH);
+        const room = await this.disk.room(record, { fresh: true });
+        const mark = this.disk.mark(record);
+        const imported = await importInto(paths.workspace, paths.dir, seed, WORKSPACE_GUEST_PATH, room).catch((err: unknown) => {
+          throw this.disk.translate(record, err);
+        });
+        await this.disk.checkAfter(record, mark, "the seed", { entries: imported.entries, bytes: imported.bytes });
         record.workspace_seed = {
           mode: opts.origin ? "project" : seed.kind === "directory" ? "directory" : "archive",
           seed_path: opts.origin ? opts.origin.path : seed.path,
@@ -393,6 +414,7 @@ export class WorkspaceManager {
       this.connections.drop(id);
       // A failed workspace may be one a killed call left with a sandbox it never recorded.
       if (record.state === "failed") await this.store.sweepSandbox(id);
+      await this.disk.dir(id, record);
       record.sandbox = await this.startSandbox(record);
       record.state = "running";
       record.failure = null;
@@ -442,7 +464,7 @@ export class WorkspaceManager {
       const p = this.store.paths(id);
       // A fresh root layer: back to exactly what the environment ships.
       await removeTree(p.sandboxState);
-      await this.snapshots(id).restore(snapshot, p.workspace);
+      await this.snapshots(id).restore(snapshot, await this.disk.dir(id, record));
       if (record.layers.length === 0) record.layers = await this.environments.layers(record.environment);
       record.sandbox = await this.startSandbox(record);
       record.state = "running";

@@ -20,6 +20,7 @@ export interface OneShotOptions extends NetworkOptions {
   backend?: BackendRequest;
   vcpuCount?: number;
   memMib?: number;
+  diskMib?: number;
   ttlSeconds?: number;
   /** The one command. */
   exec: ExecOptions;

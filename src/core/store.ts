@@ -22,6 +22,7 @@ import { sweepSandbox } from "../runtime/confine/sandbox.js";
 import { processStartTime } from "../shared/process.js";
 import { looksLikeWorkspaceId } from "./ids.js";
 import { secretRedactor } from "./secrets.js";
+import { releaseWorkspaceDisk } from "../runtime/confine/disk.js";
 
 /** Locks older than this with no heartbeat belong to a dead process and are taken over. */
 const LOCK_STALE_MS = 10_000;
@@ -274,6 +275,9 @@ export class StateStore {
     const p = this.paths(id);
     await this.sweepSandbox(id);
     await fsp.rm(p.secrets, { force: true });
+    // A disk-limited /workspace is a mount: unmounted before the directory moves, so the removal
+    // never walks into it and no mount outlives its workspace.
+    await releaseWorkspaceDisk(p.workspace);
     const trash = path.join(this.layout.workspaces, `.deleting-${id}-${ownerTag()}`);
     try {
       await fsp.rename(p.dir, trash);

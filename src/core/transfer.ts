@@ -105,13 +105,16 @@ export function guestDestination(dest: string | undefined): string {
  * not be given the path). It resolves the destination with symlinks (in the sandbox's own
  * view, where only /workspace exists) and refuses one that leads outside; the stream is
  * extracted into a staging directory first, so a broken archive changes nothing. Files belong
- * to guest root whatever their owner on the host. Prints "entries bytes" of what was imported.
+ * to guest root whatever their owner on the host. With a room (bytes /workspace may still take)
+ * the staged copy is measured first and refused whole when it does not fit, so a push past the
+ * disk limit writes nothing. Prints "entries bytes" of what was imported.
  */
 const IMPORT_SCRIPT = `
 set -e
-dest=$(realpath -m -- "$1"); gz=$2
+dest=$(realpath -m -- "$1"); gz=$2; room=$3
 case "$dest" in /workspace|/workspace/*) ;; *) echo "destination leads outside /workspace" >&2; exit 3 ;; esac
 tar -x $gz -f - -C /staging --no-same-owner --delay-directory-restore || { echo "archive extraction failed" >&2; exit 4; }
+if [ -n "$room" ]; then need=$(du -s -B1 /staging | cut -f1); if [ "$need" -gt "$room" ]; then echo "$need"; exit 6; fi; fi
 if [ -e "$dest" ] && [ ! -d "$dest" ]; then echo "destination is not a directory" >&2; exit 5; fi
 mkdir -p -- "$dest" 2>/dev/null || { echo "destination is not a directory" >&2; exit 5; }
 cp -R -P --preserve=mode,timestamps,links -- /staging/. "$dest"/
@@ -127,8 +130,12 @@ function sourceStream(source: SeedSource): { stream: Readable; gz: string; done:
   return { ...tarReader(["tar", "-c", "-f", "-", "-C", source.path, "."]), gz: "" };
 }
 
-/** Copies a checked host source into a workspace directory (host path) at `dest` (guest path). */
-export async function importInto(workspaceDir: string, scratchDir: string, source: SeedSource, dest: string): Promise<ImportResult> {
+/**
+ * Copies a checked host source into a workspace directory (host path) at `dest` (guest path).
+ * `room`: the bytes /workspace may still take under its disk limit (null: no limit); a source
+ * that needs more is `disk_limit_exceeded` and nothing is copied.
+ */
+export async function importInto(workspaceDir: string, scratchDir: string, source: SeedSource, dest: string, room: number | null = null): Promise<ImportResult> {
   const guestDest = guestDestination(dest);
   const staging = path.join(scratchDir, `staging-${randomBytes(4).toString("hex")}`);
   await fsp.mkdir(staging, { recursive: true, mode: 0o700 });
@@ -139,11 +146,15 @@ export async function importInto(workspaceDir: string, scratchDir: string, sourc
       { source: staging, target: "/staging", readOnly: false },
     ];
     const input = sourceStream(source);
-    const r = await runUtility(binds, ["sh", "-c", IMPORT_SCRIPT, "pyro-import", guestDest, input.gz], { input: input.stream });
+    const r = await runUtility(binds, ["sh", "-c", IMPORT_SCRIPT, "pyro-import", guestDest, input.gz, room === null ? "" : String(Math.max(0, Math.floor(room)))], { input: input.stream });
     const readFailure = await input.done;
     if (readFailure !== null) throw new PyroError("seed_path_invalid", `cannot read ${source.path}: ${readFailure}`);
     if (r.code === 3) throw new PyroError("path_outside_workspace", `${dest} leads outside /workspace through a symbolic link`);
     if (r.code === 5) throw new PyroError("invalid_argument", `${dest} exists and is not a directory`);
+    if (r.code === 6) {
+      const need = Number(r.stdout.trim());
+      throw new PyroError("disk_limit_exceeded", `${source.path} needs ${need} bytes and /workspace has room for ${Math.max(0, Math.floor(room ?? 0))}; nothing was copied`, { details: { bytes: need, room } });
+    }
     if (r.code !== 0) {
       throw new PyroError(r.code === 4 ? "seed_path_invalid" : "internal_error", `copying ${source.path} into ${guestDest} failed: ${r.stderr.trim().slice(-500)}`, {
         ...(r.code === 4 ? {} : { hint: "Part of the source may have been written; check with workspace_file_list, or reset the workspace." }),

@@ -8,6 +8,7 @@ import type { LimitEnforcement } from "../runtime/backend.js";
 import type { CapturedStreamInfo } from "../protocol/messages.js";
 import type { BackendName, NetworkPolicyName } from "../runtime/backend.js";
 import type { NetworkConfig, WorkspaceNetworkInfo } from "./network.js";
+import type { DiskEnforcement } from "../runtime/confine/disk.js";
 
 export type WorkspaceState = "creating" | "running" | "stopped" | "failed";
 export type NetworkPolicy = NetworkPolicyName;
@@ -59,6 +60,12 @@ export interface WorkspaceRecord {
   expires_at: string | null;
   vcpu_count: number;
   mem_mib: number;
+  /** The disk limit of /workspace in MiB; absent on records from before disk limits (= none). */
+  disk_mib?: number;
+  /** How the disk limit is held, chosen at create (core/disk-limit.ts); absent = watched. */
+  disk_enforcement?: Exclude<DiskEnforcement, "none">;
+  /** Why the disk limit is only watched, when it is. */
+  disk_note?: string | null;
   network_policy: NetworkPolicy;
   /** Allow-lists and host loopback; absent on records from before network policies (= none). */
   network?: NetworkConfig;
@@ -78,6 +85,20 @@ export interface WorkspaceRecord {
   secret_names: string[];
 }
 
+/** The disk part of a workspace's status (core/disk-limit.ts). */
+export interface DiskInfo {
+  /** kernel: writes past the limit fail (ENOSPC); watched: pyro measures and refuses; none: no limit. */
+  enforcement: DiskEnforcement;
+  /**
+   * Space /workspace takes: the filesystem's own count (kernel); for watched, the last measurement
+   * plus what the host's free space fell by during writing calls since (an estimate from above).
+   */
+  used_bytes: number | null;
+  /** When /workspace was last measured (watched); null for kernel, where the count is current. */
+  measured_at: string | null;
+  note: string | null;
+}
+
 /** What status/list/create return. */
 export interface WorkspaceInfo {
   workspace_id: string;
@@ -95,7 +116,12 @@ export interface WorkspaceInfo {
   expires_at: string | null;
   vcpu_count: number;
   mem_mib: number;
-  limits: LimitEnforcement | null;
+  /** The disk limit of /workspace in MiB; null for a workspace made before disk limits. */
+  disk_mib: number | null;
+  /** How the disk limit is enforced, and how much /workspace takes. */
+  disk: DiskInfo;
+  /** The cgroup limits while running (else null), with `disk`: how the disk limit is held. */
+  limits: (LimitEnforcement & { disk: DiskEnforcement }) | null;
   network_policy: NetworkPolicy;
   /** Policy, allow-lists, host loopback and published addresses. */
   network: WorkspaceNetworkInfo;

@@ -110,6 +110,11 @@ export class WorkspaceContent {
     return this.manager.store.paths(id);
   }
 
+  /** The workspace directory on the host, its disk-limited filesystem mounted (core/disk-limit.ts). */
+  private dir(id: string): Promise<string> {
+    return this.manager.disk.dir(id);
+  }
+
   /** Exports never write into pyro's own state directory, nor replace it or what holds it. */
   private outputOptions(): OutputOptions {
     return { parameter: "output path", guarded: [{ path: this.manager.store.home, what: "pyro's state directory", inside: true }] };
@@ -121,9 +126,17 @@ export class WorkspaceContent {
     const id = await this.manager.resolve(ref);
     guestDestination(options.dest);
     const checked = await inspectSource(source, "sync push source");
-    await this.manager.requireRunning(id);
-    const result = await importInto(this.paths(id).workspace, this.paths(id).dir, checked, options.dest ?? ".");
+    const record = await this.manager.requireRunning(id);
+    const disk = this.manager.disk;
+    // Measured now (a watched limit), so the push is judged against what /workspace takes.
+    const room = await disk.room(record, { fresh: true });
+    if (room !== null && room < 0) throw disk.exceeded(record, "/workspace is already over its disk limit");
+    const mark = disk.mark(record);
+    const result = await importInto(await this.dir(id), this.paths(id).dir, checked, options.dest ?? ".", room).catch((err: unknown) => {
+      throw disk.translate(record, err);
+    });
     await this.manager.touch(id, "sync_push", { source: result.source, dest: result.dest, entries: result.entries, bytes: result.bytes });
+    await disk.checkAfter(record, mark, "the push", { entries: result.entries, bytes: result.bytes }, { walk: true });
     return { workspace_id: id, ...result };
   }
 
@@ -230,19 +243,32 @@ export class WorkspaceContent {
       if (!FILE_MODE_RE.test(m)) throw new PyroError("invalid_argument", `mode must be octal like 644 or 0755, got ${JSON.stringify(options.mode)}`);
       mode = parseInt(m, 8);
     }
-    const { id, client } = await this.link.running(ref);
-    const { header: h } = await client.request({ type: "file_write", path: filePath, mode }, content);
+    const { id, record, client } = await this.link.running(ref);
+    const disk = this.manager.disk;
+    await disk.refuseOver(record, content.length, "the file");
+    const mark = disk.mark(record);
+    const { header: h } = await client.request({ type: "file_write", path: filePath, mode }, content).catch((err: unknown) => {
+      throw disk.translate(record, err);
+    });
     await this.manager.touch(id, "file_write", { path: h.path, bytes: content.length, created: h.created });
+    await disk.checkAfter(record, mark, "the file write", { path: h.path, bytes: content.length }, { written: content.length });
     return { workspace_id: id, path: h.path, bytes_written: h.bytes_written, created: h.created };
   }
 
   async patchApply(ref: string, patch: string): Promise<PatchApplyResult> {
     if (typeof patch !== "string" || patch.trim() === "") throw new PyroError("invalid_argument", "the patch is empty");
     if (Buffer.byteLength(patch) > MAX_FILE_WRITE_BYTES) throw new PyroError("invalid_argument", "the patch is too large");
-    const { id, client } = await this.link.running(ref);
-    const { header: h } = await client.request({ type: "patch_apply" }, Buffer.from(patch, "utf8"));
+    const { id, record, client } = await this.link.running(ref);
+    const disk = this.manager.disk;
+    // A patch's final size is unknown until applied; its own length is the fair estimate.
+    await disk.refuseOver(record, Buffer.byteLength(patch), "the patch");
+    const mark = disk.mark(record);
+    const { header: h } = await client.request({ type: "patch_apply" }, Buffer.from(patch, "utf8")).catch((err: unknown) => {
+      throw disk.translate(record, err);
+    });
     const files = h.files;
     await this.manager.touch(id, "patch_apply", { files: files.map((f) => `${f.action} ${f.path}`) });
+    await disk.checkAfter(record, mark, "the patch", { files_changed: files.length });
     return { workspace_id: id, files, files_changed: files.length };
   }
 
@@ -252,7 +278,7 @@ export class WorkspaceContent {
     const id = await this.manager.resolve(ref);
     // The export stays byte-exact (the files are the user's); the values are only looked for.
     const secretValues = Object.values(await loadSecrets(this.paths(id).secrets));
-    const result = await exportFrom(this.paths(id).workspace, guestPath, output, options.force === true, { ...this.outputOptions(), secretValues });
+    const result = await exportFrom(await this.dir(id), guestPath, output, options.force === true, { ...this.outputOptions(), secretValues });
     await this.manager.touch(id, "export", { path: result.workspace_path, output: result.output_path, files: result.files, bytes: result.bytes });
     return { workspace_id: id, ...result };
   }
@@ -270,7 +296,7 @@ export class WorkspaceContent {
     const r = await withUtilityAgent(
       [
         { source: tree, target: "/baseline", readOnly: true },
-        { source: this.paths(id).workspace, target: "/workspace", readOnly: true },
+        { source: await this.dir(id), target: "/workspace", readOnly: true },
       ],
       async (client) => {
         const { header, payload } = await client.request({ type: "tree_diff", base: "/baseline", live: "/workspace", path: rel, maxBytes });
@@ -314,7 +340,8 @@ export class WorkspaceContent {
   async snapshotCreate(ref: string, name: string): Promise<SnapshotInfo & { workspace_id: string }> {
     const id = await this.manager.resolve(ref);
     if (name === BASELINE) throw new PyroError("invalid_argument", "`baseline` is made at create time and cannot be replaced", { hint: "Choose another snapshot name." });
-    const info = await this.manager.store.withLock(`${id}.snapshots`, () => this.manager.snapshots(id).create(name, this.paths(id).workspace));
+    const dir = await this.dir(id);
+    const info = await this.manager.store.withLock(`${id}.snapshots`, () => this.manager.snapshots(id).create(name, dir));
     await this.manager.touch(id, "snapshot_create", { name, entries: info.entries, bytes: info.bytes });
     return { workspace_id: id, ...info };
   }
@@ -347,12 +374,12 @@ export class WorkspaceContent {
 
   async diskList(ref: string, options: { path?: string; recursive?: boolean; maxEntries?: number } = {}): Promise<FileListResult> {
     const id = await this.stopped(ref);
-    return withUtilityAgent([{ source: this.paths(id).workspace, target: "/workspace", readOnly: true }], (client) => this.list(id, client, options, "workspace disk list"));
+    return withUtilityAgent([{ source: await this.dir(id), target: "/workspace", readOnly: true }], (client) => this.list(id, client, options, "workspace disk list"));
   }
 
   async diskRead(ref: string, filePath: string, options: { maxBytes?: number; offset?: number } = {}): Promise<FileReadResult> {
     const id = await this.stopped(ref);
-    return withUtilityAgent([{ source: this.paths(id).workspace, target: "/workspace", readOnly: true }], (client) => this.read(id, client, filePath, options, "workspace disk read"));
+    return withUtilityAgent([{ source: await this.dir(id), target: "/workspace", readOnly: true }], (client) => this.read(id, client, filePath, options, "workspace disk read"));
   }
 
   /** Writes the stopped workspace's /workspace as a .tar archive on the host. */
@@ -365,7 +392,7 @@ export class WorkspaceContent {
     try {
       await runUtilityChecked(
         [
-          { source: this.paths(id).workspace, target: "/workspace", readOnly: true },
+          { source: await this.dir(id), target: "/workspace", readOnly: true },
           { source: temp, target: "/export", readOnly: false },
         ],
         ["tar", "-cf", "/export/workspace.tar", "-C", "/workspace", "."],

@@ -51,6 +51,7 @@ export const MCP_NEXT_STEPS: Readonly<Record<string, string>> = {
   output_exists: "Choose another output_path, or pass force=true to replace it.",
   snapshot_not_found: "Call snapshot_list to see this workspace's snapshots.",
   snapshot_exists: "Choose another snapshot name.",
+  disk_limit_exceeded: "Delete files in /workspace with workspace_exec (e.g. rm -rf a build directory), or call workspace_reset; a larger disk limit needs a new workspace.",
   shell_not_found: "Use the shell_id that shell_open returned, or open a new shell with shell_open.",
   service_not_found: "Call service_list to see this workspace's services.",
   service_exists: "Choose another service name, or stop the running one with service_stop first.",

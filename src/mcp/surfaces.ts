@@ -41,8 +41,8 @@ const ID = "workspace_id";
 
 /** The arguments narrowed surfaces offer: everything but secrets, network and snapshot choices. */
 const NARROW_PARAMS: Record<string, readonly string[]> = {
-  vm_run: ["environment", "command", "timeout_seconds", "env", "cwd", "stdin", "max_output_bytes", "vcpu_count", "mem_mib", "ttl_seconds", "backend"],
-  workspace_create: ["environment", "name", "labels", "seed_path", "vcpu_count", "mem_mib", "ttl_seconds", "backend"],
+  vm_run: ["environment", "command", "timeout_seconds", "env", "cwd", "stdin", "max_output_bytes", "vcpu_count", "mem_mib", "disk_mib", "ttl_seconds", "backend"],
+  workspace_create: ["environment", "name", "labels", "seed_path", "vcpu_count", "mem_mib", "disk_mib", "ttl_seconds", "backend"],
   workspace_list: [],
   workspace_status: [ID],
   workspace_update: [ID, "name", "labels", "clear_labels"],

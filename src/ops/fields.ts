@@ -36,6 +36,9 @@ export const secretEnvField = field(
 export const limitFields = {
   vcpu_count: field(z.number().int().positive().optional().describe("CPU limit in vCPUs (default 1).")),
   mem_mib: field(z.number().int().positive().optional().describe("Memory limit in MiB (default 1024; at least 32, on the vm backend 256).")),
+  disk_mib: field(
+    z.number().int().positive().optional().describe("Disk limit of /workspace in MiB (default 8192; 64 to 1048576). Enforced by the kernel when pyro runs as root, else watched by pyro; status says which (limits.disk)."),
+  ),
   ttl_seconds: field(z.number().positive().optional().describe("Delete the workspace after this many seconds (reaped, never while a call is running).")),
 };
 

@@ -88,6 +88,14 @@ export function manifest(m: EnvironmentDetails, withPackages = false): string {
   return lines.join("\n");
 }
 
+/** The disk limit, what /workspace takes, and how the limit is held. */
+function diskLine(w: WorkspaceInfo): string {
+  if (w.disk_mib === null) return "no limit (made before disk limits)";
+  const used = w.disk.used_bytes === null ? "" : `${bytes(w.disk.used_bytes)} used of `;
+  const how = w.disk.enforcement === "kernel" ? "enforced by the kernel" : `watched by pyro, not enforced by the kernel${w.disk.measured_at ? `; measured ${w.disk.measured_at}` : ""}`;
+  return `${used}${w.disk_mib} MiB (${how})`;
+}
+
 export function workspace(w: WorkspaceInfo): string {
   const lines = [
     `Workspace: ${w.workspace_id}${w.name ? ` (${w.name})` : ""}`,
@@ -96,6 +104,7 @@ export function workspace(w: WorkspaceInfo): string {
     `Backend: ${w.isolation}`,
     `Workspace path: ${w.workspace_path}`,
     `Resources: ${w.vcpu_count} vCPU / ${w.mem_mib} MiB${w.limits ? (w.limits.note ? ` (${w.limits.note})` : " (enforced)") : ""}`,
+    `Disk: ${diskLine(w)}`,
     `Network: ${networkLine(w.network)}`,
   ];
   if (w.network.published_ports.length) lines.push(`Published: ${w.network.published_ports.map((p) => `${p.address} → ${p.service}:${p.guest_port}`).join(", ")}`);

@@ -29,6 +29,7 @@ const limits = z
     memory: z.boolean(),
     pids: z.boolean(),
     cpu: z.boolean(),
+    disk: z.enum(["kernel", "watched", "none"]),
     note: z.string().nullable(),
   })
   .nullable();
@@ -95,6 +96,8 @@ export const workspaceInfo = z.object({
   expires_at: z.string().nullable(),
   vcpu_count: z.number(),
   mem_mib: z.number(),
+  disk_mib: z.number().nullable(),
+  disk: z.object({ enforcement: z.enum(["kernel", "watched", "none"]), used_bytes: z.number().nullable(), measured_at: z.string().nullable(), note: z.string().nullable() }),
   limits,
   network_policy: z.string(),
   network: z.object(networkFields),

@@ -98,7 +98,7 @@ export const vmRun = op({
     pyro.runInVm({
       environment: a.environment,
       ...execOptions(a),
-      ...given({ vcpuCount: a.vcpu_count, memMib: a.mem_mib, ttlSeconds: a.ttl_seconds, backend: a.backend as BackendRequest | undefined }),
+      ...given({ vcpuCount: a.vcpu_count, memMib: a.mem_mib, diskMib: a.disk_mib, ttlSeconds: a.ttl_seconds, backend: a.backend as BackendRequest | undefined }),
       ...networkOptions(a),
     }),
   forModel: (r) => cleanExec(r),
@@ -147,6 +147,7 @@ export const workspaceCreate = op({
         seedPath: a.seed_path === undefined ? undefined : hostPath(a.seed_path, "seed_path"),
         vcpuCount: a.vcpu_count,
         memMib: a.mem_mib,
+        diskMib: a.disk_mib,
         ttlSeconds: a.ttl_seconds,
         secrets: a.secrets,
         secretFiles: a.secret_files === undefined ? undefined : Object.fromEntries(Object.entries(a.secret_files).map(([name, file]) => [name, hostPath(file, `secret_files.${name}`)])),

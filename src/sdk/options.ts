@@ -53,6 +53,8 @@ export interface RunInVmOptions extends ExecWorkspaceOptions, NetworkOptions {
   backend?: BackendOption;
   vcpuCount?: number;
   memMib?: number;
+  /** The most /workspace may take, in MiB (default 8192; 64 to 1048576); see `CreateWorkspaceInput.diskMib`. */
+  diskMib?: number;
   ttlSeconds?: number;
 }
 
@@ -120,6 +122,7 @@ export function toOneShotOptions(options: RunInVmOptions): OneShotOptions {
     ...(options.backend !== undefined ? { backend: options.backend } : {}),
     ...(options.vcpuCount !== undefined ? { vcpuCount: options.vcpuCount } : {}),
     ...(options.memMib !== undefined ? { memMib: options.memMib } : {}),
+    ...(options.diskMib !== undefined ? { diskMib: options.diskMib } : {}),
     ...(options.ttlSeconds !== undefined ? { ttlSeconds: options.ttlSeconds } : {}),
     ...(options.networkPolicy !== undefined ? { networkPolicy: options.networkPolicy } : {}),
     ...(options.allowHosts !== undefined ? { allowHosts: options.allowHosts } : {}),

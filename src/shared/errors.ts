@@ -33,6 +33,7 @@ export const ERROR_CODES = {
   output_exists: "The export destination already exists on the host.",
   snapshot_not_found: "No snapshot has this name.",
   snapshot_exists: "A snapshot with this name already exists.",
+  disk_limit_exceeded: "A write would take /workspace past the workspace's disk limit (disk_mib), or a command left it over a watched limit.",
   // services, shells, secrets
   shell_not_found: "No shell has this id in the workspace.",
   service_not_found: "No service has this name in the workspace.",

@@ -25,6 +25,8 @@ import { coreOf } from "../../src/sdk/internal.js";
 
 const vmHost = vi.hoisted(() => ({ resolveBackend: vi.fn(), vmHostReport: vi.fn() }));
 vi.mock("../../src/runtime/vm/host.js", () => vmHost);
+// Fake sandboxes need no disk of their own: no filesystem is made or mounted for them, even as root.
+vi.mock("../../src/runtime/confine/disk.js", async (original) => ({ ...(await original<Record<string, unknown>>()), kernelDiskBlocker: () => "fake backends in unit tests" }));
 
 const ENFORCED = { cgroup_version: 2 as const, memory: true, pids: true, cpu: true, note: null };
 

@@ -22,6 +22,8 @@ function info(i: number): WorkspaceInfo {
     expires_at: null,
     vcpu_count: 1,
     mem_mib: 1024,
+    disk_mib: 8192,
+    disk: { enforcement: "kernel", used_bytes: 0, measured_at: null, note: null },
     limits: null,
     network_policy: "off",
     network: { policy: "off", allow_hosts: [], allow_cidrs: [], allow_host_loopback: false, published_ports: [], note: null },

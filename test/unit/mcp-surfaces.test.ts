@@ -88,7 +88,7 @@ describe("narrowed tool sets", () => {
 
   it("keeps the arguments the job needs: workspace_create in workspace-core takes a seed, a name, labels and a backend", async () => {
     const { tools } = await toolsOf({});
-    expect(paramsOf(tools.find((t) => t.name === "workspace_create")!)).toEqual(["environment", "name", "labels", "seed_path", "vcpu_count", "mem_mib", "ttl_seconds", "backend"]);
+    expect(paramsOf(tools.find((t) => t.name === "workspace_create")!)).toEqual(["environment", "name", "labels", "seed_path", "vcpu_count", "mem_mib", "disk_mib", "ttl_seconds", "backend"]);
     expect(paramsOf(tools.find((t) => t.name === "workspace_exec")!)).toEqual(["workspace_id", "command", "timeout_seconds", "env", "cwd", "stdin", "max_output_bytes"]);
   });
 
