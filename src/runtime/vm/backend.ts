@@ -97,6 +97,7 @@ export class VmBackend implements Backend {
       controlSocket: `${JAIL.run}/control.sock`,
       memMib: spec.limits.memMib,
       vcpus: spec.limits.vcpuCount,
+      pidsMax: spec.limits.pidsMax,
       acceleration,
       nic,
       hostname: spec.hostname,
