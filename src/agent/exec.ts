@@ -2,20 +2,24 @@
  * Runs one command inside the sandbox: argv or shell form, separate capped stdout/stderr,
  * stdin bytes, and a timeout that kills the whole process tree — including children that
  * changed process group or session — by tagging every process of the exec with an
- * environment marker and sweeping /proc for it.
+ * environment marker and sweeping /proc for it. The host may name the marker, so that it can
+ * kill the same processes from outside when the agent itself is starved (a fork bomb shares the
+ * workspace's CPU quota with it). Every command starts as the OOM killer's first choice
+ * (expendable.ts), and its result says whether the OOM killer struck while it ran.
  */
 import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import fs from "node:fs";
 import { HeadTailBuffer } from "../shared/output-cap.js";
 import type { ExecRequest, ExecResultHeader } from "../protocol/messages.js";
+import { EXEC_MARKER_VAR } from "../protocol/guest.js";
 import { argvOf, invalid, num, stringRecord } from "./handler.js";
 import type { Handlers, Incoming } from "./handler.js";
 import { requireDirectory } from "./paths.js";
 import { currentRedactor, secretEnv } from "./secrets.js";
+import { oomKillCount, spawnExpendable } from "./expendable.js";
 
-/** Environment variable carried by every process an exec starts; see killExecTree. */
-export const EXEC_MARKER_VAR = "PYRO_EXEC_ID";
+export { EXEC_MARKER_VAR };
 /** After the command exits, how long to wait for background children to release stdout/stderr. */
 const STDIO_DRAIN_MS = 200;
 
@@ -33,9 +37,16 @@ function parseExec(h: Incoming<"exec">): ExecRequest {
     env: stringRecord(h.env ?? {}, "exec env must map names to strings"),
     timeoutMs: h.timeoutMs,
     maxOutputBytes: h.maxOutputBytes,
+    ...(h.marker === undefined ? {} : { marker: parseMarker(h.marker) }),
     // Absent or not a count: no stdin (/dev/null), as an empty payload would be.
     stdinBytes: Math.max(0, Math.floor(num(h.stdinBytes, 0))),
   };
+}
+
+/** A host-chosen exec marker: hex only, so it can never collide with another variable's text. */
+function parseMarker(value: unknown): string {
+  if (typeof value !== "string" || !/^[0-9a-f]{16,64}$/.test(value)) throw invalid("exec marker must be 16 to 64 hex digits");
+  return value;
 }
 
 /**
@@ -82,7 +93,7 @@ export function killExecTree(rootPid: number | undefined, marker: string, varNam
 
 /** Runs a checked request; `secrets` are the environment entries of its secretEnv mapping. */
 export async function runExec(req: ExecRequest, stdin: Buffer, secrets: Record<string, string>): Promise<{ header: ExecResultHeader; payload: Buffer }> {
-  const marker = randomBytes(8).toString("hex");
+  const marker = req.marker ?? randomBytes(8).toString("hex");
   const argv = req.argv && req.argv.length > 0 ? req.argv : ["/bin/sh", "-c", req.shell!];
   const stdout = new HeadTailBuffer(req.maxOutputBytes);
   const stderr = new HeadTailBuffer(req.maxOutputBytes);
@@ -92,16 +103,19 @@ export async function runExec(req: ExecRequest, stdin: Buffer, secrets: Record<s
   const env = { ...req.env, ...secrets, [EXEC_MARKER_VAR]: marker };
   const startedAt = new Date();
   const t0 = performance.now();
+  const oomKillsBefore = oomKillCount();
 
   const result = await new Promise<Pick<ExecResultHeader, "exitCode" | "signal" | "timedOut" | "startError">>((resolve) => {
     let settled = false;
     let timedOut = false;
-    const child = spawn(argv[0]!, argv.slice(1), {
-      cwd: req.cwd,
-      env,
-      stdio: [req.stdinBytes > 0 ? "pipe" : "ignore", "pipe", "pipe"],
-      detached: true,
-    });
+    const child = spawnExpendable(() =>
+      spawn(argv[0]!, argv.slice(1), {
+        cwd: req.cwd,
+        env,
+        stdio: [req.stdinBytes > 0 ? "pipe" : "ignore", "pipe", "pipe"],
+        detached: true,
+      }),
+    );
     const finish = (value: Pick<ExecResultHeader, "exitCode" | "signal" | "timedOut" | "startError">) => {
       if (settled) return;
       settled = true;
@@ -128,6 +142,9 @@ export async function runExec(req: ExecRequest, stdin: Buffer, secrets: Record<s
       finish({ exitCode: startError === "command_not_found" ? 127 : 126, signal: null, timedOut: false, startError });
     });
     child.on("exit", (code, signal) => {
+      // Killed after its deadline but before our timer ran (a starved agent, the host's own
+      // kill): still a timeout, not a crash.
+      if (signal !== null && performance.now() - t0 >= req.timeoutMs) timedOut = true;
       // Background children may still hold the pipes; give them a moment, then stop reading
       // so one `cmd &` does not hold the call open until the timeout.
       const done = () => finish({ exitCode: code, signal: signal ?? null, timedOut, startError: null });
@@ -149,8 +166,10 @@ export async function runExec(req: ExecRequest, stdin: Buffer, secrets: Record<s
   stdout.push(redactOut.end());
   stderr.push(redactErr.end());
 
+  const oomKillsAfter = oomKillCount();
   const header: ExecResultHeader = {
     ...result,
+    oomKills: oomKillsBefore === null || oomKillsAfter === null ? null : oomKillsAfter - oomKillsBefore,
     durationMs: Math.round((performance.now() - t0) * 1000) / 1000,
     startedAt: startedAt.toISOString(),
     stdout: stdout.info(),

@@ -18,6 +18,7 @@ import { PROTOCOL_VERSION } from "../protocol/messages.js";
 import type { RequestType } from "../protocol/messages.js";
 import { ChannelMux } from "../protocol/mux.js";
 import { execHandlers } from "./exec.js";
+import { countOomKillsHere } from "./expendable.js";
 import { fileHandlers } from "./files.js";
 import { patchHandlers } from "./patch.js";
 import { diffHandlers } from "./diff.js";
@@ -98,6 +99,7 @@ function onConnection(socket: Duplex): void {
 
 const serialAt = process.argv.indexOf("--serial");
 if (serialAt > 0) {
+  countOomKillsHere();
   // VM guests: one virtio-serial port carries every host connection as a channel (protocol/mux.ts).
   // The port opens once (a second open is refused by the driver), so both directions share the fd.
   const fd = fs.openSync(process.argv[serialAt + 1] ?? "", "r+");

@@ -4,8 +4,15 @@
  * and shaping the result every surface returns. Several execs run at once — the long-running
  * request holds no lock; only the history append and the record update are serialized. An
  * operation marker is held while a command runs, so the reaper never deletes a busy workspace.
+ *
+ * The timeout is the host's promise too, not only the agent's: the agent enforces it, but a
+ * command that starves the agent (a fork bomb shares its CPU quota) could hold the call for a
+ * minute. So the host names the exec's marker, kills its processes itself a moment after the
+ * deadline (where the backend can see them), and if the agent still does not answer, restarts
+ * the workspace and says so with `agent_unreachable` rather than waiting forever.
  */
 import path from "node:path";
+import { randomBytes } from "node:crypto";
 import type { ExecResultHeader } from "../protocol/messages.js";
 import { WORKSPACE_GUEST_PATH } from "../protocol/messages.js";
 import { guestEnv } from "../protocol/guest.js";
@@ -15,6 +22,7 @@ import type { AgentLink } from "./agent-link.js";
 import type { WorkspaceManager } from "./manager.js";
 import type { StateStore } from "./store.js";
 import type { CommandRecord, ExecResult, RawExecResult } from "./types.js";
+import type { SandboxRecord } from "../runtime/backend.js";
 import { validateCommandSize, validateEnv, validatePositive, validatePositiveInt } from "./validate.js";
 import type { WorkspaceNetwork } from "./workspace-network.js";
 
@@ -22,6 +30,14 @@ export const DEFAULT_TIMEOUT_SECONDS = 30;
 export const MAX_TIMEOUT_SECONDS = 24 * 3600;
 /** stdin is carried in one frame; larger inputs belong in a file (sync push / file write). */
 export const MAX_STDIN_BYTES = 16 * 1024 * 1024;
+/** After the deadline, how long the agent has to end the command before the host kills it. */
+const HOST_KILL_GRACE_MS = 2000;
+/**
+ * After that, how long the agent has to answer before the workspace is restarted: a VM guest's
+ * agent kills the command itself (its kernel is out of the host's sight) and a TCG guest under
+ * load answers slowly.
+ */
+const AGENT_ANSWER_GRACE_MS = { namespace: 10_000, vm: 30_000 };
 
 export interface ExecOptions {
   /** argv form (no shell). Exactly one of command / shell. */
@@ -82,9 +98,12 @@ export class WorkspaceExec {
     const redactor = await this.link.redactor(record);
     const endOperation = await this.store.beginOperation(id);
     const diskMark = this.manager.disk.mark(record);
+    const backend = await this.manager.backendOf(record);
+    const marker = randomBytes(16).toString("hex");
+    const oomKillsBefore = record.sandbox ? backend.oomKills(record.sandbox) : null;
     let frame;
     try {
-      frame = await client.request(
+      const request = client.request(
         {
           type: "exec",
           ...(hasCommand ? { argv: opts.command } : { shell: opts.shell }),
@@ -94,13 +113,20 @@ export class WorkspaceExec {
           maxOutputBytes,
           stdinBytes: stdin.length,
           secretEnv,
+          marker,
         },
         stdin,
       );
+      frame = await this.withDeadline(id, record, request, timeoutSeconds * 1000, (sandbox) => backend.killExec(sandbox, marker));
     } finally {
       await endOperation();
     }
     const header = frame.header;
+    const oomKillsAfter = record.sandbox ? backend.oomKills(record.sandbox) : null;
+    const oomKills = header.oomKills ?? (oomKillsBefore === null || oomKillsAfter === null ? 0 : oomKillsAfter - oomKillsBefore);
+    // The OOM killer struck while the command ran, and the command died of a SIGKILL (or its
+    // shell reports a child that did): the command ran out of the workspace's memory.
+    const oomKilled = !header.timedOut && oomKills > 0 && (header.signal === "SIGKILL" || header.exitCode === 137);
     const { stdoutBytes, stderrBytes } = splitOutput(frame.payload, header);
     // The command line itself may carry a secret (`curl -H "token: $VALUE"` typed literally).
     const command = redactor.redactValue(hasCommand ? opts.command! : [opts.shell!]);
@@ -136,6 +162,7 @@ export class WorkspaceExec {
       exit_code: header.exitCode,
       signal: header.signal,
       timed_out: header.timedOut,
+      oom_killed: oomKilled,
       outcome: header.timedOut ? "timed_out" : header.startError ? "not_started" : header.signal ? "signaled" : "exited",
       duration_ms: header.durationMs,
       started_at: header.startedAt,
@@ -150,6 +177,41 @@ export class WorkspaceExec {
     // /workspace over it is reported with the code; the command itself has run and is in history.
     await this.manager.disk.checkAfter(record, diskMark, `command ${entry.sequence} (exit code ${header.exitCode ?? "none"})`, { sequence: entry.sequence, exit_code: header.exitCode, outcome: result.outcome });
     return { result, stdoutBytes, stderrBytes };
+  }
+
+  /**
+   * The agent's answer, bounded: past the deadline plus a grace the host kills the command's
+   * processes itself; past a further grace it gives up on the agent, restarts the workspace
+   * (the only way left to free it) and fails with `agent_unreachable`.
+   */
+  private async withDeadline<T>(id: string, record: { sandbox: SandboxRecord | null; backend: string }, answer: Promise<T>, timeoutMs: number, kill: (sandbox: SandboxRecord) => Promise<boolean>): Promise<T> {
+    const timers: NodeJS.Timeout[] = [];
+    const late = new Promise<"late">((resolve) => {
+      timers.push(
+        setTimeout(() => {
+          if (record.sandbox) void kill(record.sandbox).catch(() => false);
+          timers.push(setTimeout(() => resolve("late"), record.backend === "vm" ? AGENT_ANSWER_GRACE_MS.vm : AGENT_ANSWER_GRACE_MS.namespace));
+        }, timeoutMs + HOST_KILL_GRACE_MS),
+      );
+    });
+    try {
+      const first = await Promise.race([answer, late]);
+      if (first !== "late") return first;
+    } finally {
+      for (const t of timers) clearTimeout(t);
+    }
+    // The answer may still come; nobody waits for it any more.
+    answer.catch(() => undefined);
+    const restarted = await this.manager
+      .stop(id)
+      .then(() => this.manager.start(id))
+      .then(() => true, () => false);
+    throw new PyroError("agent_unreachable", `the command ran past its timeout and the workspace's agent stopped answering; the workspace was ${restarted ? "restarted" : "stopped"}`, {
+      details: { workspace_id: id, restarted },
+      hint: restarted
+        ? "Processes, services and shells of the workspace are gone; /workspace is kept. Run the command again with a smaller workload or a larger --mem-mib."
+        : "Start it again: `pyro workspace start WS` (MCP: workspace_start).",
+    });
   }
 
   async logs(ref: string, limit = 50): Promise<{ workspace_id: string; count: number; total: number; commands: CommandRecord[] }> {

@@ -162,6 +162,11 @@ export interface ExecResult {
   exit_code: number | null;
   signal: string | null;
   timed_out: boolean;
+  /**
+   * The kernel's OOM killer killed the command (or a process of it its shell reports) because
+   * the workspace ran out of memory; the agent and the workspace live on.
+   */
+  oom_killed: boolean;
   /** "exited", "signaled", "timed_out" or "not_started": what happened, without decoding numbers. */
   outcome: "exited" | "signaled" | "timed_out" | "not_started";
   duration_ms: number;

@@ -150,6 +150,7 @@ export function logs(l: { workspace_id: string; count: number; total: number; co
 export function execNote(r: ExecResult): string {
   const notes: string[] = [];
   if (r.timed_out) notes.push(`timed out after ${(r.duration_ms / 1000).toFixed(1)}s; the command's process tree was killed`);
+  else if (r.oom_killed) notes.push("out of memory: the out-of-memory killer killed the command; the workspace goes on");
   else if (r.signal) notes.push(`killed by ${r.signal}`);
   if (r.outcome === "not_started") notes.push("the command could not be started");
   return notes.length ? `[pyro] ${notes.join("; ")}\n` : "";

@@ -131,6 +131,7 @@ export const execResult = {
   exit_code: z.number().nullable(),
   signal: z.string().nullable(),
   timed_out: z.boolean(),
+  oom_killed: z.boolean(),
   outcome: z.enum(["exited", "signaled", "timed_out", "not_started"]),
   duration_ms: z.number(),
   started_at: z.string(),

@@ -35,6 +35,8 @@ export function cleanExec<T extends ExecResult>(r: T): T {
 /** The first line of an exec rendering: what happened, classified, and what to do about it. */
 function outcomeLine(r: ExecResult): string {
   const ms = `${Math.round(r.duration_ms)} ms`;
+  const oom = r.oom_killed ? " oom_killed=true: the workspace ran out of memory and the out-of-memory killer killed the command (the workspace goes on). Use less memory, or create the workspace with a larger mem_mib" : "";
+  if (oom) return `outcome=${r.outcome}${r.outcome === "exited" ? ` exit_code=${r.exit_code}` : ` signal=${r.signal}`} after ${ms}${oom}.`;
   switch (r.outcome) {
     case "timed_out":
       return `outcome=timed_out after ${ms}: the whole process tree was killed. Raise timeout_seconds (at most 86400), or run long processes as a service.`;

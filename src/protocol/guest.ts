@@ -21,3 +21,10 @@ export const SLIRP_DNS = "10.0.2.3";
 export function guestEnv(extra: Record<string, string> = {}): Record<string, string> {
   return { PATH: SANDBOX_PATH, HOME: "/root", LANG: "C.UTF-8", ...extra };
 }
+
+/**
+ * The environment variable every process of one exec carries, with the exec's marker as its
+ * value: the agent's timeout sweep finds a command's whole tree by it, and so does the host's
+ * when the agent is too starved to (runtime/confine/exec-kill.ts).
+ */
+export const EXEC_MARKER_VAR = "PYRO_EXEC_ID";

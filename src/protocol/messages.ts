@@ -45,6 +45,11 @@ export interface ExecRequest {
   stdinBytes: number;
   /** Secrets mapped into the environment: { ENV_VAR: SECRET_NAME }. */
   secretEnv?: Record<string, string>;
+  /**
+   * The value of the marker variable every process of this exec carries (16–64 hex digits);
+   * the host names it so it can kill the exec's processes itself if the agent does not.
+   */
+  marker?: string;
 }
 
 /** Result header of an exec; payload = stdout kept bytes followed by stderr kept bytes. */
@@ -58,6 +63,11 @@ export interface ExecResultHeader {
   stderr: CapturedStreamInfo;
   /** Set when the command could not be started (e.g. "command_not_found"). */
   startError: string | null;
+  /**
+   * Processes the kernel's OOM killer killed while the command ran, when the agent's kernel is
+   * the workspace's own (a VM guest); null in a namespace sandbox, where the host counts them.
+   */
+  oomKills?: number | null;
 }
 
 export type AgentErrorCode =

@@ -32,4 +32,11 @@ export interface Backend {
   unpublishPort(record: SandboxRecord, port: PublishedPort): Promise<void>;
   /** Denied attempts since the last call, forgotten once returned. Cheap when there are none. */
   takeNetworkDenials(record: SandboxRecord): Promise<NetworkDenial[]>;
+  /**
+   * Kills one exec's processes (those carrying its marker) from outside the sandbox, for when
+   * its agent is too starved to; false where the host cannot see them (inside a VM guest).
+   */
+  killExec(record: SandboxRecord, marker: string): Promise<boolean>;
+  /** OOM kills in the sandbox so far where the host counts them (a namespace sandbox's cgroup); null where the agent does. */
+  oomKills(record: SandboxRecord): number | null;
 }

@@ -66,6 +66,8 @@ function fakeBackend(name: BackendName, calls: string[]): Backend {
     },
     unpublishPort: async () => undefined,
     takeNetworkDenials: async () => [],
+    killExec: async () => false,
+    oomKills: () => null,
   };
 }
 

@@ -12,6 +12,7 @@ import net from "node:net";
 import path from "node:path";
 import { invalid, isRecord } from "../handler.js";
 import { EXEC_MARKER_VAR, killExecTree } from "../exec.js";
+import { spawnExpendable } from "../expendable.js";
 import type { Readiness } from "../../protocol/messages.js";
 
 /** One HTTP or TCP attempt never waits longer than this, however slow the service is to answer. */
@@ -118,7 +119,7 @@ function probeCommand(command: string, ctx: ProbeContext, timeoutMs: number): Pr
   return new Promise((resolve) => {
     // Its own exec marker, so a slow probe's whole tree can be killed without touching the service.
     const marker = randomBytes(8).toString("hex");
-    const child = spawn("/bin/sh", ["-c", command], { cwd: ctx.cwd, env: { ...ctx.env, [EXEC_MARKER_VAR]: marker }, stdio: "ignore", detached: true });
+    const child = spawnExpendable(() => spawn("/bin/sh", ["-c", command], { cwd: ctx.cwd, env: { ...ctx.env, [EXEC_MARKER_VAR]: marker }, stdio: "ignore", detached: true }));
     let timedOut = false;
     const timer = setTimeout(() => {
       timedOut = true;

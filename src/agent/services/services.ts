@@ -16,6 +16,7 @@ import { AgentFailure } from "../failure.js";
 import { argvOf, invalid, nonNegativeInteger, stringRecord } from "../handler.js";
 import type { Handlers, Incoming } from "../handler.js";
 import { killExecTree, markedPids } from "../exec.js";
+import { spawnExpendable } from "../expendable.js";
 import { currentRedactor, secretEnv } from "../secrets.js";
 import { requireDirectory } from "../paths.js";
 import { LogWriter, readLog, SERVICES_DIR } from "./log.js";
@@ -234,7 +235,8 @@ function launch(req: StartRequest, env: Record<string, string>): Service {
   const startedAt = new Date();
   let child: ChildProcess;
   try {
-    child = spawn(req.argv[0]!, req.argv.slice(1), { cwd: req.cwd, env: fullEnv, stdio: ["ignore", "pipe", "pipe"], detached: true });
+    // Like a command, a service is the OOM killer's choice before the agent.
+    child = spawnExpendable(() => spawn(req.argv[0]!, req.argv.slice(1), { cwd: req.cwd, env: fullEnv, stdio: ["ignore", "pipe", "pipe"], detached: true }));
   } catch (err) {
     // node refuses some arguments outright (a NUL byte in argv or env) before any process exists.
     logs.stdout.close();

@@ -17,6 +17,7 @@ import type { ShellInfo, ShellReadResult, ShellSignal, ShellState, ShellWaitEnd 
 import { currentRedactor, secretEnv } from "../secrets.js";
 import { MIN_SECRET_LENGTH } from "../../shared/redact.js";
 import { requireDirectory } from "../paths.js";
+import { spawnExpendable } from "../expendable.js";
 import { OutputLog, ShellRedaction } from "./output.js";
 import { ScreenModel } from "./terminal.js";
 import { SHELL_MARKER_VAR, foregroundGroup, killShellTree } from "./process.js";
@@ -384,15 +385,19 @@ export const shellHandlers: Handlers<ShellRequest> = {
     }
     const file = fs.existsSync("/bin/bash") ? "/bin/bash" : "/bin/sh";
     let proc: IPty;
+    const cwd = h.cwd;
     try {
-      proc = pty.spawn(file, ["-i"], {
-        name: "xterm-256color",
-        cols,
-        rows,
-        cwd: h.cwd,
-        env: { ...env, ...secrets, TERM: "xterm-256color", [SHELL_MARKER_VAR]: id },
-        encoding: null,
-      });
+      // Like a command, a shell (and all it runs) is the OOM killer's choice before the agent.
+      proc = spawnExpendable(() =>
+        pty.spawn(file, ["-i"], {
+          name: "xterm-256color",
+          cols,
+          rows,
+          cwd,
+          env: { ...env, ...secrets, TERM: "xterm-256color", [SHELL_MARKER_VAR]: id },
+          encoding: null,
+        }),
+      );
     } catch (err) {
       screen.dispose();
       throw new AgentFailure("internal", `cannot start ${file}: ${(err as Error).message}`);

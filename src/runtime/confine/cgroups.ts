@@ -229,3 +229,21 @@ export function cgroupDirsFor(sandboxId: string): string[] {
   }
   return dirs;
 }
+
+/**
+ * How many processes the kernel's OOM killer has killed in the sandbox's memory cgroup since it
+ * was made (v2 `memory.events`, v1 `memory.oom_control`); null without a memory cgroup.
+ */
+export function cgroupOomKills(dirs: string[]): number | null {
+  for (const dir of dirs) {
+    for (const file of ["memory.events", "memory.oom_control"]) {
+      try {
+        const m = /^oom_kill (\d+)$/m.exec(fs.readFileSync(path.join(dir, file), "utf8"));
+        if (m) return Number(m[1]);
+      } catch {
+        // not this controller's directory, or v1 without the counter
+      }
+    }
+  }
+  return null;
+}

@@ -13,6 +13,8 @@ import type { Backend, BackendName, NetworkDenial, NetworkSpec, PublishedPort, S
 import { agentRuntime } from "../confine/agent-runtime.js";
 import { FIRST_STAGED_FD, JOIN_CGROUP, PROC_ARGS, SECCOMP_FD, confinementArgs } from "../confine/bwrap.js";
 import { ConfinedLaunch, ownByGuestRoot } from "../confine/launch.js";
+import { cgroupOomKills } from "../confine/cgroups.js";
+import { killExecProcesses } from "../confine/exec-kill.js";
 import { configureSandboxNetwork, launchSandbox, publishSandboxPort, sandboxLiveness, stopSandbox, takeSandboxDenials, unpublishSandboxPort } from "../confine/sandbox.js";
 import { AgentClient } from "../../protocol/client.js";
 import { guestEnv } from "../../protocol/guest.js";
@@ -40,8 +42,7 @@ function bwrapArgs(spec: SandboxSpec, root: string, workspace: string, launch: C
     "--bind", root, "/",
     "--bind", workspace, WORKSPACE_GUEST_PATH,
     ...PROC_ARGS,
-    "--dev", "/dev",
-    "--tmpfs", "/run",
+    ...memoryFilesystemArgs(spec.limits.memMib),
   ];
   for (const bind of runtime.binds) args.push("--ro-bind", launch.reachable(bind.source), bind.target);
   const { PATH: _path, ...env } = guestEnv({ HOSTNAME: spec.hostname });
@@ -54,6 +55,24 @@ function bwrapArgs(spec: SandboxSpec, root: string, workspace: string, launch: C
     ...runtime.command,
   );
   return args;
+}
+
+/**
+ * The sandbox's in-memory filesystems, each sized to a quarter of the workspace's memory. Their
+ * files are memory charged to the workspace's cgroup that no OOM kill gives back: unbounded (a
+ * tmpfs defaults to half the *host's* RAM), one balloon in /dev/shm filled the limit and the
+ * next allocation killed the agent. Bounded, the balloon's writer meets ENOSPC and the other half
+ * of the limit stays for the agent and commands. bubblewrap's /dev is a tmpfs too, so it is made
+ * read-only once its device nodes are in place: only /dev/shm (and /dev/pts) take writes.
+ */
+function memoryFilesystemArgs(memMib: number): string[] {
+  const quarter = String(Math.max(1, Math.floor(memMib / 4)) * 1024 * 1024);
+  return [
+    "--dev", "/dev",
+    "--perms", "1777", "--size", quarter, "--tmpfs", "/dev/shm",
+    "--remount-ro", "/dev",
+    "--size", quarter, "--tmpfs", "/run",
+  ];
 }
 
 export class NamespaceBackend implements Backend {
@@ -108,5 +127,13 @@ export class NamespaceBackend implements Backend {
 
   takeNetworkDenials(record: SandboxRecord): Promise<NetworkDenial[]> {
     return takeSandboxDenials(record);
+  }
+
+  async killExec(record: SandboxRecord, marker: string): Promise<boolean> {
+    return (await killExecProcesses(record, marker)) !== null;
+  }
+
+  oomKills(record: SandboxRecord): number | null {
+    return cgroupOomKills(record.cgroupDirs);
   }
 }

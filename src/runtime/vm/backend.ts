@@ -97,6 +97,7 @@ export class VmBackend implements Backend {
       controlSocket: `${JAIL.run}/control.sock`,
       memMib: spec.limits.memMib,
       vcpus: spec.limits.vcpuCount,
+      pidsMax: spec.limits.pidsMax,
       acceleration,
       nic,
       hostname: spec.hostname,
@@ -223,16 +224,44 @@ export class VmBackend implements Backend {
   takeNetworkDenials(record: SandboxRecord): Promise<NetworkDenial[]> {
     return takeSandboxDenials(record);
   }
+
+  /** The guest's processes are out of the host's sight: the guest's agent kills them (guest-init.ts keeps it able to). */
+  async killExec(): Promise<boolean> {
+    return false;
+  }
+
+  /** The jail's cgroup counts QEMU, not the guest's processes: the guest's agent reports its own kernel's count. */
+  oomKills(): number | null {
+    return null;
+  }
 }
 
-/** Runs `sync` in the guest through its agent, bounded by a short timeout. */
+/** How long a stop waits for the guest to flush its page cache before the VM is killed anyway. */
+const FLUSH_LIMIT_MS = 6000;
+
+/**
+ * Runs `sync` in the guest through its agent. Bounded as a whole — connection, handshake and
+ * command — because a guest swamped by what runs in it (a fork bomb, a memory balloon) may
+ * accept the connection and never answer: a stop must still end, and kill the VM.
+ */
 async function flushGuest(record: SandboxRecord): Promise<void> {
-  const client = await AgentClient.connect(agentSocketOf(record.vm!.runDir), 2000);
+  let timer: NodeJS.Timeout | undefined;
+  const limit = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error("the guest did not flush in time")), FLUSH_LIMIT_MS);
+  });
+  const connecting = AgentClient.connect(agentSocketOf(record.vm!.runDir), 2000);
   try {
-    const sync = client.request({ type: "exec", argv: [`${AGENT_RUNTIME_DIR}/busybox`, "sync"], cwd: "/", env: {}, timeoutMs: 5000, maxOutputBytes: 1024, stdinBytes: 0 });
-    await Promise.race([sync, new Promise((_, reject) => setTimeout(() => reject(new Error("sync timed out")), 6000))]);
+    const client = await Promise.race([connecting, limit]);
+    try {
+      await Promise.race([client.request({ type: "exec", argv: [`${AGENT_RUNTIME_DIR}/busybox`, "sync"], cwd: "/", env: {}, timeoutMs: 5000, maxOutputBytes: 1024, stdinBytes: 0 }), limit]);
+    } finally {
+      client.close();
+    }
+  } catch (err) {
+    void connecting.then((c) => c.close(), () => undefined);
+    throw err;
   } finally {
-    client.close();
+    clearTimeout(timer);
   }
 }
 

@@ -5,7 +5,8 @@
  *   by label), the read-only agent image at /run/pyro/agent and the host's /workspace through
  *   virtiofs, then switches root;
  * - `guest-init` (in the agent image) is PID 1 of the real root: it mounts what a Linux
- *   userland expects, configures the network QEMU gave it (if any), starts the agent on the
+ *   userland expects, puts the agent and the workload in cgroups of their own (see
+ *   `GUEST_CGROUPS`), configures the network QEMU gave it (if any), starts the agent on the
  *   virtio-serial port named `pyro.agent`, reaps orphans, and powers the guest off when the
  *   agent exits — a guest without its agent is of no use, and a dead guest is what the host
  *   reports as `failed`.
@@ -45,6 +46,19 @@ export const GUEST_NET = { address: `${GUEST_ADDRESS}/24`, gateway: HOST_GATEWAY
 /** Printed by the probe guest (kernel command line `pyro.probe=1`) instead of starting the agent. */
 export const PROBE_MARKER = "pyro-guest: probe ok";
 
+/**
+ * The guest's cgroups: the agent apart from everything it starts. Inside a guest the agent is
+ * root of its own kernel, so it can do what a namespace sandbox's cannot: commands, services
+ * and shells run in `workload` (the agent moves itself there for the instant of each spawn,
+ * agent/expendable.ts), whose pids limit is the workspace's and whose memory stops short of the
+ * guest's RAM by a reserve the agent keeps; the agent's cgroup outweighs it a hundred to one for
+ * CPU. So a fork bomb cannot starve the agent's timeout, and a balloon meets the OOM killer in
+ * `workload` — the command dies, the agent and the guest go on.
+ */
+export const GUEST_CGROUPS = { root: "/sys/fs/cgroup", agent: "/sys/fs/cgroup/pyro-agent", workload: "/sys/fs/cgroup/pyro-workload" };
+/** Guest memory kept out of the workload's reach for the agent and the guest kernel: this, or a quarter of the RAM if less. */
+export const GUEST_AGENT_RESERVE_MIB = 160;
+
 const FAIL = 'fail() { echo "pyro-guest: $*" > /dev/console; $B poweroff -f; }';
 
 export function initramfsInit(): string {
@@ -81,6 +95,24 @@ $B mount -t devpts -o gid=5,mode=0620,ptmxmode=0666 devpts /dev/pts
 $B mount -t tmpfs -o mode=1777,nodev,nosuid tmpfs /dev/shm
 $B mount -t tmpfs -o mode=0700,nodev,nosuid,noexec tmpfs /run/pyro-secrets
 $B chmod 1777 /tmp
+C=${GUEST_CGROUPS.root}
+# favordynmods: moving the agent in and out of the workload per spawn must not wait on RCU.
+if $B mount -t cgroup2 -o nsdelegate,favordynmods cgroup2 $C 2>/dev/null || $B mount -t cgroup2 cgroup2 $C; then
+  echo "+cpu +pids +memory" > $C/cgroup.subtree_control
+  $B mkdir -p ${GUEST_CGROUPS.agent} ${GUEST_CGROUPS.workload}
+  echo 10000 > ${GUEST_CGROUPS.agent}/cpu.weight
+  echo 100 > ${GUEST_CGROUPS.workload}/cpu.weight
+  pids=$($B sed -n 's/.*pyro.pids=\\([0-9]*\\).*/\\1/p' /proc/cmdline)
+  [ -n "$pids" ] && echo "$pids" > ${GUEST_CGROUPS.workload}/pids.max
+  total=$($B awk '/^MemTotal:/ { print $2 }' /proc/meminfo)
+  reserve=$((${GUEST_AGENT_RESERVE_MIB} * 1024)); [ $reserve -gt $((total / 4)) ] && reserve=$((total / 4))
+  echo $(((total - reserve) * 1024)) > ${GUEST_CGROUPS.workload}/memory.max
+  echo 0 > ${GUEST_CGROUPS.workload}/memory.swap.max 2>/dev/null
+  # PID 1 joins the agent's cgroup, so the agent starts there.
+  echo $$ > ${GUEST_CGROUPS.agent}/cgroup.procs
+fi
+# The agent is the last process the guest's OOM killer may choose (commands start at 1000).
+echo -1000 > /proc/self/oom_score_adj
 host=$($B sed -n 's/.*pyro.hostname=\\([a-z0-9-]*\\).*/\\1/p' /proc/cmdline)
 [ -n "$host" ] && $B hostname "$host"
 $B ip link set lo up

@@ -31,6 +31,8 @@ export interface GuestConfig {
   controlSocket: string;
   memMib: number;
   vcpus: number;
+  /** The workspace's pids limit, enforced in the guest on what the agent starts (guest-init.ts). */
+  pidsMax?: number;
   acceleration: Acceleration;
   /** A NIC on QEMU's user-mode network; false: the guest has no network device at all. */
   nic: boolean;
@@ -79,7 +81,7 @@ export const qemuMicrovm: VmLauncher = {
   name: "qemu-microvm",
 
   argv(binary, c) {
-    const append = ["console=ttyS0", "pci=off", "panic=-1", "reboot=t", "random.trust_cpu=on", ...tcgClock(c.acceleration), `pyro.hostname=${c.hostname}`, ...(c.probe ? ["pyro.probe=1"] : [])];
+    const append = ["console=ttyS0", "pci=off", "panic=-1", "reboot=t", "random.trust_cpu=on", ...tcgClock(c.acceleration), `pyro.hostname=${c.hostname}`, ...(c.pidsMax ? [`pyro.pids=${c.pidsMax}`] : []), ...(c.probe ? ["pyro.probe=1"] : [])];
     const args = [
       binary,
       "-name", `pyro,debug-threads=off`,
