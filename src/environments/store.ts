@@ -24,7 +24,7 @@ import fs from "node:fs/promises";
 import path from "node:path";
 import { PyroError } from "../shared/errors.js";
 import { hostPath } from "../shared/host-path.js";
-import { writeJsonAtomic } from "../shared/atomic.js";
+import { fsyncDirectory, writeJsonAtomic } from "../shared/atomic.js";
 import { homeLayout } from "../shared/home.js";
 import { CATALOG, catalogEntry, catalogNames, isValidEnvironmentName, manifestFileName } from "./catalog.js";
 import type { CatalogEntry } from "./catalog.js";
@@ -644,15 +644,6 @@ async function isDirectory(dir: string): Promise<boolean> {
     return (await fs.lstat(dir)).isDirectory();
   } catch {
     return false;
-  }
-}
-
-async function fsyncDirectory(dir: string): Promise<void> {
-  const handle = await fs.open(dir, "r");
-  try {
-    await handle.sync();
-  } finally {
-    await handle.close();
   }
 }
 

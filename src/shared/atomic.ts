@@ -23,11 +23,16 @@ export async function writeFileAtomic(file: string, data: string | Uint8Array, m
     await fs.rm(tmp, { force: true });
     throw err;
   }
-  const dirHandle = await fs.open(dir, "r");
+  await fsyncDirectory(dir);
+}
+
+/** Makes a rename or a new entry in `dir` durable: what a crash-safe commit needs after it. */
+export async function fsyncDirectory(dir: string): Promise<void> {
+  const handle = await fs.open(dir, "r");
   try {
-    await dirHandle.sync();
+    await handle.sync();
   } finally {
-    await dirHandle.close();
+    await handle.close();
   }
 }
 

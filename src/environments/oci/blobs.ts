@@ -22,7 +22,7 @@
 import { createHash } from "node:crypto";
 import fs from "node:fs/promises";
 import path from "node:path";
-import { writeJsonAtomic } from "../../shared/atomic.js";
+import { fsyncDirectory, writeJsonAtomic } from "../../shared/atomic.js";
 import { homeLayout } from "../../shared/home.js";
 import { pidAlive } from "../../shared/process.js";
 import { withStoreLock } from "../store-lock.js";
@@ -223,14 +223,5 @@ async function fileExists(file: string): Promise<boolean> {
     return true;
   } catch {
     return false;
-  }
-}
-
-async function fsyncDirectory(dir: string): Promise<void> {
-  const handle = await fs.open(dir, "r");
-  try {
-    await handle.sync();
-  } finally {
-    await handle.close();
   }
 }

@@ -6,7 +6,7 @@
  * (`Env`, `WorkingDir`, `User`, `Entrypoint`, `Cmd`). Pure; no I/O.
  */
 import { PyroError } from "../../shared/errors.js";
-import { SANDBOX_PLATFORM, invalid } from "./manifest.js";
+import { SANDBOX_PLATFORM, invalid, parseJsonObject } from "./manifest.js";
 import { isSha256Digest } from "./reference.js";
 
 export interface ImageConfig {
@@ -23,13 +23,7 @@ export interface ImageConfig {
 
 export function parseImageConfig(bytes: Uint8Array, layerCount: number, reference: string): ImageConfig {
   const what = `the config of ${reference}`;
-  let doc: unknown;
-  try {
-    doc = JSON.parse(Buffer.from(bytes).toString("utf8"));
-  } catch {
-    throw invalid(what, "it is not JSON");
-  }
-  if (!isObject(doc)) throw invalid(what, "it is not a JSON object");
+  const doc = parseJsonObject(bytes, what);
   const os = typeof doc.os === "string" ? doc.os : "";
   const architecture = typeof doc.architecture === "string" ? doc.architecture : "";
   if (os !== SANDBOX_PLATFORM.os || architecture !== SANDBOX_PLATFORM.architecture) {

@@ -89,13 +89,7 @@ export type ManifestDocument =
  * does not say its own `mediaType` (optional in OCI). Throws `image_invalid`.
  */
 export function parseManifestDocument(bytes: Uint8Array, contentType: string | null, what: string): ManifestDocument {
-  let doc: unknown;
-  try {
-    doc = JSON.parse(Buffer.from(bytes).toString("utf8"));
-  } catch {
-    throw invalid(what, "it is not JSON");
-  }
-  if (!isObject(doc)) throw invalid(what, "it is not a JSON object");
+  const doc = parseJsonObject(bytes, what);
   const headerType = contentType ? contentType.split(";")[0]!.trim().toLowerCase() : "";
   const mediaType = typeof doc.mediaType === "string" ? doc.mediaType : headerType;
   if (doc.schemaVersion === 1 || mediaType.startsWith("application/vnd.docker.distribution.manifest.v1")) {
@@ -215,6 +209,18 @@ function parsePlatform(value: Record<string, unknown>): Platform | null {
   const platform: Platform = { os: value.os.slice(0, 64), architecture: value.architecture.slice(0, 64) };
   if (typeof value.variant === "string" && value.variant.length > 0) platform.variant = value.variant.slice(0, 64);
   return platform;
+}
+
+/** A registry document as a JSON object; anything else is `image_invalid` naming `what`. */
+export function parseJsonObject(bytes: Uint8Array, what: string): Record<string, unknown> {
+  let doc: unknown;
+  try {
+    doc = JSON.parse(Buffer.from(bytes).toString("utf8"));
+  } catch {
+    throw invalid(what, "it is not JSON");
+  }
+  if (!isObject(doc)) throw invalid(what, "it is not a JSON object");
+  return doc;
 }
 
 function isObject(value: unknown): value is Record<string, unknown> {
