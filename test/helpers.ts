@@ -63,18 +63,24 @@ export function findLeaks(home: string): Leaks {
     }
   };
   const processes: string[] = [];
+  // The host's own mount namespace holds a disk-limited workspace's filesystem (as root) while
+  // the workspace lives; that mount is counted under `mounts`, not as every host process.
+  const ownNamespace = fs.readlinkSync("/proc/self/ns/mnt");
   for (const pid of list("/proc").filter((n) => /^\d+$/.test(n))) {
     try {
       const cmd = fs.readFileSync(`/proc/${pid}/cmdline`, "utf8").replace(/\0/g, " ");
       // The network helpers (slirp4netns, the DNS forwarder) name the home on their command line.
       if (cmd.includes(home) && /slirp4netns|dns-forwarder/.test(cmd)) processes.push(`${pid}: ${cmd.slice(0, 120)}`);
+      else if (fs.readlinkSync(`/proc/${pid}/ns/mnt`) === ownNamespace) continue;
       // Sandboxes, their launchers and VM jails name only stage and jail paths, but they live in
       // mount namespaces that hold mounts of the home's directories (mountinfo shows each bind's
       // source path): any process whose namespace still holds one is a leftover.
       else {
         // Named with the first of those sources, which says whose sandbox it is (…/workspaces/ID/…).
         const held = fs.readFileSync(`/proc/${pid}/mountinfo`, "utf8").split("\n").find((line) => line.includes(home));
-        if (held) processes.push(`${pid}: ${cmd.slice(0, 120)} [holds ${held.split(" ")[3]}]`);
+        // (A filesystem mounted whole, like a disk-limited /workspace, has root "/": its mount point names it.)
+        const fields = held?.split(" ") ?? [];
+        if (held) processes.push(`${pid}: ${cmd.slice(0, 120)} [holds ${fields[3] === "/" ? fields[4] : fields[3]}]`);
       }
     } catch {
       // exited
