@@ -77,10 +77,10 @@ export function findLeaks(home: string): Leaks {
       // source path): any process whose namespace still holds one is a leftover.
       else {
         // Named with the first of those sources, which says whose sandbox it is (…/workspaces/ID/…).
-        const held = fs.readFileSync(`/proc/${pid}/mountinfo`, "utf8").split("\n").find((line) => line.includes(home));
-        // (A filesystem mounted whole, like a disk-limited /workspace, has root "/": its mount point names it.)
-        const fields = held?.split(" ") ?? [];
-        if (held) processes.push(`${pid}: ${cmd.slice(0, 120)} [holds ${fields[3] === "/" ? fields[4] : fields[3]}]`);
+        // Only binds count (their source is the mount's root field): a launcher's namespace also
+        // holds copies of the host's mounts, such as another workspace's disk-limited /workspace.
+        const held = fs.readFileSync(`/proc/${pid}/mountinfo`, "utf8").split("\n").map((line) => line.split(" ")[3] ?? "").find((root) => root.includes(home));
+        if (held) processes.push(`${pid}: ${cmd.slice(0, 120)} [holds ${held}]`);
       }
     } catch {
       // exited
