@@ -17,9 +17,6 @@ import { GUEST_ADDRESS } from "../../protocol/guest.js";
 /** How a guest's CPU runs: KVM, or TCG software emulation (correct, much slower); host.ts decides. */
 export type Acceleration = "kvm" | "tcg";
 
-/** TCG's translation-cache size in MiB: plenty for a guest kernel and its userland, and bounded. */
-export const TCG_TB_MIB = 128;
-
 export interface GuestConfig {
   /** Paths as the launcher sees them (inside the VM jail). */
   kernel: string;
@@ -91,9 +88,7 @@ export const qemuMicrovm: VmLauncher = {
       "-machine", "microvm,memory-backend=mem",
       // TCG runs every vCPU in one thread: on a small busy host, one thread per vCPU lets a
       // vCPU that spins waiting for another (SMP bring-up, TLB shootdowns) starve it for seconds.
-      // TCG's translation cache defaults to 1 GiB, which grows under file-heavy work until the jail's
-      // memory limit kills the VM; TCG_TB_MIB bounds it (see VM_OVERHEAD_MIB).
-      "-accel", c.acceleration === "kvm" ? "kvm" : `tcg,thread=single,tb-size=${TCG_TB_MIB}`,
+      "-accel", c.acceleration === "kvm" ? "kvm" : "tcg,thread=single",
       "-cpu", c.acceleration === "kvm" ? "host" : "max",
       "-m", `${c.memMib}M`,
       "-smp", String(c.vcpus),
