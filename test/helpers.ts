@@ -10,7 +10,9 @@ import { spawnSync } from "node:child_process";
 import net from "node:net";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js";
+import { expect } from "vitest";
 import { pyroGroup } from "../src/runtime/confine/cgroups.js";
+import { PyroError } from "../src/shared/errors.js";
 import { makeTestWorld, preparedTestWorld } from "./network-world.js";
 
 export const REPO = path.resolve(import.meta.dirname, "..");
@@ -191,4 +193,16 @@ export function hostGet(port: number): Promise<string> {
     c.on("end", () => resolve(data.split("\r\n\r\n")[1] ?? data));
     c.write("GET / HTTP/1.0\r\n\r\n");
   });
+}
+
+/** Awaits `promise`, which must reject with a PyroError of `code`; returns that error. */
+export async function expectPyroError(promise: Promise<unknown>, code: string): Promise<PyroError> {
+  try {
+    await promise;
+  } catch (err) {
+    expect(err).toBeInstanceOf(PyroError);
+    expect((err as PyroError).code, (err as Error).message).toBe(code);
+    return err as PyroError;
+  }
+  throw new Error(`expected a PyroError ${code}`);
 }

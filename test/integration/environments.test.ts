@@ -8,9 +8,9 @@ import path from "node:path";
 import { spawnSync } from "node:child_process";
 import { EnvironmentStore } from "../../src/environments/index.js";
 import type { PullProgress } from "../../src/environments/index.js";
-import { PyroError } from "../../src/shared/errors.js";
+import type { PyroError } from "../../src/shared/errors.js";
 import { removeTree } from "../../src/runtime/confine/trees.js";
-import { SHARED_HOME } from "../helpers.js";
+import { expectPyroError, SHARED_HOME } from "../helpers.js";
 import { BUILDER_VERSION } from "../../src/environments/store.js";
 import { hostIdOf, sandboxIdentity } from "../../src/runtime/confine/identity.js";
 
@@ -28,17 +28,6 @@ function runInLayers(layers: string[], scratch: string, argv: string[]): { statu
     { encoding: "utf8" },
   );
   return { status: result.status, stdout: result.stdout, stderr: result.stderr };
-}
-
-async function expectPyroError(promise: Promise<unknown>, code: string): Promise<PyroError> {
-  try {
-    await promise;
-  } catch (err) {
-    expect(err).toBeInstanceOf(PyroError);
-    expect((err as PyroError).code, (err as Error).message).toBe(code);
-    return err as PyroError;
-  }
-  throw new Error(`expected a PyroError ${code}`);
 }
 
 function processesMentioning(text: string): string[] {

@@ -14,20 +14,9 @@ import { parseImageConfig } from "../../src/environments/oci/config.js";
 import { unpackLayer } from "../../src/environments/oci/unpack.js";
 import { ownByGuestRoot, runConfined } from "../../src/runtime/confine/launch.js";
 import { removeTree } from "../../src/runtime/confine/trees.js";
-import { PyroError } from "../../src/shared/errors.js";
+import { expectPyroError } from "../helpers.js";
 import { DOCKER, OCI, Pusher, freePort, makeLayer, sha256, startProxy, startRegistry } from "../oci-registry.js";
 import type { TestRegistry } from "../oci-registry.js";
-
-async function pullError(promise: Promise<unknown>, code: string): Promise<PyroError> {
-  try {
-    await promise;
-  } catch (err) {
-    expect(err).toBeInstanceOf(PyroError);
-    expect((err as PyroError).code, (err as Error).message).toBe(code);
-    return err as PyroError;
-  }
-  throw new Error(`expected a PyroError ${code}`);
-}
 
 /** The blob store's whole content: stored blobs, image records and leftover staging. */
 function stored(home: string): { blobs: string[]; images: string[]; staging: string[] } {
@@ -146,7 +135,7 @@ describe("pulling images from a registry", () => {
     const missing = threeLayers.layers[2]!.digest;
     const proxy = await startProxy(registry, { fail: new Set([missing]) });
     try {
-      const err = await pullError(pullImage(home, `${proxy.host}/team/app:1`, { concurrency: 1 }), "registry_unreachable");
+      const err = await expectPyroError(pullImage(home, `${proxy.host}/team/app:1`, { concurrency: 1 }), "registry_unreachable");
       expect(err.details?.status).toBe(503);
       expect(stored(home).images).toEqual([]);
       expect(stored(home).blobs).toContain(threeLayers.layers[0]!.digest.slice(7));
@@ -191,30 +180,30 @@ describe("pulling images from a registry", () => {
   it("refuses an index without linux/amd64 with image_platform_missing listing what it has, storing nothing", async () => {
     const arm = await pusher.image("team/armonly", "arm64", [{ ...makeLayer({ "arch": "arm64\n" }, "gzip"), mediaType: OCI.layerGzip }], { architecture: "arm64" });
     await pusher.index("team/armonly", "1", [{ manifest: arm.manifest, architecture: "arm64" }]);
-    const err = await pullError(pullImage(home, `${registry.host}/team/armonly:1`), "image_platform_missing");
+    const err = await expectPyroError(pullImage(home, `${registry.host}/team/armonly:1`), "image_platform_missing");
     expect(err.details?.platforms).toEqual(["linux/arm64"]);
     expect(err.message).toContain("linux/arm64");
     // A single-platform image for another architecture is refused by its config.
-    await pullError(pullImage(home, `${registry.host}/team/armonly:arm64`), "image_platform_missing");
+    await expectPyroError(pullImage(home, `${registry.host}/team/armonly:arm64`), "image_platform_missing");
     expect(stored(home)).toEqual(NOTHING);
   });
 
   it("answers an unknown repository, tag or digest with image_not_found, storing nothing", async () => {
-    await pullError(pullImage(home, `${registry.host}/team/nosuch:1`), "image_not_found");
-    await pullError(pullImage(home, `${registry.host}/team/app:nosuchtag`), "image_not_found");
-    await pullError(pullImage(home, `${registry.host}/team/app@sha256:${"0".repeat(64)}`), "image_not_found");
+    await expectPyroError(pullImage(home, `${registry.host}/team/nosuch:1`), "image_not_found");
+    await expectPyroError(pullImage(home, `${registry.host}/team/app:nosuchtag`), "image_not_found");
+    await expectPyroError(pullImage(home, `${registry.host}/team/app@sha256:${"0".repeat(64)}`), "image_not_found");
     expect(stored(home)).toEqual(NOTHING);
   });
 
   it("refuses a blob whose content does not match its digest with image_digest_mismatch, storing nothing", async () => {
     const proxy = await startProxy(registry, { tamper: new Set([threeLayers.layers[1]!.digest]) });
     try {
-      const err = await pullError(pullImage(home, `${proxy.host}/team/app:1`), "image_digest_mismatch");
+      const err = await expectPyroError(pullImage(home, `${proxy.host}/team/app:1`), "image_digest_mismatch");
       expect(err.details?.digest).toBe(threeLayers.layers[1]!.digest);
       expect(stored(home)).toEqual(NOTHING);
       // A tampered config is refused the same way.
       proxy.behaviour.tamper = new Set([threeLayers.config.digest]);
-      await pullError(pullImage(home, `${proxy.host}/team/app:1`), "image_digest_mismatch");
+      await expectPyroError(pullImage(home, `${proxy.host}/team/app:1`), "image_digest_mismatch");
       expect(stored(home)).toEqual(NOTHING);
     } finally {
       await proxy.stop();
@@ -240,12 +229,12 @@ describe("pulling images from a registry", () => {
           body: Buffer.from(typeof doc === "string" ? doc : JSON.stringify(doc)),
           contentType: OCI.manifest,
         });
-        const err = await pullError(pullImage(home, `${proxy.host}/team/app:${tag}`), "image_invalid");
+        const err = await expectPyroError(pullImage(home, `${proxy.host}/team/app:${tag}`), "image_invalid");
         expect(err.message.length, tag).toBeLessThan(400);
       }
       // A manifest fetched by digest whose bytes hash to something else is a mismatch.
       manifests.set(`/v2/team/app/manifests/${threeLayers.manifest.digest}`, { body: Buffer.from("{}"), contentType: OCI.manifest });
-      await pullError(pullImage(home, `${proxy.host}/team/app@${threeLayers.manifest.digest}`), "image_digest_mismatch");
+      await expectPyroError(pullImage(home, `${proxy.host}/team/app@${threeLayers.manifest.digest}`), "image_digest_mismatch");
       expect(stored(home)).toEqual(NOTHING);
     } finally {
       await proxy.stop();
@@ -255,12 +244,12 @@ describe("pulling images from a registry", () => {
   it("refuses a layer over the limit with image_too_large before downloading anything", async () => {
     const proxy = await startProxy(registry);
     try {
-      const err = await pullError(pullImage(home, `${proxy.host}/team/app:1`, { limits: { layerBytes: 1024 * 1024 } }), "image_too_large");
+      const err = await expectPyroError(pullImage(home, `${proxy.host}/team/app:1`, { limits: { layerBytes: 1024 * 1024 } }), "image_too_large");
       expect(err.details?.digest).toBe(threeLayers.layers[1]!.digest);
       expect(err.details?.limit).toBe(1024 * 1024);
       expect(proxy.requests.filter((r) => r.path.includes("/blobs/"))).toEqual([]);
-      await pullError(pullImage(home, `${proxy.host}/team/app:1`, { limits: { manifestBytes: 64 } }), "image_too_large");
-      await pullError(pullImage(home, `${proxy.host}/team/app:1`, { limits: { imageBytes: 1024 } }), "image_too_large");
+      await expectPyroError(pullImage(home, `${proxy.host}/team/app:1`, { limits: { manifestBytes: 64 } }), "image_too_large");
+      await expectPyroError(pullImage(home, `${proxy.host}/team/app:1`, { limits: { imageBytes: 1024 } }), "image_too_large");
       expect(stored(home)).toEqual(NOTHING);
     } finally {
       await proxy.stop();
@@ -288,7 +277,7 @@ describe("pulling images from a registry", () => {
     // 192.0.2.1 is TEST-NET-1: the client refuses before connecting, so nothing is ever sent there.
     const proxy = await startProxy(registry, { redirectBlobs: (digest) => `http://192.0.2.1/${digest}` });
     try {
-      const err = await pullError(pullImage(home, `${proxy.host}/team/app:1`), "registry_unreachable");
+      const err = await expectPyroError(pullImage(home, `${proxy.host}/team/app:1`), "registry_unreachable");
       expect(err.message).toContain("plain HTTP");
       expect(stored(home).images).toEqual([]);
     } finally {
@@ -309,7 +298,7 @@ describe("pulling images from a registry", () => {
 
   it("answers a registry that is not listening with registry_unreachable", async () => {
     const port = await freePort();
-    await pullError(pullImage(home, `127.0.0.1:${port}/team/app:1`), "registry_unreachable");
+    await expectPyroError(pullImage(home, `127.0.0.1:${port}/team/app:1`), "registry_unreachable");
     expect(stored(home)).toEqual(NOTHING);
   });
 });
@@ -343,7 +332,7 @@ describe("pulling from a registry that requires credentials (htpasswd)", () => {
   const env = () => ({ ...process.env, DOCKER_CONFIG: dockerConfig });
 
   it("answers image_unauthorized when no credentials are configured, storing nothing", async () => {
-    const err = await pullError(pullImage(home, `${registry.host}/private/app:1`, { env: env() }), "image_unauthorized");
+    const err = await expectPyroError(pullImage(home, `${registry.host}/private/app:1`, { env: env() }), "image_unauthorized");
     expect(err.details?.credentials).toBe(false);
     expect(stored(home)).toEqual(NOTHING);
   });
@@ -358,7 +347,7 @@ describe("pulling from a registry that requires credentials (htpasswd)", () => {
   it("answers image_unauthorized when the configured password is wrong, without echoing it", async () => {
     const auth = Buffer.from(`${user.username}:wrong-password`).toString("base64");
     fs.writeFileSync(path.join(dockerConfig, "config.json"), JSON.stringify({ auths: { [`http://${registry.host}/v2/`]: { auth } } }));
-    const err = await pullError(pullImage(home, `${registry.host}/private/app:1`, { env: env() }), "image_unauthorized");
+    const err = await expectPyroError(pullImage(home, `${registry.host}/private/app:1`, { env: env() }), "image_unauthorized");
     expect(err.details?.credentials).toBe(true);
     expect(JSON.stringify(err.toJSON())).not.toContain("wrong-password");
     expect(stored(home)).toEqual(NOTHING);
@@ -469,7 +458,7 @@ describe("unpacking image layers into overlay layers", () => {
     const dir = path.join(home, "layer");
     fs.mkdirSync(dir, { mode: 0o755 });
     ownByGuestRoot(dir);
-    const err = await pullError(
+    const err = await expectPyroError(
       unpackLayer(record.reference, new BlobStore(home).blobPath(record.layers[0]!.digest), record.layers[0]!, `sha256:${"0".repeat(64)}`, dir),
       "image_digest_mismatch",
     );
