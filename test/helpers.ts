@@ -68,6 +68,11 @@ export function findLeaks(home: string): Leaks {
   // The host's own mount namespace holds a disk-limited workspace's filesystem (as root) while
   // the workspace lives; that mount is counted under `mounts`, not as every host process.
   const ownNamespace = fs.readlinkSync("/proc/self/ns/mnt");
+  // A disk-limited /workspace is a filesystem of its own, mounted on the workspace's directory:
+  // a sandbox's bind of it names that filesystem's root, not the home, so it is known by its
+  // device instead, bound anywhere but where the host mounted it.
+  const mountinfo = (pid: string) => fs.readFileSync(`/proc/${pid}/mountinfo`, "utf8").split("\n").map((line) => line.split(" "));
+  const disks = new Set(mountinfo("self").filter((f) => (f[4] ?? "").includes(home) && f[3] === "/").map((f) => f[2]));
   for (const pid of list("/proc").filter((n) => /^\d+$/.test(n))) {
     try {
       const cmd = fs.readFileSync(`/proc/${pid}/cmdline`, "utf8").replace(/\0/g, " ");
@@ -80,9 +85,10 @@ export function findLeaks(home: string): Leaks {
       else {
         // Named with the first of those sources, which says whose sandbox it is (…/workspaces/ID/…).
         // Only binds count (their source is the mount's root field): a launcher's namespace also
-        // holds copies of the host's mounts, such as another workspace's disk-limited /workspace.
-        const held = fs.readFileSync(`/proc/${pid}/mountinfo`, "utf8").split("\n").map((line) => line.split(" ")[3] ?? "").find((root) => root.includes(home));
-        if (held) processes.push(`${pid}: ${cmd.slice(0, 120)} [holds ${held}]`);
+        // holds copies of the host's mounts, such as another workspace's disk-limited /workspace,
+        // at the host's mount points.
+        const held = mountinfo(pid).find((f) => (f[3] ?? "").includes(home) || (disks.has(f[2]) && !(f[4] ?? "").includes(home)));
+        if (held) processes.push(`${pid}: ${cmd.slice(0, 120)} [holds ${held[3] === "/" ? `${held[2]} at ${held[4]}` : held[3]}]`);
       }
     } catch {
       // exited
