@@ -6,7 +6,7 @@
  * The per-feature behaviour (exec, files, snapshots, services, shells…) is the shared suite's,
  * run against this backend by the `vm` project in vitest.config.ts.
  */
-import { spawnSync } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import fs from "node:fs";
 import os from "node:os";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -16,7 +16,7 @@ import { coreOf } from "../../src/sdk/internal.js";
 import { VmBackend } from "../../src/runtime/vm/backend.js";
 import { qemuMicrovm } from "../../src/runtime/vm/qemu.js";
 import { pyroGroup } from "../../src/runtime/confine/cgroups.js";
-import { cli, findLeaks, hostGet, httpGetScript, noLeaks, startTestNetwork, testHome, TEST_ENVIRONMENT } from "../helpers.js";
+import { cli, CLI, findLeaks, hostGet, httpGetScript, noLeaks, startTestNetwork, testHome, TEST_ENVIRONMENT, waitFor } from "../helpers.js";
 import type { TestNetwork } from "../helpers.js";
 
 let REMOTE: string;
@@ -27,6 +27,11 @@ let world: TestNetwork;
 let hostPort: number;
 
 const get = httpGetScript;
+/** A workspace's QEMU processes, found among the jail's processes (its cgroup names the workspace). */
+const qemuOf = (id: string) =>
+  spawnSync("sh", ["-c", `for p in $(pgrep -f qemu-system-x86_64); do grep -q ${id} /proc/$p/cgroup 2>/dev/null && echo $p; done`], { encoding: "utf8" }).stdout.trim().split("\n").filter(Boolean);
+/** Processes of any kind still in a cgroup that names the workspace. */
+const inCgroupsOf = (id: string) => spawnSync("sh", ["-c", `grep -l ${id} /proc/[0-9]*/cgroup 2>/dev/null`], { encoding: "utf8" }).stdout.trim();
 const bash = (script: string) => ["bash", "-c", script];
 
 function kvmOpens(): boolean {
@@ -105,8 +110,7 @@ describe("a VM workspace", () => {
 
   it("is reported failed with its console when the VM dies, and leaves no process behind", async () => {
     const ws = await pyro.createWorkspace({ environment: TEST_ENVIRONMENT, name: "doomed", backend: "vm" });
-    // Kill QEMU itself, found among the jail's processes (its cgroup names the workspace).
-    const qemu = spawnSync("sh", ["-c", `for p in $(pgrep -f qemu-system-x86_64); do grep -q ${ws.workspace_id} /proc/$p/cgroup && echo $p; done`], { encoding: "utf8" }).stdout.trim().split("\n").filter(Boolean);
+    const qemu = qemuOf(ws.workspace_id);
     expect(qemu.length).toBe(1);
     process.kill(Number(qemu[0]), "SIGKILL");
     await new Promise((r) => setTimeout(r, 1000));
@@ -114,8 +118,42 @@ describe("a VM workspace", () => {
     expect(status.state).toBe("failed");
     expect(status.failure?.log_tail).toContain("the VM exited");
     await pyro.deleteWorkspace("doomed");
-    const left = spawnSync("sh", ["-c", `grep -l ${ws.workspace_id} /proc/[0-9]*/cgroup 2>/dev/null`], { encoding: "utf8" }).stdout.trim();
-    expect(left).toBe("");
+    expect(inCgroupsOf(ws.workspace_id)).toBe("");
+  });
+});
+
+describe("a VM workspace whose CLI is killed", () => {
+  const recordName = (id: string): string | null => {
+    try {
+      return (JSON.parse(fs.readFileSync(path.join(home, "workspaces", id, "workspace.json"), "utf8")) as { name: string | null }).name;
+    } catch {
+      return null;
+    }
+  };
+
+  it("is marked failed by the next call when its create was killed with the VM up, and delete leaves nothing of it", { timeout: 600_000 }, async () => {
+    const child = spawn(process.execPath, [CLI, "workspace", "create", TEST_ENVIRONMENT, "--backend", "vm", "--name", "killed-create", "--json"], { env: { ...process.env, PYRO_HOME: home }, stdio: "ignore" });
+    const closed = new Promise((r) => child.once("close", r));
+    let id = "";
+    await waitFor(
+      "the killed create's VM runs",
+      () => {
+        const ids = fs.existsSync(path.join(home, "workspaces")) ? fs.readdirSync(path.join(home, "workspaces")) : [];
+        id ||= ids.find((n) => recordName(n) === "killed-create") ?? "";
+        return id !== "" && qemuOf(id).length === 1;
+      },
+      240_000,
+    );
+    child.kill("SIGKILL");
+    await closed;
+    // Nobody is left to finish the create: the next call finds its record and its VM orphaned.
+    const status = await pyro.statusWorkspace(id);
+    expect(status.state).toBe("failed");
+    expect(qemuOf(id)).toEqual([]);
+    await pyro.deleteWorkspace(id);
+    expect(fs.existsSync(path.join(home, "workspaces", id))).toBe(false);
+    expect(inCgroupsOf(id)).toBe("");
+    expect(findLeaks(home).processes).toEqual([]);
   });
 });
 
