@@ -16,11 +16,13 @@ import { MCP_TOOLS } from "../contract.js";
 import { OPERATIONS } from "../ops/index.js";
 import { registerOperation } from "./registry.js";
 import type { Handler, Register, ToolConfig } from "./registry.js";
+import { fitResult } from "./budget.js";
 import { errorResult, noteUnavailable, validationError } from "./results.js";
 import { resolveSurface } from "./surfaces.js";
 import type { McpServerOptions, Surface } from "./surfaces.js";
 
 export { ERROR_META_KEY, ok, tool } from "./results.js";
+export { BUDGET_META_KEY, MCP_RESULT_BUDGET_BYTES } from "./budget.js";
 export type { McpServerOptions } from "./surfaces.js";
 export type { Register, ToolConfig } from "./registry.js";
 export { execText, cleanExec, MCP_LIST_LIMIT } from "../ops/workspace.js";
@@ -61,7 +63,7 @@ export function createMcpServer(pyro: Pyro, options: McpServerOptions = {}, defi
  * Registers the tools a surface offers, in its order: each with only the arguments it allows
  * (as a strict object, so an argument the tool does not take is an error, not silently
  * dropped) and its description for the surface; an error whose hint names a tool this server
- * lacks gets a note saying so. Bad arguments get pyro's `invalid_argument` with the arguments
+ * lacks gets a note saying so; every answer is fitted to the result budget (budget.ts). Bad arguments get pyro's `invalid_argument` with the arguments
  * the tool takes.
  */
 function applySurface(server: McpServer, surface: Surface, defined: Map<string, { config: ToolConfig; handler: Handler }>, seedNote = ""): void {
@@ -87,14 +89,15 @@ function applySurface(server: McpServer, surface: Surface, defined: Map<string, 
   // public setRequestHandler replaces it), so that bad input gets pyro's `invalid_argument` with
   // the arguments the tool takes, and a tool this server does not offer gets the list it does —
   // like every other bad input, on every surface.
-  server.server.setRequestHandler(CallToolRequestSchema, async (request): Promise<CallToolResult> => {
-    const name = request.params.name;
+  // Every answer, result or error, passes the result budget (budget.ts) here and nowhere else.
+  server.server.setRequestHandler(CallToolRequestSchema, async (request): Promise<CallToolResult> => fitResult(await answer(request.params.name, request.params.arguments)));
+  async function answer(name: string, args: Record<string, unknown> | undefined): Promise<CallToolResult> {
     const tool = offered.get(name);
     if (!tool) return errorResult(new PyroError("invalid_argument", `Tool ${name} not found`, { hint: `Call tools/list: this server (${surface.label}) offers ${names.join(", ")}.` }));
-    const parsed = tool.schema.safeParse(request.params.arguments ?? {});
+    const parsed = tool.schema.safeParse(args ?? {});
     if (!parsed.success) return errorResult(validationError(name, parsed.error.issues, tool.params, surface.label));
     return tool.handler(parsed.data as never);
-  });
+  }
 }
 
 function pick(shape: z.ZodRawShape, keys: readonly string[], tool: string): z.ZodRawShape {

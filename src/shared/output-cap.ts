@@ -84,6 +84,32 @@ export function capBytes(data: Buffer, maxBytes: number): { bytes: Buffer; info:
 }
 
 /**
+ * Caps text to at most `maxBytes` of UTF-8 the same way, head and tail, moving each cut to a
+ * character boundary so that no character is split (a split one would decode as U+FFFD, which
+ * is longer than what it replaces). `info` counts bytes of the UTF-8 encoding.
+ */
+export function capText(text: string, maxBytes: number): { head: string; tail: string; info: CapturedStreamInfo } {
+  const data = Buffer.from(text, "utf8");
+  const { info } = capBytes(data, maxBytes);
+  if (info.omitted_bytes === 0) return { head: text, tail: "", info };
+  let headEnd = info.head_bytes;
+  while (headEnd > 0 && isContinuation(data[headEnd])) headEnd--;
+  let tailStart = data.length - info.tail_bytes;
+  while (tailStart < data.length && isContinuation(data[tailStart])) tailStart++;
+  const tail_bytes = data.length - tailStart;
+  return {
+    head: data.subarray(0, headEnd).toString("utf8"),
+    tail: data.subarray(tailStart).toString("utf8"),
+    info: { total_bytes: data.length, head_bytes: headEnd, tail_bytes, omitted_bytes: data.length - headEnd - tail_bytes },
+  };
+}
+
+/** A UTF-8 continuation byte (10xxxxxx): never the first byte of a character. */
+function isContinuation(byte: number | undefined): boolean {
+  return byte !== undefined && (byte & 0xc0) === 0x80;
+}
+
+/**
  * Renders kept bytes as text with an explicit marker where bytes were dropped, so neither a
  * human nor a model mistakes a capped stream for the whole of it.
  */
