@@ -122,25 +122,31 @@ export function fitResult(result: CallToolResult, budget: number = MCP_RESULT_BU
   const textBytes = textSlots.reduce((n, s) => n + s.originalBytes, 0);
   const restBytes = original_bytes - textBytes;
   const textTarget = Math.max(Math.min(TEXT_SUMMARY_BYTES, textBytes), target - restBytes);
-  if (textBytes > textTarget) shrinkStrings(textSlots, textBytes - textTarget, budget, cuts, 0);
+  // The size is tracked through each cut (what a replaced string or dropped item cost) rather
+  // than re-serialized, and measured for real once the cuts say it fits.
+  let size = original_bytes;
+  if (textBytes > textTarget) size -= shrinkStrings(textSlots, textBytes - textTarget, budget, cuts, 0);
 
-  // 2. The largest strings of the structured content and _meta, level by level, re-measured
-  // because JSON escapes make some bytes cost more than one.
   const slots = [...collectStrings(out.structuredContent, "", MIN_STRING_BYTES), ...collectStrings(out._meta, "_meta.", MIN_STRING_BYTES)];
-  for (let pass = 0; pass < 6; pass++) {
-    const over = jsonBytes(out) - target;
-    if (over <= 0) break;
-    if (!shrinkStrings(slots, over, budget, cuts, MIN_STRING_BYTES)) break;
+  for (let round = 0; round < 3 && size > target; round++) {
+    // 2. The largest strings of the structured content and _meta, to one level; again when
+    // markers and JSON escapes made the first cut fall short.
+    for (let pass = 0; pass < 6 && size > target; pass++) {
+      const saved = shrinkStrings(slots, size - target, budget, cuts, MIN_STRING_BYTES);
+      if (saved <= 0) break;
+      size -= saved;
+    }
+    // 3. Only when the structure itself is too large: trailing items of the largest arrays.
+    for (let pass = 0; pass < 64 && size > target; pass++) {
+      const saved = trimLargestArray(out, size - target, cuts);
+      if (saved === null) break;
+      size -= saved;
+    }
+    // Truncation fields set along the way change a few bytes: the real size decides.
+    size = jsonBytes(out);
   }
 
-  // 3. Only when the structure itself is too large: trailing items of the largest arrays.
-  for (let pass = 0; pass < 64; pass++) {
-    const over = jsonBytes(out) - target;
-    if (over <= 0) break;
-    if (!trimLargestArray(out, over, cuts)) break;
-  }
-
-  if (jsonBytes(out) > target) {
+  if (size > target) {
     return errorResult(
       new PyroError("internal_error", `the result does not fit the MCP result budget of ${budgetLabel(budget)} even shortened (it had ${humanBytes(original_bytes)})`, {
         hint: "Ask for less in one call: a smaller max_output_bytes, max_bytes, max_chars or max_entries, or a narrower path.",
@@ -190,12 +196,13 @@ function collectStrings(value: unknown, prefix: string, minBytes: number): Strin
 /**
  * Cuts the largest strings to one common level so that together they lose at least `need` bytes
  * of JSON: one huge string loses most, many medium ones lose evenly. Each is cut from its
- * original (a second pass never nests markers). False when nothing more can be cut.
+ * original (a second pass never nests markers). Returns the bytes saved; 0 when nothing more
+ * can be cut.
  */
-function shrinkStrings(slots: StringSlot[], need: number, budget: number, cuts: Map<string, BudgetCut>, floor: number): boolean {
+function shrinkStrings(slots: StringSlot[], need: number, budget: number, cuts: Map<string, BudgetCut>, floor: number): number {
   const costs = slots.map((s) => (get(s) === s.original ? s.originalBytes : jsonBytes(get(s))));
   const level = cutLevel(costs, need, floor);
-  let changed = false;
+  let saved = 0;
   slots.forEach((slot, i) => {
     const cost = costs[i]!;
     if (cost <= level + MARKER_BYTES) return;
@@ -209,13 +216,14 @@ function shrinkStrings(slots: StringSlot[], need: number, budget: number, cuts: 
       ? `\n[... ${info.omitted_bytes} bytes of this text left out to fit the MCP result budget of ${budgetLabel(budget)} ...]\n`
       : `\n[... ${info.omitted_bytes} bytes omitted of ${info.total_bytes} to fit the MCP result budget of ${budgetLabel(budget)} ...]\n`;
     const next = head + marker + tail;
-    if (jsonBytes(next) >= cost) return;
+    const nextBytes = jsonBytes(next);
+    if (nextBytes >= cost) return;
     (slot.parent as Record<string | number, unknown>)[slot.key] = next;
-    changed = true;
+    saved += cost - nextBytes;
     cuts.set(slot.field, { field: slot.field, kept_bytes: info.head_bytes + info.tail_bytes, total_bytes: info.total_bytes });
     if (!slot.text && !Array.isArray(slot.parent)) markStringCut(slot.parent, String(slot.key), info.head_bytes, info.tail_bytes);
   });
-  return changed;
+  return saved;
 }
 
 function get(slot: StringSlot): string {
@@ -258,10 +266,10 @@ interface ArraySlot {
   cost: number;
 }
 
-/** Drops trailing items of the largest array in the structured content or _meta until `need` bytes are gone. False when there is no array left to trim. */
-function trimLargestArray(out: CallToolResult, need: number, cuts: Map<string, BudgetCut>): boolean {
+/** Drops trailing items of the largest array in the structured content or _meta until `need` bytes are gone; returns the bytes saved, or null when there is no array left to trim. */
+function trimLargestArray(out: CallToolResult, need: number, cuts: Map<string, BudgetCut>): number | null {
   const arrays = [...collectArrays(out, "structuredContent", ""), ...collectArrays(out, "_meta", "_meta.")].filter((a) => a.array.length > 0);
-  if (arrays.length === 0) return false;
+  if (arrays.length === 0) return null;
   const largest = arrays.reduce((a, b) => (b.cost > a.cost ? b : a));
   const total = (cuts.get(largest.field)?.total_items ?? largest.array.length);
   let removed = 0;
@@ -274,7 +282,8 @@ function trimLargestArray(out: CallToolResult, need: number, cuts: Map<string, B
   largest.array.length = keep;
   cuts.set(largest.field, { field: largest.field, kept_items: keep, total_items: total });
   if (!Array.isArray(largest.parent)) markArrayCut(largest.parent, String(largest.key), dropped, keep + dropped);
-  return true;
+  // Each dropped item took a comma with it, except the first item of an array emptied.
+  return keep === 0 ? removed - 1 : removed;
 }
 
 function collectArrays(out: CallToolResult, rootKey: "structuredContent" | "_meta", prefix: string): ArraySlot[] {

@@ -89,6 +89,15 @@ export function capBytes(data: Buffer, maxBytes: number): { bytes: Buffer; info:
  * is longer than what it replaces). `info` counts bytes of the UTF-8 encoding.
  */
 export function capText(text: string, maxBytes: number): { head: string; tail: string; info: CapturedStreamInfo } {
+  const total = Buffer.byteLength(text, "utf8");
+  if (total === text.length) {
+    // ASCII: a byte is a character, so the cut needs no encoding of megabytes it drops.
+    const headChars = Math.min(total, Math.ceil(maxBytes / 2));
+    const tailChars = Math.min(total - headChars, Math.floor(maxBytes / 2));
+    const omitted = total - headChars - tailChars;
+    const info = { total_bytes: total, head_bytes: headChars, tail_bytes: tailChars, omitted_bytes: omitted };
+    return omitted ? { head: text.slice(0, headChars), tail: text.slice(total - tailChars), info } : { head: text, tail: "", info };
+  }
   const data = Buffer.from(text, "utf8");
   const { info } = capBytes(data, maxBytes);
   if (info.omitted_bytes === 0) return { head: text, tail: "", info };

@@ -6,7 +6,7 @@ import type { BudgetReport } from "../../src/mcp/budget.js";
 import { errorResult, ok } from "../../src/mcp/results.js";
 import { execResult } from "../../src/ops/schemas.js";
 import { PyroError } from "../../src/shared/errors.js";
-import { capText } from "../../src/shared/output-cap.js";
+import { capBytes, capText } from "../../src/shared/output-cap.js";
 
 const MiB = 1024 * 1024;
 const size = (r: CallToolResult) => Buffer.byteLength(JSON.stringify(r), "utf8");
@@ -134,6 +134,16 @@ describe("every MCP result fits one bounded message", () => {
 });
 
 describe("capText", () => {
+  it("cuts ASCII exactly where the byte stream helper does", () => {
+    for (const [text, max] of [["abcdefghijklmnopqrstuvwxyz", 6], ["abcdefghijklmnopqrstuvwxyz", 7], ["short", 100], ["exact", 5]] as const) {
+      const { head, tail, info } = capText(text, max);
+      const bytes = capBytes(Buffer.from(text), max);
+      expect(info).toEqual(bytes.info);
+      expect(head + tail).toBe(bytes.bytes.toString());
+    }
+  });
+
+
   it("keeps head and tail within the byte budget at character boundaries", () => {
     const { head, tail, info } = capText("ab😀cd😀ef", 9);
     expect(Buffer.byteLength(head) + Buffer.byteLength(tail)).toBeLessThanOrEqual(9);
