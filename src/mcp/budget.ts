@@ -38,6 +38,8 @@ const SLACK_BYTES = 16 * 1024;
 const MIN_STRING_BYTES = 1024;
 /** Cuts a report lists; many medium strings cut alike are counted, not listed. */
 const REPORTED_CUTS = 20;
+/** The longest field path a report spells out (20 of them stay well inside the slack). */
+const MAX_FIELD_CHARS = 160;
 /** The longest marker a cut adds, counted against the string that carries it. */
 const MARKER_BYTES = 128;
 
@@ -146,7 +148,11 @@ export function fitResult(result: CallToolResult, budget: number = MCP_RESULT_BU
     size = jsonBytes(out);
   }
 
-  if (size > target) {
+  const all = [...cuts.values()].map((c) => ({ ...c, field: shortField(c.field) }));
+  const report: BudgetReport = { budget_bytes: budget, original_bytes, cut: all.slice(0, REPORTED_CUTS), cut_omitted: Math.max(0, all.length - REPORTED_CUTS) };
+  out.content = [...out.content, { type: "text", text: budgetNote(report) }];
+  out._meta = { ...out._meta, [BUDGET_META_KEY]: report };
+  if (size > target || jsonBytes(out) > budget) {
     return errorResult(
       new PyroError("internal_error", `the result does not fit the MCP result budget of ${budgetLabel(budget)} even shortened (it had ${humanBytes(original_bytes)})`, {
         hint: "Ask for less in one call: a smaller max_output_bytes, max_bytes, max_chars or max_entries, or a narrower path.",
@@ -154,12 +160,12 @@ export function fitResult(result: CallToolResult, budget: number = MCP_RESULT_BU
       }),
     );
   }
-
-  const all = [...cuts.values()];
-  const report: BudgetReport = { budget_bytes: budget, original_bytes, cut: all.slice(0, REPORTED_CUTS), cut_omitted: Math.max(0, all.length - REPORTED_CUTS) };
-  out.content = [...out.content, { type: "text", text: budgetNote(report) }];
-  out._meta = { ...out._meta, [BUDGET_META_KEY]: report };
   return out;
+}
+
+/** A field path as the report names it: a path into deeply nested data keeps its two ends. */
+function shortField(field: string): string {
+  return field.length <= MAX_FIELD_CHARS ? field : `${field.slice(0, MAX_FIELD_CHARS / 2)}…${field.slice(-MAX_FIELD_CHARS / 2)}`;
 }
 
 /** The last text block of a shrunk result: what was cut and how to see all of it. */

@@ -99,6 +99,26 @@ describe("every MCP result fits one bounded message", () => {
     expect(Array.isArray((r.structuredContent as { deep: unknown }).deep)).toBe(true);
   });
 
+  it("names a string cut deep inside nested objects by a shortened path and still fits", () => {
+    let deep: Record<string, unknown> = { leaf: "d".repeat(600_000) };
+    for (let depth = 0; depth < 400; depth++) deep = { [`level${depth}`]: deep };
+    const r = fitResult(ok({ deep }, "deep"), 256 * 1024);
+    expect(size(r)).toBeLessThanOrEqual(256 * 1024);
+    const [cut] = report(r).cut;
+    expect(cut!.field.length).toBeLessThanOrEqual(161);
+    expect(cut!.field.startsWith("deep.level399.level398")).toBe(true);
+    expect(cut!.field.endsWith("level1.level0.leaf")).toBe(true);
+  });
+
+  it("answers internal_error, within the budget, when the structure itself cannot be made to fit", () => {
+    const env = Object.fromEntries(Array.from({ length: 50_000 }, (_, i) => [`KEY_${i}`, `value-${i}`]));
+    const r = fitResult(ok({ env }, "env"), 256 * 1024);
+    expect(size(r)).toBeLessThanOrEqual(256 * 1024);
+    expect(r.isError).toBe(true);
+    expect(texts(r)).toMatch(/^\[internal_error\] the result does not fit the MCP result budget of 256\.0 KiB even shortened/);
+    expect(texts(r)).toContain("Next: Ask for less in one call");
+  });
+
   it("never splits a multi-byte character at a cut", () => {
     for (const ch of ["é", "€", "😀"]) {
       const s = `${ch.repeat(300_000)}x${ch.repeat(300_001)}`;
