@@ -1,6 +1,10 @@
 import { describe, expect, it } from "vitest";
 import * as z from "zod";
 import type { CallToolResult } from "@modelcontextprotocol/sdk/types.js";
+import { Client } from "@modelcontextprotocol/sdk/client/index.js";
+import { InMemoryTransport } from "@modelcontextprotocol/sdk/inMemory.js";
+import { createMcpServer } from "../../src/mcp/server.js";
+import type { Pyro } from "../../src/sdk/pyro.js";
 import { BUDGET_META_KEY, fitResult, MCP_RESULT_BUDGET_BYTES } from "../../src/mcp/budget.js";
 import type { BudgetReport } from "../../src/mcp/budget.js";
 import { errorResult, ok } from "../../src/mcp/results.js";
@@ -150,6 +154,31 @@ describe("every MCP result fits one bounded message", () => {
     const error = r._meta?.["pyro/error"] as { code: string; details: { actual: string } };
     expect(error.code).toBe("patch_failed");
     expect(error.details.actual).toMatch(/bytes omitted of 12582912/);
+  });
+});
+
+describe("the server applies the budget to every tool", () => {
+  it("trims a listing too large for one message so that the official client accepts it against the tool's output schema", async () => {
+    const entries = Array.from({ length: 100_000 }, (_, i) => ({ path: `src/module-${i}/index.ts`, type: "file", size: i, mode: "0644", mtime: "2026-01-01T00:00:00.000Z", link_target: null }));
+    // Only the method this tool calls; the rest of Pyro is never touched.
+    const pyro = { listWorkspaceFiles: async () => ({ workspace_id: "ws1", path: "/workspace", recursive: true, entries, count: entries.length, truncated: false, total_seen: entries.length, continue_with: null }) } as unknown as Pyro;
+    const [clientSide, serverSide] = InMemoryTransport.createLinkedPair();
+    await createMcpServer(pyro, { profile: "workspace-full" }).connect(serverSide);
+    const client = new Client({ name: "t", version: "1" });
+    await client.connect(clientSide);
+    try {
+      const r = (await client.callTool({ name: "workspace_file_list", arguments: { workspace_id: "ws1", recursive: true, max_entries: 100_000 } })) as CallToolResult;
+      expect(r.isError, texts(r).slice(0, 500)).toBeFalsy();
+      expect(size(r)).toBeLessThanOrEqual(MCP_RESULT_BUDGET_BYTES);
+      const s = r.structuredContent as { entries: { path: string }[]; count: number; truncated: boolean; total_seen: number };
+      expect(s.entries.length).toBeLessThan(100_000);
+      expect(s.count).toBe(s.entries.length);
+      expect(s.truncated).toBe(true);
+      expect(s.total_seen).toBe(100_000);
+      expect(texts(r)).toMatch(new RegExp(`entries kept ${s.entries.length} of 100000 items`));
+    } finally {
+      await client.close();
+    }
   });
 });
 
