@@ -1,3 +1,9 @@
+/**
+ * The MCP result budget (src/mcp/budget.ts) against hostile shapes: one huge string, many medium
+ * strings, huge and deeply nested arrays, multi-byte UTF-8 and JSON escapes at the cut, errors,
+ * and a structure that cannot be made to fit; each answer is within the budget, keeps its head
+ * and tail, and says what was cut in the result's own fields and in the text.
+ */
 import { describe, expect, it } from "vitest";
 import * as z from "zod";
 import type { CallToolResult } from "@modelcontextprotocol/sdk/types.js";
