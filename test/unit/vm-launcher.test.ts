@@ -31,7 +31,7 @@ describe("the QEMU microvm command line", () => {
     expect(argOf(kvm, "-cpu")).toEqual(["host"]);
     expect(argOf(kvm, "-append")[0]).not.toContain("tsc_early_khz");
     const tcg = qemuMicrovm.argv("qemu", config);
-    expect(argOf(tcg, "-accel")).toEqual(["tcg,thread=single"]);
+    expect(argOf(tcg, "-accel")).toEqual(["tcg,thread=single,tb-size=512"]);
     expect(argOf(tcg, "-append")[0]).toMatch(/tsc_early_khz=\d+ tsc=reliable/);
   });
 

@@ -25,7 +25,7 @@ import { ConfinedLaunch, ownByGuestRoot } from "../confine/launch.js";
 import { configureSandboxNetwork, launchSandbox, publishSandboxPort, sandboxLiveness, stopSandbox, takeSandboxDenials, unpublishSandboxPort } from "../confine/sandbox.js";
 import { agentImage, createRootOverlay, guestKit, requireVmTools, rootImage, supervisorBundlePath, virtiofsdPath } from "./kit.js";
 import { vmAcceleration } from "./host.js";
-import { qemuMicrovm } from "./qemu.js";
+import { qemuMicrovm, TCG_TB_MIB } from "./qemu.js";
 import type { VmLauncher } from "./qemu.js";
 import type { SupervisorConfig } from "./supervisor.js";
 
@@ -37,8 +37,13 @@ import type { SupervisorConfig } from "./supervisor.js";
  */
 const JAIL_CAPS = ["CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FOWNER", "CAP_FSETID", "CAP_SETGID", "CAP_SETUID", "CAP_SYS_CHROOT", "CAP_SETPCAP"];
 
-/** Host memory a VM needs beyond its guest RAM (QEMU, virtiofsd, the supervisor). */
-const VM_OVERHEAD_MIB = 384;
+/**
+ * Host memory a VM needs beyond its guest RAM: QEMU, virtiofsd and the supervisor, and under
+ * TCG also QEMU's translation cache (TCG_TB_MIB), which fills under work that runs many
+ * programs. The jail's limit is a ceiling, not a reservation: a guest that runs little uses
+ * little of it.
+ */
+const VM_OVERHEAD_MIB = { kvm: 384, tcg: 384 + TCG_TB_MIB };
 /** How long a guest may take to answer: a TCG boot on a loaded 2-core host takes seconds. */
 const BOOT_TIMEOUT_MS = { kvm: 30_000, tcg: 180_000 };
 const LOG_MAX_BYTES = 1024 * 1024;
@@ -128,7 +133,7 @@ export class VmBackend implements Backend {
         argv: ["/bin/sh", "-c", JOIN_CGROUP, "pyro-vm", ...confined.argv],
         fds: confined.fds,
         infoPath: path.join(runDir, "jail-info.json"),
-        limits: { ...spec.limits, memMib: spec.limits.memMib + VM_OVERHEAD_MIB },
+        limits: { ...spec.limits, memMib: spec.limits.memMib + VM_OVERHEAD_MIB[acceleration] },
         record: { backend: "vm", vm: { acceleration, runDir, nic, bootMs: null } },
         connect: (exited) => connectWhileAlive(spec.socketPath, exited, BOOT_TIMEOUT_MS[acceleration]),
         failure: { what: "VM", hint: "Run `pyro doctor` to check QEMU, KVM and the guest kit on this host." },

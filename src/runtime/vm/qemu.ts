@@ -17,6 +17,14 @@ import { GUEST_ADDRESS } from "../../protocol/guest.js";
 /** How a guest's CPU runs: KVM, or TCG software emulation (correct, much slower); host.ts decides. */
 export type Acceleration = "kvm" | "tcg";
 
+/**
+ * TCG's translation cache in MiB. QEMU's default, 1 GiB, fills under work that runs many
+ * programs (a 512 MiB guest writing and tarring 2 000 files took QEMU to 1.4 GiB); 512 MiB ran
+ * the same work as fast at 0.8 GiB, while 128 MiB made it several times slower (the cache is
+ * flushed whole when full, and everything is translated again). See docs/performance.md.
+ */
+export const TCG_TB_MIB = 512;
+
 export interface GuestConfig {
   /** Paths as the launcher sees them (inside the VM jail). */
   kernel: string;
@@ -88,7 +96,7 @@ export const qemuMicrovm: VmLauncher = {
       "-machine", "microvm,memory-backend=mem",
       // TCG runs every vCPU in one thread: on a small busy host, one thread per vCPU lets a
       // vCPU that spins waiting for another (SMP bring-up, TLB shootdowns) starve it for seconds.
-      "-accel", c.acceleration === "kvm" ? "kvm" : "tcg,thread=single",
+      "-accel", c.acceleration === "kvm" ? "kvm" : `tcg,thread=single,tb-size=${TCG_TB_MIB}`,
       "-cpu", c.acceleration === "kvm" ? "host" : "max",
       "-m", `${c.memMib}M`,
       "-smp", String(c.vcpus),
