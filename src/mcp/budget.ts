@@ -131,6 +131,13 @@ export function fitResult(result: CallToolResult, budget: number = MCP_RESULT_BU
 
   const slots = [...collectStrings(out.structuredContent, "", MIN_STRING_BYTES), ...collectStrings(out._meta, "_meta.", MIN_STRING_BYTES)];
   for (let round = 0; round < 3 && size > target; round++) {
+    // The text again first, down to its summary, when the first cut fell short (markers, JSON
+    // escapes): it repeats what the structured content holds, which is cut only after it.
+    for (let pass = 0; pass < 6 && size > target && textBytes > TEXT_SUMMARY_BYTES; pass++) {
+      const saved = shrinkStrings(textSlots, size - target, budget, cuts, Math.floor(TEXT_SUMMARY_BYTES / textSlots.length));
+      if (saved <= 0) break;
+      size = jsonBytes(out);
+    }
     // 2. The largest strings of the structured content and _meta, to one level; again when
     // markers and JSON escapes made the first cut fall short.
     for (let pass = 0; pass < 6 && size > target; pass++) {
@@ -214,7 +221,10 @@ function shrinkStrings(slots: StringSlot[], need: number, budget: number, cuts: 
     if (cost <= level + MARKER_BYTES) return;
     // JSON escapes (quotes, backslashes, control characters) make a byte cost more than one.
     const utf8 = Buffer.byteLength(slot.original, "utf8");
-    const ratio = slot.originalBytes / Math.max(1, utf8);
+    // On a second pass the kept head and tail may escape more densely than the whole did (short
+    // lines: more newlines per byte): the denser ratio makes the cut converge.
+    const current = get(slot);
+    const ratio = Math.max(slot.originalBytes / Math.max(1, utf8), current === slot.original ? 0 : cost / Math.max(1, Buffer.byteLength(current, "utf8")));
     const keep = Math.max(0, Math.floor(level / ratio));
     const { head, tail, info } = capText(slot.original, keep);
     if (info.omitted_bytes === 0) return;

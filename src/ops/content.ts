@@ -8,6 +8,7 @@ import { summaryText } from "../core/summary.js";
 import { hostPath } from "../shared/host-path.js";
 import { workspaceField } from "./fields.js";
 import { field, given, op } from "./op.js";
+import type { RunContext } from "./op.js";
 import * as render from "./render.js";
 import { workspaceInfo } from "./schemas.js";
 import { capLines, escapeControls, hasControls } from "./text.js";
@@ -49,7 +50,7 @@ const listInput = {
 const readInput = {
   workspace_id: workspaceField,
   path: pathArg("<path>", "File under /workspace."),
-  max_bytes: field(z.number().int().positive().optional().describe("Read at most this many bytes (default 65536).")),
+  max_bytes: field(z.number().int().positive().optional().describe("Read at most this many bytes (default 65536, at most 8 MiB; over MCP one call returns at most 2 MiB and says where to read on).")),
   offset: field(z.number().int().min(0).optional().describe("Start at this byte offset; use next_offset from a truncated read.")),
 };
 const CONTENT_ONLY = { contentOnly: { flag: "--content-only", help: "print only the content, no summary" } };
@@ -57,7 +58,15 @@ const CONTENT_ONLY = { contentOnly: { flag: "--content-only", help: "print only 
 type ListArgs = { workspace_id: string; path?: string | undefined; recursive?: boolean | undefined; max_entries?: number | undefined };
 type ReadArgs = { workspace_id: string; path: string; max_bytes?: number | undefined; offset?: number | undefined };
 const listOptions = (a: ListArgs) => given({ path: a.path, recursive: a.recursive, maxEntries: a.max_entries });
-const readOptions = (a: ReadArgs) => given({ maxBytes: a.max_bytes, offset: a.offset });
+/**
+ * Bytes one read returns over MCP: a larger max_bytes reads this much, and `truncated` with
+ * `next_offset` say where to read on, so paging stays exact. Without it, a read beyond the MCP
+ * result budget (4 MiB of JSON, src/mcp/budget.ts) would lose its middle while next_offset
+ * pointed past it. 2 MiB of text stays under the budget even with its newlines escaped.
+ */
+export const MCP_READ_MAX_BYTES = 2 * 1024 * 1024;
+const readOptions = (a: ReadArgs, ctx: RunContext) =>
+  given({ maxBytes: ctx.surface === "mcp" && a.max_bytes !== undefined ? Math.min(a.max_bytes, MCP_READ_MAX_BYTES) : a.max_bytes, offset: a.offset });
 /** Entries a model's text shows; the structured result has every entry listed. */
 const LIST_TEXT_LINES = 200;
 const listText = (r: { path: string; entries: { path: string; type: string; size: number }[]; truncated: boolean; total_seen: number; count: number }, tool: string) =>
@@ -192,7 +201,7 @@ export const workspaceFileRead = op({
   cliFlags: CONTENT_ONLY,
   output: fileReadResult,
   annotations: { readOnlyHint: true },
-  run: (pyro, a) => pyro.readWorkspaceFile(a.workspace_id, a.path, readOptions(a)),
+  run: (pyro, a, ctx) => pyro.readWorkspaceFile(a.workspace_id, a.path, readOptions(a, ctx)),
   text: (r, ctx) => readText(r, ctx.offers("workspace_export") ? "workspace_export" : null),
   human: (r, cliOnly) => render.fileRead(r, cliOnly.contentOnly === true),
 });
@@ -432,7 +441,7 @@ export const workspaceDiskRead = op({
   cliFlags: CONTENT_ONLY,
   output: fileReadResult,
   annotations: { readOnlyHint: true },
-  run: (pyro, a) => pyro.readWorkspaceDisk(a.workspace_id, a.path, readOptions(a)),
+  run: (pyro, a, ctx) => pyro.readWorkspaceDisk(a.workspace_id, a.path, readOptions(a, ctx)),
   text: (r, ctx) => readText(r, ctx.offers("workspace_disk_export") ? "workspace_disk_export" : null),
   human: (r, cliOnly) => render.fileRead(r, cliOnly.contentOnly === true),
 });

@@ -15,6 +15,7 @@ import { BUDGET_META_KEY, MCP_RESULT_BUDGET_BYTES } from "../../src/mcp/server.j
 import type { BudgetReport } from "../../src/mcp/budget.js";
 import { MAX_OUTPUT_BYTES_LIMIT } from "../../src/shared/output-cap.js";
 import { MAX_FILE_READ_BYTES } from "../../src/core/workspace-content.js";
+import { MCP_READ_MAX_BYTES } from "../../src/ops/content.js";
 import { connectMcp, findLeaks, noLeaks, testHome, TEST_ENVIRONMENT } from "../helpers.js";
 
 const MiB = 1024 * 1024;
@@ -92,19 +93,24 @@ describe("MCP results larger than one message are shrunk to the budget", () => {
     await stillConnected();
   });
 
-  it("answers a file read at the largest max_bytes with the file's start and end and says it was cut", async () => {
-    await call<ExecResult>("workspace_exec", { workspace_id: workspaceId, command: "seq 1 2000000 > big.txt && wc -c < big.txt" });
+  it("reads a file at the largest max_bytes in exact pages of at most 2 MiB, so nothing is skipped", async () => {
+    await call<ExecResult>("workspace_exec", { workspace_id: workspaceId, command: "seq 1 2000000 > big.txt" });
     const { result, bytes } = await callRaw("workspace_file_read", { workspace_id: workspaceId, path: "big.txt", max_bytes: MAX_FILE_READ_BYTES });
     expect(bytes).toBeLessThanOrEqual(MCP_RESULT_BUDGET_BYTES);
-    const r = result.structuredContent as { content: string; truncated: boolean; bytes_returned: number };
-    expect(r.bytes_returned).toBe(MAX_FILE_READ_BYTES);
+    const r = result.structuredContent as { content: string; truncated: boolean; bytes_returned: number; next_offset: number };
+    expect(r.bytes_returned).toBe(MCP_READ_MAX_BYTES);
     expect(r.truncated).toBe(true);
+    expect(r.next_offset).toBe(MCP_READ_MAX_BYTES);
+    // Whole and unmarked: the read was smaller, not cut.
+    expect(Buffer.byteLength(r.content)).toBe(MCP_READ_MAX_BYTES);
     expect(r.content.startsWith("1\n2\n3\n")).toBe(true);
-    expect(r.content).toMatch(/bytes omitted of 8388608 to fit the MCP result budget/);
-    // The tail is the end of the 8 MiB read: whole numbers just before byte 8388608 of the file.
-    const tailLines = r.content.split("\n").slice(-3, -1);
-    expect(Number(tailLines[1]) - Number(tailLines[0])).toBe(1);
-    expect(texts(result)).toMatch(/\[result shortened to fit the MCP result budget of 4\.0 MiB .*content kept .* of 8\.0 MiB/);
+    expect(r.content).not.toMatch(/omitted/);
+    // Only the text rendering, which repeats the content, may have been shortened.
+    expect(((result._meta?.[BUDGET_META_KEY] as BudgetReport | undefined)?.cut ?? []).map((c) => c.field)).not.toContain("content");
+    // Reading on from next_offset continues exactly where the first page stopped.
+    const next = (await callRaw("workspace_file_read", { workspace_id: workspaceId, path: "big.txt", offset: r.next_offset, max_bytes: MAX_FILE_READ_BYTES })).result.structuredContent as { content: string };
+    const lines = (r.content + next.content).split("\n").slice(0, -1);
+    expect(lines.findIndex((line, i) => line !== String(i + 1))).toBe(-1);
     await stillConnected();
   });
 
@@ -127,7 +133,8 @@ describe("MCP results larger than one message are shrunk to the budget", () => {
   it("leaves small results exactly as they were", async () => {
     const { result, bytes } = await callRaw("workspace_exec", { workspace_id: workspaceId, command: "echo small" });
     expect(bytes).toBeLessThan(16 * 1024);
-    expect(result._meta?.[BUDGET_META_KEY]).toBeUndefined();
+    // Only the text rendering, which repeats the content, may have been shortened.
+    expect(((result._meta?.[BUDGET_META_KEY] as BudgetReport | undefined)?.cut ?? []).map((c) => c.field)).not.toContain("content");
     expect(texts(result)).not.toContain("result shortened");
   });
 });

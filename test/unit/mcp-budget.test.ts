@@ -61,6 +61,18 @@ describe("every MCP result fits one bounded message", () => {
     expect(report(r).cut.map((c) => c.field)).toEqual(["text", "stdout"]);
   });
 
+  it("shortens a text that repeats the structured content before it cuts a byte of that content", () => {
+    // Short lines at the head escape more densely than the long ones at the tail: the first
+    // estimate of the text's cut falls short, and only the text may pay for it.
+    let content = "";
+    for (let i = 1; content.length < 2 * MiB; i++) content += `${i}\n`;
+    content = content.slice(0, 2 * MiB);
+    const out = fitResult({ content: [{ type: "text", text: `big.txt\n${content}` }], structuredContent: { content, truncated: true, bytes_returned: 2 * MiB, next_offset: 2 * MiB } });
+    expect(size(out)).toBeLessThanOrEqual(MCP_RESULT_BUDGET_BYTES);
+    expect((out.structuredContent as { content: string }).content).toBe(content);
+    expect(report(out).cut.map((c) => c.field)).toEqual(["text"]);
+  });
+
   it("cuts many medium strings to one level instead of dropping any of them", () => {
     const items = Array.from({ length: 400 }, (_, i) => ({ path: `f${i}`, content: `head-${i}:${"m".repeat(20_000)}:tail-${i}` }));
     const r = fitResult(ok({ items, count: items.length, truncated: false }, "400 items"), 1 * MiB);
