@@ -85,6 +85,19 @@ export function manifest(m: EnvironmentDetails, withPackages = false): string {
     `Packages: ${m.packages.length}`,
   ];
   if (withPackages) lines.push(...m.packages.map((p) => `  ${p}`));
+  if (m.image) {
+    const c = m.image.config;
+    lines.push(
+      `Image: ${m.image.reference} (${m.image.digest})`,
+      `Image user: ${c.user ?? "-"} (commands run as the sandbox's root)`,
+      `Image working dir: ${c.working_dir ?? "-"} (commands start in /workspace)`,
+      `Image entrypoint: ${c.entrypoint ? JSON.stringify(c.entrypoint) : "-"}, cmd: ${c.cmd ? JSON.stringify(c.cmd) : "-"}`,
+      `Image env (base of every command):`,
+      ...c.env.map((e) => `  ${e}`),
+      `Image layers (bottom first):`,
+      ...m.image.layers.map((l, i) => `  ${i + 1}. ${l.digest} ${bytes(l.size_bytes)} (diff_id ${l.diff_id})`),
+    );
+  }
   return lines.join("\n");
 }
 

@@ -81,7 +81,7 @@ export function noticeLines(notices: string[] | undefined, ctx: TextContext): st
   return `\n${lines.join("\n")}`;
 }
 
-const environmentField = (description: string) => field(z.string().describe(description), { arg: "<environment>", label: "environment name, e.g. debian:12" });
+const environmentField = (description: string) => field(z.string().describe(description), { arg: "<environment>", label: "environment name (e.g. debian:12) or pulled image reference (e.g. docker.io/library/node:22)" });
 
 export const vmRun = op({
   mcp: "vm_run",
@@ -91,7 +91,7 @@ export const vmRun = op({
   title: "Run one command in a fresh sandbox",
   description:
     "Run one command in a brand-new isolated Linux sandbox (network off unless network_policy says otherwise) and delete the sandbox afterwards. Use for a quick, stateless check (e.g. `git --version`, running a script once). For anything that needs files to persist between commands, use workspace_create + workspace_exec instead. Returns exit code, outcome, duration and capped stdout/stderr.",
-  input: { environment: environmentField("Environment name, e.g. debian:12."), ...execFields, ...limitFields, backend: backendField, ...networkFields },
+  input: { environment: environmentField("Environment name, e.g. debian:12, or the reference of a pulled image (it has a registry or namespace part), e.g. docker.io/library/python:3.12."), ...execFields, ...limitFields, backend: backendField, ...networkFields },
   cliFlags: { shell: SHELL_FLAG, stdin: { flag: "--stdin", help: "forward this process's stdin to the command" } },
   cliAdjust: { command: true },
   output: runResult,
@@ -119,7 +119,7 @@ export const workspaceCreate = op({
   description:
     "Create and start a persistent, isolated Linux workspace whose /workspace survives between calls. Optionally seed /workspace from a host directory or .tar/.tar.gz/.tgz (seed_path), and give it a name and labels so it can be found again with workspace_list. Returns the workspace (keep its workspace_id).",
   input: {
-    environment: environmentField("Environment name, e.g. debian:12 (git preinstalled), debian:12-base, debian:12-build."),
+    environment: environmentField("Environment name, e.g. debian:12 (git preinstalled), debian:12-base, debian:12-build; or the reference of a pulled image (it has a registry or namespace part), e.g. docker.io/library/node:22 (namespace backend only)."),
     name: field(z.string().optional().describe("Unique name to find the workspace by, e.g. fix-123."), { value: "<name>" }),
     labels: field(z.record(z.string(), z.string()).optional().describe("Key/value labels, e.g. {\"issue\": \"123\"} (CLI: --label KEY=VALUE, repeatable)."), {
       flag: "--label <KEY=VALUE>",
