@@ -5,6 +5,7 @@
 // image has no shell and no libc: only a static busybox, so the agent's own runtime is what runs.
 // Uses a state directory of its own (no shared layers), so its prune can touch nothing else.
 import { describe, it, expect, beforeAll, afterAll } from "vitest";
+import { spawn } from "node:child_process";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
@@ -12,7 +13,7 @@ import type { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import type { CallToolResult } from "@modelcontextprotocol/sdk/types.js";
 import { Pyro } from "../../src/index.js";
 import { removeTree } from "../../src/runtime/confine/trees.js";
-import { cli, connectMcp, expectPyroError } from "../helpers.js";
+import { CLI, cli, connectMcp, expectPyroError } from "../helpers.js";
 import { OCI, Pusher, makeLayer, sha256, startRegistry } from "../oci-registry.js";
 import type { TestRegistry } from "../oci-registry.js";
 
@@ -233,6 +234,14 @@ describe("OCI images as environments", () => {
     expect((await pyro.listEnvironments()).filter((e) => e.source === "image").map((e) => e.name)).toEqual([reference]);
   }, TIMEOUT);
 
+  it("prepares the image's daily loop and doctor --environment then calls it warm", async () => {
+    const prepared = await pyro.prepare(reference);
+    expect(prepared.environment).toBe(reference);
+    expect(prepared.state).toBe("warm");
+    const doctor = cli(home, ["doctor", "--environment", reference, "--json"], { timeoutMs: TIMEOUT });
+    expect(doctor.json().environment_readiness).toMatchObject({ environment: reference, state: "warm" });
+  }, TIMEOUT);
+
   it("prune keeps an image a live workspace uses, and removes its layers and blobs once nothing does", async () => {
     const manifest = await pyro.inspectEnvironment(reference);
     const layerDir = (layer: string) => path.join(home, "environments", "layers", layer);
@@ -257,5 +266,36 @@ describe("OCI images as environments", () => {
     expect(blobs()).toEqual([]);
     expect(fs.readdirSync(path.join(home, "environments", "images")).filter((n) => n.endsWith(".json"))).toEqual([]);
     await expectPyroError(pyro.inspectEnvironment(reference), "environment_not_installed");
+  }, TIMEOUT);
+
+  it("a pull killed while it unpacks installs nothing, and the next pull sweeps its scratch and installs the image", async () => {
+    const layer = makeLayer({ "bin/": "", "etc/killed": "a layer no other test has\n", "usr/share/data": "x".repeat(4 * 1024 * 1024) }, "gzip", (dir) =>
+      fs.copyFileSync(BUSYBOX, path.join(dir, "bin", "busybox")),
+    );
+    await new Pusher(registry).image("team/killed", "1", [{ ...layer, mediaType: OCI.layerGzip }], { config: IMAGE_CONFIG });
+    const killedRef = `${registry.host}/team/killed:1`;
+    const child = spawn(process.execPath, [CLI, "env", "pull", killedRef], { env: { ...process.env, PYRO_HOME: home }, stdio: ["ignore", "ignore", "pipe"] });
+    let stderr = "";
+    const exited = new Promise<NodeJS.Signals | null>((resolve) => child.on("exit", (_code, signal) => resolve(signal)));
+    child.stderr.on("data", (chunk: Buffer) => {
+      stderr += chunk.toString();
+      if (stderr.includes(": unpacking")) child.kill("SIGKILL");
+    });
+    const signal = await exited;
+    expect(signal, `the pull finished before it could be killed: ${stderr}`).toBe("SIGKILL");
+    // Killed mid-unpack: the image is not an installed environment, whatever the disk holds.
+    expect((await pyro.listEnvironments()).some((e) => e.name === killedRef)).toBe(false);
+    await expectPyroError(pyro.inspectEnvironment(killedRef), "environment_not_installed");
+
+    const again = cli(home, ["env", "pull", killedRef], { timeoutMs: TIMEOUT });
+    expect(again.code, again.stderr).toBe(0);
+    expect(fs.readdirSync(path.join(home, "environments")).filter((n) => n.startsWith(".tmp-"))).toEqual([]);
+    const ws = await pyro.createWorkspace({ environment: killedRef });
+    try {
+      const r = await pyro.execWorkspace(ws.workspace_id, { command: ["busybox", "cat", "/etc/killed"] });
+      expect(r.stdout, r.stderr).toBe("a layer no other test has\n");
+    } finally {
+      await pyro.deleteWorkspace(ws.workspace_id);
+    }
   }, TIMEOUT);
 });
