@@ -224,7 +224,8 @@ describe("OCI images as environments", () => {
       const e1 = await mcpError(client, "workspace_create", { environment: "node:22" });
       expect(e1.code).toBe("environment_unknown");
       expect(e1.text).toContain("docker.io/library/node:22");
-      expect((await mcpError(client, "workspace_create", { environment: missing })).code).toBe("environment_not_installed");
+      // From a chat the create pulls it first, and the registry says there is no such tag.
+      expect((await mcpError(client, "workspace_create", { environment: missing })).code).toBe("image_not_found");
       expect((await mcpError(client, "workspace_create", { environment: reference, backend: "vm" })).code).toBe("backend_unavailable");
     } finally {
       await client.close();
@@ -297,5 +298,40 @@ describe("OCI images as environments", () => {
     } finally {
       await pyro.deleteWorkspace(ws.workspace_id);
     }
+  }, TIMEOUT);
+
+  it("workspace_create from a chat pulls an image that is not pulled yet, sending progress notifications when asked", async () => {
+    const layer = makeLayer({ "bin/": "", "etc/chat": "pulled from the chat\n" }, "gzip", (dir) => fs.copyFileSync(BUSYBOX, path.join(dir, "bin", "busybox")));
+    await new Pusher(registry).image("team/chat", "1", [{ ...layer, mediaType: OCI.layerGzip }], { config: IMAGE_CONFIG });
+    const chatRef = `${registry.host}/team/chat:1`;
+    await expectPyroError(pyro.inspectEnvironment(chatRef), "environment_not_installed");
+
+    const { client } = await connectMcp(home, [], "oci-environments-chat");
+    try {
+      const progress: string[] = [];
+      const result = (await client.callTool({ name: "workspace_create", arguments: { environment: chatRef } }, undefined, {
+        onprogress: (p) => progress.push(String(p.message)),
+        timeout: TIMEOUT,
+      })) as CallToolResult;
+      expect(result.isError ?? false, JSON.stringify(result.content)).toBe(false);
+      const ws = result.structuredContent as Structured;
+      workspaces.push(ws.workspace_id as string);
+      expect(ws.environment).toBe(chatRef);
+      expect(progress.some((m) => m.includes("layer 1/1") && m.includes("downloaded"))).toBe(true);
+      expect(progress.some((m) => m.includes("layer 1/1") && m.includes("unpacked"))).toBe(true);
+      const exec = await mcpCall(client, "workspace_exec", { workspace_id: ws.workspace_id, command: ["busybox", "cat", "/etc/chat"] });
+      expect(exec.stdout).toBe("pulled from the chat\n");
+      // Installed now: a second create pulls nothing, and says nothing.
+      const quiet: string[] = [];
+      const again = (await client.callTool({ name: "workspace_create", arguments: { environment: chatRef } }, undefined, { onprogress: (p) => quiet.push(String(p.message)) })) as CallToolResult;
+      expect(again.isError ?? false).toBe(false);
+      workspaces.push((again.structuredContent as Structured).workspace_id as string);
+      expect(quiet).toEqual([]);
+      // An image that does not exist is the registry's answer, and nothing is created.
+      expect((await mcpError(client, "workspace_create", { environment: `${registry.host}/team/chat:nope` })).code).toBe("image_not_found");
+    } finally {
+      await client.close();
+    }
+    for (const id of workspaces.splice(0)) await pyro.deleteWorkspace(id);
   }, TIMEOUT);
 });
