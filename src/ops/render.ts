@@ -69,7 +69,8 @@ export function vmSection(vm: DoctorReport["vm"]): string[] {
 
 export function environments(list: EnvironmentListEntry[]): string {
   return list
-    .map((e) => `${e.name.padEnd(18)} ${(e.installed ? "[installed]" : "[not installed]").padEnd(16)} ${bytes(e.size_bytes).padStart(10)}  ${e.description}`)
+    // A pulled image's description is its reference again: its digest says more.
+    .map((e) => `${e.name.padEnd(18)} ${(e.installed ? "[installed]" : "[not installed]").padEnd(16)} ${bytes(e.size_bytes).padStart(10)}  ${e.source === "image" && e.digest ? `image ${e.digest}` : e.description}`)
     .join("\n");
 }
 

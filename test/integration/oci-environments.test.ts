@@ -140,7 +140,9 @@ describe("OCI images as environments", () => {
     expect(listed).toMatchObject({ installed: true, source: "image", digest: pushed.manifest.digest });
     expect(listed!.size_bytes).toBeGreaterThan(fs.statSync(BUSYBOX).size);
     const text = cli(home, ["env", "list"]);
-    expect(text.stdout).toContain(reference);
+    const line = text.stdout.split("\n").find((l) => l.startsWith(reference));
+    expect(line).toContain("[installed]");
+    expect(line).toContain(`image ${pushed.manifest.digest}`);
     const inspected = cli(home, ["env", "inspect", reference]);
     expect(inspected.code, inspected.stderr).toBe(0);
     expect(inspected.stdout).toContain(`Image: ${reference} (${pushed.manifest.digest})`);
