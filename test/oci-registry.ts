@@ -187,14 +187,15 @@ export class Pusher {
   }
 
   /**
-   * Pushes a single-platform image: its layers (bottom first), a config with their diff_ids,
-   * and the manifest under `tag` (also reachable by digest).
+   * Pushes a single-platform image: its layers (bottom first), a config with their diff_ids
+   * and `options.config` as its run-time settings, and the manifest under `tag` (also reachable
+   * by digest).
    */
   async image(
     repository: string,
     tag: string,
     layers: { tar: Buffer; blob: Buffer; mediaType: string }[],
-    options: { docker?: boolean; architecture?: string } = {},
+    options: { docker?: boolean; architecture?: string; config?: Record<string, unknown> } = {},
   ): Promise<{ manifest: PushedBlob; config: PushedBlob; layers: PushedBlob[] }> {
     const types = options.docker ? { manifest: DOCKER.manifest, config: DOCKER.config } : { manifest: OCI.manifest, config: OCI.config };
     const pushedLayers: PushedBlob[] = [];
@@ -202,7 +203,7 @@ export class Pusher {
     const config = {
       architecture: options.architecture ?? "amd64",
       os: "linux",
-      config: { Env: ["PATH=/usr/local/bin:/usr/bin:/bin"], WorkingDir: "/" },
+      config: options.config ?? { Env: ["PATH=/usr/local/bin:/usr/bin:/bin"], WorkingDir: "/" },
       rootfs: { type: "layers", diff_ids: layers.map((layer) => sha256(layer.tar)) },
     };
     const pushedConfig = await this.blob(repository, Buffer.from(JSON.stringify(config)), types.config);

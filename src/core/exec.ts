@@ -14,8 +14,8 @@
 import path from "node:path";
 import { randomBytes } from "node:crypto";
 import type { ExecResultHeader } from "../protocol/messages.js";
+import { commandEnv } from "./command-env.js";
 import { WORKSPACE_GUEST_PATH } from "../protocol/messages.js";
-import { guestEnv } from "../protocol/guest.js";
 import { PyroError } from "../shared/errors.js";
 import { DEFAULT_MAX_OUTPUT_BYTES, MAX_OUTPUT_BYTES_LIMIT, renderCapped } from "../shared/output-cap.js";
 import type { AgentLink } from "./agent-link.js";
@@ -108,7 +108,7 @@ export class WorkspaceExec {
           type: "exec",
           ...(hasCommand ? { argv: opts.command } : { shell: opts.shell }),
           cwd,
-          env: guestEnv({ HOSTNAME: record.name ?? id, ...env }),
+          env: commandEnv(record, { HOSTNAME: record.name ?? id, ...env }),
           timeoutMs: Math.round(timeoutSeconds * 1000),
           maxOutputBytes,
           stdinBytes: stdin.length,

@@ -14,6 +14,8 @@ import type { BackendSet } from "../runtime/backends.js";
 import { WORKSPACE_GUEST_PATH } from "../protocol/messages.js";
 import { PyroError } from "../shared/errors.js";
 import type { EnvironmentStore } from "../environments/index.js";
+import { canonicalEnvironmentName, isImageReference } from "../environments/index.js";
+import { imageEnv } from "./command-env.js";
 import type { StateStore } from "./store.js";
 import { AgentConnections } from "./agent-link.js";
 import { importInto, inspectSource } from "./transfer.js";
@@ -255,12 +257,17 @@ export class WorkspaceManager {
     const ttlSeconds = opts.ttlSeconds === undefined ? null : validatePositive(opts.ttlSeconds, "ttl_seconds", MAX_TTL_SECONDS);
     // Fails early (environment_unknown / environment_not_installed, or a host that forbids the
     // user namespace every sandbox needs) before anything is made.
+    const environment = canonicalEnvironmentName(opts.environment);
+    if (isImageReference(environment) && opts.backend === "vm") {
+      throw new PyroError("backend_unavailable", `the vm backend cannot run image environments yet (${environment})`, {
+        hint: "Use the namespace backend (the default) for image environments, or a catalog environment such as debian:12 with the vm backend.",
+        details: { environment, backend: "vm" },
+      });
+    }
     assertUserNamespacesAllowed();
-    await this.environments.layers(opts.environment);
-    const digest = await this.environments
-      .inspect(opts.environment)
-      .then((m) => m.digest)
-      .catch(() => null);
+    await this.environments.layers(environment);
+    const manifest = await this.environments.inspect(environment).catch(() => null);
+    const digest = manifest?.digest ?? null;
     const seed = opts.seedPath === undefined ? null : await inspectSource(opts.seedPath, "seed path");
     const secrets = await collectSecrets(opts.secrets, opts.secretFiles);
     const network = networkFromOptions(opts);
@@ -275,9 +282,10 @@ export class WorkspaceManager {
       workspace_id: id,
       name,
       labels,
-      environment: opts.environment,
+      environment,
       environment_digest: digest,
       layers: [],
+      ...(manifest?.image ? { environment_env: imageEnv(manifest.image.config.env) } : {}),
       backend: opts.backend,
       state: "creating",
       created_at: created,
@@ -306,7 +314,7 @@ export class WorkspaceManager {
     // layers a workspace is about to use.
     await this.store.withLock("registry", async () => {
       if (name !== null) await this.assertNameFree(name, id);
-      record.layers = await this.environments.layers(opts.environment);
+      record.layers = await this.environments.layers(environment);
       await fsp.mkdir(paths.dir, { recursive: true, mode: 0o700 });
       await fsp.mkdir(paths.workspace, { recursive: true, mode: 0o755 });
       ownByGuestRoot(paths.workspace);

@@ -12,7 +12,7 @@ import type { WorkspaceNetwork } from "./workspace-network.js";
 import { readJsonIfExists, writeJsonAtomic } from "../shared/atomic.js";
 import { PyroError } from "../shared/errors.js";
 import { validateCommandSize, validateEnv, validateName, validatePositive, validatePositiveInt } from "./validate.js";
-import { guestEnv } from "../protocol/guest.js";
+import { commandEnv } from "./command-env.js";
 import { WORKSPACE_GUEST_PATH } from "../protocol/messages.js";
 import type { Readiness, ServiceStatus as AgentServiceStatus } from "../protocol/messages.js";
 import { parsePublish, publishedInfo } from "./network.js";
@@ -132,7 +132,7 @@ export class WorkspaceServices {
         name,
         ...(isShell ? { shell: command } : { argv: command }),
         cwd,
-        env: guestEnv(env),
+        env: commandEnv(record, env),
         secretEnv,
         readiness,
         readyTimeoutMs: Math.round(timeout * 1000),

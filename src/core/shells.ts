@@ -10,7 +10,7 @@ import type { AgentLink } from "./agent-link.js";
 import type { WorkspaceNetwork } from "./workspace-network.js";
 import { PyroError } from "../shared/errors.js";
 import { validateCommandSize, validateEnv, validatePositiveInt } from "./validate.js";
-import { guestEnv } from "../protocol/guest.js";
+import { commandEnv } from "./command-env.js";
 import { WORKSPACE_GUEST_PATH } from "../protocol/messages.js";
 import type { ShellInfo, ShellOpenResult, ShellSignal } from "../protocol/messages.js";
 
@@ -76,8 +76,8 @@ export class WorkspaceShells {
     const env = validateEnv({ ...(options.env ?? {}) });
     const cwd = path.posix.resolve(WORKSPACE_GUEST_PATH, options.cwd ?? ".");
     validateCommandSize({ command: [], env, cwd });
-    const { id, client, secretEnv } = await this.link.running(ref, options.secretEnv);
-    const { header: h } = await client.request({ type: "shell_open", cwd, cols, rows, env: guestEnv(env), secretEnv });
+    const { id, record, client, secretEnv } = await this.link.running(ref, options.secretEnv);
+    const { header: h } = await client.request({ type: "shell_open", cwd, cols, rows, env: commandEnv(record, env), secretEnv });
     await this.manager.touch(id, "shell_open", { shell_id: h.shell_id });
     return { workspace_id: id, ...pickShell(h) };
   }

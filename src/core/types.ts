@@ -51,6 +51,12 @@ export interface WorkspaceRecord {
   identity?: string;
   /** Environment layers pinned at create time, so a later re-pull never changes what lies under this workspace's upper layer. */
   layers: string[];
+  /**
+   * An image environment's `Env` (its config), pinned at create time with the layers: the base
+   * environment of every exec, shell and service (per-call env and secrets on top). Absent for
+   * other environments.
+   */
+  environment_env?: Record<string, string>;
   /** Chosen at create time and kept for life: the sandbox is always restarted on the same backend. */
   backend: BackendName;
   state: WorkspaceState;

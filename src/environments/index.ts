@@ -5,7 +5,8 @@
 export { CATALOG, isValidEnvironmentName } from "./catalog.js";
 export type { CatalogEntry } from "./catalog.js";
 export { detectDebianMirror, DEFAULT_DEBIAN_MIRROR } from "./mirror.js";
-export { EnvironmentStore, BUILDER_VERSION } from "./store.js";
-export type { EnvironmentSummary, EnvironmentManifest, PullProgress, PullOptions, ImportOptions } from "./store.js";
+export { EnvironmentStore, BUILDER_VERSION, canonicalEnvironmentName } from "./store.js";
+export type { EnvironmentSummary, EnvironmentManifest, ImageEnvironmentInfo, PullProgress, PullOptions, ImportOptions } from "./store.js";
+export { isImageReference } from "./oci/reference.js";
 export { publicManifest, publicSummary } from "./public.js";
-export type { EnvironmentDetails, EnvironmentListEntry } from "./public.js";
+export type { EnvironmentDetails, EnvironmentListEntry, ImageDetails } from "./public.js";

@@ -10,7 +10,7 @@ export interface EnvironmentListEntry {
   installed: boolean;
   size_bytes: number | null;
   digest: string | null;
-  source: "catalog" | "import";
+  source: "catalog" | "import" | "image";
   parent: string | null;
 }
 
@@ -24,9 +24,24 @@ export interface EnvironmentDetails {
   size_bytes: number;
   total_size_bytes: number;
   created_at: string;
-  source: "debootstrap" | "import";
+  source: "debootstrap" | "import" | "image";
   mirror: string | null;
   builder_version: number;
+  /** For an environment made from an image: where it came from, its config and layers; null otherwise. */
+  image: ImageDetails | null;
+}
+
+/**
+ * An image environment's image. Of `config`, `env` is the base environment of every exec,
+ * shell and service; `working_dir` and `user` are shown, not applied (commands start in
+ * /workspace as the sandbox's root, which is never host root).
+ */
+export interface ImageDetails {
+  reference: string;
+  digest: string;
+  config: { env: string[]; working_dir: string | null; user: string | null; entrypoint: string[] | null; cmd: string[] | null };
+  /** Bottom layer first: compressed blob digest, uncompressed diff_id, compressed size, media type. */
+  layers: { digest: string; diff_id: string; size_bytes: number; media_type: string }[];
 }
 
 export function publicSummary(s: EnvironmentSummary): EnvironmentListEntry {
@@ -47,5 +62,19 @@ export function publicManifest(m: EnvironmentManifest): EnvironmentDetails {
     source: m.source,
     mirror: m.mirror,
     builder_version: m.builderVersion,
+    image: m.image
+      ? {
+          reference: m.image.reference,
+          digest: m.image.digest,
+          config: {
+            env: [...m.image.config.env],
+            working_dir: m.image.config.workingDir,
+            user: m.image.config.user,
+            entrypoint: m.image.config.entrypoint,
+            cmd: m.image.config.cmd,
+          },
+          layers: m.image.layers.map((l) => ({ digest: l.digest, diff_id: l.diffId, size_bytes: l.size, media_type: l.mediaType })),
+        }
+      : null,
   };
 }

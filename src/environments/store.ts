@@ -11,6 +11,10 @@
  *                          only after every layer it lists is in place
  *   .tmp-<pid>-<rand>/     scratch space of one build or import; anything left by a killed
  *                          process is removed by the next pull, import or prune
+ *   +image-<sha256 of the reference>.json
+ *                          an installed image (see `pullImage` below): a manifest like the
+ *                          others, named by a hash because a reference has '/' and ':' in it;
+ *                          '+' is a character no environment name can contain
  *   .lock                  proper-lockfile lock serialising every change
  *
  * Why layers are named by digest and not by environment name: a forced re-pull or re-import
@@ -19,6 +23,12 @@
  * its whole chain, so `debian:12` keeps working on the base it was built on even after the
  * base is rebuilt; and identical layers are stored once. Only complete trees are ever renamed
  * into `layers/`, and deletion renames out first, so anything under `layers/` is whole.
+ *
+ * An image reference (oci/reference.ts: it has a '/') is an environment too. Its layers are
+ * unpacked once each, inside a sandbox, into `layers/<hex of the layer's diff_id>` (the sha256
+ * of its uncompressed tar, so two images sharing a layer share the directory), topped by one
+ * small pyro layer that holds the `/workspace` mount point; its manifest lists that chain in
+ * overlay lowerdir order and carries the image's digest and config.
  */
 import fs from "node:fs/promises";
 import path from "node:path";
@@ -42,6 +52,13 @@ import { runCommand } from "./command.js";
 import { removeTree } from "../runtime/confine/trees.js";
 import { assertLockHeld, withStoreLock } from "./store-lock.js";
 import type { HeldLock } from "./store-lock.js";
+import { createHash } from "node:crypto";
+import { formatImageReference, isImageReference, parseImageReference, suggestedImageReference } from "./oci/reference.js";
+import { pullImage } from "./oci/pull.js";
+import type { ImagePullProgress } from "./oci/pull.js";
+import { BlobStore } from "./oci/blobs.js";
+import { parseImageConfig } from "./oci/config.js";
+import { unpackLayer } from "./oci/unpack.js";
 
 /** Bumped when the way layers are built changes; recorded in every manifest. */
 export const BUILDER_VERSION = 2;
@@ -53,9 +70,21 @@ export interface EnvironmentSummary {
   /** Disk usage of the whole layer chain when installed, else null. */
   sizeBytes: number | null;
   digest: string | null;
-  /** "import" when the installed content came from `import`, else "catalog". */
-  source: "catalog" | "import";
+  /** "import" when the installed content came from `import`, "image" for a pulled image, else "catalog". */
+  source: "catalog" | "import" | "image";
   parent: string | null;
+}
+
+/** What an environment made from an image keeps of it: where it came from and how to run it. */
+export interface ImageEnvironmentInfo {
+  /** The canonical reference it was pulled as (also the environment's name). */
+  reference: string;
+  /** The linux/amd64 image manifest's digest. */
+  digest: string;
+  /** The image config's run-time settings; see docs/public-contract.md for which are honoured. */
+  config: { env: string[]; workingDir: string | null; user: string | null; entrypoint: string[] | null; cmd: string[] | null };
+  /** Bottom layer first, as in the image: the compressed blob, its diff_id, and its directory under `layers/`. */
+  layers: { digest: string; diffId: string; size: number; mediaType: string; directory: string }[];
 }
 
 export interface EnvironmentManifest {
@@ -73,8 +102,8 @@ export interface EnvironmentManifest {
   /** Disk usage of this layer and all its parents. */
   totalSizeBytes: number;
   createdAt: string;
-  /** "debootstrap" for every layer pyro built from Debian packages, "import" for imported roots. */
-  source: "debootstrap" | "import";
+  /** "debootstrap" for every layer pyro built from Debian packages, "import" for imported roots, "image" for pulled images. */
+  source: "debootstrap" | "import" | "image";
   /** The mirror packages came from; null when the root's own apt sources were used (imports). */
   mirror: string | null;
   builderVersion: number;
@@ -83,11 +112,14 @@ export interface EnvironmentManifest {
    * carry that identity's host ids, so another identity cannot use them.
    */
   identity: string;
+  /** For an environment made from an image: the image's identity, config and layers; else absent. */
+  image?: ImageEnvironmentInfo;
 }
 
 export interface PullProgress {
   environment: string;
-  phase: "resolve" | "debootstrap" | "install" | "finalize" | "ready" | "cached";
+  /** `download` and `unpack` are an image's, one event per layer step. */
+  phase: "resolve" | "debootstrap" | "install" | "download" | "unpack" | "finalize" | "ready" | "cached";
   message: string;
 }
 
@@ -131,13 +163,16 @@ interface BuildContext {
 
 const LAYER_NAME = /^[0-9a-f]{64}$/;
 const TMP_PREFIX = ".tmp-";
+const IMAGE_MANIFEST = /^\+image-[0-9a-f]{64}\.json$/;
 
 export class EnvironmentStore {
   private readonly root: string;
   private readonly layersDir: string;
   private readonly manifestsDir: string;
+  private readonly blobs: BlobStore;
 
-  constructor(home: string) {
+  constructor(private readonly home: string) {
+    this.blobs = new BlobStore(home);
     this.root = homeLayout(home).environments;
     this.layersDir = path.join(this.root, "layers");
     this.manifestsDir = path.join(this.root, "manifests");
@@ -157,7 +192,7 @@ export class EnvironmentStore {
         installed: record !== undefined,
         sizeBytes: record ? record.totalSizeBytes : null,
         digest: record ? record.digest : null,
-        source: record?.source === "import" ? "import" : "catalog",
+        source: record?.source === "import" ? "import" : record?.source === "image" ? "image" : "catalog",
         parent: record ? record.parent : parent,
       };
     };
@@ -169,16 +204,16 @@ export class EnvironmentStore {
   }
 
   async inspect(name: string): Promise<EnvironmentManifest> {
-    return publicManifest(await this.requireInstalled(name));
+    return publicManifest(await this.requireInstalled(canonicalEnvironmentName(name)));
   }
 
   async isInstalled(name: string): Promise<boolean> {
-    return (await this.readInstalled(name)) !== undefined;
+    return (await this.readInstalled(canonicalEnvironmentName(name))) !== undefined;
   }
 
   /** Absolute layer directories, top-most first: join with `:` for an overlay `lowerdir`. */
   async layers(name: string): Promise<string[]> {
-    const record = await this.requireInstalled(name);
+    const record = await this.requireInstalled(canonicalEnvironmentName(name));
     return record.layers.map((layer) => path.join(this.layersDir, layer));
   }
 
@@ -188,6 +223,7 @@ export class EnvironmentStore {
    * processes at once: builds are serialised and a waiter finds the finished result cached.
    */
   async pull(name: string, opts: PullOptions = {}): Promise<EnvironmentManifest> {
+    if (isImageReference(name)) return this.pullImageEnvironment(canonicalEnvironmentName(name), opts);
     const emit = safeEmitter(opts.onProgress);
     if (!opts.force) {
       const installed = await this.readInstalled(name);
@@ -281,13 +317,22 @@ export class EnvironmentStore {
    * `inUse` or a parent (transitively) of one that is; then every layer no remaining manifest
    * needs, and leftovers of killed builds.
    */
-  async prune(inUse: Set<string>): Promise<{ removed: string[]; freedBytes: number }> {
+  async prune(inUse: Set<string>, pinnedLayers: Iterable<string> = []): Promise<{ removed: string[]; freedBytes: number }> {
     return withStoreLock(this.root, async () => {
       let freedBytes = await this.removeStaleTemporaries();
       const records = await this.readAllManifests();
-      const keep = inUseClosure(inUse, new Map(records.map((record) => [record.name, record.parent])));
+      const names = [...inUse].map((name) => {
+        try {
+          return canonicalEnvironmentName(name);
+        } catch {
+          return name;
+        }
+      });
+      const keep = inUseClosure(names, new Map(records.map((record) => [record.name, record.parent])));
       const removed: string[] = [];
-      const keptLayers = new Set<string>();
+      // Layers a workspace has pinned (its record's chain) stay whatever happened to the
+      // manifest that listed them: overlayfs forbids changing a lower layer under a live mount.
+      const keptLayers = new Set<string>([...pinnedLayers].map((layer) => path.basename(layer)));
       for (const record of records) {
         if (keep.has(record.name)) {
           for (const layer of [...record.layers, ...(record.retiredLayers ?? [])]) keptLayers.add(layer);
@@ -306,8 +351,152 @@ export class EnvironmentStore {
         await fs.rename(current, path.join(doomed, "layer"));
         await removeTree(doomed);
       }
+      freedBytes += await this.pruneBlobs(new Set(records.filter((record) => keep.has(record.name) && record.image).map((record) => record.name)));
       return { removed: removed.sort(), freedBytes };
     });
+  }
+
+  /**
+   * With the store lock held: drops the image records of references no kept environment was
+   * made from (a pull that never got installed, an environment just pruned), then every blob
+   * no remaining record names. Returns the bytes freed.
+   */
+  private async pruneBlobs(keptImages: Set<string>): Promise<number> {
+    const keptBlobs = new Set<string>();
+    for (const image of await this.blobs.listImages()) {
+      if (keptImages.has(image.reference)) {
+        for (const digest of [image.digest, image.indexDigest, image.config.digest, ...image.layers.map((layer) => layer.digest)]) if (digest) keptBlobs.add(digest);
+      } else {
+        await this.blobs.removeImage(image.reference);
+      }
+    }
+    let freed = 0;
+    for (const digest of await this.blobs.blobDigests()) {
+      if (!keptBlobs.has(digest)) freed += await this.blobs.removeBlob(digest);
+    }
+    return freed;
+  }
+
+  /**
+   * Pulls an image (oci/pull.ts; downloads run without the lock) and installs it: under the
+   * store lock, each layer not yet present is unpacked in a sandbox into a scratch directory
+   * and renamed into `layers/<diff_id hex>`, then pyro's top layer, then the manifest, written
+   * last and atomically. A pull killed at any point leaves scratch directories (swept by the
+   * next change) and whole layers nothing lists yet (reused by the next pull, or pruned), never
+   * a manifest naming a missing layer.
+   */
+  private async pullImageEnvironment(reference: string, opts: PullOptions): Promise<EnvironmentManifest> {
+    const emit = safeEmitter(opts.onProgress);
+    if (!opts.force) {
+      const installed = await this.readInstalled(reference);
+      if (installed) {
+        emit({ environment: reference, phase: "cached", message: `${reference} is already installed (${installed.digest}).` });
+        return publicManifest(installed);
+      }
+    }
+    const image = await pullImage(this.home, reference, { onProgress: (event) => emit(imageProgress(event)), ...(opts.signal ? { signal: opts.signal } : {}) });
+    return withStoreLock(
+      this.root,
+      async (lock) => {
+        await this.removeStaleTemporaries();
+        const configFile = this.blobs.blobPath(image.config.digest);
+        const config = parseImageConfig(await readBlob(configFile, reference), image.layers.length, reference);
+        await fs.mkdir(this.layersDir, { recursive: true, mode: 0o700 });
+        const layers: ImageEnvironmentInfo["layers"] = [];
+        let sizeBytes = 0;
+        for (const [index, layer] of image.layers.entries()) {
+          const diffId = config.diffIds[index]!;
+          const directory = diffId.slice("sha256:".length);
+          const destination = path.join(this.layersDir, directory);
+          const step = `layer ${index + 1}/${image.layers.length} ${shortDigest(diffId)}`;
+          if (await isDirectory(destination)) {
+            emit({ environment: reference, phase: "unpack", message: `${step}: already unpacked` });
+          } else {
+            const tmp = await this.makeTemporary();
+            try {
+              const target = path.join(tmp, "layer");
+              await fs.mkdir(target, { mode: 0o755 });
+              ownByGuestRoot(target);
+              emit({ environment: reference, phase: "unpack", message: `${step}: unpacking` });
+              await unpackLayer(reference, this.blobs.blobPath(layer.digest), layer, diffId, target, opts.signal ? { signal: opts.signal } : {});
+              await runCommand(["sync", "-f", target]);
+              assertLockHeld(lock);
+              await fs.rename(target, destination);
+              await fsyncDirectory(this.layersDir);
+              emit({ environment: reference, phase: "unpack", message: `${step}: unpacked` });
+            } finally {
+              await removeTree(tmp);
+            }
+          }
+          sizeBytes += await diskUsage(destination);
+          layers.push({ digest: layer.digest, diffId, size: layer.size, mediaType: layer.mediaType, directory });
+        }
+        const top = await this.imageTopLayer();
+        // Overlay order is top-most first; a layer listed twice (an empty layer repeated) is
+        // mounted once, where it is highest, since overlayfs refuses the same lower dir twice.
+        const chain = [top, ...layers.map((layer) => layer.directory).reverse()].filter((layer, index, all) => all.indexOf(layer) === index);
+        emit({ environment: reference, phase: "finalize", message: "Writing the environment's manifest." });
+        assertLockHeld(lock);
+        const previous = await this.readManifest(reference);
+        const retiredLayers = previous
+          ? [...new Set([...(previous.retiredLayers ?? []), ...previous.layers])].filter((layer) => !chain.includes(layer))
+          : [];
+        const record: StoredManifest = {
+          name: reference,
+          description: `Image ${reference}`,
+          parent: null,
+          layers: chain,
+          digest: image.digest,
+          packages: [],
+          sizeBytes,
+          totalSizeBytes: sizeBytes,
+          createdAt: new Date().toISOString(),
+          source: "image",
+          mirror: null,
+          builderVersion: BUILDER_VERSION,
+          identity: sandboxIdentity().key,
+          image: {
+            reference,
+            digest: image.digest,
+            config: { env: config.env, workingDir: config.workingDir, user: config.user, entrypoint: config.entrypoint, cmd: config.cmd },
+            layers,
+          },
+          ...(retiredLayers.length > 0 ? { retiredLayers } : {}),
+        };
+        await fs.mkdir(this.manifestsDir, { recursive: true, mode: 0o755 });
+        await writeJsonAtomic(this.manifestPath(reference), record, 0o644);
+        emit({ environment: reference, phase: "ready", message: `${reference} is ready (${image.digest}).` });
+        return publicManifest(record);
+      },
+      {
+        ...(opts.signal ? { signal: opts.signal } : {}),
+        onWait: () => emit({ environment: reference, phase: "resolve", message: "Waiting for another pyro process to finish changing environments." }),
+      },
+    );
+  }
+
+  /**
+   * pyro's own top layer of every image environment: a real `/workspace` directory (0755,
+   * guest root's) to mount the workspace on, whatever the image has at that path. The same
+   * content for every image, so one directory serves them all. Store lock held.
+   */
+  private async imageTopLayer(): Promise<string> {
+    const tmp = await this.makeTemporary();
+    try {
+      const root = path.join(tmp, "root");
+      await fs.mkdir(root, { mode: 0o755 });
+      ownByGuestRoot(root);
+      await ensureWorkspaceDir(root);
+      const name = (await scanAsGuestRoot(root)).digest.slice("sha256:".length);
+      const destination = path.join(this.layersDir, name);
+      if (!(await isDirectory(destination))) {
+        await fs.rename(root, destination);
+        await fsyncDirectory(this.layersDir);
+      }
+      return name;
+    } finally {
+      await removeTree(tmp);
+    }
   }
 
   private async pullLocked(entry: CatalogEntry, force: boolean, context: BuildContext): Promise<StoredManifest> {
@@ -446,12 +635,13 @@ export class EnvironmentStore {
   }
 
   private manifestPath(name: string): string {
+    if (isImageReference(name)) return path.join(this.manifestsDir, `+image-${createHash("sha256").update(name).digest("hex")}.json`);
     return path.join(this.manifestsDir, manifestFileName(name));
   }
 
   /** The stored manifest if it parses and is well formed, whether or not its layers exist. */
   private async readManifest(name: string): Promise<StoredManifest | undefined> {
-    if (!isValidEnvironmentName(name)) return undefined;
+    if (!isValidEnvironmentName(name) && !isImageReference(name)) return undefined;
     let text: string;
     try {
       text = await fs.readFile(this.manifestPath(name), "utf8");
@@ -479,12 +669,18 @@ export class EnvironmentStore {
     const stale = await this.readManifest(name);
     if (stale && stale.identity !== sandboxIdentity().key) {
       throw new PyroError("environment_not_installed", `Environment ${name} was built for another sandbox identity (by an earlier pyro that ran sandboxes as host root, or by another user) and cannot be used by this one.`, {
-        hint: catalogEntry(name) ? `Run \`pyro env pull ${name} --force\` to build it again.` : `Run \`pyro env import ${name} PATH\` again.`,
+        hint: catalogEntry(name) || isImageReference(name) ? `Run \`pyro env pull ${name} --force\` to build it again.` : `Run \`pyro env import ${name} PATH\` again.`,
       });
     }
     if (catalogEntry(name)) {
       throw new PyroError("environment_not_installed", `Environment ${name} is not installed.`, {
         hint: `Run \`pyro env pull ${name}\` to build it.`,
+      });
+    }
+    if (isImageReference(name)) {
+      throw new PyroError("environment_not_installed", `image ${name} is not pulled`, {
+        hint: `Run \`pyro env pull ${name}\` (SDK: pullEnvironment) to pull it.`,
+        details: { reference: name },
       });
     }
     if (await this.readManifest(name)) {
@@ -507,7 +703,13 @@ export class EnvironmentStore {
     for (const file of files.sort()) {
       // Skips writeJsonAtomic's in-flight `.name.json.<pid>.tmp` files.
       if (file.startsWith(".") || !file.endsWith(".json")) continue;
-      const name = file.slice(0, -".json".length).replace("@", ":");
+      let name = file.slice(0, -".json".length).replace("@", ":");
+      if (IMAGE_MANIFEST.test(file)) {
+        // Named by a hash: the reference is inside, and readManifest checks it leads back here.
+        const inside = await fs.readFile(path.join(this.manifestsDir, file), "utf8").then((text) => (JSON.parse(text) as { name?: unknown }).name).catch(() => undefined);
+        if (typeof inside !== "string" || !isImageReference(inside)) continue;
+        name = inside;
+      }
       const record = await this.readManifest(name);
       if (record) records.push(record);
     }
@@ -590,6 +792,7 @@ function publicManifest(record: StoredManifest): EnvironmentManifest {
     mirror: record.mirror,
     builderVersion: record.builderVersion,
     identity: record.identity,
+    ...(record.image ? { image: structuredClone(record.image) } : {}),
   };
 }
 
@@ -622,9 +825,50 @@ function chainOf(entry: CatalogEntry): string[] {
 }
 
 function unknownEnvironment(name: string): PyroError {
+  const image = suggestedImageReference(name);
+  const known = `Known environments: ${catalogNames().join(", ")}; run \`pyro env list\` to see imported and pulled ones too.`;
   return new PyroError("environment_unknown", `No environment is named ${JSON.stringify(name)}.`, {
-    hint: `Known environments: ${catalogNames().join(", ")}; run \`pyro env list\` to see imported ones too.`,
+    // A bare `node:22` looks like a catalog name; an image needs its registry or namespace part.
+    hint: image ? `To use the image, give its full reference: ${image} (e.g. \`pyro env pull ${image}\`). ${known}` : known,
+    ...(image ? { details: { image_reference: image } } : {}),
   });
+}
+
+/**
+ * The name an environment is recorded under: an image reference in its canonical form
+ * (`127.0.0.1:5000/x/y` → `127.0.0.1:5000/x/y:latest`; `invalid_argument` when it is not a
+ * valid one), any other name as given.
+ */
+export function canonicalEnvironmentName(name: string): string {
+  return isImageReference(name) ? formatImageReference(parseImageReference(name)) : name;
+}
+
+/** An image pull's events as environment progress: one line per layer step, as `docker pull` shows. */
+function imageProgress(event: ImagePullProgress): PullProgress {
+  if (event.phase !== "layer") return { environment: event.reference, phase: event.phase === "ready" ? "download" : "resolve", message: event.message };
+  const step = `layer ${event.index + 1}/${event.count} ${shortDigest(event.digest)}`;
+  const message =
+    event.state === "cached"
+      ? `${step}: already downloaded`
+      : event.state === "done"
+        ? `${step}: downloaded ${event.bytesTotal} bytes`
+        : `${step}: downloading ${event.bytesDone}/${event.bytesTotal} bytes`;
+  return { environment: event.reference, phase: "download", message };
+}
+
+function shortDigest(digest: string): string {
+  return digest.slice(0, "sha256:".length + 12);
+}
+
+/** A stored blob, small by the pull's limits (configs are at most 4 MiB). */
+async function readBlob(file: string, reference: string): Promise<Buffer> {
+  try {
+    return await fs.readFile(file);
+  } catch {
+    throw new PyroError("environment_not_installed", `the blobs of ${reference} were removed while it was being installed (a concurrent \`env prune\`)`, {
+      hint: `Run \`pyro env pull ${reference}\` again.`,
+    });
+  }
 }
 
 

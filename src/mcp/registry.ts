@@ -4,7 +4,8 @@
  * (src/ops/): its input schema from the declaration's fields, its output schema, a handler that
  * runs the operation and returns structured content with the operation's text for a model.
  */
-import type { CallToolResult, ToolAnnotations } from "@modelcontextprotocol/sdk/types.js";
+import type { CallToolResult, ServerNotification, ServerRequest, ToolAnnotations } from "@modelcontextprotocol/sdk/types.js";
+import type { RequestHandlerExtra } from "@modelcontextprotocol/sdk/shared/protocol.js";
 import type * as z from "zod";
 import type { Pyro } from "../sdk/pyro.js";
 import { inputShape } from "../ops/op.js";
@@ -19,7 +20,7 @@ export interface ToolConfig {
   annotations?: ToolAnnotations;
 }
 
-export type Handler = (args: never) => Promise<CallToolResult>;
+export type Handler = (args: never, extra?: never) => Promise<CallToolResult>;
 
 /**
  * How tools are defined on a server. `has(name)` says whether this server offers a tool (for text
@@ -39,10 +40,29 @@ export function registerOperation(register: Register, pyro: Pyro, operation: Ope
       outputSchema: operation.output,
       ...(operation.annotations ? { annotations: operation.annotations } : {}),
     },
-    tool(async (args: Record<string, unknown>) => {
-      const result = await operation.run(pyro, args as never, { surface: "mcp" });
+    tool(async (args: Record<string, unknown>, extra: RequestExtra | undefined) => {
+      const progress = progressSender(extra);
+      const result = await operation.run(pyro, args as never, progress ? { surface: "mcp", progress } : { surface: "mcp" });
       const structured = operation.forModel ? operation.forModel(result) : (result as object);
       return ok(structured, operation.text(result, { surface: "mcp", offers: register.has }));
     }),
   );
+}
+
+/** What a tool handler gets with a request: its `_meta` and a way to send notifications. */
+type RequestExtra = Pick<RequestHandlerExtra<ServerRequest, ServerNotification>, "_meta" | "sendNotification">;
+
+/**
+ * MCP progress notifications for an operation's progress lines, when the request asked for
+ * them (a `progressToken`); none otherwise. The total is unknown, so `progress` counts lines.
+ * A notification that cannot be sent is dropped: progress never fails the call.
+ */
+function progressSender(extra: RequestExtra | undefined): ((line: string) => void) | undefined {
+  const token = extra?._meta?.progressToken;
+  if (token === undefined || !extra) return undefined;
+  let count = 0;
+  return (line) => {
+    count += 1;
+    extra.sendNotification({ method: "notifications/progress", params: { progressToken: token, progress: count, message: line } }).catch(() => undefined);
+  };
 }

@@ -103,10 +103,10 @@ export function errorResult(err: unknown): CallToolResult {
 }
 
 /** Wraps a tool body: any thrown error becomes an isError result with its code. */
-export function tool<A>(fn: (args: A) => Promise<CallToolResult>) {
-  return async (args: A): Promise<CallToolResult> => {
+export function tool<A, E = unknown>(fn: (args: A, extra: E) => Promise<CallToolResult>) {
+  return async (args: A, extra: E): Promise<CallToolResult> => {
     try {
-      return await fn(args);
+      return await fn(args, extra);
     } catch (err) {
       return errorResult(err);
     }

@@ -81,7 +81,7 @@ function applySurface(server: McpServer, surface: Surface, defined: Map<string, 
     const shape = variant ? pick(tool.config.inputSchema, variant.params, name) : tool.config.inputSchema;
     const description = (variant?.description ?? tool.config.description) + (name === "workspace_create" ? seedNote : "");
     const schema = z.strictObject(shape);
-    const handler = (async (args: never) => noteUnavailable(await tool.handler(args), defined.keys(), has, surface.label)) as Handler;
+    const handler = (async (args: never, extra?: never) => noteUnavailable(await tool.handler(args, extra), defined.keys(), has, surface.label)) as Handler;
     offered.set(name, { schema, params: Object.keys(shape), handler });
     registerTool(name, { ...tool.config, description, inputSchema: schema }, handler);
   }
@@ -90,13 +90,14 @@ function applySurface(server: McpServer, surface: Surface, defined: Map<string, 
   // the arguments the tool takes, and a tool this server does not offer gets the list it does —
   // like every other bad input, on every surface.
   // Every answer, result or error, passes the result budget (budget.ts) here and nowhere else.
-  server.server.setRequestHandler(CallToolRequestSchema, async (request): Promise<CallToolResult> => fitResult(await answer(request.params.name, request.params.arguments)));
-  async function answer(name: string, args: Record<string, unknown> | undefined): Promise<CallToolResult> {
+  server.server.setRequestHandler(CallToolRequestSchema, async (request, extra): Promise<CallToolResult> => fitResult(await answer(request.params.name, request.params.arguments, extra)));
+  async function answer(name: string, args: Record<string, unknown> | undefined, extra: unknown): Promise<CallToolResult> {
     const tool = offered.get(name);
     if (!tool) return errorResult(new PyroError("invalid_argument", `Tool ${name} not found`, { hint: `Call tools/list: this server (${surface.label}) offers ${names.join(", ")}.` }));
     const parsed = tool.schema.safeParse(args ?? {});
     if (!parsed.success) return errorResult(validationError(name, parsed.error.issues, tool.params, surface.label));
-    return tool.handler(parsed.data as never);
+    // `extra` carries the request's progress token and the way to send progress notifications.
+    return tool.handler(parsed.data as never, extra as never);
   }
 }
 

@@ -1,7 +1,8 @@
 /**
  * The host and its environments: doctor, prepare, and the environment commands (list, pull,
  * inspect, prune, import), declared once (see op.ts). CLI and SDK only for now: a model in a chat
- * has no use for building Debian roots by hand.
+ * has no use for building Debian roots by hand. An image reference (a name with a registry or
+ * namespace part) is an environment like the others: pull, inspect and prune cover it.
  */
 import * as z from "zod";
 import { hostPath } from "../shared/host-path.js";
@@ -15,7 +16,7 @@ export const doctor = op({
   cli: "doctor",
   summary: "Check this host: bubblewrap, namespaces, overlayfs, cgroups, state directory, the optional VM backend (QEMU, KVM); show the backend and limits that will be used",
   input: {
-    environment: field(z.string().optional().describe("Also say whether the daily loop for this environment is warm, cold or stale."), { value: "<env>" }),
+    environment: field(z.string().optional().describe("Also say whether the daily loop for this environment (a name or a pulled image reference) is warm, cold or stale."), { value: "<env>" }),
   },
   run: (pyro, a) => pyro.doctor(given({ environment: a.environment })),
   text: render.doctor,
@@ -27,7 +28,7 @@ export const prepare = op({
   cli: "prepare",
   summary: "Warm the daily loop: build the environment if needed and prove create → exec → reset → exec → delete once",
   input: {
-    environment: field(z.string().optional().describe("Environment name (default debian:12)."), { arg: "[environment]", label: "environment name (default debian:12)" }),
+    environment: field(z.string().optional().describe("Environment name or pulled image reference (default debian:12)."), { arg: "[environment]", label: "environment name or image reference (default debian:12)" }),
     force: field(z.boolean().optional().describe("Prove the cycle again even when warm.")),
   },
   run: (pyro, a, ctx) => pyro.prepare(a.environment ?? "debian:12", { force: a.force === true, ...given({ onProgress: ctx.progress }) }),
@@ -49,11 +50,11 @@ export const envList = op({
 export const envPull = op({
   sdk: "pullEnvironment",
   cli: "env pull",
-  summary: "Build an environment from Debian packages (debootstrap) and cache it; fast when already cached",
+  summary: "Build a catalog environment from Debian packages (debootstrap), or pull an image by reference (REGISTRY/REPOSITORY[:TAG][@sha256:DIGEST]) and install its layers; fast when already installed",
   input: {
-    environment: environmentArg("<environment>", "environment name, e.g. debian:12"),
+    environment: environmentArg("<environment>", "environment name (e.g. debian:12) or image reference (e.g. docker.io/library/node:22)"),
     mirror: field(z.string().optional().describe("Debian mirror (default: PYRO_DEBIAN_MIRROR, else the host's apt sources)."), { value: "<url>" }),
-    force: field(z.boolean().optional().describe("Rebuild even if cached.")),
+    force: field(z.boolean().optional().describe("Rebuild even if cached (an image: resolve its tag again and install what it names now).")),
   },
   run: (pyro, a, ctx) =>
     pyro.pullEnvironment(a.environment, {
@@ -66,8 +67,8 @@ export const envPull = op({
 export const envInspect = op({
   sdk: "inspectEnvironment",
   cli: "env inspect",
-  summary: "Show an environment's manifest: packages, size, created, digest",
-  input: { environment: environmentArg("<environment>", "environment name") },
+  summary: "Show an environment's manifest: packages, size, created, digest; for an image also its layers and config (env, user, working dir)",
+  input: { environment: environmentArg("<environment>", "environment name or image reference") },
   run: (pyro, a) => pyro.inspectEnvironment(a.environment),
   text: (m) => render.manifest(m, true),
 });
@@ -75,7 +76,7 @@ export const envInspect = op({
 export const envPrune = op({
   sdk: "pruneEnvironments",
   cli: "env prune",
-  summary: "Remove cached environments that no workspace uses",
+  summary: "Remove cached environments that no workspace uses, and the layers and image blobs nothing installed or running uses",
   input: {},
   run: (pyro) => pyro.pruneEnvironments(),
   text: (r) => (r.removed.length ? `Removed: ${r.removed.join(", ")} (${render.bytes(r.freed_bytes)} freed)` : "Nothing to prune."),

@@ -69,7 +69,8 @@ export function vmSection(vm: DoctorReport["vm"]): string[] {
 
 export function environments(list: EnvironmentListEntry[]): string {
   return list
-    .map((e) => `${e.name.padEnd(18)} ${(e.installed ? "[installed]" : "[not installed]").padEnd(16)} ${bytes(e.size_bytes).padStart(10)}  ${e.description}`)
+    // A pulled image's description is its reference again: its digest says more.
+    .map((e) => `${e.name.padEnd(18)} ${(e.installed ? "[installed]" : "[not installed]").padEnd(16)} ${bytes(e.size_bytes).padStart(10)}  ${e.source === "image" && e.digest ? `image ${e.digest}` : e.description}`)
     .join("\n");
 }
 
@@ -85,6 +86,19 @@ export function manifest(m: EnvironmentDetails, withPackages = false): string {
     `Packages: ${m.packages.length}`,
   ];
   if (withPackages) lines.push(...m.packages.map((p) => `  ${p}`));
+  if (m.image) {
+    const c = m.image.config;
+    lines.push(
+      `Image: ${m.image.reference} (${m.image.digest})`,
+      `Image user: ${c.user ?? "-"} (commands run as the sandbox's root)`,
+      `Image working dir: ${c.working_dir ?? "-"} (commands start in /workspace)`,
+      `Image entrypoint: ${c.entrypoint ? JSON.stringify(c.entrypoint) : "-"}, cmd: ${c.cmd ? JSON.stringify(c.cmd) : "-"}`,
+      `Image env (base of every command):`,
+      ...c.env.map((e) => `  ${e}`),
+      `Image layers (bottom first):`,
+      ...m.image.layers.map((l, i) => `  ${i + 1}. ${l.digest} ${bytes(l.size_bytes)} (diff_id ${l.diff_id})`),
+    );
+  }
   return lines.join("\n");
 }
 

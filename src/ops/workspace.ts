@@ -12,7 +12,10 @@ import { execOptions, networkOptions } from "./cli-values.js";
 
 export { execOptions, networkOptions };
 import { field, given, op } from "./op.js";
-import type { TextContext } from "./op.js";
+import type { RunContext, TextContext } from "./op.js";
+import type { Pyro } from "../sdk/pyro.js";
+import { PyroError } from "../shared/errors.js";
+import { isImageReference } from "../environments/index.js";
 import * as render from "./render.js";
 import { commandRecord, execResult, runResult, workspaceInfo } from "./schemas.js";
 import { capLines, cleanTerminalOutput, humanBytes } from "./text.js";
@@ -81,7 +84,7 @@ export function noticeLines(notices: string[] | undefined, ctx: TextContext): st
   return `\n${lines.join("\n")}`;
 }
 
-const environmentField = (description: string) => field(z.string().describe(description), { arg: "<environment>", label: "environment name, e.g. debian:12" });
+const environmentField = (description: string) => field(z.string().describe(description), { arg: "<environment>", label: "environment name (e.g. debian:12) or pulled image reference (e.g. docker.io/library/node:22)" });
 
 export const vmRun = op({
   mcp: "vm_run",
@@ -91,7 +94,7 @@ export const vmRun = op({
   title: "Run one command in a fresh sandbox",
   description:
     "Run one command in a brand-new isolated Linux sandbox (network off unless network_policy says otherwise) and delete the sandbox afterwards. Use for a quick, stateless check (e.g. `git --version`, running a script once). For anything that needs files to persist between commands, use workspace_create + workspace_exec instead. Returns exit code, outcome, duration and capped stdout/stderr.",
-  input: { environment: environmentField("Environment name, e.g. debian:12."), ...execFields, ...limitFields, backend: backendField, ...networkFields },
+  input: { environment: environmentField("Environment name, e.g. debian:12, or the reference of a pulled image (it has a registry or namespace part), e.g. docker.io/library/python:3.12."), ...execFields, ...limitFields, backend: backendField, ...networkFields },
   cliFlags: { shell: SHELL_FLAG, stdin: { flag: "--stdin", help: "forward this process's stdin to the command" } },
   cliAdjust: { command: true },
   output: runResult,
@@ -110,6 +113,29 @@ export const vmRun = op({
   },
 });
 
+/** How long `workspace_create` may spend pulling an image: a model waits on the call. */
+export const CHAT_PULL_TIMEOUT_SECONDS = 300;
+
+/**
+ * From a chat there is no host shell to run `pyro env pull` in, so `workspace_create` pulls an
+ * image reference that is not installed yet, reporting each layer step as progress, for at
+ * most CHAT_PULL_TIMEOUT_SECONDS. Names and installed images go straight to the create.
+ */
+async function pullImageForChat(pyro: Pyro, environment: string, ctx: RunContext): Promise<void> {
+  if (!isImageReference(environment)) return;
+  if (await pyro.inspectEnvironment(environment).then(() => true, () => false)) return;
+  const signal = AbortSignal.timeout(CHAT_PULL_TIMEOUT_SECONDS * 1000);
+  try {
+    await pyro.pullEnvironment(environment, { signal, ...given({ onProgress: ctx.progress ? (e: { message: string }) => ctx.progress?.(e.message) : undefined }) });
+  } catch (err) {
+    if (!signal.aborted) throw err;
+    throw new PyroError("registry_unreachable", `pulling ${environment} took longer than ${CHAT_PULL_TIMEOUT_SECONDS} s, the limit of a pull from workspace_create`, {
+      hint: `Ask the user to run \`pyro env pull ${environment}\` on the host, then call workspace_create again.`,
+      details: { reference: environment, timeout_seconds: CHAT_PULL_TIMEOUT_SECONDS },
+    });
+  }
+}
+
 export const workspaceCreate = op({
   mcp: "workspace_create",
   sdk: "createWorkspace",
@@ -117,9 +143,9 @@ export const workspaceCreate = op({
   summary: "Create and start a workspace, optionally seeded from a host directory or archive",
   title: "Create a persistent workspace",
   description:
-    "Create and start a persistent, isolated Linux workspace whose /workspace survives between calls. Optionally seed /workspace from a host directory or .tar/.tar.gz/.tgz (seed_path), and give it a name and labels so it can be found again with workspace_list. Returns the workspace (keep its workspace_id).",
+    "Create and start a persistent, isolated Linux workspace whose /workspace survives between calls. Optionally seed /workspace from a host directory or .tar/.tar.gz/.tgz (seed_path), and give it a name and labels so it can be found again with workspace_list. The environment may be an image reference (e.g. docker.io/library/python:3.12): one not pulled yet is pulled first, with progress notifications when the request asks for them, for at most 300 s (then registry_unreachable). Returns the workspace (keep its workspace_id).",
   input: {
-    environment: environmentField("Environment name, e.g. debian:12 (git preinstalled), debian:12-base, debian:12-build."),
+    environment: environmentField("Environment name, e.g. debian:12 (git preinstalled), debian:12-base, debian:12-build; or the reference of a pulled image (it has a registry or namespace part), e.g. docker.io/library/node:22 (namespace backend only)."),
     name: field(z.string().optional().describe("Unique name to find the workspace by, e.g. fix-123."), { value: "<name>" }),
     labels: field(z.record(z.string(), z.string()).optional().describe("Key/value labels, e.g. {\"issue\": \"123\"} (CLI: --label KEY=VALUE, repeatable)."), {
       flag: "--label <KEY=VALUE>",
@@ -140,8 +166,9 @@ export const workspaceCreate = op({
   },
   cliFlags: { idOnly: { flag: "--id-only", help: "print only the workspace id" } },
   output: workspaceInfo.shape,
-  run: (pyro, a) =>
-    pyro.createWorkspace({
+  run: async (pyro, a, ctx) => {
+    if (ctx.surface === "mcp") await pullImageForChat(pyro, a.environment, ctx);
+    return pyro.createWorkspace({
       environment: a.environment,
       ...given({
         name: a.name,
@@ -156,7 +183,8 @@ export const workspaceCreate = op({
         backend: a.backend as BackendRequest | undefined,
       }),
       ...networkOptions(a),
-    }),
+    });
+  },
   cliPrint: (w, cliOnly) => (cliOnly.idOnly ? w.workspace_id : undefined),
   text: workspaceText,
   human: render.workspace,

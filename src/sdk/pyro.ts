@@ -59,7 +59,8 @@ export class Pyro implements WorkspaceOperations {
     return (await this.#core.environments.list()).map(publicSummary);
   }
 
-  async pullEnvironment(environment: string, options: { mirror?: string; force?: boolean; onProgress?: (e: PullProgress) => void } = {}): Promise<EnvironmentDetails> {
+  /** Builds a catalog environment, or pulls and installs an image by reference; aborting `signal` stops it and installs nothing. */
+  async pullEnvironment(environment: string, options: { mirror?: string; force?: boolean; onProgress?: (e: PullProgress) => void; signal?: AbortSignal } = {}): Promise<EnvironmentDetails> {
     return publicManifest(await this.#core.environments.pull(environment, options));
   }
 

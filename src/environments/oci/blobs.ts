@@ -153,6 +153,19 @@ export class BlobStore {
     }
   }
 
+  /** Forgets a pulled image (its blobs stay until nothing names them). Store lock held by the caller. */
+  async removeImage(reference: string): Promise<void> {
+    await fs.rm(this.recordPath(reference), { force: true });
+  }
+
+  /** Removes one blob; returns its size. Store lock held by the caller (env prune). */
+  async removeBlob(digest: string): Promise<number> {
+    const file = this.blobPath(digest);
+    const size = await fs.lstat(file).then((stats) => stats.size, () => 0);
+    await fs.rm(file, { force: true });
+    return size;
+  }
+
   private recordPath(reference: string): string {
     return path.join(this.imagesDir, `${createHash("sha256").update(reference).digest("hex")}.json`);
   }
