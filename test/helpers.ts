@@ -72,7 +72,7 @@ export function findLeaks(home: string): Leaks {
   // a sandbox's bind of it names that filesystem's root, not the home, so it is known by its
   // device instead, bound anywhere but where the host mounted it.
   const mountinfo = (pid: string) => fs.readFileSync(`/proc/${pid}/mountinfo`, "utf8").split("\n").map((line) => line.split(" "));
-  const disks = new Set(mountinfo("self").filter((f) => (f[4] ?? "").includes(home) && f[3] === "/").map((f) => f[2]));
+  const disks = new Map(mountinfo("self").filter((f) => (f[4] ?? "").includes(home) && f[3] === "/").map((f) => [f[2], f[4]]));
   for (const pid of list("/proc").filter((n) => /^\d+$/.test(n))) {
     try {
       const cmd = fs.readFileSync(`/proc/${pid}/cmdline`, "utf8").replace(/\0/g, " ");
@@ -88,7 +88,8 @@ export function findLeaks(home: string): Leaks {
         // holds copies of the host's mounts, such as another workspace's disk-limited /workspace,
         // at the host's mount points.
         const held = mountinfo(pid).find((f) => (f[3] ?? "").includes(home) || (disks.has(f[2]) && !(f[4] ?? "").includes(home)));
-        if (held) processes.push(`${pid}: ${cmd.slice(0, 120)} [holds ${held[3] === "/" ? `${held[2]} at ${held[4]}` : held[3]}]`);
+        // A disk is named by where the host mounted it, which says whose it is.
+        if (held) processes.push(`${pid}: ${cmd.slice(0, 120)} [holds ${(held[3] ?? "").includes(home) ? held[3] : `${disks.get(held[2])} at ${held[4]}`}]`);
       }
     } catch {
       // exited

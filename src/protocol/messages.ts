@@ -103,11 +103,12 @@ export interface FileListRequest {
 
 /**
  * Most bytes of listed entries one `file_list` answers with (as sent: one JSON line each); past
- * it the listing is cut as at `maxEntries`, and the walk still counts the rest. 8 MiB, so that
- * a listing fits one MCP message over stdio, which the official MCP clients refuse beyond 10 MiB
- * — the same bound on every surface: about 70 000 entries with short paths.
+ * it the listing is cut as at `maxEntries`, and the walk still counts the rest. 3 MiB, so that
+ * a listing fits the MCP result budget of 4 MiB (src/mcp/budget.ts) whole, with its exact
+ * `count`, `total_seen` and next step, rather than being trimmed after the fact — the same bound
+ * on every surface: about 28 000 entries with short paths.
  */
-export const MAX_FILE_LIST_BYTES = 8 * 1024 * 1024;
+export const MAX_FILE_LIST_BYTES = 3 * 1024 * 1024;
 
 /**
  * The header of a `file_list` result. The entries are the payload, one JSON object per line
