@@ -153,7 +153,8 @@ describe("a VM workspace whose CLI is killed", () => {
     await pyro.deleteWorkspace(id);
     expect(fs.existsSync(path.join(home, "workspaces", id))).toBe(false);
     expect(inCgroupsOf(id)).toBe("");
-    expect(findLeaks(home).processes).toEqual([]);
+    // Other tests' workspaces in this home may still run: only this one's processes count.
+    expect(findLeaks(home).processes.filter((p) => p.includes(id))).toEqual([]);
   });
 });
 
