@@ -218,12 +218,13 @@ export class EnvironmentStore {
   }
 
   /**
-   * Installs a catalog environment, building missing parents first. Returns at once with a
-   * `cached` event when it is already installed (unless `force`). Safe to call from several
+   * Installs an environment: a catalog one, building missing parents first, or an image
+   * reference (pullImageEnvironment). Returns at once with a `cached` event when it is already
+   * installed (unless `force`). Safe to call from several
    * processes at once: builds are serialised and a waiter finds the finished result cached.
    */
-  async pull(name: string, opts: PullOptions = {}): Promise<EnvironmentManifest> {
-    if (isImageReference(name)) return this.pullImageEnvironment(canonicalEnvironmentName(name), opts);
+  async pull(requested: string, opts: PullOptions = {}): Promise<EnvironmentManifest> {
+    const name = isImageReference(requested) ? canonicalEnvironmentName(requested) : requested;
     const emit = safeEmitter(opts.onProgress);
     if (!opts.force) {
       const installed = await this.readInstalled(name);
@@ -232,6 +233,7 @@ export class EnvironmentStore {
         return publicManifest(installed);
       }
     }
+    if (isImageReference(name)) return this.pullImageEnvironment(name, opts, emit);
     const entry = catalogEntry(name);
     if (!entry) {
       if (isValidEnvironmentName(name) && (await this.readManifest(name))) {
@@ -385,15 +387,7 @@ export class EnvironmentStore {
    * next change) and whole layers nothing lists yet (reused by the next pull, or pruned), never
    * a manifest naming a missing layer.
    */
-  private async pullImageEnvironment(reference: string, opts: PullOptions): Promise<EnvironmentManifest> {
-    const emit = safeEmitter(opts.onProgress);
-    if (!opts.force) {
-      const installed = await this.readInstalled(reference);
-      if (installed) {
-        emit({ environment: reference, phase: "cached", message: `${reference} is already installed (${installed.digest}).` });
-        return publicManifest(installed);
-      }
-    }
+  private async pullImageEnvironment(reference: string, opts: PullOptions, emit: (event: PullProgress) => void): Promise<EnvironmentManifest> {
     const image = await pullImage(this.home, reference, { onProgress: (event) => emit(imageProgress(event)), ...(opts.signal ? { signal: opts.signal } : {}) });
     return withStoreLock(
       this.root,
