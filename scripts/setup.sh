@@ -19,9 +19,10 @@ cd "$(dirname "$0")/.."
 # qemu-system-x86 (the microvm machine, virtiofsd), qemu-utils (qcow2 root disks),
 # busybox-static (the guest's init) and e2fsprogs (ext4 images of environments); for the image
 # tests and benchmark: docker-registry (the distribution server the tests push to and pull from on
-# 127.0.0.1), apache2-utils (htpasswd for its auth), zstd (zstd layers) and skopeo (the
-# benchmark's yardstick).
-PACKAGES=(bubblewrap debootstrap util-linux mount tar ca-certificates uidmap slirp4netns nftables iproute2 perl-base git findutils qemu-system-x86 qemu-utils busybox-static e2fsprogs docker-registry apache2-utils zstd skopeo)
+# 127.0.0.1), apache2-utils (htpasswd for its auth), zstd (zstd layers), skopeo (the
+# benchmark's yardstick) and python3 (with the host's node, the stand-ins for the official
+# images the README's example uses).
+PACKAGES=(bubblewrap debootstrap util-linux mount tar ca-certificates uidmap slirp4netns nftables iproute2 perl-base git findutils qemu-system-x86 qemu-utils busybox-static e2fsprogs docker-registry apache2-utils zstd skopeo python3)
 
 node_version=$(node --version 2>/dev/null || true)
 major=${node_version#v}
