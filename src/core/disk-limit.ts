@@ -67,6 +67,13 @@ export const MEASURE_EVERY_MS = 60_000;
 const WATCHED_NOTE =
   "watched by pyro, not enforced by the kernel: after each exec, file write, patch and sync push pyro checks how much the host's free space fell and measures /workspace when that could have taken it over the limit (and at least once a minute of calls); writes through pyro are refused while over; a process can write past it before pyro looks";
 
+/** How new workspaces' disk limits are kept on this host, for `doctor`: what `provision` will choose. */
+export function diskLimitMechanism(): { enforcement: "kernel" | "watched"; detail: string } {
+  const blocker = kernelDiskBlocker();
+  if (blocker === null) return { enforcement: "kernel", detail: `enforced by the kernel: each new workspace's /workspace is an ext4 filesystem of its disk_mib (default ${DEFAULT_DISK_MIB} MiB) on a sparse image` };
+  return { enforcement: "watched", detail: `${WATCHED_NOTE} (${blocker})` };
+}
+
 export class WorkspaceDisk {
   constructor(private readonly store: StateStore) {}
 

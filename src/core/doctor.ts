@@ -18,6 +18,7 @@ import { detectDebianMirror } from "../environments/index.js";
 import { DEFAULT_MEM_MIB, DEFAULT_PIDS_MAX, DEFAULT_VCPU_COUNT } from "./manager.js";
 import { environmentReadiness } from "./prepare.js";
 import type { Readiness } from "./prepare.js";
+import { diskLimitMechanism } from "./disk-limit.js";
 import { describeProjectSource, resolveProjectSource } from "./project-source.js";
 import { networkTools, tunProblem } from "../runtime/network/netns.js";
 import type { BackendName, BackendRequest } from "../runtime/backend.js";
@@ -59,6 +60,8 @@ export interface DoctorReport {
   state_dir: string;
   defaults: { vcpu_count: number; mem_mib: number; pids_max: number };
   limits: LimitEnforcement;
+  /** How new workspaces' `disk_mib` is kept here: by the kernel (root) or watched by pyro. */
+  disk_limit: { enforcement: "kernel" | "watched"; detail: string };
   network: string;
   environments: { name: string; installed: boolean }[];
   /** With `--environment`: warm, cold or stale for the daily loop (see `pyro prepare`). */
@@ -289,6 +292,7 @@ export async function runDoctor(home: string, environments: EnvironmentStore, op
     state_dir: layout.home,
     defaults: { vcpu_count: DEFAULT_VCPU_COUNT, mem_mib: DEFAULT_MEM_MIB, pids_max: DEFAULT_PIDS_MAX },
     limits,
+    disk_limit: diskLimitMechanism(),
     network: missing.length === 0 && tun ? "off by default (loopback only); egress and published ports through slirp4netns on request" : "off (loopback only); egress unavailable on this host",
     environments: envs,
     environment_readiness: readiness,

@@ -33,6 +33,7 @@ export function doctor(r: DoctorReport): string {
   lines.push(`State directory: ${r.state_dir}`);
   lines.push(`Defaults: ${r.defaults.vcpu_count} vCPU / ${r.defaults.mem_mib} MiB / ${r.defaults.pids_max} pids`);
   lines.push(`Limits: ${r.limits.note ?? `enforced through cgroup v${r.limits.cgroup_version} (memory, pids, cpu)`}`);
+  lines.push(`Disk limit: ${r.disk_limit.detail}`);
   lines.push(`Network: ${r.network}`);
   lines.push(`Environments: ${r.environments.map((e) => `${e.name} [${e.installed ? "installed" : "not installed"}]`).join(", ")}`);
   if (r.environment_readiness) lines.push(`Daily loop: ${r.environment_readiness.environment} is ${r.environment_readiness.state} (${r.environment_readiness.reason})`);

@@ -294,6 +294,9 @@ describe("host and environment inspection", () => {
     expect(report.vm).toEqual(expect.objectContaining({ usable: expect.any(Boolean), reason: expect.any(String), kvm: expect.objectContaining({ device: expect.any(Boolean) }) }));
     expect(report.limits).toEqual(expect.objectContaining({ memory: expect.any(Boolean), pids: expect.any(Boolean), cpu: expect.any(Boolean) }));
     expect(report.environments).toContainEqual({ name: TEST_ENVIRONMENT, installed: true });
+    // The disk limit's mechanism is the one a create here gets: the kernel's for root only.
+    expect(report.disk_limit.enforcement).toBe(process.getuid?.() === 0 ? "kernel" : "watched");
+    expect(cli(home, ["doctor"]).stdout).toContain(`Disk limit: ${report.disk_limit.detail}`);
   });
 
   it("env inspect --json gives the digest and the package list, git included", () => {

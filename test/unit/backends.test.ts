@@ -278,6 +278,7 @@ describe("doctor's VM section", () => {
       state_dir: "/tmp/pyro",
       defaults: { vcpu_count: 1, mem_mib: 1024, pids_max: 4096 },
       limits: ENFORCED,
+      disk_limit: { enforcement: "watched", detail: "watched by pyro" },
       network: "off",
       environments: [],
       environment_readiness: null,
