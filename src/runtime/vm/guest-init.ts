@@ -11,6 +11,11 @@
  *   agent exits — a guest without its agent is of no use, and a dead guest is what the host
  *   reports as `failed`.
  *
+ * Nothing of the root is assumed beyond pyro's `/workspace`: an image environment may have no
+ * shell, no C library and none of /run, /dev, /proc, /sys, /tmp or /etc, so both scripts run on
+ * busybox from the initramfs or the agent image, make the mount points they need on the
+ * workspace's copy-on-write root, and start the agent with the agent image's own loader.
+ *
  * Any failure prints one `pyro-guest:` line on the console (the host keeps its tail) and powers
  * off at once instead of hanging. Pure: renders text.
  */
