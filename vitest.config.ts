@@ -14,6 +14,9 @@ const PER_BACKEND = [
   "test/integration/services-secrets.test.ts",
 ];
 
+/** Files about the VM backend alone (its guests, image environments booted as VMs). */
+const VM_ONLY = ["test/integration/vm.test.ts", "test/integration/vm-images.test.ts"];
+
 export default defineConfig({
   test: {
     testTimeout: 60_000,
@@ -24,8 +27,8 @@ export default defineConfig({
     projects: [
       // The projects run one after the other: emulated guests keep both cores busy, and the
       // namespace files' timing-sensitive tests (terminal echo, idle waits) should not share them.
-      { extends: true, test: { name: "namespace", include: ["test/**/*.test.ts"], exclude: [...configDefaults.exclude, "test/integration/vm.test.ts"], env: { PYRO_BACKEND: "namespace" }, sequence: { groupOrder: 0 } } },
-      { extends: true, test: { name: "vm", include: [...PER_BACKEND, "test/integration/vm.test.ts"], env: { PYRO_BACKEND: "vm" }, testTimeout: 300_000, sequence: { groupOrder: 1 } } },
+      { extends: true, test: { name: "namespace", include: ["test/**/*.test.ts"], exclude: [...configDefaults.exclude, ...VM_ONLY], env: { PYRO_BACKEND: "namespace" }, sequence: { groupOrder: 0 } } },
+      { extends: true, test: { name: "vm", include: [...PER_BACKEND, ...VM_ONLY], env: { PYRO_BACKEND: "vm" }, testTimeout: 300_000, sequence: { groupOrder: 1 } } },
     ],
   },
 });

@@ -14,7 +14,7 @@ import type { BackendSet } from "../runtime/backends.js";
 import { WORKSPACE_GUEST_PATH } from "../protocol/messages.js";
 import { PyroError } from "../shared/errors.js";
 import type { EnvironmentStore } from "../environments/index.js";
-import { canonicalEnvironmentName, isImageReference } from "../environments/index.js";
+import { canonicalEnvironmentName } from "../environments/index.js";
 import { imageEnv } from "./command-env.js";
 import type { StateStore } from "./store.js";
 import { AgentConnections } from "./agent-link.js";
@@ -258,12 +258,6 @@ export class WorkspaceManager {
     // Fails early (environment_unknown / environment_not_installed, or a host that forbids the
     // user namespace every sandbox needs) before anything is made.
     const environment = canonicalEnvironmentName(opts.environment);
-    if (isImageReference(environment) && opts.backend === "vm") {
-      throw new PyroError("backend_unavailable", `the vm backend cannot run image environments yet (${environment})`, {
-        hint: "Use the namespace backend (the default) for image environments, or a catalog environment such as debian:12 with the vm backend.",
-        details: { environment, backend: "vm" },
-      });
-    }
     assertUserNamespacesAllowed();
     await this.environments.layers(environment);
     const manifest = await this.environments.inspect(environment).catch(() => null);

@@ -100,7 +100,7 @@ const PROFILE_SURFACES: Record<McpProfile, Omit<Surface, "kind" | "name" | "labe
     tools: narrowed(MCP_PROFILES["vm-run"], {
       vm_run: {
         description:
-          "Run one command in a brand-new isolated Linux sandbox (no network) and delete the sandbox afterwards. Nothing persists between calls, so each call does its whole job: chain steps in one shell string (`cd /tmp && ./configure && make`). Returns outcome (exited/signaled/timed_out/not_started), exit_code, duration and stdout/stderr with head and tail kept.",
+          "Run one command in a brand-new isolated Linux sandbox (no network) and delete the sandbox afterwards. Nothing persists between calls, so each call does its whole job: chain steps in one shell string (`cd /tmp && ./configure && make`). The environment may be an image reference (e.g. docker.io/library/python:3.12): one not pulled yet is pulled first, with progress notifications when asked, for at most 300 s (then registry_unreachable). Returns outcome (exited/signaled/timed_out/not_started), exit_code, duration and stdout/stderr with head and tail kept.",
       },
     }),
     instructions: "pyro (vm-run profile): vm_run runs one command in a fresh, isolated, offline Linux sandbox that is deleted afterwards. Nothing persists between calls.",

@@ -93,19 +93,21 @@ export const vmRun = op({
   summary: "One-shot: create a workspace, run one command, delete the workspace; exits with the command's exit code",
   title: "Run one command in a fresh sandbox",
   description:
-    "Run one command in a brand-new isolated Linux sandbox (network off unless network_policy says otherwise) and delete the sandbox afterwards. Use for a quick, stateless check (e.g. `git --version`, running a script once). For anything that needs files to persist between commands, use workspace_create + workspace_exec instead. Returns exit code, outcome, duration and capped stdout/stderr.",
+    "Run one command in a brand-new isolated Linux sandbox (network off unless network_policy says otherwise) and delete the sandbox afterwards. Use for a quick, stateless check (e.g. `git --version`, running a script once). For anything that needs files to persist between commands, use workspace_create + workspace_exec instead. The environment may be an image reference (e.g. docker.io/library/python:3.12): one not pulled yet is pulled first, with progress notifications when the request asks for them, for at most 300 s (then registry_unreachable). Returns exit code, outcome, duration and capped stdout/stderr.",
   input: { environment: environmentField("Environment name, e.g. debian:12, or the reference of a pulled image (it has a registry or namespace part), e.g. docker.io/library/python:3.12."), ...execFields, ...limitFields, backend: backendField, ...networkFields },
   cliFlags: { shell: SHELL_FLAG, stdin: { flag: "--stdin", help: "forward this process's stdin to the command" } },
   cliAdjust: { command: true },
   output: runResult,
   annotations: { openWorldHint: false },
-  run: (pyro, a) =>
-    pyro.runInVm({
+  run: async (pyro, a, ctx) => {
+    if (ctx.surface === "mcp") await pullImageForChat(pyro, a.environment, ctx, "vm_run");
+    return pyro.runInVm({
       environment: a.environment,
       ...execOptions(a),
       ...given({ vcpuCount: a.vcpu_count, memMib: a.mem_mib, diskMib: a.disk_mib, ttlSeconds: a.ttl_seconds, backend: a.backend as BackendRequest | undefined }),
       ...networkOptions(a),
-    }),
+    });
+  },
   forModel: (r) => cleanExec(r),
   text: (r, ctx) => {
     const clean = cleanExec(r);
@@ -113,15 +115,16 @@ export const vmRun = op({
   },
 });
 
-/** How long `workspace_create` may spend pulling an image: a model waits on the call. */
+/** How long `workspace_create` or `vm_run` may spend pulling an image: a model waits on the call. */
 export const CHAT_PULL_TIMEOUT_SECONDS = 300;
 
 /**
- * From a chat there is no host shell to run `pyro env pull` in, so `workspace_create` pulls an
- * image reference that is not installed yet, reporting each layer step as progress, for at
- * most CHAT_PULL_TIMEOUT_SECONDS. Names and installed images go straight to the create.
+ * From a chat there is no host shell to run `pyro env pull` in, so `workspace_create` and
+ * `vm_run` (`tool`, named in the timeout's error) pull an image reference that is not installed
+ * yet, reporting each layer step as progress, for at most CHAT_PULL_TIMEOUT_SECONDS. Names and
+ * installed images go straight to the create.
  */
-async function pullImageForChat(pyro: Pyro, environment: string, ctx: RunContext): Promise<void> {
+async function pullImageForChat(pyro: Pyro, environment: string, ctx: RunContext, tool: "workspace_create" | "vm_run"): Promise<void> {
   if (!isImageReference(environment)) return;
   if (await pyro.inspectEnvironment(environment).then(() => true, () => false)) return;
   const signal = AbortSignal.timeout(CHAT_PULL_TIMEOUT_SECONDS * 1000);
@@ -129,8 +132,8 @@ async function pullImageForChat(pyro: Pyro, environment: string, ctx: RunContext
     await pyro.pullEnvironment(environment, { signal, ...given({ onProgress: ctx.progress ? (e: { message: string }) => ctx.progress?.(e.message) : undefined }) });
   } catch (err) {
     if (!signal.aborted) throw err;
-    throw new PyroError("registry_unreachable", `pulling ${environment} took longer than ${CHAT_PULL_TIMEOUT_SECONDS} s, the limit of a pull from workspace_create`, {
-      hint: `Ask the user to run \`pyro env pull ${environment}\` on the host, then call workspace_create again.`,
+    throw new PyroError("registry_unreachable", `pulling ${environment} took longer than ${CHAT_PULL_TIMEOUT_SECONDS} s, the limit of a pull from ${tool}`, {
+      hint: `Ask the user to run \`pyro env pull ${environment}\` on the host, then call ${tool} again.`,
       details: { reference: environment, timeout_seconds: CHAT_PULL_TIMEOUT_SECONDS },
     });
   }
@@ -145,7 +148,7 @@ export const workspaceCreate = op({
   description:
     "Create and start a persistent, isolated Linux workspace whose /workspace survives between calls. Optionally seed /workspace from a host directory or .tar/.tar.gz/.tgz (seed_path), and give it a name and labels so it can be found again with workspace_list. The environment may be an image reference (e.g. docker.io/library/python:3.12): one not pulled yet is pulled first, with progress notifications when the request asks for them, for at most 300 s (then registry_unreachable). Returns the workspace (keep its workspace_id).",
   input: {
-    environment: environmentField("Environment name, e.g. debian:12 (git preinstalled), debian:12-base, debian:12-build; or the reference of a pulled image (it has a registry or namespace part), e.g. docker.io/library/node:22 (namespace backend only)."),
+    environment: environmentField("Environment name, e.g. debian:12 (git preinstalled), debian:12-base, debian:12-build; or the reference of a pulled image (it has a registry or namespace part), e.g. docker.io/library/node:22."),
     name: field(z.string().optional().describe("Unique name to find the workspace by, e.g. fix-123."), { value: "<name>" }),
     labels: field(z.record(z.string(), z.string()).optional().describe("Key/value labels, e.g. {\"issue\": \"123\"} (CLI: --label KEY=VALUE, repeatable)."), {
       flag: "--label <KEY=VALUE>",
@@ -167,7 +170,7 @@ export const workspaceCreate = op({
   cliFlags: { idOnly: { flag: "--id-only", help: "print only the workspace id" } },
   output: workspaceInfo.shape,
   run: async (pyro, a, ctx) => {
-    if (ctx.surface === "mcp") await pullImageForChat(pyro, a.environment, ctx);
+    if (ctx.surface === "mcp") await pullImageForChat(pyro, a.environment, ctx, "workspace_create");
     return pyro.createWorkspace({
       environment: a.environment,
       ...given({

@@ -201,7 +201,7 @@ describe("OCI images as environments", () => {
     }
   }, TIMEOUT);
 
-  it("refuses a bare name:tag with the full reference in the hint, an unknown tag, and the VM backend, on all three surfaces", async () => {
+  it("refuses a bare name:tag with the full reference in the hint, and an unknown tag, on all three surfaces", async () => {
     const bare = await expectPyroError(pyro.createWorkspace({ environment: "node:22" }), "environment_unknown");
     expect(bare.hint).toContain("docker.io/library/node:22");
     const cliBare = cli(home, ["workspace", "create", "node:22", "--json"]);
@@ -217,9 +217,6 @@ describe("OCI images as environments", () => {
     const notPulled = await expectPyroError(pyro.createWorkspace({ environment: missing }), "environment_not_installed");
     expect(notPulled.hint).toContain(`pyro env pull ${missing}`);
 
-    await expectPyroError(pyro.createWorkspace({ environment: reference, backend: "vm" }), "backend_unavailable");
-    const cliVm = cli(home, ["workspace", "create", reference, "--backend", "vm", "--json"]);
-    expect(cliVm.stdout + cliVm.stderr).toContain("backend_unavailable");
 
     const { client } = await connectMcp(home, [], "oci-environments-bad");
     try {
@@ -228,7 +225,6 @@ describe("OCI images as environments", () => {
       expect(e1.text).toContain("docker.io/library/node:22");
       // From a chat the create pulls it first, and the registry says there is no such tag.
       expect((await mcpError(client, "workspace_create", { environment: missing })).code).toBe("image_not_found");
-      expect((await mcpError(client, "workspace_create", { environment: reference, backend: "vm" })).code).toBe("backend_unavailable");
     } finally {
       await client.close();
     }
@@ -335,5 +331,38 @@ describe("OCI images as environments", () => {
       await client.close();
     }
     for (const id of workspaces.splice(0)) await pyro.deleteWorkspace(id);
+  }, TIMEOUT);
+
+  it("vm_run from a chat pulls an image that is not pulled yet, sending progress notifications, and returns the command's output", async () => {
+    const layer = makeLayer({ "opt/tool/": "", "etc/chat-run": "pulled for vm_run\n" }, "gzip", (dir) => fs.copyFileSync(BUSYBOX, path.join(dir, "opt", "tool", "busybox")));
+    await new Pusher(registry).image("team/chat-run", "1", [{ ...layer, mediaType: OCI.layerGzip }], { config: { Env: ["PATH=/opt/tool"] } });
+    const chatRef = `${registry.host}/team/chat-run:1`;
+    await expectPyroError(pyro.inspectEnvironment(chatRef), "environment_not_installed");
+    const before = (await pyro.listWorkspaces()).workspaces.map((w) => w.workspace_id);
+
+    const { client } = await connectMcp(home, ["--profile", "vm-run"], "oci-environments-chat-run");
+    try {
+      const progress: string[] = [];
+      // No shell in this image: an argv command, its program found through the image's PATH.
+      const result = (await client.callTool({ name: "vm_run", arguments: { environment: chatRef, command: ["busybox", "cat", "/etc/chat-run"] } }, undefined, {
+        onprogress: (p) => progress.push(String(p.message)),
+        timeout: TIMEOUT,
+      })) as CallToolResult;
+      expect(result.isError ?? false, JSON.stringify(result.content)).toBe(false);
+      expect((result.structuredContent as Structured).stdout).toBe("pulled for vm_run\n");
+      expect(progress.some((m) => m.includes("layer 1/1") && m.includes("downloaded"))).toBe(true);
+      expect(progress.some((m) => m.includes("layer 1/1") && m.includes("unpacked"))).toBe(true);
+      // Installed now: a second run pulls nothing, and says nothing.
+      const quiet: string[] = [];
+      const again = (await client.callTool({ name: "vm_run", arguments: { environment: chatRef, command: ["busybox", "true"] } }, undefined, { onprogress: (p) => quiet.push(String(p.message)) })) as CallToolResult;
+      expect(again.isError ?? false, JSON.stringify(again.content)).toBe(false);
+      expect(quiet).toEqual([]);
+      // An image that does not exist is the registry's answer.
+      expect((await mcpError(client, "vm_run", { environment: `${registry.host}/team/chat-run:nope`, command: ["true"] })).code).toBe("image_not_found");
+    } finally {
+      await client.close();
+    }
+    // The one-shot runs left no workspace.
+    expect((await pyro.listWorkspaces()).workspaces.map((w) => w.workspace_id)).toEqual(before);
   }, TIMEOUT);
 });

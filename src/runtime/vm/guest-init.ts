@@ -11,6 +11,11 @@
  *   agent exits — a guest without its agent is of no use, and a dead guest is what the host
  *   reports as `failed`.
  *
+ * Nothing of the root is assumed beyond pyro's `/workspace`: an image environment may have no
+ * shell, no C library and none of /run, /dev, /proc, /sys, /tmp or /etc, so both scripts run on
+ * busybox from the initramfs or the agent image, make the mount points they need on the
+ * workspace's copy-on-write root, and start the agent with the agent image's own loader.
+ *
  * Any failure prints one `pyro-guest:` line on the console (the host keeps its tail) and powers
  * off at once instead of hanging. Pure: renders text.
  */
@@ -76,11 +81,16 @@ if $B grep -q 'pyro.probe=1' /proc/cmdline; then echo "${PROBE_MARKER}" > /dev/c
 root=$($B findfs LABEL=pyro-root) || fail "no root disk"
 agent=$($B findfs LABEL=pyro-agent) || fail "no agent disk"
 $B mount -t ext4 -o rw,nodev "$root" /newroot || fail "cannot mount the root disk"
+# An image's root may lack the mount points (distroless, scratch), or have a link or a file
+# there; they become plain directories on this workspace's copy-on-write root.
+for d in run dev proc sys; do
+  [ -d /newroot/$d ] && [ ! -L /newroot/$d ] || { $B rm -f /newroot/$d; $B mkdir -m 0755 /newroot/$d; } || fail "cannot make /$d"
+done
 $B mount -t tmpfs -o mode=0755,nodev,nosuid tmpfs /newroot/run || fail "cannot mount /run"
 $B mkdir -p /newroot${AGENT_RUNTIME_DIR} /newroot${WORKSPACE_GUEST_PATH}
 $B mount -t ext4 -o ro,nodev "$agent" /newroot${AGENT_RUNTIME_DIR} || fail "cannot mount the agent disk"
 $B mount -t virtiofs -o nodev ${WORKSPACE_TAG} /newroot${WORKSPACE_GUEST_PATH} || fail "cannot mount /workspace"
-for d in dev proc sys; do $B mkdir -p /newroot/$d; $B mount --move /$d /newroot/$d; done
+for d in dev proc sys; do $B mount --move /$d /newroot/$d; done
 exec $B switch_root /newroot ${AGENT_RUNTIME_DIR}/busybox sh ${AGENT_RUNTIME_DIR}/guest-init
 `;
 }
@@ -123,6 +133,9 @@ if [ -e /sys/class/net/eth0 ]; then
 fi
 # The environment's resolv.conf may name anything; the guest's resolver is QEMU's.
 echo "nameserver ${GUEST_NET.dns}" > /run/pyro/resolv.conf
+# An image may have no /etc at all, or a resolv.conf linked to a resolver it does not run.
+$B mkdir -p /etc
+[ -L /etc/resolv.conf ] && [ ! -e /etc/resolv.conf ] && $B rm -f /etc/resolv.conf
 [ -e /etc/resolv.conf ] || $B touch /etc/resolv.conf 2>/dev/null
 $B mount --bind /run/pyro/resolv.conf /etc/resolv.conf 2>/dev/null
 port=

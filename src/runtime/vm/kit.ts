@@ -313,8 +313,9 @@ export function rootImagePath(home: string, layers: string[]): string {
 /**
  * The environment's layers, merged by a read-only overlay in the sandbox identity's own mount
  * namespace (so it never shows in the host's mount table, and overlayfs reads the layers'
- * user.* metadata as a workspace's sandbox does), written into an ext4 image. The image
- * records the ids as the guest sees them (root is 0).
+ * user.* metadata as a workspace's sandbox does: an image's whiteouts and opaque directories
+ * are resolved, so the guest sees exactly the image's tree), written into an ext4 image. The
+ * image records the ids as the guest sees them (root is 0).
  */
 export function rootImage(home: string, layers: string[]): Promise<string> {
   const image = rootImagePath(home, layers);
