@@ -15,7 +15,7 @@ import { field, given, op } from "./op.js";
 import type { RunContext, TextContext } from "./op.js";
 import type { Pyro } from "../sdk/pyro.js";
 import { PyroError } from "../shared/errors.js";
-import { isImageReference } from "../environments/index.js";
+import { CATALOG, isImageReference } from "../environments/index.js";
 import * as render from "./render.js";
 import { commandRecord, execResult, runResult, workspaceInfo } from "./schemas.js";
 import { capLines, cleanTerminalOutput, humanBytes } from "./text.js";
@@ -93,14 +93,14 @@ export const vmRun = op({
   summary: "One-shot: create a workspace, run one command, delete the workspace; exits with the command's exit code",
   title: "Run one command in a fresh sandbox",
   description:
-    "Run one command in a brand-new isolated Linux sandbox (network off unless network_policy says otherwise) and delete the sandbox afterwards. Use for a quick, stateless check (e.g. `git --version`, running a script once). For anything that needs files to persist between commands, use workspace_create + workspace_exec instead. The environment may be an image reference (e.g. docker.io/library/python:3.12): one not pulled yet is pulled first, with progress notifications when the request asks for them, for at most 300 s (then registry_unreachable). Returns exit code, outcome, duration and capped stdout/stderr.",
+    "Run one command in a brand-new isolated Linux sandbox (network off unless network_policy says otherwise) and delete the sandbox afterwards. Use for a quick, stateless check (e.g. `git --version`, running a script once). For anything that needs files to persist between commands, use workspace_create + workspace_exec instead. The environment may be an image reference (e.g. docker.io/library/python:3.12). An environment not here yet is installed first (an image pulled, a catalog environment built from Debian packages), with progress notifications when the request asks for them, for at most 300 s (then registry_unreachable for an image, environment_build_failed for a build). Returns exit code, outcome, duration and capped stdout/stderr.",
   input: { environment: environmentField("Environment name, e.g. debian:12, or the reference of a pulled image (it has a registry or namespace part), e.g. docker.io/library/python:3.12."), ...execFields, ...limitFields, backend: backendField, ...networkFields },
   cliFlags: { shell: SHELL_FLAG, stdin: { flag: "--stdin", help: "forward this process's stdin to the command" } },
   cliAdjust: { command: true },
   output: runResult,
   annotations: { openWorldHint: false },
   run: async (pyro, a, ctx) => {
-    if (ctx.surface === "mcp") await pullImageForChat(pyro, a.environment, ctx, "vm_run");
+    if (ctx.surface === "mcp") await installForChat(pyro, a.environment, ctx, "vm_run");
     return pyro.runInVm({
       environment: a.environment,
       ...execOptions(a),
@@ -115,26 +115,48 @@ export const vmRun = op({
   },
 });
 
-/** How long `workspace_create` or `vm_run` may spend pulling an image: a model waits on the call. */
+/**
+ * How long `workspace_create` or `vm_run` may spend pulling an image or building a catalog
+ * environment: a model waits on the call. `$PYRO_CHAT_INSTALL_TIMEOUT_SECONDS` (1 to 3600) sets
+ * another bound for a host with a slow link or mirror.
+ */
 export const CHAT_PULL_TIMEOUT_SECONDS = 300;
+const CHAT_INSTALL_TIMEOUT_ENV = "PYRO_CHAT_INSTALL_TIMEOUT_SECONDS";
+
+function chatInstallTimeoutSeconds(): number {
+  const raw = process.env[CHAT_INSTALL_TIMEOUT_ENV];
+  if (raw === undefined || raw === "") return CHAT_PULL_TIMEOUT_SECONDS;
+  const seconds = Number(raw);
+  if (!Number.isInteger(seconds) || seconds < 1 || seconds > 3600) {
+    throw new PyroError("invalid_argument", `${CHAT_INSTALL_TIMEOUT_ENV} must be a whole number of seconds from 1 to 3600, got ${JSON.stringify(raw.slice(0, 40))}`, {
+      hint: `Fix or unset ${CHAT_INSTALL_TIMEOUT_ENV} in the MCP server's environment (default ${CHAT_PULL_TIMEOUT_SECONDS}).`,
+    });
+  }
+  return seconds;
+}
 
 /**
  * From a chat there is no host shell to run `pyro env pull` in, so `workspace_create` and
- * `vm_run` (`tool`, named in the timeout's error) pull an image reference that is not installed
- * yet, reporting each layer step as progress, for at most CHAT_PULL_TIMEOUT_SECONDS. Names and
- * installed images go straight to the create.
+ * `vm_run` (`tool`, named in the timeout's error) install an environment that is not here yet —
+ * pull an image reference, build a catalog environment from Debian packages — reporting each
+ * step as progress, for at most chatInstallTimeoutSeconds(). Installed environments, and names
+ * pyro cannot install itself (an import that is gone, a typo), go straight to the create, which
+ * says what is wrong.
  */
-async function pullImageForChat(pyro: Pyro, environment: string, ctx: RunContext, tool: "workspace_create" | "vm_run"): Promise<void> {
-  if (!isImageReference(environment)) return;
+async function installForChat(pyro: Pyro, environment: string, ctx: RunContext, tool: "workspace_create" | "vm_run"): Promise<void> {
+  const image = isImageReference(environment);
+  if (!image && !CATALOG.some((entry) => entry.name === environment)) return;
   if (await pyro.inspectEnvironment(environment).then(() => true, () => false)) return;
-  const signal = AbortSignal.timeout(CHAT_PULL_TIMEOUT_SECONDS * 1000);
+  const timeoutSeconds = chatInstallTimeoutSeconds();
+  const signal = AbortSignal.timeout(timeoutSeconds * 1000);
   try {
     await pyro.pullEnvironment(environment, { signal, ...given({ onProgress: ctx.progress ? (e: { message: string }) => ctx.progress?.(e.message) : undefined }) });
   } catch (err) {
     if (!signal.aborted) throw err;
-    throw new PyroError("registry_unreachable", `pulling ${environment} took longer than ${CHAT_PULL_TIMEOUT_SECONDS} s, the limit of a pull from ${tool}`, {
+    const what = image ? "pulling" : "building";
+    throw new PyroError(image ? "registry_unreachable" : "environment_build_failed", `${what} ${environment} took longer than ${timeoutSeconds} s, the limit of ${what} from ${tool}`, {
       hint: `Ask the user to run \`pyro env pull ${environment}\` on the host, then call ${tool} again.`,
-      details: { reference: environment, timeout_seconds: CHAT_PULL_TIMEOUT_SECONDS },
+      details: { ...(image ? { reference: environment } : { environment }), timeout_seconds: timeoutSeconds },
     });
   }
 }
@@ -146,7 +168,7 @@ export const workspaceCreate = op({
   summary: "Create and start a workspace, optionally seeded from a host directory or archive",
   title: "Create a persistent workspace",
   description:
-    "Create and start a persistent, isolated Linux workspace whose /workspace survives between calls. Optionally seed /workspace from a host directory or .tar/.tar.gz/.tgz (seed_path), and give it a name and labels so it can be found again with workspace_list. The environment may be an image reference (e.g. docker.io/library/python:3.12): one not pulled yet is pulled first, with progress notifications when the request asks for them, for at most 300 s (then registry_unreachable). Returns the workspace (keep its workspace_id).",
+    "Create and start a persistent, isolated Linux workspace whose /workspace survives between calls. Optionally seed /workspace from a host directory or .tar/.tar.gz/.tgz (seed_path), and give it a name and labels so it can be found again with workspace_list. The environment may be an image reference (e.g. docker.io/library/python:3.12). An environment not here yet is installed first (an image pulled, a catalog environment built from Debian packages), with progress notifications when the request asks for them, for at most 300 s (then registry_unreachable for an image, environment_build_failed for a build). Returns the workspace (keep its workspace_id).",
   input: {
     environment: environmentField("Environment name, e.g. debian:12 (git preinstalled), debian:12-base, debian:12-build; or the reference of a pulled image (it has a registry or namespace part), e.g. docker.io/library/node:22."),
     name: field(z.string().optional().describe("Unique name to find the workspace by, e.g. fix-123."), { value: "<name>" }),
@@ -170,7 +192,7 @@ export const workspaceCreate = op({
   cliFlags: { idOnly: { flag: "--id-only", help: "print only the workspace id" } },
   output: workspaceInfo.shape,
   run: async (pyro, a, ctx) => {
-    if (ctx.surface === "mcp") await pullImageForChat(pyro, a.environment, ctx, "workspace_create");
+    if (ctx.surface === "mcp") await installForChat(pyro, a.environment, ctx, "workspace_create");
     return pyro.createWorkspace({
       environment: a.environment,
       ...given({
