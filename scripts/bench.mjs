@@ -6,12 +6,19 @@
 // With --baseline DIR (another checkout of pyro, built), the CLI's start-up (`pyro --version`,
 // `pyro workspace exec`) is also measured for that build, interleaved run by run with this one, so
 // a change's effect on start-up is read in one run on the same noisy machine.
-// Usage: npm run bench [-- --runs N] [-- --json] [-- --core-only] [-- --cli-only] [-- --baseline DIR]
+// --only image-pull measures only the floor and the image rows: a ~100 MB three-layer image pushed
+// to Debian's docker-registry on 127.0.0.1, pulled by pyro's puller (download + verify), by
+// `skopeo copy` to an OCI layout (the same work, Debian's skopeo, same run) and by the full
+// `pyro env pull` (download + verify + unpack + install), each into a fresh state directory; and
+// create → first exec from that image next to the same from ${ENV}. The puller is bundled from
+// src/ with esbuild when the section runs (it is not exported by the SDK).
+// Usage: npm run bench [-- --runs N] [-- --json] [-- --core-only] [-- --cli-only] [-- --only image-pull] [-- --baseline DIR]
 import { spawnSync, spawn } from "node:child_process";
 import fs from "node:fs";
 import net from "node:net";
 import http from "node:http";
 import { Buffer } from "node:buffer";
+import crypto from "node:crypto";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -26,6 +33,9 @@ const asJson = args.includes("--json");
 const coreOnly = args.includes("--core-only");
 // Only the floor and the CLI's start-up rows.
 const cliOnly = args.includes("--cli-only");
+// Only the floor and the image-pull rows.
+const imagePullOnly = args.includes("--only") && args[args.indexOf("--only") + 1] === "image-pull";
+if (args.includes("--only") && !imagePullOnly) throw new Error("--only takes: image-pull");
 const baselineCli = args.includes("--baseline") ? path.join(path.resolve(args[args.indexOf("--baseline") + 1]), "bin", "pyro.js") : null;
 const ENV = "debian:12";
 
@@ -129,6 +139,10 @@ try {
     await benchCliStartup();
     throw new CoreDone();
   }
+  if (imagePullOnly) {
+    await benchImagePull();
+    throw new CoreDone();
+  }
 
   log(`[bench] SDK createWorkspace -> first exec returned x${runs}`);
   const create = [];
@@ -205,6 +219,8 @@ try {
   results.daily_loop_create_exec_reset_exec_delete = stats(loop);
 
   await benchVm();
+
+  await benchImagePull();
 
   log(`[bench] node -e 0 (Node start-up, for reference) x${runs}`);
   const nodeStart = [];
@@ -313,6 +329,119 @@ async function benchNetwork() {
   } finally {
     hostEcho.kill();
     await pyro.deleteWorkspace(pw.workspace_id);
+  }
+}
+
+/**
+ * Image pull: a ~100 MB image of three gzip layers (random bytes, so the wire carries all of
+ * it, over a static busybox for the exec rows) pushed once to a loopback registry, then, run
+ * after run, pulled by (a) pyro's puller, (b) `skopeo copy` to an OCI layout and (c) the CLI's
+ * `pyro env pull`, each into a fresh directory, interleaved so noise hits all three alike.
+ * (a) and (b) do the same work: fetch, verify and store the compressed blobs. Then create →
+ * first exec from the pulled image next to the same from ${ENV}, also interleaved.
+ */
+async function benchImagePull() {
+  const { build } = await import("esbuild");
+  const tools = await build({
+    stdin: {
+      contents: 'export { pullImage } from "./src/environments/oci/pull.ts"; export { OCI, Pusher, makeLayer, startRegistry } from "./scripts/oci-registry.ts";',
+      resolveDir: root,
+      loader: "ts",
+    },
+    bundle: true,
+    format: "esm",
+    platform: "node",
+    target: "node20",
+    // As in build.mjs: CommonJS dependencies bundled into ESM still call require() for built-ins.
+    banner: { js: 'import { createRequire as __pyroCreateRequire } from "node:module"; const require = __pyroCreateRequire(import.meta.url);' },
+    write: false,
+    logLevel: "warning",
+  });
+  const toolsFile = path.join(home, "image-pull-tools.mjs");
+  fs.writeFileSync(toolsFile, tools.outputFiles[0].text);
+  const { pullImage, OCI, Pusher, makeLayer, startRegistry } = await import(toolsFile);
+
+  const LAYER_BYTES = 33 * 2 ** 20;
+  log("[bench] image pull: building and pushing a three-layer image of ~100 MB");
+  const layers = [0, 1, 2].map((i) =>
+    makeLayer({ [`data/layer${i}.bin`]: crypto.randomBytes(LAYER_BYTES) }, "gzip", i === 0 ? (dir) => {
+      fs.mkdirSync(path.join(dir, "bin"));
+      fs.copyFileSync("/bin/busybox", path.join(dir, "bin", "busybox"));
+      for (const applet of ["sh", "true"]) fs.symlinkSync("busybox", path.join(dir, "bin", applet));
+    } : undefined),
+  ).map((layer) => ({ ...layer, mediaType: OCI.layerGzip }));
+  const registry = await startRegistry();
+  const scratch = fs.mkdtempSync(path.join(os.tmpdir(), "pyro-bench-pull-"));
+  try {
+    const pushed = await new Pusher(registry).image("bench/img", "1", layers, { config: { Env: ["PATH=/bin"], WorkingDir: "/" } });
+    const ref = `${registry.host}/bench/img:1`;
+    const bytes = pushed.layers.reduce((sum, layer) => sum + layer.size, pushed.config.size);
+    const pullRuns = Math.max(5, Math.floor(runs / 2));
+    log(`[bench] image pull (${(bytes / 1e6).toFixed(1)} MB): pyro pullImage, skopeo copy, pyro env pull x${pullRuns}`);
+    const samples = { pyro: [], skopeo: [], cli: [] };
+    // The last run's CLI home stays: the workspace rows below use the image installed there.
+    let imageHome;
+    for (let i = 0; i < pullRuns; i++) {
+      const run = fs.mkdtempSync(path.join(scratch, "run-"));
+      // Each timed pull starts with no dirty pages of the one before (the unpack writes a lot),
+      // and pyro and skopeo take turns going first, so neither pays for the other's writeback.
+      const pulls = [
+        async () => samples.pyro.push(await time(() => pullImage(path.join(run, "pyro"), ref))),
+        async () => samples.skopeo.push(await spawnTimed("skopeo", ["copy", "--quiet", "--src-tls-verify=false", `docker://${ref}`, `oci:${path.join(run, "skopeo")}:x`], process.env)),
+      ];
+      for (const pull of i % 2 ? pulls.reverse() : pulls) {
+        spawnSync("sync");
+        await pull();
+      }
+      spawnSync("sync");
+      imageHome = path.join(run, "cli");
+      samples.cli.push(await spawnTimed(process.execPath, [cli, "env", "pull", ref], { ...process.env, PYRO_HOME: imageHome }));
+      if (i < pullRuns - 1) fs.rmSync(run, { recursive: true, force: true });
+    }
+    results.image_pull_pyro = stats(samples.pyro);
+    results.image_pull_skopeo = stats(samples.skopeo);
+    results.image_env_pull_cli = stats(samples.cli);
+    const seconds = (row, q) => (results[row][q] / 1000).toFixed(2);
+    const rate = (row) => bytes / 1e6 / (results[row].p50_ms / 1000);
+    const line = (label, row) => `${label} p50 ${seconds(row, "p50_ms")} s, p95 ${seconds(row, "p95_ms")} s, ${rate(row).toFixed(0)} MB/s at p50`;
+    notes.push(
+      `image pull of ${(bytes / 1e6).toFixed(1)} MB (3 gzip layers, loopback registry): ${line("pyro (download + verify)", "image_pull_pyro")}; ` +
+        `${line("skopeo copy", "image_pull_skopeo")}; pyro/skopeo throughput ${(rate("image_pull_pyro") / rate("image_pull_skopeo")).toFixed(2)}× (target ≥ 0.8×); ` +
+        `${line("pyro env pull (download + verify + unpack + install)", "image_env_pull_cli")}`,
+    );
+
+    // Create → first exec from the pulled image, next to the same from the catalog environment.
+    const imagePyro = new Pyro({ home: imageHome });
+    try {
+      for (const [p, environment] of [[imagePyro, ref], [pyro, ENV]]) {
+        const w = await p.createWorkspace({ environment });
+        await p.execWorkspace(w.workspace_id, { command: ["true"] });
+        await p.deleteWorkspace(w.workspace_id);
+      }
+      log(`[bench] create -> first exec: pulled image vs ${ENV}, interleaved x${runs}`);
+      const create = { image: [], catalog: [] };
+      for (let i = 0; i < runs; i++) {
+        for (const [what, p, environment] of [["image", imagePyro, ref], ["catalog", pyro, ENV]]) {
+          let id;
+          create[what].push(
+            await time(async () => {
+              id = (await p.createWorkspace({ environment })).workspace_id;
+              await p.execWorkspace(id, { command: ["true"] });
+            }),
+          );
+          await p.deleteWorkspace(id);
+        }
+      }
+      results.image_create_to_first_exec = stats(create.image);
+      results.image_catalog_create_to_first_exec = stats(create.catalog);
+      notes.push(`create → first exec from the pulled image is ${(results.image_create_to_first_exec.p50_ms / results.image_catalog_create_to_first_exec.p50_ms).toFixed(2)}× the same from ${ENV} (p50, same run)`);
+    } finally {
+      for (const w of (await imagePyro.listWorkspaces()).workspaces) await imagePyro.deleteWorkspace(w.workspace_id).catch(() => undefined);
+      imagePyro.close();
+    }
+  } finally {
+    await registry.stop();
+    fs.rmSync(scratch, { recursive: true, force: true });
   }
 }
 
