@@ -25,68 +25,100 @@ interface Node {
 /** Largest file the diff reads to render a text patch; bigger ones are compared and reported, not rendered. */
 const MAX_RENDER_BYTES = 4 * 1024 * 1024;
 
-function walk(root: string, sub: string | null): Map<string, Node> {
-  const out = new Map<string, Node>();
-  const visit = (rel: string) => {
-    const abs = rel ? `${root}/${rel}` : root;
-    let names: string[];
-    try {
-      names = fs.readdirSync(Buffer.from(abs, "latin1"), { encoding: "latin1" });
-    } catch {
-      return;
-    }
-    for (const name of names) {
-      const childRel = rel ? `${rel}/${name}` : name;
-      let st: fs.Stats;
-      try {
-        st = fs.lstatSync(Buffer.from(`${root}/${childRel}`, "latin1"));
-      } catch {
-        continue;
-      }
-      out.set(childRel, { type: entryType(st), mode: st.mode & 0o7777, size: st.size });
-      if (st.isDirectory()) visit(childRel);
-    }
-  };
-  if (sub) {
-    const abs = `${root}/${sub}`;
-    try {
-      const st = fs.lstatSync(Buffer.from(abs, "latin1"));
-      out.set(sub, { type: entryType(st), mode: st.mode & 0o7777, size: st.size });
-      if (st.isDirectory()) visit(sub);
-    } catch {
-      // absent on this side
-    }
-  } else {
-    visit("");
+/**
+ * One entry's metadata, or undefined when the entry is not there (never was, or vanished: the
+ * live tree may change while it is compared).
+ */
+function stat(root: string, rel: string): Node | undefined {
+  let st: fs.Stats | undefined;
+  try {
+    st = fs.lstatSync(Buffer.from(rel ? `${root}/${rel}` : root, "latin1"), { throwIfNoEntry: false });
+  } catch {
+    return undefined;
   }
-  return out;
+  return st && { type: entryType(st), mode: st.mode & 0o7777, size: st.size };
+}
+
+function names(root: string, rel: string): string[] {
+  try {
+    return fs.readdirSync(Buffer.from(rel ? `${root}/${rel}` : root, "latin1"), { encoding: "latin1" });
+  } catch {
+    return [];
+  }
+}
+
+/**
+ * Every entry of either tree once, with what each side has there: in name order, depth first
+ * (a directory, then what it holds), as `file list` walks. Both trees are walked side by side
+ * a directory at a time, so memory holds the names of the directories on the current path,
+ * never the whole tree: a hundred thousand files cost time, not the agent's heap.
+ */
+function* bothTrees(base: string, live: string, sub: string | null): Generator<[string, Node | undefined, Node | undefined]> {
+  function* children(rel: string, inBase: boolean, inLive: boolean): Generator<[string, Node | undefined, Node | undefined]> {
+    const all = [...new Set([...(inBase ? names(base, rel) : []), ...(inLive ? names(live, rel) : [])])].sort();
+    for (const name of all) {
+      const child = rel ? `${rel}/${name}` : name;
+      const b = inBase ? stat(base, child) : undefined;
+      const l = inLive ? stat(live, child) : undefined;
+      if (!b && !l) continue;
+      yield [child, b, l];
+      if (b?.type === "directory" || l?.type === "directory") yield* children(child, b?.type === "directory", l?.type === "directory");
+    }
+  }
+  if (!sub) {
+    yield* children("", true, true);
+    return;
+  }
+  const b = stat(base, sub);
+  const l = stat(live, sub);
+  if (!b && !l) return;
+  yield [sub, b, l];
+  if (b?.type === "directory" || l?.type === "directory") yield* children(sub, b?.type === "directory", l?.type === "directory");
+}
+
+/** An entry of the tree at `root` changed between its lstat and a read of it. */
+class Vanished extends Error {
+  constructor(readonly root: string) {
+    super("entry changed while it was compared");
+  }
+}
+
+/** Runs a read of an entry under `root`; a file-system error means it changed under us. */
+function reading<T>(root: string, fn: () => T): T {
+  try {
+    return fn();
+  } catch (err) {
+    if (typeof (err as NodeJS.ErrnoException).code === "string") throw new Vanished(root);
+    throw err;
+  }
 }
 
 function read(root: string, rel: string): Buffer {
-  return fs.readFileSync(Buffer.from(`${root}/${rel}`, "latin1"));
+  return reading(root, () => fs.readFileSync(Buffer.from(`${root}/${rel}`, "latin1")));
 }
 
 function readLink(root: string, rel: string): string {
-  return fs.readlinkSync(Buffer.from(`${root}/${rel}`, "latin1"), { encoding: "utf8" });
+  return reading(root, () => fs.readlinkSync(Buffer.from(`${root}/${rel}`, "latin1"), { encoding: "utf8" }));
 }
 
 function sameContent(a: string, b: string, rel: string, size: number): boolean {
   if (size > 64 * 1024 * 1024) {
     // Stream-compare very large files rather than hold both in memory.
-    const fa = fs.openSync(Buffer.from(`${a}/${rel}`, "latin1"), "r");
-    const fb = fs.openSync(Buffer.from(`${b}/${rel}`, "latin1"), "r");
+    const fa = reading(a, () => fs.openSync(Buffer.from(`${a}/${rel}`, "latin1"), "r"));
+    let fb: number | undefined;
     try {
+      fb = reading(b, () => fs.openSync(Buffer.from(`${b}/${rel}`, "latin1"), "r"));
       const ba = Buffer.alloc(1 << 20);
       const bb = Buffer.alloc(1 << 20);
       for (;;) {
-        const na = fs.readSync(fa, ba);
-        const nb = fs.readSync(fb, bb);
+        const na = reading(a, () => fs.readSync(fa, ba));
+        const nb = reading(b, () => fs.readSync(fb!, bb));
         if (na !== nb || ba.compare(bb, 0, nb, 0, na) !== 0) return false;
         if (na === 0) return true;
       }
     } finally {
       fs.closeSync(fa);
-      fs.closeSync(fb);
+      if (fb !== undefined) fs.closeSync(fb);
     }
   }
   return read(a, rel).equals(read(b, rel));
@@ -140,9 +172,6 @@ export function treeDiff(req: TreeDiffRequest): TreeDiffResult & { patch: string
     throw new AgentFailure("path_outside_workspace", `${req.path} must be a path relative to /workspace`);
   }
   const sub = req.path ? req.path.replace(/\/+$/, "") || null : null;
-  const base = walk(req.base, sub ? Buffer.from(sub, "utf8").toString("latin1") : null);
-  const live = walk(req.live, sub ? Buffer.from(sub, "utf8").toString("latin1") : null);
-  const names = [...new Set([...base.keys(), ...live.keys()])].sort();
   const changes = new BoundedList<DiffChange>(DIFF_CHANGES_MAX, DIFF_CHANGES_MAX_BYTES);
   const omitted = new BoundedList<string>(DIFF_OMITTED_MAX, DIFF_OMITTED_MAX_BYTES);
   const counts = { added: 0, deleted: 0, modified: 0, type_changed: 0, mode_changed: 0 };
@@ -171,9 +200,10 @@ export function treeDiff(req: TreeDiffRequest): TreeDiffResult & { patch: string
     }
   };
 
-  for (const rel of names) {
-    const b = base.get(rel);
-    const l = live.get(rel);
+  // One entry, both sides as the walk saw them. Everything it reads comes before anything is
+  // counted or listed, so an entry that changes under a read can be compared again.
+  const compare = (rel: string, b: Node | undefined, l: Node | undefined): void => {
+    if (!b && !l) return;
     let change: DiffChange["change"] | null = null;
     let contentChanged = false;
     if (!b) change = "added";
@@ -186,8 +216,7 @@ export function treeDiff(req: TreeDiffRequest): TreeDiffResult & { patch: string
       contentChanged = readLink(req.base, rel) !== readLink(req.live, rel);
       change = contentChanged ? "modified" : null;
     } else if (b.mode !== l.mode) change = "mode_changed";
-    if (!change) continue;
-    counts[change]++;
+    if (!change) return;
 
     const oldPatchable = b !== undefined && patchable(b.type);
     const newPatchable = l !== undefined && patchable(l.type);
@@ -196,9 +225,10 @@ export function treeDiff(req: TreeDiffRequest): TreeDiffResult & { patch: string
     // comparison per file, not a rendering.
     const whole = oldPatchable !== newPatchable ? ((oldPatchable ? b : l)!.type === "file" ? (oldPatchable ? b : l)!.size : 0) : 0;
     if (changes.isFull && (oldPatchable || newPatchable) && textBytes + minPatchBytes(displayName(rel), whole) > req.maxBytes) {
+      counts[change]++;
       changes.count();
       omit(rel);
-      continue;
+      return;
     }
 
     // Render: text files and symlinks as unified hunks; binary files as git's "Binary files" line.
@@ -218,6 +248,7 @@ export function treeDiff(req: TreeDiffRequest): TreeDiffResult & { patch: string
       if (!isText(bytes)) binary = true;
       return bytes.toString("utf8");
     });
+    counts[change]++;
     changes.add({
       path: displayName(rel),
       change,
@@ -228,12 +259,12 @@ export function treeDiff(req: TreeDiffRequest): TreeDiffResult & { patch: string
       binary,
       size: l?.size ?? null,
     });
-    if (!oldPatchable && !newPatchable) continue;
+    if (!oldPatchable && !newPatchable) return;
     // A name that is not UTF-8 cannot be written into a patch without changing it; such a file
     // is listed in `changes` and in `omitted_files`, never patched under a mangled name.
     if (!isText(Buffer.from(rel, "latin1"))) {
       omit(rel, false);
-      continue;
+      return;
     }
     // A type change that involves a directory is two patch entries in git; we render the file side.
     const oldText = oldPatchable && !binary ? (texts[0] ?? "") : "";
@@ -243,19 +274,39 @@ export function treeDiff(req: TreeDiffRequest): TreeDiffResult & { patch: string
     const bName = `b/${displayName(rel)}`;
     // Binary content is reported in `changes`, never dumped into the patch; the patch stays
     // something `git apply` accepts for every text file and symlink.
-    if (binary) continue;
+    if (binary) return;
     if (oldPatchable && newPatchable && b!.type !== l!.type) {
       // file <-> symlink: git shows a deletion and a creation.
       append(rel, makePatch(aName, "/dev/null", oldText, "", { isDelete: true, oldMode: gitMode(b!) }));
       append(rel, makePatch("/dev/null", bName, "", newText, { isCreate: true, newMode: gitMode(l!) }));
-      continue;
+      return;
     }
     const extra: Partial<StructuredPatch> = {};
     if (!oldPatchable) Object.assign(extra, { isCreate: true, newMode: gitMode(l!) });
     else if (!newPatchable) Object.assign(extra, { isDelete: true, oldMode: gitMode(b!) });
     else if (gitMode(b!) !== gitMode(l!)) Object.assign(extra, { oldMode: gitMode(b!), newMode: gitMode(l!) });
-    if (!contentChanged && oldPatchable && newPatchable && extra.oldMode === undefined) continue;
+    if (!contentChanged && oldPatchable && newPatchable && extra.oldMode === undefined) return;
     append(rel, makePatch(oldPatchable ? aName : "/dev/null", newPatchable ? bName : "/dev/null", oldText, newText, extra));
+  };
+
+  const subLatin1 = sub ? Buffer.from(sub, "utf8").toString("latin1") : null;
+  for (const [rel, b, l] of bothTrees(req.base, req.live, subLatin1)) {
+    // The live tree can change while it is compared (a build still running): an entry that
+    // vanished or changed type between its lstat and a read is looked at again, and past that
+    // taken as absent on that side — never an error for the whole diff.
+    // A side is stat'ed again once, then dropped, so this ends after at most four tries.
+    const sides = { [req.base]: b, [req.live]: l };
+    const retried = new Set<string>();
+    for (;;) {
+      try {
+        compare(rel, sides[req.base], sides[req.live]);
+        break;
+      } catch (err) {
+        if (!(err instanceof Vanished)) throw err;
+        sides[err.root] = retried.has(err.root) ? undefined : stat(err.root, rel);
+        retried.add(err.root);
+      }
+    }
   }
 
   return {

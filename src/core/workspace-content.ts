@@ -303,7 +303,16 @@ export class WorkspaceContent {
         if (payload.length > maxBytes) throw new PyroError("agent_protocol_error", "diff patch larger than its budget");
         return { ...header, patch: payload.toString("utf8") };
       },
-    );
+    ).catch((err: unknown) => {
+      // The diff's agent holds one directory's names per level, so what can still stop it is a
+      // single directory of millions of entries (its heap) — a narrower path is the way on.
+      if (err instanceof PyroError && err.code === "agent_unreachable") {
+        throw new PyroError("agent_unreachable", `the diff stopped before it finished: ${err.message}`, {
+          hint: `Narrow it to a directory: workspace diff ${id} --path DIR (MCP: path="DIR").`,
+        });
+      }
+      throw err;
+    });
     // Redacted here, not only at the boundary: a multi-line value (a key file) shows in a patch
     // one line at a time, each behind a `+`, so its lines count as values of their own here.
     const redacted = diffRedactor(Object.values(await loadSecrets(this.paths(id).secrets))).redactResult({ patch: r.patch, changes: r.changes, omitted: r.omitted_files });

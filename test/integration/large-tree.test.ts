@@ -1,9 +1,11 @@
 /**
- * A workspace with more than 100 000 files stays answerable: a recursive listing with the
- * largest max_entries, a diff against the baseline and a snapshot (a few files changed, then
- * every file changed) and the summary each return a bounded result with exact counts, what they
- * left out and how to see more — never internal_error — through the SDK, the CLI (`--json`) and
- * MCP (official client). One workspace is shared by the whole file: making the tree is the cost.
+ * A workspace with 100 000 files stays answerable: a recursive listing with the largest
+ * max_entries, a diff against the baseline and against a snapshot after a few changes, and the
+ * summary each return a bounded result with exact counts, what they left out and how to see
+ * more — never internal_error — through the SDK, the CLI (`--json`) and MCP (official client).
+ * One workspace is shared by the whole file: making the tree is the cost. (A diff where every
+ * file changed is measured in docs/workspace-content.md; rewriting 100 000 files here would
+ * double the file's time.)
  */
 import { spawnSync } from "node:child_process";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -13,8 +15,8 @@ import { Pyro } from "../../src/index.js";
 import { MAX_FILE_LIST_BYTES } from "../../src/protocol/messages.js";
 import { CLI, connectMcp, findLeaks, noLeaks, testHome, TEST_ENVIRONMENT } from "../helpers.js";
 
-/** 120 directories of 1 000 empty files each, made inside the sandbox in one exec. */
-const DIRS = 120;
+/** 100 directories of 1 000 empty files each, made inside the sandbox in one exec. */
+const DIRS = 100;
 const PER_DIR = 1000;
 const FILES = DIRS * PER_DIR;
 const ENTRIES = FILES + DIRS;
@@ -61,8 +63,8 @@ afterAll(async () => {
   expect(findLeaks(home)).toEqual(noLeaks());
 }, SLOW);
 
-describe("a recursive listing of more than 100 000 entries", () => {
-  // 120 120 short entries are more than one listing carries in bytes: the byte bound cuts it
+describe("a recursive listing of 100 000 files", () => {
+  // 100 100 short entries are more than one listing carries in bytes: the byte bound cuts it
   // before max_entries=100000, says so, and the next step is a subdirectory.
   it("returns as many entries as fit its byte bound, with the exact total and the next step (SDK)", async () => {
     const r = await pyro.listWorkspaceFiles(ws, { recursive: true, maxEntries: 100_000 });
@@ -109,13 +111,15 @@ describe("a recursive listing of more than 100 000 entries", () => {
   }, SLOW);
 });
 
-describe("a diff of more than 100 000 changed entries", () => {
+describe("a diff of 100 000 changed files", () => {
   it("against the baseline: every entry counted by kind, the first ones listed, the patch within its budget (SDK)", async () => {
     const d = await pyro.diffWorkspace(ws);
     expect(d.summary).toEqual({ added: ENTRIES, deleted: 0, modified: 0, type_changed: 0, mode_changed: 0, total: ENTRIES });
     expect(d.changes).toHaveLength(2000);
     expect(d.changes_omitted).toBe(ENTRIES - 2000);
     expect(d.changes[0]).toMatchObject({ path: "d1", change: "added", type: "directory" });
+    // Name order, depth first, as the listing: a directory, then what it holds.
+    expect(d.changes.slice(0, 3).map((c) => c.path)).toEqual(["d1", "d1/f1.txt", "d1/f10.txt"]);
     expect(Buffer.byteLength(d.patch)).toBeLessThanOrEqual(65536);
     expect(d.patch_truncated).toBe(true);
     expect(d.omitted_files).toHaveLength(1000);
@@ -124,13 +128,13 @@ describe("a diff of more than 100 000 changed entries", () => {
   }, SLOW);
 
   it("against a snapshot after changing a few files: exactly those, whole", async () => {
-    const r = await pyro.execWorkspace(ws, { command: "echo one > d1/f1.txt && echo two > d7/f500.txt && rm d9/f9.txt && echo new > d120/extra.txt" });
+    const r = await pyro.execWorkspace(ws, { command: "echo one > d1/f1.txt && echo two > d7/f500.txt && rm d9/f9.txt && echo new > d100/extra.txt" });
     expect(r.exit_code, r.stderr).toBe(0);
     const d = await pyro.diffWorkspace(ws, { snapshot: "seeded" });
     expect(d.summary).toEqual({ added: 1, deleted: 1, modified: 2, type_changed: 0, mode_changed: 0, total: 4 });
     expect(d.changes.map((c) => [c.path, c.change])).toEqual([
       ["d1/f1.txt", "modified"],
-      ["d120/extra.txt", "added"],
+      ["d100/extra.txt", "added"],
       ["d7/f500.txt", "modified"],
       ["d9/f9.txt", "deleted"],
     ]);
@@ -156,27 +160,9 @@ describe("a diff of more than 100 000 changed entries", () => {
     expect(text.length).toBeLessThan(100_000);
     expect(text).toContain(`[patch truncated: ${s.omitted_files_total} files left out`);
   }, SLOW);
-
-  it("after every file changed: still answered, with exact counts and a bounded patch", async () => {
-    const r = await pyro.execWorkspace(ws, {
-      command: "find . -type f -print0 | xargs -0 -n 500 sh -c 'echo changed | tee \"$@\" > /dev/null' _",
-      timeoutSeconds: 600,
-    });
-    expect(r.exit_code, r.stderr).toBe(0);
-    const d = await pyro.diffWorkspace(ws, { snapshot: "seeded" });
-    // Every seeded file but the deleted one is modified; extra.txt is still new.
-    expect(d.summary).toEqual({ added: 1, deleted: 1, modified: FILES - 1, type_changed: 0, mode_changed: 0, total: FILES + 1 });
-    expect(d.changes).toHaveLength(2000);
-    expect(d.changes.every((c) => c.change !== "modified" || c.type === "file")).toBe(true);
-    expect(Buffer.byteLength(d.patch)).toBeLessThanOrEqual(65536);
-    expect(d.patch).toContain("+changed");
-    expect(d.patch_truncated).toBe(true);
-    expect(d.omitted_files.length).toBeLessThanOrEqual(1000);
-    expect(d.omitted_files_total).toBeGreaterThan(FILES / 2);
-  }, SLOW);
 });
 
-describe("the summary of a workspace with more than 100 000 changes", () => {
+describe("the summary of a workspace with 100 000 changes", () => {
   it("counts every change, lists the first 50 and stays short on every surface", async () => {
     const s = await pyro.summarizeWorkspace(ws);
     expect(s.changes.summary.total).toBe(ENTRIES);
@@ -188,5 +174,13 @@ describe("the summary of a workspace with more than 100 000 changes", () => {
     expect((m.structuredContent as { changes: { summary: { total: number } } }).changes.summary.total).toBe(ENTRIES);
     expect(textOf(m).length).toBeLessThan(20_000);
     expect(textOf(m)).toContain(`${ENTRIES - 50} more changes not shown`);
+
+    const r = cliLarge(["workspace", "summary", ws, "--json"]);
+    expect(r.status, r.stdout.slice(0, 500) + r.stderr).toBe(0);
+    expect(r.stdout.length).toBeLessThan(100_000);
+    const j = JSON.parse(r.stdout) as { changes: { summary: { total: number }; files: unknown[]; omitted: number } };
+    expect(j.changes.summary.total).toBe(ENTRIES);
+    expect(j.changes.files).toHaveLength(50);
+    expect(j.changes.omitted).toBe(ENTRIES - 50);
   }, SLOW);
 });

@@ -1,0 +1,87 @@
+/**
+ * The agent's whole-tree diff on plain directories: the order changes come in, exact counts past
+ * the listed changes, and a live tree that changes while it is compared (a build still writing)
+ * answered with what is there rather than failing the whole diff.
+ */
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
+import { treeDiff } from "../../src/agent/diff.js";
+import { DIFF_CHANGES_MAX } from "../../src/protocol/messages.js";
+
+let root: string;
+let base: string;
+let live: string;
+
+function write(tree: string, rel: string, text = "x\n"): void {
+  fs.mkdirSync(path.dirname(path.join(tree, rel)), { recursive: true });
+  fs.writeFileSync(path.join(tree, rel), text);
+}
+
+const diff = (sub: string | null = null) => treeDiff({ base, live, path: sub, maxBytes: 65536 });
+
+beforeEach(() => {
+  root = fs.mkdtempSync(path.join(os.tmpdir(), "pyro-tree-diff-"));
+  base = path.join(root, "base");
+  live = path.join(root, "live");
+  fs.mkdirSync(base);
+  fs.mkdirSync(live);
+});
+
+afterEach(() => {
+  vi.restoreAllMocks();
+  fs.rmSync(root, { recursive: true, force: true });
+});
+
+describe("tree diff", () => {
+  it("lists changes in name order, depth first: a directory, what it holds, then the next name", () => {
+    for (const rel of ["a/x.txt", "a.txt", "b/c/d.txt", "ab"]) write(live, rel);
+    expect(diff().changes.map((c) => c.path)).toEqual(["a", "a/x.txt", "a.txt", "ab", "b", "b/c", "b/c/d.txt"]);
+  });
+
+  it("a directory replaced by a file is a type change, and what the directory held is deleted", () => {
+    write(base, "pkg/one.js");
+    write(base, "pkg/two.js");
+    write(live, "pkg", "now a file\n");
+    const d = diff();
+    expect(d.summary).toEqual({ added: 0, deleted: 2, modified: 0, type_changed: 1, mode_changed: 0, total: 3 });
+    expect(d.changes.map((c) => [c.path, c.change])).toEqual([
+      ["pkg", "type_changed"],
+      ["pkg/one.js", "deleted"],
+      ["pkg/two.js", "deleted"],
+    ]);
+  });
+
+  it("counts every change past the listed ones, and a path narrows to what is under it", () => {
+    const files = DIFF_CHANGES_MAX + 500;
+    for (let i = 0; i < files; i++) write(live, `gen/f${String(i).padStart(5, "0")}.txt`);
+    write(base, "src/main.c", "int main;\n");
+    write(live, "src/main.c", "int main(void);\n");
+    const d = diff();
+    expect(d.summary).toEqual({ added: files + 1, deleted: 0, modified: 1, type_changed: 0, mode_changed: 0, total: files + 2 });
+    expect(d.changes).toHaveLength(DIFF_CHANGES_MAX);
+    expect(d.changes_omitted).toBe(files + 2 - DIFF_CHANGES_MAX);
+    const narrowed = diff("src");
+    expect(narrowed.summary.total).toBe(1);
+    expect(narrowed.patch).toContain("+int main(void);");
+  });
+
+  it("a file that vanishes while it is compared is reported as deleted, not as a failed diff", () => {
+    write(base, "build/out.o", "old\n");
+    write(live, "build/out.o", "new\n");
+    write(live, "keep.txt");
+    const real = fs.readFileSync;
+    // The build removes out.o between the walk's lstat and the diff's read of it.
+    vi.spyOn(fs, "readFileSync").mockImplementation(((p: fs.PathOrFileDescriptor, o?: unknown) => {
+      if (Buffer.isBuffer(p) && p.toString("latin1") === path.join(live, "build/out.o")) fs.rmSync(path.join(live, "build/out.o"));
+      return real(p, o as undefined);
+    }) as typeof fs.readFileSync);
+    const d = diff();
+    expect(d.changes.map((c) => [c.path, c.change])).toEqual([
+      ["build/out.o", "deleted"],
+      ["keep.txt", "added"],
+    ]);
+    expect(d.summary.total).toBe(2);
+  });
+});
