@@ -134,6 +134,17 @@ describe("importing an image from a file", () => {
     expect((err as PyroError).message).toContain("127.0.0.1:5000/team/app:b");
   });
 
+  it("takes a reference that pins the image's digest, and refuses one that pins another", async () => {
+    const img = image("pinned");
+    const layout = path.join(dir, "layout");
+    writeOciLayout(layout, [{ image: img }]);
+    const pinned = `127.0.0.1:5000/team/app@${img.manifestDigest}`;
+    expect((await importImage(home, pinned, layout)).reference).toBe(pinned);
+    const other = `127.0.0.1:5000/team/app@sha256:${"0".repeat(64)}`;
+    expect(await codeOf(importImage(home, other, layout))).toBe("invalid_argument");
+    expect((await store().listImages()).map((r) => r.reference)).toEqual([pinned]);
+  });
+
   it("picks linux/amd64 among platforms, and says which platforms there are when it is absent", async () => {
     const amd = image("amd");
     const arm = image("arm", { architecture: "arm64" });

@@ -48,6 +48,11 @@ export type ImageSourceKind = "oci-layout" | "archive";
 
 /** Archive documents read into memory; every other member is a blob or a layer. */
 const DOCUMENTS = new Set(["manifest.json", "index.json", "oci-layout"]);
+/**
+ * Members of one archive: far above what any image tool writes (a docker save has a few per
+ * layer), low enough that a tar of millions of empty files cannot fill staging and memory.
+ */
+const ARCHIVE_MAX_MEMBERS = 65_536;
 /** Names shown in an "which image?" error. */
 const NAMES_SHOWN = 20;
 const OCI_REF_NAME = "org.opencontainers.image.ref.name";
@@ -190,6 +195,7 @@ class ArchiveSource implements ImageSource {
   }
 
   private async takeEntry(entry: ReadEntry, limits: PullLimits, counter: number, account: (size: number) => void): Promise<void> {
+    if (counter >= ARCHIVE_MAX_MEMBERS) throw tooLarge(this.label, `it has more than ${ARCHIVE_MAX_MEMBERS} members`);
     const name = safeRelativeName(entry.path);
     if (name === null) throw unsafeMember(entry.path, "absolute path or '..' component");
     if (entry.type === "SymbolicLink" || entry.type === "Link") {
@@ -304,6 +310,13 @@ async function resolveImage(source: ImageSource, staging: Staging, ref: ImageRef
       index ? "it has an index.json but no oci-layout file" : "it has neither a manifest.json (docker save) nor an oci-layout and index.json (OCI image layout)",
     );
   }
+  // A reference that pins a digest names exactly that image (or the index it came through).
+  if (ref.digest !== null && image.digest !== ref.digest && image.indexDigest !== ref.digest) {
+    throw new PyroError("invalid_argument", `${source.label} holds no image with the digest ${ref.digest} (it has ${image.digest})`, {
+      hint: "Import it under a reference without a digest, or under the digest it has.",
+      details: { digest: image.digest },
+    });
+  }
   progress(`${name}: ${image.layers.length} layers verified (${image.digest}).`);
   return {
     reference: name,
@@ -344,6 +357,8 @@ async function resolveLayout(source: ImageSource, indexBytes: Buffer, ref: Image
     (pool) => (pool.every((c) => c.entry.platform !== null) ? candidates.find((c) => c.entry === selectPlatform(name, pool.map((p) => p.entry)))! : undefined),
   ).entry;
 
+  // A manifest listed with its platform is checked here, so another platform is named as such.
+  if (chosen.platform !== null && isManifestType(chosen.mediaType)) selectPlatform(name, [chosen]);
   let indexDigest: string | null = null;
   let entry: IndexEntry = chosen;
   if (isIndexType(chosen.mediaType)) {
