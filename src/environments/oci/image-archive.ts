@@ -79,6 +79,10 @@ export async function importImage(home: string, reference: string, sourcePath: s
     return record;
   } catch (err) {
     await staging.discardAll();
+    // The manifest parsers speak of a registry; here the file is what to look at.
+    if (err instanceof PyroError && err.code === "image_invalid") {
+      throw new PyroError(err.code, err.message, { hint: INVALID_FILE_HINT, ...(err.details ? { details: err.details } : {}), cause: err });
+    }
     throw err;
   } finally {
     await staging.remove();
@@ -98,6 +102,8 @@ export async function classifyImageSource(sourcePath: string): Promise<ImageSour
   throw new PyroError("invalid_argument", `image source ${sourcePath} is neither a directory nor a file`, { hint: IMAGE_SOURCE_HINT });
 }
 
+const INVALID_FILE_HINT =
+  "The file is not a complete linux/amd64 image as docker save or an OCI layout writes it; export the image again (docker save, or skopeo copy … oci:DIR / oci-archive:FILE).";
 const IMAGE_SOURCE_HINT = "Pass a `docker save` tarball, an OCI image layout directory, or an OCI layout tar (skopeo's oci-archive).";
 
 /** Where the blobs and documents of one image file come from. */
