@@ -57,6 +57,8 @@ import { formatImageReference, isImageReference, parseImageReference, suggestedI
 import { pullImage } from "./oci/pull.js";
 import type { ImagePullProgress } from "./oci/pull.js";
 import { BlobStore } from "./oci/blobs.js";
+import type { ImageRecord } from "./oci/blobs.js";
+import { importImage } from "./oci/image-archive.js";
 import { parseImageConfig } from "./oci/config.js";
 import { unpackLayer } from "./oci/unpack.js";
 
@@ -261,10 +263,13 @@ export class EnvironmentStore {
 
   /**
    * Installs a root filesystem from a host directory or a .tar/.tar.gz/.tgz under `name`: a
-   * catalog name (replacing whatever filled that slot) or a custom `family[:tag]` name.
+   * catalog name (replacing whatever filled that slot) or a custom `family[:tag]` name. Under
+   * an image reference, `sourcePath` is an image instead: a `docker save` tarball or an OCI
+   * layout (directory or tar), installed as a pull of that reference would be.
    */
   async import(name: string, sourcePath: string, opts: ImportOptions = {}): Promise<EnvironmentManifest> {
     const emit = safeEmitter(opts.onProgress);
+    if (isImageReference(name)) return this.importImageEnvironment(canonicalEnvironmentName(name), hostPath(sourcePath, "import source"), emit);
     if (!isValidEnvironmentName(name)) {
       throw new PyroError("invalid_argument", `${JSON.stringify(name)} is not a valid environment name.`, {
         hint: "Use lower-case letters, digits, '.', '_' and '-', optionally with one ':tag', e.g. `myorg:ubuntu-24.04`.",
@@ -379,16 +384,32 @@ export class EnvironmentStore {
     return freed;
   }
 
-  /**
-   * Pulls an image (oci/pull.ts; downloads run without the lock) and installs it: under the
-   * store lock, each layer not yet present is unpacked in a sandbox into a scratch directory
-   * and renamed into `layers/<diff_id hex>`, then pyro's top layer, then the manifest, written
-   * last and atomically. A pull killed at any point leaves scratch directories (swept by the
-   * next change) and whole layers nothing lists yet (reused by the next pull, or pruned), never
-   * a manifest naming a missing layer.
-   */
+  /** Pulls an image (oci/pull.ts; downloads run without the lock), then installs it (installImage). */
   private async pullImageEnvironment(reference: string, opts: PullOptions, emit: (event: PullProgress) => void): Promise<EnvironmentManifest> {
     const image = await pullImage(this.home, reference, { onProgress: (event) => emit(imageProgress(event)), ...(opts.signal ? { signal: opts.signal } : {}) });
+    return this.installImage(image, opts, emit);
+  }
+
+  /**
+   * Reads an image from a `docker save` tarball or an OCI layout (oci/image-archive.ts, without
+   * the lock: it only stages and commits verified blobs), then installs it exactly as a pulled
+   * one. Always installs what the file holds now, replacing an earlier pull or import.
+   */
+  private async importImageEnvironment(reference: string, sourcePath: string, emit: (event: PullProgress) => void): Promise<EnvironmentManifest> {
+    const image = await importImage(this.home, reference, sourcePath, { onProgress: (message) => emit({ environment: reference, phase: "resolve", message }) });
+    return this.installImage(image, {}, emit);
+  }
+
+  /**
+   * Installs an image whose blobs are in the blob store, however they got there: under the
+   * store lock, each layer not yet present is unpacked in a sandbox into a scratch directory
+   * and renamed into `layers/<diff_id hex>`, then pyro's top layer, then the manifest, written
+   * last and atomically. Killed at any point, it leaves scratch directories (swept by the
+   * next change) and whole layers nothing lists yet (reused by the next install, or pruned),
+   * never a manifest naming a missing layer.
+   */
+  private async installImage(image: ImageRecord, opts: Pick<PullOptions, "signal">, emit: (event: PullProgress) => void): Promise<EnvironmentManifest> {
+    const reference = image.reference;
     return withStoreLock(
       this.root,
       async (lock) => {

@@ -85,10 +85,15 @@ export const envPrune = op({
 export const envImport = op({
   sdk: "importEnvironment",
   cli: "env import",
-  summary: "Import a root filesystem from a directory or .tar/.tar.gz/.tgz as an environment (for hosts without a Debian mirror)",
+  summary:
+    "Import a root filesystem from a directory or .tar/.tar.gz/.tgz as an environment (for hosts without a Debian mirror); under an image reference, an image from a docker save tarball or an OCI layout directory or tar, installed as a pull would (offline)",
   input: {
-    environment: environmentArg("<environment>", "name to import as"),
-    source_path: field(z.string().describe("Directory or archive."), { arg: "<path>", label: "directory or archive", parse: "hostPath" }),
+    environment: environmentArg("<environment>", "name to import as, or image reference (e.g. docker.io/library/node:22)"),
+    source_path: field(z.string().describe("Root filesystem directory or archive; for an image reference a docker save tarball, an OCI layout directory or an OCI layout tar."), {
+      arg: "<path>",
+      label: "directory or archive (image: docker save tar or OCI layout)",
+      parse: "hostPath",
+    }),
   },
   run: (pyro, a) => pyro.importEnvironment(a.environment, hostPath(a.source_path, "source_path")),
   text: (m) => render.manifest(m),

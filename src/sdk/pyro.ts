@@ -68,6 +68,7 @@ export class Pyro implements WorkspaceOperations {
     return publicManifest(await this.#core.environments.inspect(environment));
   }
 
+  /** Installs a root filesystem (directory or tarball) under a name; under an image reference, an image from a docker save tarball or OCI layout. */
   async importEnvironment(environment: string, sourcePath: string): Promise<EnvironmentDetails> {
     return publicManifest(await this.#core.environments.import(environment, hostPath(sourcePath, "sourcePath")));
   }

@@ -7,7 +7,7 @@
  * Layout under `<home>/environments/` (beside the layer store of store.ts):
  *
  *   blobs/sha256/<hex>          one verified blob, mode 0600, never rewritten
- *   blobs/.pull-<pid>-<rand>/   staging of one pull in progress (same file system, so the
+ *   blobs/.pull-<pid>-<rand>/   staging of one pull or image import in progress (same file system, so the
  *                               final rename is atomic); a dead process's is removed by the
  *                               next pull
  *   images/<hex>.json           one pulled image, named by the sha256 of its canonical
