@@ -148,7 +148,7 @@ describe("workspace fork", () => {
     expect(second.stdout).toMatch(/^[a-z2-9]{12}\n$/);
     expect((await pyro.statusWorkspace(second.stdout.trim())).name).toBe("fork-src-fork-2");
     for (const id of [fork.workspace_id, second.stdout.trim(), source.workspace_id]) await pyro.deleteWorkspace(id);
-  });
+  }, 240_000);
 
   it("forks a stopped workspace from the SDK, leaves the source stopped and unchanged, and refuses bad input with the usual codes", async () => {
     const source = await makeSource("stopped-src");
@@ -171,7 +171,7 @@ describe("workspace fork", () => {
     const viaHandle = await handle.fork({ labels: { via: "handle" } });
     expect(viaHandle.name).toBe("stopped-src-fork-1");
     for (const id of [fork.workspace_id, viaHandle.workspace_id, source.workspace_id]) await pyro.deleteWorkspace(id);
-  });
+  }, 240_000);
 
   it("forks over MCP with the official client, in workspace-full and repro-fix but not workspace-core, with the same error codes", async () => {
     const source = await pyro.createWorkspace({ environment: TEST_ENVIRONMENT, name: "mcp-src", seedPath: seedDir });
@@ -199,7 +199,7 @@ describe("workspace fork", () => {
       await client.close();
     }
     for (const id of ["mcp-try-2", source.workspace_id]) await pyro.deleteWorkspace(id);
-  });
+  }, 120_000);
 });
 
 /** Runs the CLI and SIGKILLs it after `delayMs` unless it finished first. */
@@ -255,5 +255,5 @@ describe("a fork killed by SIGKILL", () => {
     await pyro.listWorkspaces();
     await pyro.listWorkspaces();
     expect(findLeaks(home)).toEqual(noLeaks());
-  });
+  }, 240_000);
 });
