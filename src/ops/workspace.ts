@@ -24,7 +24,7 @@ import { capLines, cleanTerminalOutput, humanBytes } from "./text.js";
 export const MCP_LIST_LIMIT = 50;
 
 export function workspaceText(w: WorkspaceInfo): string {
-  return `workspace ${w.workspace_id}${w.name ? ` (${w.name})` : ""}: ${w.state}, ${w.environment}, ${w.backend} backend, ${w.command_count} commands${w.forked_from ? `, forked from ${w.forked_from}` : ""}${w.state_reason ? ` — ${w.state_reason}` : ""}`;
+  return `workspace ${w.workspace_id}${w.name ? ` (${w.name})` : ""}: ${w.state}, ${w.environment}, ${w.backend} backend, ${w.command_count} commands${w.state_reason ? ` — ${w.state_reason}` : ""}`;
 }
 
 /**
