@@ -89,6 +89,7 @@ export const MCP_DEFAULT_PROFILE: McpProfile = "workspace-core";
 export const MCP_MODES = {
   "repro-fix": [
     "workspace_create",
+    "workspace_fork",
     "workspace_list",
     "workspace_status",
     "workspace_update",

@@ -9,6 +9,7 @@
  */
 import fs from "node:fs";
 import fsp from "node:fs/promises";
+import path from "node:path";
 import type { Backend, BackendName, SandboxRecord } from "../runtime/backend.js";
 import type { BackendSet } from "../runtime/backends.js";
 import { WORKSPACE_GUEST_PATH } from "../protocol/messages.js";
@@ -21,7 +22,7 @@ import { AgentConnections } from "./agent-link.js";
 import { importInto, inspectSource } from "./transfer.js";
 import { BASELINE, SnapshotStore } from "./snapshots.js";
 import { collectSecrets, loadSecrets, saveSecrets } from "./secrets.js";
-import { newWorkspaceId } from "./ids.js";
+import { looksLikeWorkspaceId, newWorkspaceId } from "./ids.js";
 import { validateLabels, validatePositive, validatePositiveInt, validateWorkspaceName } from "./validate.js";
 import type { WorkspaceEvent, WorkspaceInfo, WorkspaceRecord } from "./types.js";
 import { networkConfig, networkFromOptions, networkInfo, specOf } from "./network.js";
@@ -33,6 +34,7 @@ import { removeTree } from "../runtime/confine/trees.js";
 import { sweepSandboxCgroup } from "../runtime/confine/sandbox.js";
 import { logTail, pidAlive, processStartTime } from "../shared/process.js";
 import { validateDiskMib, WorkspaceDisk } from "./disk-limit.js";
+import { copyTarget, copyWorkspaceState, derivedForkName } from "./fork.js";
 
 export const DEFAULT_VCPU_COUNT = 1;
 export const DEFAULT_MEM_MIB = 1024;
@@ -68,6 +70,13 @@ export interface CreateWorkspaceOptions extends NetworkOptions {
   ephemeral?: boolean;
   /** Internal: the seed is a project source's archive; record where it came from. */
   origin?: { kind: "git_checkout" | "directory" | "repo_url"; ref: string; path: string | null };
+}
+
+export interface ForkWorkspaceOptions {
+  /** The fork's name; without one, `<source name>-fork-N` (see fork.ts), or none when the source has none. */
+  name?: string;
+  /** Labels added to (or replacing those of) the source's. */
+  labels?: Record<string, string>;
 }
 
 export interface UpdateWorkspaceOptions {
@@ -145,7 +154,9 @@ export class WorkspaceManager {
       record.sandbox = null;
       record.state = "failed";
       record.failure = {
-        reason: "the process creating this workspace exited before it finished; /workspace may be partly seeded and there may be no baseline: delete it and create it again, or call start to use it as it is",
+        reason: record.forked_from
+          ? `the process forking this workspace from ${record.forked_from} exited before it finished; its copy may be partial: delete it and fork again (the source is unchanged)`
+          : "the process creating this workspace exited before it finished; /workspace may be partly seeded and there may be no baseline: delete it and create it again, or call start to use it as it is",
         log_tail: logTail(this.store.paths(record.workspace_id).log),
         at: nowIso(),
       };
@@ -233,6 +244,7 @@ export class WorkspaceManager {
       reset_count: record.reset_count ?? 0,
       last_reset_at: record.last_reset_at ?? null,
       secret_names: record.secret_names ?? [],
+      forked_from: record.forked_from ?? null,
       service_count: 0,
       running_service_count: 0,
     };
@@ -355,6 +367,152 @@ export class WorkspaceManager {
       throw err;
     }
     return this.info(record);
+  }
+
+  /**
+   * Forks a workspace: a new, independent workspace with the source's /workspace, root
+   * filesystem changes, snapshots (baseline included), environment, backend, limits, network
+   * policy (not its published ports: a host port serves one workspace), secrets and labels; its
+   * own history, events, processes and services (none are copied), and `forked_from` naming the
+   * source. Like create, the fork's record is `creating` from its first write, so a fork whose
+   * caller is killed is marked `failed` by the next call and deleted like any workspace; the
+   * source is only read, under its own lock (no pyro operation changes it meanwhile; a process
+   * inside it writing during the copy may be caught mid-write, as with a snapshot). The fork is
+   * started, as a created workspace is. A running VM is refused: its root disk is being written.
+   */
+  async fork(ref: string, opts: ForkWorkspaceOptions = {}): Promise<WorkspaceInfo> {
+    await this.store.init();
+    await this.store.finishInterrupted();
+    const sourceId = await this.resolve(ref);
+    const givenName = opts.name === undefined ? undefined : validateWorkspaceName(opts.name);
+    const extraLabels = validateLabels({ ...(opts.labels ?? {}) });
+    const seen = await this.reconciled(sourceId);
+    assertSameIdentity(seen);
+    this.assertForkable(seen, (await this.backendOf(seen)).rootChanges(this.store.paths(sourceId).sandboxState).copyWhileRunning);
+    const labels = validateLabels({ ...seen.labels, ...extraLabels });
+    assertUserNamespacesAllowed();
+    if (seen.network_policy !== "off") requireEgress(seen.network_policy);
+
+    const id = newWorkspaceId();
+    const created = nowIso();
+    const record: WorkspaceRecord = {
+      schema: 1,
+      workspace_id: id,
+      name: null,
+      labels,
+      environment: seen.environment,
+      environment_digest: seen.environment_digest,
+      // The copied root changes sit on exactly the source's layers, never on a newer pull.
+      layers: [...seen.layers],
+      ...(seen.environment_env ? { environment_env: { ...seen.environment_env } } : {}),
+      backend: seen.backend,
+      state: "creating",
+      created_at: created,
+      last_activity_at: created,
+      ttl_seconds: seen.ttl_seconds,
+      expires_at: seen.ttl_seconds === null ? null : new Date(Date.now() + seen.ttl_seconds * 1000).toISOString(),
+      vcpu_count: seen.vcpu_count,
+      mem_mib: seen.mem_mib,
+      disk_mib: validateDiskMib(seen.disk_mib),
+      network_policy: seen.network_policy,
+      ...(seen.network ? { network: structuredClone(seen.network) } : {}),
+      ephemeral: false,
+      owner_pid: process.pid,
+      owner_start_time: processStartTime(process.pid),
+      workspace_seed: { ...seen.workspace_seed },
+      sandbox: null,
+      failure: null,
+      command_count: 0,
+      last_command: null,
+      secret_names: [...(seen.secret_names ?? [])],
+      identity: sandboxIdentity().key,
+      forked_from: sourceId,
+    };
+    const paths = this.store.paths(id);
+    const source = this.store.paths(sourceId);
+    // As in create: the name is chosen and the record first written under the registry lock.
+    await this.store.withLock("registry", async () => {
+      if (givenName !== undefined) {
+        await this.assertNameFree(givenName, id);
+        record.name = givenName;
+      } else {
+        const records = await this.store.readAll();
+        const names = new Set(records.map((r) => r.name));
+        record.name = derivedForkName(seen.name, (n) => names.has(n) || looksLikeWorkspaceId(n) || (n.length >= 4 && records.some((r) => r.workspace_id.startsWith(n))));
+      }
+      await fsp.mkdir(paths.dir, { recursive: true, mode: 0o700 });
+      await fsp.mkdir(paths.workspace, { recursive: true, mode: 0o755 });
+      ownByGuestRoot(paths.workspace);
+      if (record.secret_names.length > 0) await saveSecrets(paths.secrets, await loadSecrets(source.secrets));
+      await this.store.write(record);
+    });
+    try {
+      await this.disk.provision(record);
+      ownByGuestRoot(paths.workspace);
+      await this.store.withLock(id, () => this.store.write(record));
+      const copied = await this.store.withLock(sourceId, () =>
+        this.store.withLock(`${sourceId}.snapshots`, async () => {
+          const current = (await this.reconcile(await this.store.load(sourceId))).record;
+          const backend = await this.backendOf(current);
+          const root = backend.rootChanges(source.sandboxState);
+          this.assertForkable(current, root.copyWhileRunning);
+          await fsp.mkdir(paths.sandboxState, { recursive: true, mode: 0o700 });
+          const forkRoot = backend.rootChanges(paths.sandboxState);
+          // A root disk (a file) is copied into a directory of its own, then moved into place.
+          const rootTarget = await copyTarget(forkRoot.kind === "directory" ? forkRoot.path : path.join(paths.sandboxState, ".fork-root"), forkRoot.kind === "directory" ? 0o755 : 0o700);
+          const sourceSnapshots = this.snapshots(sourceId);
+          const forkSnapshots = this.snapshots(id);
+          const snapshots = await Promise.all(
+            (await sourceSnapshots.list()).map(async (info) => ({ info, from: await sourceSnapshots.tree(info.name), to: await forkSnapshots.staging(info.name) })),
+          );
+          const result = await copyWorkspaceState({
+            workspace: { from: await this.disk.dir(sourceId, current), to: await this.disk.dir(id, record) },
+            root: { from: fs.existsSync(root.path) ? root : null, to: rootTarget },
+            snapshots,
+          }).catch((err: unknown) => {
+            throw this.disk.translate(record, err);
+          });
+          for (const s of snapshots) await forkSnapshots.adopt(s.info, s.to);
+          if (forkRoot.kind === "file") {
+            if (fs.existsSync(path.join(rootTarget, "root.qcow2"))) await fsp.rename(path.join(rootTarget, "root.qcow2"), forkRoot.path);
+            await fsp.rmdir(rootTarget);
+          }
+          return result;
+        }),
+      );
+      if (this.disk.enforcement(record) === "watched") await this.disk.measure(record);
+      record.sandbox = await this.startSandbox(record);
+      record.state = "running";
+      record.owner_pid = null;
+      record.owner_start_time = null;
+      record.last_activity_at = nowIso();
+      await this.store.withLock(id, () => this.store.write(record));
+      await this.store.appendEvent(id, { at: record.last_activity_at, kind: "fork", details: { forked_from: sourceId, entries: copied.entries, bytes: copied.bytes } });
+    } catch (err) {
+      // Roll back completely, as a failed create does; the source was only read.
+      this.connections.drop(id);
+      if (record.sandbox) await this.stopSandbox(record).catch(() => undefined);
+      await this.store.removeWorkspace(id).catch(() => undefined);
+      throw err;
+    }
+    return this.info(record);
+  }
+
+  /** Refuses a source whose state a fork cannot copy faithfully. */
+  private assertForkable(source: WorkspaceRecord, copyWhileRunning: boolean): void {
+    const ref = source.name ?? source.workspace_id;
+    if (source.state === "creating") throw new PyroError("workspace_busy", `workspace ${ref} is still being created`, { hint: "Fork it once its create has finished." });
+    if (source.state === "failed") {
+      throw new PyroError("workspace_failed", `workspace ${ref} is failed: ${source.failure?.reason ?? "unknown reason"}`, {
+        hint: `Start it (pyro workspace start ${ref}, MCP: workspace_start) or reset it, then fork it.`,
+      });
+    }
+    if (source.state === "running" && !copyWhileRunning) {
+      throw new PyroError("workspace_busy", `workspace ${ref} is a running ${source.backend} workspace; its root disk cannot be copied while the guest writes it`, {
+        hint: `Stop it first (pyro workspace stop ${ref}, MCP: workspace_stop), fork it, then start it again.`,
+        details: { backend: source.backend, state: source.state },
+      });
+    }
   }
 
   private async assertNameFree(name: string, selfId: string): Promise<void> {

@@ -122,6 +122,24 @@ export class SnapshotStore {
     );
   }
 
+  /**
+   * An empty directory, owned by guest root, that a fork copies the source's snapshot `name`
+   * into; it is swept like any unfinished copy until `adopt` renames it into place.
+   */
+  async staging(name: string): Promise<string> {
+    await fsp.mkdir(path.join(this.dir, "trees"), { recursive: true, mode: 0o700 });
+    const dir = path.join(this.dir, "trees", `.tmp-${name}-fork`);
+    await fsp.mkdir(dir, { mode: 0o755 });
+    ownByGuestRoot(dir);
+    return dir;
+  }
+
+  /** Takes a tree copied into `staging` as the snapshot `info` describes; the manifest last. */
+  async adopt(info: SnapshotInfo, staging: string): Promise<void> {
+    await fsp.rename(staging, this.treeDir(info.name));
+    await writeJsonAtomic(this.manifest(info.name), info);
+  }
+
   /** Removes copies a crash interrupted (they have no manifest). */
   private async sweep(): Promise<void> {
     const trees = path.join(this.dir, "trees");

@@ -89,6 +89,8 @@ export interface WorkspaceRecord {
   last_reset_at?: string | null;
   /** Names only; values live in secrets.json. */
   secret_names: string[];
+  /** The workspace this one was forked from (its id); absent for a created workspace. */
+  forked_from?: string | null;
 }
 
 /** The disk part of a workspace's status (core/disk-limit.ts). */
@@ -140,6 +142,8 @@ export interface WorkspaceInfo {
   reset_count: number;
   last_reset_at: string | null;
   secret_names: string[];
+  /** The id of the workspace this one was forked from; null for a created workspace. */
+  forked_from: string | null;
   service_count: number;
   running_service_count: number;
 }
@@ -198,6 +202,7 @@ export interface WorkspaceEvent {
   at: string;
   kind:
     | "create"
+    | "fork"
     | "exec"
     | "sync_push"
     | "file_write"

@@ -43,6 +43,7 @@ const ID = "workspace_id";
 const NARROW_PARAMS: Record<string, readonly string[]> = {
   vm_run: ["environment", "command", "timeout_seconds", "env", "cwd", "stdin", "max_output_bytes", "vcpu_count", "mem_mib", "disk_mib", "ttl_seconds", "backend"],
   workspace_create: ["environment", "name", "labels", "seed_path", "vcpu_count", "mem_mib", "disk_mib", "ttl_seconds", "backend"],
+  workspace_fork: [ID, "name", "labels"],
   workspace_list: [],
   workspace_status: [ID],
   workspace_update: [ID, "name", "labels", "clear_labels"],
@@ -131,6 +132,10 @@ const MODE_SURFACES: Record<McpMode, Omit<Surface, "kind" | "name" | "label">> =
         description:
           "Start a repro-and-fix loop: create an isolated, offline workspace seeded with the project (seed_path: the repository directory on the host, or a .tar/.tar.gz/.tgz). Name it after the issue or branch (fix-123) and add labels; to work on several issues at once, create one workspace per issue. Returns the workspace: keep its workspace_id.",
       },
+      workspace_fork: {
+        description:
+          "Try two fixes from the same state: copy a workspace (files, installed packages, baseline) into a new, independent one, then change each differently and keep the better one (delete the other). Processes and services are not copied. Without a name the fork is <name>-fork-N. Returns the fork: keep its workspace_id.",
+      },
       workspace_list: { description: `${LIST} With one workspace per issue, names and labels tell them apart.` },
       workspace_update: { description: "Rename or relabel a workspace, e.g. labels {\"status\": \"fixed\"} once the fix is verified; clear_labels removes keys. Returns the updated workspace." },
       workspace_start: { description: START },
@@ -164,7 +169,7 @@ const MODE_SURFACES: Record<McpMode, Omit<Surface, "kind" | "name" | "label">> =
     instructions: [
       "pyro repro-fix mode: reproduce a bug, fix it, verify the fix, hand back the patch — in an isolated, offline workspace.",
       "Flow: workspace_create(seed_path=repo, name=fix-<issue>) → workspace_exec the failing test → workspace_file_read the code → workspace_patch_apply the fix → workspace_exec again → workspace_diff → workspace_export if files are needed → workspace_delete.",
-      "workspace_reset drops a failed attempt. One workspace per issue for parallel work; workspace_list and workspace_summary find your place again.",
+      "workspace_reset drops a failed attempt; workspace_fork tries another fix from the same state beside it. One workspace per issue for parallel work; workspace_list and workspace_summary find your place again.",
     ].join("\n"),
   },
   inspect: {

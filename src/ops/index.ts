@@ -6,7 +6,7 @@
  */
 import type { AnyOperation } from "./op.js";
 import { doctor, envImport, envInspect, envList, envPrune, envPull, prepare } from "./environments.js";
-import { vmRun, workspaceCreate, workspaceDelete, workspaceExec, workspaceList, workspaceLogs, workspaceReap, workspaceStart, workspaceStatus, workspaceStop, workspaceUpdate } from "./workspace.js";
+import { vmRun, workspaceCreate, workspaceDelete, workspaceFork, workspaceExec, workspaceList, workspaceLogs, workspaceReap, workspaceStart, workspaceStatus, workspaceStop, workspaceUpdate } from "./workspace.js";
 import {
   snapshotCreate,
   snapshotDelete,
@@ -32,7 +32,7 @@ export const HOST_OPERATIONS: readonly AnyOperation[] = [doctor, prepare];
 export const ENVIRONMENT_OPERATIONS: readonly AnyOperation[] = [envList, envPull, envInspect, envPrune, envImport];
 
 /** The one-shot run and the workspace lifecycle, with exec. */
-export const WORKSPACE_OPERATIONS: readonly AnyOperation[] = [vmRun, workspaceCreate, workspaceList, workspaceStatus, workspaceUpdate, workspaceExec, workspaceLogs, workspaceStop, workspaceStart, workspaceDelete, workspaceReap];
+export const WORKSPACE_OPERATIONS: readonly AnyOperation[] = [vmRun, workspaceCreate, workspaceFork, workspaceList, workspaceStatus, workspaceUpdate, workspaceExec, workspaceLogs, workspaceStop, workspaceStart, workspaceDelete, workspaceReap];
 
 /** What is in /workspace: moving it in and out, editing, reviewing, checkpoints. */
 export const CONTENT_OPERATIONS: readonly AnyOperation[] = [

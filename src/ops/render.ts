@@ -126,6 +126,7 @@ export function workspace(w: WorkspaceInfo): string {
   if (w.network.note) lines.push(`Network note: ${w.network.note}`);
   const labels = Object.entries(w.labels);
   if (labels.length) lines.push(`Labels: ${labels.map(([k, v]) => `${k}=${v}`).join(", ")}`);
+  if (w.forked_from) lines.push(`Forked from: ${w.forked_from}`);
   if (w.workspace_seed.mode !== "empty") lines.push(`Seed: ${w.workspace_seed.mode} ${w.workspace_seed.seed_path} (${w.workspace_seed.entries} entries, ${bytes(w.workspace_seed.bytes)})`);
   if (w.expires_at) lines.push(`Expires: ${w.expires_at}`);
   lines.push(`Last activity: ${w.last_activity_at}`);
@@ -146,7 +147,7 @@ export function workspaceList(r: { count: number; workspaces: WorkspaceInfo[]; r
   }
   for (const w of r.workspaces) {
     const labels = Object.entries(w.labels).map(([k, v]) => `${k}=${v}`).join(",");
-    lines.push(`${w.workspace_id}  ${(w.name ?? "-").padEnd(16)} ${w.state.padEnd(8)} ${w.backend.padEnd(9)} ${w.environment.padEnd(16)} ${w.last_activity_at}  cmds=${w.command_count}${labels ? `  ${labels}` : ""}`);
+    lines.push(`${w.workspace_id}  ${(w.name ?? "-").padEnd(16)} ${w.state.padEnd(8)} ${w.backend.padEnd(9)} ${w.environment.padEnd(16)} ${w.last_activity_at}  cmds=${w.command_count}${w.forked_from ? `  forked-from=${w.forked_from}` : ""}${labels ? `  ${labels}` : ""}`);
   }
   return lines.join("\n");
 }

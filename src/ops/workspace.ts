@@ -215,6 +215,30 @@ export const workspaceCreate = op({
   human: render.workspace,
 });
 
+export const workspaceFork = op({
+  mcp: "workspace_fork",
+  sdk: "forkWorkspace",
+  cli: "workspace fork",
+  summary: "Copy a workspace into a new, independent one (files, installed packages, snapshots, settings)",
+  title: "Fork a workspace",
+  description:
+    "Fork a workspace: a new, independent, started workspace with the source's /workspace, installed packages, snapshots (baseline included, so workspace_diff on the fork shows everything since the seed), environment, backend, limits, network policy and secrets. Processes, services, shells, command history and published ports are not copied. Use it to try several fixes from the same state: fork once per attempt, keep the best, delete the rest. Without a name, a named source's fork is called <name>-fork-N. A running vm-backend workspace must be stopped first. Returns the fork (keep its workspace_id).",
+  input: {
+    workspace_id: workspaceField,
+    name: field(z.string().optional().describe("Unique name for the fork; default <source name>-fork-N (none when the source has no name)."), { value: "<name>" }),
+    labels: field(z.record(z.string(), z.string()).optional().describe("Labels for the fork, added to the source's, e.g. {\"attempt\": \"2\"} (CLI: --label KEY=VALUE, repeatable)."), {
+      flag: "--label <KEY=VALUE>",
+      parse: "labels",
+    }),
+  },
+  cliFlags: { idOnly: { flag: "--id-only", help: "print only the fork's workspace id" } },
+  output: workspaceInfo.shape,
+  run: (pyro, a) => pyro.forkWorkspace(a.workspace_id, given({ name: a.name, labels: a.labels })),
+  cliPrint: (w, cliOnly) => (cliOnly.idOnly ? w.workspace_id : undefined),
+  text: workspaceText,
+  human: render.workspace,
+});
+
 export const workspaceList = op({
   mcp: "workspace_list",
   sdk: "listWorkspaces",

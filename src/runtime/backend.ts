@@ -39,4 +39,17 @@ export interface Backend {
   killExec(record: SandboxRecord, marker: string): Promise<boolean>;
   /** OOM kills in the sandbox so far where the host counts them (a namespace sandbox's cgroup); null where the agent does. */
   oomKills(record: SandboxRecord): number | null;
+  /**
+   * Where this backend keeps a workspace's root filesystem changes (packages installed, files
+   * written outside /workspace) in its state directory, which a fork copies; and whether that
+   * copy is consistent while the sandbox runs (a VM's qcow2 is being written by QEMU and holds
+   * only what the guest kernel has written back, so it is copied only from a stopped VM).
+   */
+  rootChanges(stateDir: string): RootChanges;
+}
+
+export interface RootChanges {
+  path: string;
+  kind: "directory" | "file";
+  copyWhileRunning: boolean;
 }

@@ -3,7 +3,7 @@
  * `Workspace` handle is written against this interface rather than the `Pyro` class, so the
  * facade can hand out handles without the two files importing each other. Types only.
  */
-import type { UpdateWorkspaceOptions } from "../core/manager.js";
+import type { ForkWorkspaceOptions, UpdateWorkspaceOptions } from "../core/manager.js";
 import type { NetworkChange, NetworkShowResult } from "../core/network.js";
 import type { StartServiceOptions, WorkspaceServices } from "../core/services.js";
 import type { ShellReadOptions, WorkspaceShells } from "../core/shells.js";
@@ -25,6 +25,7 @@ export interface WorkspaceOperations {
   stopWorkspace(workspace: string): Promise<WorkspaceInfo>;
   startWorkspace(workspace: string): Promise<WorkspaceInfo>;
   deleteWorkspace(workspace: string): Promise<{ workspace_id: string; deleted: true }>;
+  forkWorkspace(workspace: string, options?: ForkWorkspaceOptions): Promise<WorkspaceInfo>;
   resetWorkspace(workspace: string, options?: { snapshot?: string }): Promise<WorkspaceInfo & { reset_to: string }>;
   summarizeWorkspace(workspace: string): Promise<WorkspaceSummary>;
 

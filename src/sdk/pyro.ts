@@ -10,7 +10,7 @@ import { PyroError } from "../shared/errors.js";
 import { hostPath } from "../shared/host-path.js";
 import { publicManifest, publicSummary } from "../environments/index.js";
 import type { EnvironmentDetails, EnvironmentListEntry, PullProgress } from "../environments/index.js";
-import type { UpdateWorkspaceOptions } from "../core/manager.js";
+import type { ForkWorkspaceOptions, UpdateWorkspaceOptions } from "../core/manager.js";
 import type { CommandRecord, ExecResult, WorkspaceInfo } from "../core/types.js";
 import type { DoctorReport } from "../core/doctor.js";
 import type { ProjectSource } from "../core/project-source.js";
@@ -130,6 +130,18 @@ export class Pyro implements WorkspaceOperations {
 
   deleteWorkspace(workspace: string): Promise<{ workspace_id: string; deleted: true }> {
     return this.#core.manager.delete(workspace);
+  }
+
+  /**
+   * A new, independent workspace with the source's /workspace, installed packages, snapshots
+   * (baseline included), environment, backend, limits, network policy, secrets and labels (plus
+   * `labels`), started; processes, services, shells, history and published ports are not copied.
+   * Without `name`, a named source's fork is `<name>-fork-N`. A running VM workspace is refused
+   * (`workspace_busy`): stop it first.
+   */
+  forkWorkspace(workspace: string, options: ForkWorkspaceOptions = {}): Promise<WorkspaceInfo> {
+    if (options === null || typeof options !== "object") throw new PyroError("invalid_argument", "forkWorkspace options must be an object");
+    return this.#core.manager.fork(workspace, options);
   }
 
   // ---------- workspace content ----------

@@ -4,7 +4,7 @@
  * matching `Pyro` method with the workspace filled in; nothing here has behaviour of its own.
  * Written against `WorkspaceOperations` (sdk/operations.ts), not the `Pyro` class.
  */
-import type { UpdateWorkspaceOptions } from "../core/manager.js";
+import type { ForkWorkspaceOptions, UpdateWorkspaceOptions } from "../core/manager.js";
 import type { NetworkChange, NetworkShowResult } from "../core/network.js";
 import type { StartServiceOptions } from "../core/services.js";
 import type { ShellReadOptions } from "../core/shells.js";
@@ -15,7 +15,7 @@ import type { DiffOptions, ExecWorkspaceOptions, ListFilesOptions, OpenShellOpti
  * A handle on one workspace (by id or name, resolved at each call).
  *
  * Lifecycle and exec are flat: `status`, `update`, `exec`, `logs`, `reset`, `summary`, `stop`,
- * `start`, `delete`. Each capability also has a namespace:
+ * `start`, `delete`, `fork`. Each capability also has a namespace:
  *
  * - `ws.files` — `list`, `read`, `write`, `patch`, `diff`, `export`, `push` (a host tree or archive
  *   into /workspace) on a running workspace;
@@ -123,6 +123,11 @@ export class Workspace {
 
   delete() {
     return this.pyro.deleteWorkspace(this.ref);
+  }
+
+  /** A new, independent copy of this workspace (see `Pyro.forkWorkspace`); returns the fork's status. */
+  fork(options: ForkWorkspaceOptions = {}) {
+    return this.pyro.forkWorkspace(this.ref, options);
   }
 }
 

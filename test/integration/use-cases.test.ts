@@ -159,11 +159,13 @@ describe("use-case smoke packs through MCP", () => {
     }
   });
 
-  it("parallel isolated workspaces: one per issue, changed independently, found again by label, deleted independently", async () => {
+  it("parallel isolated workspaces: one per issue, the second forked from the first's seeded state, changed independently, found again by label, deleted independently", async () => {
     const repo = project();
     const s = await connect("parallel workspaces", ["--mode", "repro-fix", "--project-path", repo]);
     try {
-      for (const n of [1, 2]) await s.call("workspace_create", { environment: TEST_ENVIRONMENT, name: `issue-${n}`, labels: { issue: String(n), team: "smoke" } });
+      await s.call("workspace_create", { environment: TEST_ENVIRONMENT, name: "issue-1", labels: { issue: "1", team: "smoke" } });
+      // The second starts from the same state: a fork copies it (baseline included) instead of seeding again.
+      await s.call("workspace_fork", { workspace_id: "issue-1", name: "issue-2", labels: { issue: "2" } });
       // the model "loses" the ids and finds the workspaces again by label
       const list = await s.call("workspace_list");
       const byIssue = (n: number) => list.workspaces.find((w: Result) => w.labels.issue === String(n));

@@ -91,6 +91,22 @@ describe("a VM workspace", () => {
     expect((await pyro.execWorkspace("guest", { command: "cat /usr/local/marker" })).exit_code).not.toBe(0);
   });
 
+  it("is forked when stopped, root disk and /workspace included, and refused while running", async () => {
+    const source = await pyro.createWorkspace({ environment: TEST_ENVIRONMENT, name: "vm-fork-src", backend: "vm" });
+    await pyro.execWorkspace("vm-fork-src", { command: "echo root-change > /usr/local/fork-marker && echo in-workspace > /workspace/f.txt" });
+    // QEMU is writing the running guest's root disk: a copy of it now would not be the guest's state.
+    const refused = await pyro.forkWorkspace("vm-fork-src").then(() => null, (e: unknown) => e);
+    expect(refused).toBeInstanceOf(PyroError);
+    expect((refused as PyroError).code).toBe("workspace_busy");
+    await pyro.stopWorkspace("vm-fork-src");
+    const fork = await pyro.forkWorkspace("vm-fork-src");
+    expect([fork.backend, fork.forked_from, fork.name, fork.state]).toEqual(["vm", source.workspace_id, "vm-fork-src-fork-1", "running"]);
+    expect((await pyro.execWorkspace(fork.workspace_id, { command: "cat /usr/local/fork-marker /workspace/f.txt && echo fork-only > /usr/local/fork-only" })).stdout).toBe("root-change\nin-workspace\n");
+    await pyro.startWorkspace("vm-fork-src");
+    expect((await pyro.execWorkspace("vm-fork-src", { command: "cat /usr/local/fork-marker; test -e /usr/local/fork-only || echo not-in-source" })).stdout).toBe("root-change\nnot-in-source\n");
+    for (const id of [fork.workspace_id, source.workspace_id]) await pyro.deleteWorkspace(id);
+  });
+
   it("cannot make a device node that reaches the host through /workspace", async () => {
     await pyro.createWorkspace({ environment: TEST_ENVIRONMENT, name: "nodes", backend: "vm" });
     const r = await pyro.execWorkspace("nodes", { command: "mknod /workspace/mem c 1 1; echo rc=$?" });

@@ -68,6 +68,7 @@ function fakeBackend(name: BackendName, calls: string[]): Backend {
     takeNetworkDenials: async () => [],
     killExec: async () => false,
     oomKills: () => null,
+    rootChanges: (stateDir: string) => ({ path: `${stateDir}/root`, kind: "directory" as const, copyWhileRunning: true }),
   };
 }
 

@@ -9,7 +9,7 @@
  */
 import fs from "node:fs";
 import path from "node:path";
-import type { Backend, BackendName, NetworkDenial, NetworkSpec, PublishedPort, SandboxLiveness, SandboxNetwork, SandboxRecord, SandboxSpec, StartedSandbox } from "../backend.js";
+import type { Backend, BackendName, NetworkDenial, NetworkSpec, PublishedPort, RootChanges, SandboxLiveness, SandboxNetwork, SandboxRecord, SandboxSpec, StartedSandbox } from "../backend.js";
 import { agentRuntime } from "../confine/agent-runtime.js";
 import { FIRST_STAGED_FD, JOIN_CGROUP, PROC_ARGS, SECCOMP_FD, confinementArgs } from "../confine/bwrap.js";
 import { ConfinedLaunch, ownByGuestRoot } from "../confine/launch.js";
@@ -107,6 +107,11 @@ export class NamespaceBackend implements Backend {
 
   liveness(record: SandboxRecord): SandboxLiveness {
     return sandboxLiveness(record);
+  }
+
+  /** The overlay's upper directory; reading it while the overlay is mounted is safe. */
+  rootChanges(stateDir: string): RootChanges {
+    return { path: path.join(stateDir, "rootfs-upper"), kind: "directory", copyWhileRunning: true };
   }
 
   stop(record: SandboxRecord): Promise<void> {

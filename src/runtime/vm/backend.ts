@@ -14,7 +14,7 @@
  */
 import fs from "node:fs";
 import path from "node:path";
-import type { Backend, BackendName, NetworkDenial, NetworkSpec, PublishedPort, SandboxLiveness, SandboxNetwork, SandboxRecord, SandboxSpec, StartedSandbox } from "../backend.js";
+import type { Backend, BackendName, NetworkDenial, NetworkSpec, PublishedPort, RootChanges, SandboxLiveness, SandboxNetwork, SandboxRecord, SandboxSpec, StartedSandbox } from "../backend.js";
 import { agentRuntime } from "../confine/agent-runtime.js";
 import { AgentClient } from "../../protocol/client.js";
 import { PyroError } from "../../shared/errors.js";
@@ -182,6 +182,11 @@ export class VmBackend implements Backend {
 
   liveness(record: SandboxRecord): SandboxLiveness {
     return sandboxLiveness(record);
+  }
+
+  /** The qcow2 root disk over the shared image; only a stopped VM's is complete and still. */
+  rootChanges(stateDir: string): RootChanges {
+    return { path: path.join(stateDir, "root.qcow2"), kind: "file", copyWhileRunning: false };
   }
 
   async stop(record: SandboxRecord, options: { preserve?: boolean } = {}): Promise<void> {
