@@ -244,7 +244,8 @@ export class WorkspaceManager {
       reset_count: record.reset_count ?? 0,
       last_reset_at: record.last_reset_at ?? null,
       secret_names: record.secret_names ?? [],
-      forked_from: record.forked_from ?? null,
+      // Only a fork carries it: every other result stays as short as before forks existed.
+      ...(record.forked_from ? { forked_from: record.forked_from } : {}),
       service_count: 0,
       running_service_count: 0,
     };

@@ -143,7 +143,8 @@ export interface WorkspaceInfo {
   last_reset_at: string | null;
   secret_names: string[];
   /** The id of the workspace this one was forked from; null for a created workspace. */
-  forked_from: string | null;
+  /** Only on a fork: the id of the workspace it was forked from. */
+  forked_from?: string;
   service_count: number;
   running_service_count: number;
 }

@@ -118,7 +118,7 @@ export const workspaceInfo = z.object({
   reset_count: z.number(),
   last_reset_at: z.string().nullable(),
   secret_names: z.array(z.string()),
-  forked_from: z.string().nullable(),
+  forked_from: z.string().optional(),
   service_count: z.number(),
   running_service_count: z.number(),
 });

@@ -35,7 +35,6 @@ function info(i: number): WorkspaceInfo {
     reset_count: 0,
     last_reset_at: null,
     secret_names: [],
-    forked_from: null,
     service_count: 0,
     running_service_count: 0,
   };
