@@ -198,11 +198,14 @@ describe("errors an agent can act on", () => {
     expect((await call<{ count: number }>("workspace_list")).count).toBe(0);
   });
 
-  it("reports an environment that is not built here as environment_not_installed, with the command that builds it", async () => {
-    const create = await callError("workspace_create", { environment: "debian:12-build" });
-    expect(create.code).toBe("environment_not_installed");
-    expect(create.hint).toContain("pyro env pull debian:12-build");
-    expect((await callError("vm_run", { environment: "debian:12-build", command: "true" })).code).toBe("environment_not_installed");
+  // A catalog environment not built here is built by these calls (chat-install.test.ts); a name
+  // pyro cannot install is refused before anything is made.
+  it("reports an environment pyro cannot install as environment_unknown, with the names it knows, and creates nothing", async () => {
+    const create = await callError("workspace_create", { environment: "no-such-env" });
+    expect(create.code).toBe("environment_unknown");
+    expect(create.hint).toContain("debian:12");
     expect((await callError("vm_run", { environment: "no-such-env", command: "true" })).code).toBe("environment_unknown");
+    expect((await callError("workspace_create", { environment: "node:22" })).hint).toContain("docker.io/library/node:22");
+    expect((await call<{ count: number }>("workspace_list")).count).toBe(0);
   });
 });
