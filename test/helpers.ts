@@ -6,7 +6,7 @@
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { spawnSync } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import net from "node:net";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js";
@@ -122,6 +122,26 @@ export function cli(home: string, args: string[], options: { input?: string; tim
   // The parsed JSON is whatever the CLI printed; the tests' assertions are its type check.
   // eslint-disable-next-line @typescript-eslint/no-explicit-any
   return { code: r.status, stdout: r.stdout, stderr: r.stderr, json: () => JSON.parse(r.stdout) as Record<string, any> };
+}
+
+/** Runs the CLI and SIGKILLs it after `delayMs` unless it finished first; says which happened. */
+export function killedCli(home: string, args: string[], delayMs: number): Promise<{ killed: boolean; code: number | null; stdout: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [CLI, ...args], { env: { ...process.env, PYRO_HOME: home }, stdio: ["ignore", "pipe", "pipe"] });
+    let stdout = "";
+    child.stdout!.on("data", (d: Buffer) => (stdout += d.toString()));
+    child.stderr!.resume();
+    let killed = false;
+    const timer = setTimeout(() => {
+      killed = child.exitCode === null && child.signalCode === null;
+      if (killed) child.kill("SIGKILL");
+    }, delayMs);
+    child.once("error", reject);
+    child.once("close", (code) => {
+      clearTimeout(timer);
+      resolve({ killed, code, stdout });
+    });
+  });
 }
 
 /** Polls `condition` every 25 ms until it holds, failing with `what` after `timeoutMs`. */

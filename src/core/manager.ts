@@ -361,10 +361,7 @@ export class WorkspaceManager {
       if (!opts.ephemeral) record.owner_start_time = null;
       await this.store.withLock(id, () => this.store.write(record));
     } catch (err) {
-      // Roll back completely: no half-made workspace, sandbox, cgroup or directory remains.
-      this.connections.drop(id);
-      if (record.sandbox) await this.stopSandbox(record).catch(() => undefined);
-      await this.store.removeWorkspace(id).catch(() => undefined);
+      await this.rollBackNew(record);
       throw err;
     }
     return this.info(record);
@@ -490,13 +487,18 @@ export class WorkspaceManager {
       await this.store.withLock(id, () => this.store.write(record));
       await this.store.appendEvent(id, { at: record.last_activity_at, kind: "fork", details: { forked_from: sourceId, entries: copied.entries, bytes: copied.bytes } });
     } catch (err) {
-      // Roll back completely, as a failed create does; the source was only read.
-      this.connections.drop(id);
-      if (record.sandbox) await this.stopSandbox(record).catch(() => undefined);
-      await this.store.removeWorkspace(id).catch(() => undefined);
+      // The source was only read: the fork alone is rolled back.
+      await this.rollBackNew(record);
       throw err;
     }
     return this.info(record);
+  }
+
+  /** Undoes a create or fork that failed: no half-made workspace, sandbox, cgroup or directory remains. */
+  private async rollBackNew(record: WorkspaceRecord): Promise<void> {
+    this.connections.drop(record.workspace_id);
+    if (record.sandbox) await this.stopSandbox(record).catch(() => undefined);
+    await this.store.removeWorkspace(record.workspace_id).catch(() => undefined);
   }
 
   /** Refuses a source whose state a fork cannot copy faithfully. */

@@ -9,10 +9,9 @@
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { spawn } from "node:child_process";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { pyroGroup } from "../../src/runtime/confine/cgroups.js";
-import { cli, CLI, testHome, TEST_ENVIRONMENT } from "../helpers.js";
+import { cli, killedCli, testHome, TEST_ENVIRONMENT } from "../helpers.js";
 
 const SEED = Number(process.env.PYRO_CRASH_SEED ?? Math.floor(Math.random() * 2 ** 31));
 
@@ -35,25 +34,6 @@ interface Round {
   code: number | null;
 }
 
-/** Runs the CLI and SIGKILLs it after `delayMs` unless it finished first. */
-function killedCli(home: string, args: string[], delayMs: number): Promise<{ killed: boolean; code: number | null; stdout: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CLI, ...args], { env: { ...process.env, PYRO_HOME: home }, stdio: ["ignore", "pipe", "pipe"] });
-    let stdout = "";
-    child.stdout!.on("data", (d: Buffer) => (stdout += d.toString()));
-    child.stderr!.resume();
-    let killed = false;
-    const timer = setTimeout(() => {
-      killed = child.exitCode === null && child.signalCode === null;
-      if (killed) child.kill("SIGKILL");
-    }, delayMs);
-    child.once("error", reject);
-    child.once("close", (code) => {
-      clearTimeout(timer);
-      resolve({ killed, code, stdout });
-    });
-  });
-}
 
 const list = (dir: string): string[] => {
   try {

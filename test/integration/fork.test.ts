@@ -8,13 +8,12 @@
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { spawn } from "node:child_process";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import type { CallToolResult } from "@modelcontextprotocol/sdk/types.js";
 import { Pyro, PyroError } from "../../src/index.js";
 import { ERROR_META_KEY } from "../../src/mcp/server.js";
 import type { WorkspaceInfo } from "../../src/index.js";
-import { CLI, cli, connectMcp, findLeaks, noLeaks, testHome, TEST_BACKEND, TEST_ENVIRONMENT } from "../helpers.js";
+import { cli, connectMcp, findLeaks, killedCli, noLeaks, testHome, TEST_BACKEND, TEST_ENVIRONMENT } from "../helpers.js";
 
 let home: string;
 let pyro: Pyro;
@@ -202,22 +201,6 @@ describe("workspace fork", () => {
   }, 120_000);
 });
 
-/** Runs the CLI and SIGKILLs it after `delayMs` unless it finished first. */
-function killedCli(args: string[], delayMs: number): Promise<{ killed: boolean; code: number | null }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CLI, ...args], { env: { ...process.env, PYRO_HOME: home }, stdio: ["ignore", "ignore", "ignore"] });
-    let killed = false;
-    const timer = setTimeout(() => {
-      killed = child.exitCode === null && child.signalCode === null;
-      if (killed) child.kill("SIGKILL");
-    }, delayMs);
-    child.once("error", reject);
-    child.once("close", (code) => {
-      clearTimeout(timer);
-      resolve({ killed, code });
-    });
-  });
-}
 
 describe("a fork killed by SIGKILL", () => {
   it("leaves the source untouched and usable and the fork complete or failed and deletable, round after round, and nothing on the host once deleted", async () => {
@@ -233,7 +216,7 @@ describe("a fork killed by SIGKILL", () => {
     const outcomes: string[] = [];
     for (let round = 0; round < 6; round++) {
       const delayMs = Math.round(300 + random() * 4700);
-      const r = await killedCli(["workspace", "fork", "kill-src"], delayMs);
+      const r = await killedCli(home, ["workspace", "fork", "kill-src"], delayMs);
       // The next call (list) finishes what the kill left: no fork stays `creating`.
       const forks = (await pyro.listWorkspaces()).workspaces.filter((w) => w.forked_from === source.workspace_id);
       for (const f of forks) {
