@@ -42,6 +42,17 @@ describe("a catalog environment built from the chat", () => {
     } finally {
       await client.close();
     }
+    // A bound that is not a whole number of seconds from 1 to 3600 is refused before anything starts.
+    process.env.PYRO_CHAT_INSTALL_TIMEOUT_SECONDS = "soon";
+    const bad = await connectMcp(home, [], "chat-install-bad-bound");
+    delete process.env.PYRO_CHAT_INSTALL_TIMEOUT_SECONDS;
+    try {
+      const result = (await bad.client.callTool({ name: "workspace_create", arguments: { environment: ENVIRONMENT } })) as CallToolResult;
+      expect(result.isError).toBe(true);
+      expect((result._meta?.["pyro/error"] as { code: string; message: string })).toMatchObject({ code: "invalid_argument", message: expect.stringContaining("PYRO_CHAT_INSTALL_TIMEOUT_SECONDS") });
+    } finally {
+      await bad.client.close();
+    }
     // Cancelled, not half-installed: no environment, no workspace, no build left running.
     await expectPyroError(pyro.inspectEnvironment(ENVIRONMENT), "environment_not_installed");
     expect((await pyro.listWorkspaces()).count).toBe(0);
