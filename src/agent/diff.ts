@@ -52,11 +52,28 @@ function names(root: string, rel: string): string[] {
  * (a directory, then what it holds), as `file list` walks. Both trees are walked side by side
  * a directory at a time, so memory holds the names of the directories on the current path,
  * never the whole tree: a hundred thousand files cost time, not the agent's heap.
+ *
+ * `layers`, when given, are the overlay layers (raw directories) the two trees do not share:
+ * both trees are overlays whose other layers are the same ones, beneath these. Then an entry
+ * both sides have can differ only where one of these layers holds its path, so in a directory
+ * both sides have, only the names these layers hold there (plus the names one side alone has)
+ * are looked at: the walk costs what changed, not the tree. An opaque directory or a deleted
+ * one in a layer needs no reading of overlay metadata: what it hides is absent on that side,
+ * so it is a name one side alone has, and what it shows comes from the layer itself.
  */
-function* bothTrees(base: string, live: string, sub: string | null): Generator<[string, Node | undefined, Node | undefined]> {
+function* bothTrees(base: string, live: string, sub: string | null, layers: string[] | null): Generator<[string, Node | undefined, Node | undefined]> {
+  const childNames = (rel: string, inBase: boolean, inLive: boolean): string[] => {
+    const b = inBase ? names(base, rel) : [];
+    const l = inLive ? names(live, rel) : [];
+    if (!layers || !inBase || !inLive) return [...new Set([...b, ...l])].sort();
+    const inL = new Set(l);
+    const onBoth = new Set(b.filter((n) => inL.has(n)));
+    const chosen = new Set([...b, ...l].filter((n) => !onBoth.has(n)));
+    for (const layer of layers) for (const n of names(layer, rel)) if (onBoth.has(n)) chosen.add(n);
+    return [...chosen].sort();
+  };
   function* children(rel: string, inBase: boolean, inLive: boolean): Generator<[string, Node | undefined, Node | undefined]> {
-    const all = [...new Set([...(inBase ? names(base, rel) : []), ...(inLive ? names(live, rel) : [])])].sort();
-    for (const name of all) {
+    for (const name of childNames(rel, inBase, inLive)) {
       const child = rel ? `${rel}/${name}` : name;
       const b = inBase ? stat(base, child) : undefined;
       const l = inLive ? stat(live, child) : undefined;
@@ -290,7 +307,7 @@ export function treeDiff(req: TreeDiffRequest): TreeDiffResult & { patch: string
   };
 
   const subLatin1 = sub ? Buffer.from(sub, "utf8").toString("latin1") : null;
-  for (const [rel, b, l] of bothTrees(req.base, req.live, subLatin1)) {
+  for (const [rel, b, l] of bothTrees(req.base, req.live, subLatin1, req.layers ?? null)) {
     // The live tree can change while it is compared (a build still running): an entry that
     // vanished or changed type between its lstat and a read is looked at again, and past that
     // taken as absent on that side — never an error for the whole diff.
@@ -328,7 +345,10 @@ function makePatch(oldName: string, newName: string, oldText: string, newText: s
 export const diffHandlers: Handlers<"tree_diff"> = {
   tree_diff: (h) => {
     // The patch can be megabytes: it travels as the payload, not in the header.
-    const { patch, ...result } = treeDiff({ base: str(h.base, "base"), live: str(h.live, "live"), path: typeof h.path === "string" ? h.path : null, maxBytes: num(h.maxBytes, 65536) });
+    const { patch, ...result } = treeDiff({ base: str(h.base, "base"), live: str(h.live, "live"), path: typeof h.path === "string" ? h.path : null,
+      maxBytes: num(h.maxBytes, 65536),
+      ...(Array.isArray(h.layers) ? { layers: h.layers.map((v, i) => str(v, `layers[${i}]`)) } : {}),
+    });
     return { result, payload: Buffer.from(patch, "utf8") };
   },
 };

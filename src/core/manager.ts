@@ -10,7 +10,7 @@
 import fs from "node:fs";
 import fsp from "node:fs/promises";
 import path from "node:path";
-import type { Backend, BackendName, SandboxRecord } from "../runtime/backend.js";
+import type { Backend, BackendName, RootChanges, SandboxRecord } from "../runtime/backend.js";
 import type { BackendSet } from "../runtime/backends.js";
 import { WORKSPACE_GUEST_PATH } from "../protocol/messages.js";
 import { PyroError } from "../shared/errors.js";
@@ -21,6 +21,7 @@ import type { StateStore } from "./store.js";
 import { AgentConnections } from "./agent-link.js";
 import { importInto, inspectSource } from "./transfer.js";
 import { BASELINE, SnapshotStore } from "./snapshots.js";
+import type { SnapshotInfo } from "./snapshots.js";
 import { collectSecrets, loadSecrets, saveSecrets } from "./secrets.js";
 import { looksLikeWorkspaceId, newWorkspaceId } from "./ids.js";
 import { validateLabels, validatePositive, validatePositiveInt, validateWorkspaceName } from "./validate.js";
@@ -35,6 +36,9 @@ import { sweepSandboxCgroup } from "../runtime/confine/sandbox.js";
 import { logTail, pidAlive, processStartTime } from "../shared/process.js";
 import { validateDiskMib, WorkspaceDisk } from "./disk-limit.js";
 import { copyTarget, copyWorkspaceState, derivedForkName } from "./fork.js";
+import { LayerPool, isLayered, makeUpper, newGeneration, removeStaleUppers, upperDirs } from "./workspace-layers.js";
+import type { LayeredRecord } from "./workspace-layers.js";
+import type { UtilityView } from "../runtime/confine/utility.js";
 
 export const DEFAULT_VCPU_COUNT = 1;
 export const DEFAULT_MEM_MIB = 1024;
@@ -106,6 +110,55 @@ export class WorkspaceManager {
     readonly connections: AgentConnections = new AgentConnections(store),
   ) {
     this.disk = new WorkspaceDisk(store);
+    this.layers = new LayerPool(store.layout.workspaceLayers);
+  }
+
+  /** The read-only layers of layered workspaces (core/workspace-layers.ts). */
+  readonly layers: LayerPool;
+
+  /** Runs `fn` under the lock every step that makes, names or collects a workspace layer holds. */
+  withLayersLock<T>(fn: () => Promise<T>): Promise<T> {
+    return this.store.withLock("workspace-layers", fn);
+  }
+
+  /**
+   * Removes the workspace layers nothing names any more: no record's live stack, no snapshot.
+   * Best effort: a layer left now is collected by a later call.
+   */
+  async collectLayers(): Promise<void> {
+    await this.withLayersLock(async () => {
+      const named = new Set<string>();
+      for (const r of await this.store.readAll()) {
+        for (const l of r.workspace_layers ?? []) named.add(l);
+        for (const l of await this.snapshots(r.workspace_id).namedLayers()) named.add(l);
+      }
+      await this.layers.collect(named);
+    }).catch(() => undefined);
+  }
+
+  /** A layered workspace's live upper and work directories (its disk-limited filesystem mounted first). */
+  async upper(record: LayeredRecord): Promise<{ upper: string; work: string }> {
+    return upperDirs(await this.disk.dir(record.workspace_id, record), record.workspace_upper);
+  }
+
+  /**
+   * How a utility sandbox sees the whole of a workspace's /workspace at `target`. A plain
+   * workspace: its directory. A layered one while its sandbox runs: the sandbox's own overlay,
+   * reached by joining its mount namespace (a second overlay on a live upper is undefined in
+   * the kernel); stopped: a read-only overlay of its upper over its layers. Writing needs a
+   * running layered workspace (sync push does; create seeds a layer directly).
+   */
+  async view(record: WorkspaceRecord, options: { target?: string; writable?: boolean } = {}): Promise<UtilityView> {
+    const target = options.target ?? "/workspace";
+    const readOnly = options.writable !== true;
+    if (!isLayered(record)) return { binds: [{ source: await this.disk.dir(record.workspace_id, record), target, readOnly }], join: null };
+    const stage = record.sandbox?.workspaceStage;
+    if (record.state === "running" && record.sandbox && stage) {
+      return { binds: [{ inNamespace: stage, target, readOnly }], join: { pid: record.sandbox.pid, startTime: record.sandbox.startTime } };
+    }
+    if (!readOnly) throw new PyroError("workspace_stopped", `workspace ${record.name ?? record.workspace_id} is ${record.state}`, { hint: "Start it first." });
+    const { upper } = await this.upper(record);
+    return { binds: [{ overlay: [upper, ...record.workspace_layers.map((l) => this.layers.path(l))], target }], join: null };
   }
 
   // ---------- discovery ----------
@@ -314,6 +367,9 @@ export class WorkspaceManager {
       last_command: null,
       secret_names: Object.keys(secrets).sort(),
       identity: sandboxIdentity().key,
+      workspace_layout: "layers",
+      workspace_layers: [],
+      workspace_upper: newGeneration(),
     };
     const paths = this.store.paths(id);
     // Name reservation, layer pinning and the record's first write happen under one registry
@@ -332,30 +388,40 @@ export class WorkspaceManager {
       // After the record's first write: a crash from here leaves a record naming the mount.
       await this.disk.provision(record);
       ownByGuestRoot(paths.workspace);
+      await makeUpper(paths.workspace, record.workspace_upper!);
       await this.store.withLock(id, () => this.store.write(record));
-      record.sandbox = await this.startSandbox(record);
-      // Persist the sandbox before seeding: the agent connection is found through the record,
-      // and a crash from here on must leave a record that names the sandbox to clean up.
-      await this.store.withLock(id, () => this.store.write(record));
-      if (seed) {
-        const room = await this.disk.room(record, { fresh: true });
-        const mark = this.disk.mark(record);
-        const imported = await importInto(paths.workspace, paths.dir, seed, WORKSPACE_GUEST_PATH, room).catch((err: unknown) => {
-          throw this.disk.translate(record, err);
+      // The seed becomes the workspace's bottom layer, copied before the sandbox starts: the
+      // baseline is that layer, so no copy of the seed is ever made for it.
+      const staging = await this.layers.staging();
+      let baseline: SnapshotInfo = { name: BASELINE, created_at: nowIso(), entries: 0, bytes: 0, baseline: true };
+      try {
+        if (seed) {
+          // The limit is /workspace's: a seed larger than it is refused, as a write would be.
+          const room = await this.disk.room(record, { fresh: true });
+          const imported = await importInto({ binds: [{ source: staging, target: "/workspace", readOnly: false }], join: null }, paths.dir, seed, WORKSPACE_GUEST_PATH, room).catch((err: unknown) => {
+            throw this.disk.translate(record, err);
+          });
+          record.workspace_seed = {
+            mode: opts.origin ? "project" : seed.kind === "directory" ? "directory" : "archive",
+            seed_path: opts.origin ? opts.origin.path : seed.path,
+            origin_kind: opts.origin?.kind ?? "host_path",
+            origin_ref: opts.origin?.ref ?? seed.path,
+            entries: imported.entries,
+            bytes: imported.bytes,
+          };
+          baseline = { ...baseline, entries: imported.entries, bytes: imported.bytes };
+        }
+        // Adopted and named under the layers lock: a collection never sees it unnamed.
+        await this.withLayersLock(async () => {
+          record.workspace_layers = [await this.layers.adopt(staging)];
+          await this.store.withLock(id, () => this.store.write(record));
         });
-        await this.disk.checkAfter(record, mark, "the seed", { entries: imported.entries, bytes: imported.bytes });
-        record.workspace_seed = {
-          mode: opts.origin ? "project" : seed.kind === "directory" ? "directory" : "archive",
-          seed_path: opts.origin ? opts.origin.path : seed.path,
-          origin_kind: opts.origin?.kind ?? "host_path",
-          origin_ref: opts.origin?.ref ?? seed.path,
-          entries: imported.entries,
-          bytes: imported.bytes,
-        };
-        await this.snapshots(id).create(BASELINE, paths.workspace);
-      } else {
-        await this.snapshots(id).createEmptyBaseline();
+      } catch (err) {
+        await removeTree(staging);
+        throw err;
       }
+      await this.snapshots(id).writeLayered(baseline, record.workspace_layers!);
+      record.sandbox = await this.startSandbox(record);
       record.state = "running";
       record.owner_pid = opts.ephemeral ? process.pid : null;
       if (!opts.ephemeral) record.owner_start_time = null;
@@ -425,6 +491,8 @@ export class WorkspaceManager {
       secret_names: [...(seen.secret_names ?? [])],
       identity: sandboxIdentity().key,
       forked_from: sourceId,
+      // A layered source's fork shares its layers; a plain one's is a plain copy.
+      ...(isLayered(seen) ? { workspace_layout: "layers" as const, workspace_layers: [], workspace_upper: newGeneration() } : {}),
     };
     const paths = this.store.paths(id);
     const source = this.store.paths(sourceId);
@@ -447,6 +515,7 @@ export class WorkspaceManager {
     try {
       await this.disk.provision(record);
       ownByGuestRoot(paths.workspace);
+      if (isLayered(record)) await makeUpper(paths.workspace, record.workspace_upper);
       await this.store.withLock(id, () => this.store.write(record));
       const copied = await this.store.withLock(sourceId, () =>
         this.store.withLock(`${sourceId}.snapshots`, async () => {
@@ -460,6 +529,7 @@ export class WorkspaceManager {
           const rootTarget = await copyTarget(forkRoot.kind === "directory" ? forkRoot.path : path.join(paths.sandboxState, ".fork-root"), forkRoot.kind === "directory" ? 0o755 : 0o700);
           const sourceSnapshots = this.snapshots(sourceId);
           const forkSnapshots = this.snapshots(id);
+          if (isLayered(current) && isLayered(record)) return this.forkLayers(current, record, { from: fs.existsSync(root.path) ? root : null, to: rootTarget }, forkRoot);
           const snapshots = await Promise.all(
             (await sourceSnapshots.list()).map(async (info) => ({ info, from: await sourceSnapshots.tree(info.name), to: await forkSnapshots.staging(info.name) })),
           );
@@ -471,10 +541,7 @@ export class WorkspaceManager {
             throw this.disk.translate(record, err);
           });
           for (const s of snapshots) await forkSnapshots.adopt(s.info, s.to);
-          if (forkRoot.kind === "file") {
-            if (fs.existsSync(path.join(rootTarget, "root.qcow2"))) await fsp.rename(path.join(rootTarget, "root.qcow2"), forkRoot.path);
-            await fsp.rmdir(rootTarget);
-          }
+          await placeForkRoot(forkRoot, rootTarget);
           return result;
         }),
       );
@@ -494,11 +561,39 @@ export class WorkspaceManager {
     return this.info(record);
   }
 
+  /**
+   * A layered fork's copy: the source's live upper into a new layer (none when the source has
+   * changed nothing since its layers), shared layers for everything else, the snapshots'
+   * manifests naming the same layers. Runs under the source's locks; the new layer is adopted
+   * and named (the fork's record, its manifests) under the layers lock.
+   */
+  private async forkLayers(source: LayeredRecord, fork: LayeredRecord, root: { from: RootChanges | null; to: string }, forkRoot: RootChanges): Promise<{ entries: number; bytes: number }> {
+    const { upper } = await this.upper(source);
+    const staging = await this.layers.staging();
+    try {
+      const result = await copyWorkspaceState({ workspace: { from: upper, to: staging }, root, snapshots: [] });
+      await placeForkRoot(forkRoot, root.to);
+      const manifests = await this.snapshots(source.workspace_id).manifests();
+      await this.withLayersLock(async () => {
+        const top = result.entries > 0 ? [await this.layers.adopt(staging)] : [];
+        fork.workspace_layers = [...top, ...source.workspace_layers];
+        await this.store.withLock(fork.workspace_id, () => this.store.write(fork));
+        for (const { layers, ...info } of manifests) {
+          if (layers) await this.snapshots(fork.workspace_id).writeLayered(info, layers);
+        }
+      });
+      return result;
+    } finally {
+      await removeTree(staging);
+    }
+  }
+
   /** Undoes a create or fork that failed: no half-made workspace, sandbox, cgroup or directory remains. */
   private async rollBackNew(record: WorkspaceRecord): Promise<void> {
     this.connections.drop(record.workspace_id);
     if (record.sandbox) await this.stopSandbox(record).catch(() => undefined);
     await this.store.removeWorkspace(record.workspace_id).catch(() => undefined);
+    await this.collectLayers();
   }
 
   /** Refuses a source whose state a fork cannot copy faithfully. */
@@ -544,6 +639,9 @@ export class WorkspaceManager {
       layers: record.layers,
       stateDir: p.sandboxState,
       workspaceDir: p.workspace,
+      workspaceLayers: isLayered(record)
+        ? { lowers: record.workspace_layers.map((l) => this.layers.path(l)), ...upperDirs(p.workspace, record.workspace_upper) }
+        : null,
       socketPath: p.socket,
       logPath: p.log,
       limits: { vcpuCount: record.vcpu_count, memMib: record.mem_mib, pidsMax: DEFAULT_PIDS_MAX },
@@ -610,10 +708,11 @@ export class WorkspaceManager {
   async reset(ref: string, options: { snapshot?: string } = {}): Promise<WorkspaceInfo & { reset_to: string }> {
     const id = await this.resolve(ref);
     const snapshot = options.snapshot ?? BASELINE;
-    const info = await this.store.withLock(id, async () => {
+    // The snapshots' lock too: a snapshot deleted meanwhile would take the layers reset stacks on.
+    const info = await this.store.withLock(id, () => this.store.withLock(`${id}.snapshots`, async () => {
       const record = await this.store.load(id);
       if (record.state === "creating") throw new PyroError("workspace_busy", "the workspace is still being created");
-      await this.snapshots(id).tree(snapshot);
+      const stack = await this.snapshots(id).stack(snapshot);
       this.connections.drop(id);
       if (record.sandbox) await this.stopSandbox(record);
       // Also a sandbox an earlier, killed reset started and never recorded.
@@ -627,7 +726,17 @@ export class WorkspaceManager {
       const p = this.store.paths(id);
       // A fresh root layer: back to exactly what the environment ships.
       await removeTree(p.sandboxState);
-      await this.snapshots(id).restore(snapshot, await this.disk.dir(id, record));
+      if (isLayered(record) && stack) {
+        // The snapshot's layers become the live stack under a fresh, empty upper: nothing is
+        // copied. The old upper stays until the record names the new one, so a reset killed
+        // before that leaves the workspace as it was (and failed, which another reset repairs).
+        const gen = newGeneration();
+        await makeUpper(await this.disk.dir(id, record), gen);
+        record.workspace_upper = gen;
+        record.workspace_layers = stack;
+      } else {
+        await this.snapshots(id).restore(snapshot, await this.disk.dir(id, record));
+      }
       if (record.layers.length === 0) record.layers = await this.environments.layers(record.environment);
       record.sandbox = await this.startSandbox(record);
       record.state = "running";
@@ -636,8 +745,10 @@ export class WorkspaceManager {
       record.reset_count = (record.reset_count ?? 0) + 1;
       record.last_reset_at = record.last_activity_at;
       await this.store.write(record);
+      if (isLayered(record)) await removeStaleUppers(p.workspace, record.workspace_upper);
       return this.info(record);
-    });
+    }));
+    await this.collectLayers();
     await this.store.appendEvent(id, { at: info.last_activity_at, kind: "reset", details: { snapshot } });
     return { ...info, reset_to: snapshot };
   }
@@ -656,6 +767,7 @@ export class WorkspaceManager {
       await this.store.removeWorkspace(id);
     });
     await this.store.finishInterrupted();
+    await this.collectLayers();
     return { workspace_id: id, deleted: true };
   }
 
@@ -759,6 +871,13 @@ export class WorkspaceManager {
 }
 
 // ---------- helpers ----------
+
+/** Moves a fork's copied VM root disk from its copy directory into place (a directory of root changes is in place already). */
+async function placeForkRoot(forkRoot: RootChanges, copied: string): Promise<void> {
+  if (forkRoot.kind !== "file") return;
+  if (fs.existsSync(path.join(copied, "root.qcow2"))) await fsp.rename(path.join(copied, "root.qcow2"), forkRoot.path);
+  await fsp.rmdir(copied);
+}
 
 /**
  * Whether the process creating a workspace still runs: its pid with the start time recorded

@@ -1,18 +1,26 @@
 /**
  * Named snapshots of /workspace: `baseline` (made at create, immutable) and user checkpoints.
- * A snapshot is a directory copy made by `cp -a --reflink=auto` in a utility sandbox (sharing
- * data blocks on filesystems with reflinks, a full copy elsewhere) plus a manifest written last:
- * a snapshot whose copy did not finish has no manifest, is never listed, and is cleaned up.
+ * Each has a manifest, written last: a snapshot whose making did not finish has no manifest,
+ * is never listed, and is cleaned up.
+ *
+ * A layered workspace's snapshot (core/workspace-layers.ts) is a stack of read-only layers
+ * named in its manifest: the live upper copied into a new layer, over the live stack. Its
+ * `entries` and `bytes` are what that new layer stores: what changed since the layers below.
+ * A workspace an earlier pyro made keeps plain snapshots: a whole-tree copy made by
+ * `cp -a --reflink=auto` in a utility sandbox, kept under `trees/`.
  */
 import fsp from "node:fs/promises";
 import path from "node:path";
 import { randomBytes } from "node:crypto";
 import { runUtilityChecked } from "../runtime/confine/utility.js";
+import type { JoinTarget, UtilityBind } from "../runtime/confine/utility.js";
 import { ownByGuestRoot } from "../runtime/confine/launch.js";
 import { removeTree } from "../runtime/confine/trees.js";
 import { readJsonIfExists, writeJsonAtomic } from "../shared/atomic.js";
 import { PyroError } from "../shared/errors.js";
 import { validateName } from "./validate.js";
+import { MAX_STACK } from "./workspace-layers.js";
+import type { LayerPool } from "./workspace-layers.js";
 
 export const BASELINE = "baseline";
 
@@ -23,6 +31,19 @@ export interface SnapshotInfo {
   entries: number;
   bytes: number;
   baseline: boolean;
+}
+
+/** The manifest on disk: the snapshot, and for a layered one its layers (top-most first). */
+interface Manifest extends SnapshotInfo {
+  layers?: string[];
+}
+
+/** Where a layered snapshot is copied from: the live upper (raw) and stack, or for a flattened one, the whole /workspace. */
+export interface LayeredSource {
+  upper: string;
+  stack: string[];
+  /** A utility bind showing the whole live /workspace at `/workspace`, read-only, and how to reach it. */
+  view: { binds: UtilityBind[]; join?: JoinTarget | null };
 }
 
 export class SnapshotStore {
@@ -52,8 +73,74 @@ export class SnapshotStore {
     } catch {
       return [];
     }
-    const infos = await Promise.all(names.filter((n) => n.endsWith(".json") && !n.startsWith(".")).map((n) => readJsonIfExists<SnapshotInfo>(path.join(this.dir, n))));
-    return infos.filter((i): i is SnapshotInfo => i !== undefined).sort((a, b) => a.created_at.localeCompare(b.created_at));
+    const infos = await Promise.all(names.filter((n) => n.endsWith(".json") && !n.startsWith(".")).map((n) => readJsonIfExists<Manifest>(path.join(this.dir, n))));
+    return infos
+      .filter((i): i is Manifest => i !== undefined)
+      .map(({ layers: _layers, ...info }) => info)
+      .sort((a, b) => a.created_at.localeCompare(b.created_at));
+  }
+
+  /** A layered snapshot's layers (top-most first), null for a plain one; snapshot_not_found when there is none. */
+  async stack(name: string): Promise<string[] | null> {
+    const m = await readJsonIfExists<Manifest>(this.manifest(name));
+    if (!m) await this.tree(name);
+    return m?.layers ?? null;
+  }
+
+  /** Every layer any snapshot of this workspace names. */
+  async namedLayers(): Promise<string[]> {
+    const names = await fsp.readdir(this.dir).catch(() => [] as string[]);
+    const ms = await Promise.all(names.filter((n) => n.endsWith(".json") && !n.startsWith(".")).map((n) => readJsonIfExists<Manifest>(path.join(this.dir, n))));
+    return ms.flatMap((m) => m?.layers ?? []);
+  }
+
+  /**
+   * A layered snapshot: the live upper copied (as it is: whiteouts and opaque directories kept)
+   * into a new layer over the live stack, or, when the stack is `MAX_STACK` deep, the whole
+   * /workspace copied into a layer of its own. `named` runs under the layers lock: it adopts
+   * the layer and writes the manifest there, so a collection never sees the layer unnamed.
+   */
+  async createLayered(name: string, source: LayeredSource, pool: LayerPool, underLayersLock: <T>(fn: () => Promise<T>) => Promise<T>, options: { replace?: boolean } = {}): Promise<SnapshotInfo> {
+    if (name !== BASELINE) validateName(name, "snapshot name");
+    await fsp.mkdir(this.dir, { recursive: true, mode: 0o700 });
+    if (!options.replace && (await readJsonIfExists(this.manifest(name)))) {
+      throw new PyroError("snapshot_exists", `a snapshot named ${JSON.stringify(name)} already exists`, { hint: "Choose another name or delete the old snapshot first." });
+    }
+    const staging = await pool.staging();
+    try {
+      const flatten = source.stack.length + 1 > MAX_STACK;
+      const binds: UtilityBind[] = flatten ? [...source.view.binds] : [{ source: source.upper, target: "/workspace", readOnly: true }];
+      binds.push({ source: staging, target: "/snapshot", readOnly: false });
+      const out = await runUtilityChecked(
+        binds,
+        ["sh", "-c", "cp -a /workspace/. /snapshot/ && find /snapshot -mindepth 1 | wc -l && du -sb /snapshot | cut -f1"],
+        "snapshot copy",
+        flatten ? { join: source.view.join ?? null } : {},
+      );
+      const [entries, bytes] = out.trim().split("\n").map(Number);
+      const info: SnapshotInfo = { name, created_at: new Date().toISOString(), entries: entries ?? 0, bytes: bytes ?? 0, baseline: name === BASELINE };
+      await underLayersLock(async () => {
+        const layer = await pool.adopt(staging);
+        await writeJsonAtomic(this.manifest(name), { ...info, layers: flatten ? [layer] : [layer, ...source.stack] } satisfies Manifest);
+      });
+      return info;
+    } catch (err) {
+      await removeTree(staging);
+      throw err;
+    }
+  }
+
+  /** Writes a layered snapshot's manifest for layers that exist and are named elsewhere already (a baseline, a fork's copy). */
+  async writeLayered(info: SnapshotInfo, layers: string[]): Promise<void> {
+    await fsp.mkdir(this.dir, { recursive: true, mode: 0o700 });
+    await writeJsonAtomic(this.manifest(info.name), { ...info, layers } satisfies Manifest);
+  }
+
+  /** Every manifest as stored, for a fork to name the same layers. */
+  async manifests(): Promise<Manifest[]> {
+    const names = await fsp.readdir(this.dir).catch(() => [] as string[]);
+    const ms = await Promise.all(names.filter((n) => n.endsWith(".json") && !n.startsWith(".")).map((n) => readJsonIfExists<Manifest>(path.join(this.dir, n))));
+    return ms.filter((m): m is Manifest => m !== undefined);
   }
 
   /** Copies the live workspace directory into a new snapshot. */

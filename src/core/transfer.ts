@@ -13,7 +13,7 @@ import * as tar from "tar";
 import { createReadStream } from "node:fs";
 import type { Readable } from "node:stream";
 import { runUtility, withUtilityAgent } from "../runtime/confine/utility.js";
-import type { UtilityBind } from "../runtime/confine/utility.js";
+import type { UtilityBind, UtilityView } from "../runtime/confine/utility.js";
 import { PyroError } from "../shared/errors.js";
 import { archiveKind, checkArchiveEntry, DEFAULT_ARCHIVE_MAX_BYTES, DEFAULT_ARCHIVE_MAX_ENTRIES } from "../shared/archive.js";
 import type { ArchiveProblem, ArchiveTally } from "../shared/archive.js";
@@ -131,22 +131,20 @@ function sourceStream(source: SeedSource): { stream: Readable; gz: string; done:
 }
 
 /**
- * Copies a checked host source into a workspace directory (host path) at `dest` (guest path).
+ * Copies a checked host source into a workspace (`view`: its whole tree at /workspace,
+ * writable) at `dest` (guest path).
  * `room`: the bytes /workspace may still take under its disk limit (null: no limit); a source
  * that needs more is `disk_limit_exceeded` and nothing is copied.
  */
-export async function importInto(workspaceDir: string, scratchDir: string, source: SeedSource, dest: string, room: number | null = null): Promise<ImportResult> {
+export async function importInto(view: UtilityView, scratchDir: string, source: SeedSource, dest: string, room: number | null = null): Promise<ImportResult> {
   const guestDest = guestDestination(dest);
   const staging = path.join(scratchDir, `staging-${randomBytes(4).toString("hex")}`);
   await fsp.mkdir(staging, { recursive: true, mode: 0o700 });
   ownByGuestRoot(staging);
   try {
-    const binds: UtilityBind[] = [
-      { source: workspaceDir, target: "/workspace", readOnly: false },
-      { source: staging, target: "/staging", readOnly: false },
-    ];
+    const binds: UtilityBind[] = [...view.binds, { source: staging, target: "/staging", readOnly: false }];
     const input = sourceStream(source);
-    const r = await runUtility(binds, ["sh", "-c", IMPORT_SCRIPT, "pyro-import", guestDest, input.gz, room === null ? "" : String(Math.max(0, Math.floor(room)))], { input: input.stream });
+    const r = await runUtility(binds, ["sh", "-c", IMPORT_SCRIPT, "pyro-import", guestDest, input.gz, room === null ? "" : String(Math.max(0, Math.floor(room)))], { input: input.stream, join: view.join });
     const readFailure = await input.done;
     if (readFailure !== null) throw new PyroError("seed_path_invalid", `cannot read ${source.path}: ${readFailure}`);
     if (r.code === 3) throw new PyroError("path_outside_workspace", `${dest} leads outside /workspace through a symbolic link`);
@@ -244,23 +242,21 @@ export async function placeOutput(built: string, out: string, replace: boolean):
 }
 
 /**
- * Exports PATH from a workspace directory to a host path. The copy is made into a fresh
+ * Exports PATH from a workspace (`view`: its whole tree at /workspace) to a host path. The copy is made into a fresh
  * directory next to the output and moved into place (`placeOutput`), so a failure leaves no
  * partial output and the old output intact, and an existing output is never replaced unless
  * `force`. What the agent copies, strips and skips: src/agent/export.ts.
  */
-export async function exportFrom(workspaceDir: string, guestPath: string, output: string, force: boolean, options: OutputOptions = {}): Promise<ExportOutcome> {
+export async function exportFrom(view: UtilityView, guestPath: string, output: string, force: boolean, options: OutputOptions = {}): Promise<ExportOutcome> {
   const { out, parent } = await checkOutput(output, force, options);
   const temp = path.join(parent, `.pyro-export-${randomBytes(4).toString("hex")}`);
   await fsp.mkdir(temp, { mode: 0o700 });
   ownByGuestRoot(temp);
   try {
     const result = await withUtilityAgent(
-      [
-        { source: workspaceDir, target: "/workspace", readOnly: true },
-        { source: temp, target: "/export", readOnly: false },
-      ],
+      [...view.binds, { source: temp, target: "/export", readOnly: false }],
       async (client) => (await client.request({ type: "export_copy", path: guestPath, name: "out", ...(options.secretValues?.length ? { secrets: options.secretValues } : {}) })).header,
+      { join: view.join },
     );
     await giveToHostUser(path.join(temp, "out"));
     await placeOutput(path.join(temp, "out"), out, force);

@@ -91,6 +91,16 @@ export interface WorkspaceRecord {
   secret_names: string[];
   /** The workspace this one was forked from (its id); absent for a created workspace. */
   forked_from?: string | null;
+  /**
+   * `layers`: /workspace is an overlay of read-only layers under a live upper
+   * (core/workspace-layers.ts). Absent: a workspace an earlier pyro made, its /workspace a
+   * plain directory.
+   */
+  workspace_layout?: "layers";
+  /** The live stack of workspace layers, top-most first (layered workspaces). */
+  workspace_layers?: string[];
+  /** The generation of the live upper and work directories (layered workspaces). */
+  workspace_upper?: string;
 }
 
 /** The disk part of a workspace's status (core/disk-limit.ts). */

@@ -14,6 +14,8 @@ import type { ExportOutcome, ImportResult, OutputOptions } from "./transfer.js";
 import { BASELINE } from "./snapshots.js";
 import type { SnapshotInfo } from "./snapshots.js";
 import { withUtilityAgent, runUtilityChecked } from "../runtime/confine/utility.js";
+import type { UtilityView } from "../runtime/confine/utility.js";
+import { isLayered } from "./workspace-layers.js";
 import type { AgentClient } from "../protocol/client.js";
 import { DIFF_CHANGES_MAX, DIFF_OMITTED_MAX, MAX_FILE_LIST_BYTES } from "../protocol/messages.js";
 import type { DiffChange, FileEntry, FileReadHeader, PatchFileResult, TreeDiffResult } from "../protocol/messages.js";
@@ -132,7 +134,7 @@ export class WorkspaceContent {
     const room = await disk.room(record, { fresh: true });
     if (room !== null && room < 0) throw disk.exceeded(record, "/workspace is already over its disk limit");
     const mark = disk.mark(record);
-    const result = await importInto(await this.dir(id), this.paths(id).dir, checked, options.dest ?? ".", room).catch((err: unknown) => {
+    const result = await importInto(await this.manager.view(record, { writable: true }), this.paths(id).dir, checked, options.dest ?? ".", room).catch((err: unknown) => {
       throw disk.translate(record, err);
     });
     await this.manager.touch(id, "sync_push", { source: result.source, dest: result.dest, entries: result.entries, bytes: result.bytes });
@@ -278,7 +280,7 @@ export class WorkspaceContent {
     const id = await this.manager.resolve(ref);
     // The export stays byte-exact (the files are the user's); the values are only looked for.
     const secretValues = Object.values(await loadSecrets(this.paths(id).secrets));
-    const result = await exportFrom(await this.dir(id), guestPath, output, options.force === true, { ...this.outputOptions(), secretValues });
+    const result = await exportFrom(await this.manager.view(await this.manager.reconciled(id)), guestPath, output, options.force === true, { ...this.outputOptions(), secretValues });
     await this.manager.touch(id, "export", { path: result.workspace_path, output: result.output_path, files: result.files, bytes: result.bytes });
     return { workspace_id: id, ...result };
   }
@@ -287,22 +289,20 @@ export class WorkspaceContent {
     const id = await this.manager.resolve(ref);
     const maxBytes = validatePositiveInt(options.maxBytes ?? DEFAULT_DIFF_MAX_BYTES, "max_bytes", MAX_FILE_READ_BYTES);
     const against = options.snapshot ?? BASELINE;
-    const tree = await this.manager.snapshots(id).tree(against);
     let rel: string | null = null;
     if (options.path !== undefined) {
       const g = guestDestination(options.path);
       rel = g === "/workspace" ? null : g.slice("/workspace/".length);
     }
+    const inputs = await this.diffInputs(id, against);
     const r = await withUtilityAgent(
-      [
-        { source: tree, target: "/baseline", readOnly: true },
-        { source: await this.dir(id), target: "/workspace", readOnly: true },
-      ],
+      inputs.binds,
       async (client) => {
-        const { header, payload } = await client.request({ type: "tree_diff", base: "/baseline", live: "/workspace", path: rel, maxBytes });
+        const { header, payload } = await client.request({ type: "tree_diff", base: "/baseline", live: "/workspace", path: rel, maxBytes, ...(inputs.layers ? { layers: inputs.layers } : {}) });
         if (payload.length > maxBytes) throw new PyroError("agent_protocol_error", "diff patch larger than its budget");
         return { ...header, patch: payload.toString("utf8") };
       },
+      { join: inputs.join },
     ).catch((err: unknown) => {
       // The diff's agent holds one directory's names per level, so what can still stop it is a
       // single directory of millions of entries (its heap) — a narrower path is the way on.
@@ -344,13 +344,48 @@ export class WorkspaceContent {
     };
   }
 
+  /**
+   * What a diff against snapshot `against` compares: the snapshot at /baseline, the live tree at
+   * /workspace, and for a layered workspace the layers only one of them has (the live upper
+   * always among them) at /layers/N, where alone the two can differ.
+   */
+  private async diffInputs(id: string, against: string): Promise<UtilityView & { layers: string[] | null }> {
+    const record = await this.manager.reconciled(id);
+    const snapshots = this.manager.snapshots(id);
+    const stack = await snapshots.stack(against);
+    const live = await this.manager.view(record);
+    if (!isLayered(record) || !stack) {
+      return { binds: [{ source: await snapshots.tree(against), target: "/baseline", readOnly: true }, ...live.binds], join: live.join, layers: null };
+    }
+    const pool = this.manager.layers;
+    const { upper } = await this.manager.upper(record);
+    const differing = [upper, ...record.workspace_layers.filter((l) => !stack.includes(l)).map((l) => pool.path(l)), ...stack.filter((l) => !record.workspace_layers.includes(l)).map((l) => pool.path(l))];
+    return {
+      binds: [
+        { overlay: stack.map((l) => pool.path(l)), target: "/baseline" },
+        ...live.binds,
+        ...differing.map((source, i) => ({ source, target: `/layers/${i}`, readOnly: true })),
+      ],
+      join: live.join,
+      layers: differing.map((_, i) => `/layers/${i}`),
+    };
+  }
+
   // ---------- snapshots ----------
 
   async snapshotCreate(ref: string, name: string): Promise<SnapshotInfo & { workspace_id: string }> {
     const id = await this.manager.resolve(ref);
     if (name === BASELINE) throw new PyroError("invalid_argument", "`baseline` is made at create time and cannot be replaced", { hint: "Choose another snapshot name." });
-    const dir = await this.dir(id);
-    const info = await this.manager.store.withLock(`${id}.snapshots`, () => this.manager.snapshots(id).create(name, dir));
+    // Under the workspace's lock too: a reset meanwhile would replace the upper being copied.
+    const info = await this.manager.store.withLock(id, () =>
+      this.manager.store.withLock(`${id}.snapshots`, async () => {
+        const record = (await this.manager.reconcile(await this.manager.store.load(id))).record;
+        const snapshots = this.manager.snapshots(id);
+        if (!isLayered(record)) return snapshots.create(name, await this.dir(id));
+        const { upper } = await this.manager.upper(record);
+        return snapshots.createLayered(name, { upper, stack: record.workspace_layers, view: await this.manager.view(record) }, this.manager.layers, (fn) => this.manager.withLayersLock(fn));
+      }),
+    );
     await this.manager.touch(id, "snapshot_create", { name, entries: info.entries, bytes: info.bytes });
     return { workspace_id: id, ...info };
   }
@@ -364,6 +399,7 @@ export class WorkspaceContent {
   async snapshotDelete(ref: string, name: string): Promise<{ workspace_id: string; name: string; deleted: true }> {
     const id = await this.manager.resolve(ref);
     await this.manager.store.withLock(`${id}.snapshots`, () => this.manager.snapshots(id).delete(name));
+    await this.manager.collectLayers();
     await this.manager.touch(id, "snapshot_delete", { name });
     return { workspace_id: id, name, deleted: true };
   }
@@ -383,12 +419,14 @@ export class WorkspaceContent {
 
   async diskList(ref: string, options: { path?: string; recursive?: boolean; maxEntries?: number } = {}): Promise<FileListResult> {
     const id = await this.stopped(ref);
-    return withUtilityAgent([{ source: await this.dir(id), target: "/workspace", readOnly: true }], (client) => this.list(id, client, options, "workspace disk list"));
+    const view = await this.manager.view(await this.manager.store.load(id));
+    return withUtilityAgent(view.binds, (client) => this.list(id, client, options, "workspace disk list"), { join: view.join });
   }
 
   async diskRead(ref: string, filePath: string, options: { maxBytes?: number; offset?: number } = {}): Promise<FileReadResult> {
     const id = await this.stopped(ref);
-    return withUtilityAgent([{ source: await this.dir(id), target: "/workspace", readOnly: true }], (client) => this.read(id, client, filePath, options, "workspace disk read"));
+    const view = await this.manager.view(await this.manager.store.load(id));
+    return withUtilityAgent(view.binds, (client) => this.read(id, client, filePath, options, "workspace disk read"), { join: view.join });
   }
 
   /** Writes the stopped workspace's /workspace as a .tar archive on the host. */
@@ -399,14 +437,8 @@ export class WorkspaceContent {
     await fsp.mkdir(temp, { mode: 0o700 });
     ownByGuestRoot(temp);
     try {
-      await runUtilityChecked(
-        [
-          { source: await this.dir(id), target: "/workspace", readOnly: true },
-          { source: temp, target: "/export", readOnly: false },
-        ],
-        ["tar", "-cf", "/export/workspace.tar", "-C", "/workspace", "."],
-        "disk export",
-      );
+      const view = await this.manager.view(await this.manager.store.load(id));
+      await runUtilityChecked([...view.binds, { source: temp, target: "/export", readOnly: false }], ["tar", "-cf", "/export/workspace.tar", "-C", "/workspace", "."], "disk export", { join: view.join });
       await giveToHostUser(path.join(temp, "workspace.tar"));
       await placeOutput(path.join(temp, "workspace.tar"), out, options.force === true);
       const { size } = await fsp.stat(out);

@@ -171,6 +171,12 @@ export interface TreeDiffRequest {
   path: string | null;
   /** Budget for the rendered patch. */
   maxBytes: number;
+  /**
+   * The overlay layers (directories in the agent's view) that only one of the two trees has,
+   * when both are overlays sharing every other layer: the walk then looks only where these
+   * layers hold entries (see agent/diff.ts). Absent: both trees are walked whole.
+   */
+  layers?: string[];
 }
 
 /** One changed entry of a `tree_diff`. */

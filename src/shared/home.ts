@@ -17,6 +17,8 @@ export function homeLayout(home: string) {
     home,
     environments: path.join(home, "environments"),
     workspaces: path.join(home, "workspaces"),
+    /** Read-only layers of layered workspaces, shared by a workspace, its snapshots and its forks. */
+    workspaceLayers: path.join(home, "workspace-layers"),
     run: path.join(home, "run"),
     locks: path.join(home, "locks"),
     tmp: path.join(home, "tmp"),

@@ -85,3 +85,60 @@ describe("tree diff", () => {
     expect(d.summary.total).toBe(2);
   });
 });
+
+describe("tree diff restricted to the layers two overlays do not share", () => {
+  const layered = (layers: string[], sub: string | null = null) => treeDiff({ base, live, path: sub, maxBytes: 65536, layers });
+  let layer: string;
+  beforeEach(() => {
+    layer = path.join(root, "layer");
+    fs.mkdirSync(layer);
+  });
+
+  it("looks only where a layer holds an entry, so an unchanged tree costs nothing however large", () => {
+    for (let i = 0; i < 50; i++) write(base, `deep/d${i}/f.txt`, "same\n"), write(live, `deep/d${i}/f.txt`, "same\n");
+    // Differs, but no layer holds it: the precondition says the trees cannot differ there.
+    write(base, "untouched.txt", "a\n");
+    write(live, "untouched.txt", "b\n");
+    write(base, "deep/d7/f.txt", "old\n");
+    write(live, "deep/d7/f.txt", "new\n");
+    write(layer, "deep/d7/f.txt", "new\n");
+    const names = vi.spyOn(fs, "readdirSync");
+    const r = layered([layer]);
+    expect(r.changes.map((c) => [c.path, c.change])).toEqual([["deep/d7/f.txt", "modified"]]);
+    // Root, deep and deep/d7 of both trees and the layer: never the 49 other directories.
+    expect(names.mock.calls.length).toBeLessThanOrEqual(9);
+  });
+
+  it("reports what one side alone has even where no layer names it (a deleted or replaced directory's contents)", () => {
+    write(base, "gone/a.txt");
+    write(base, "gone/sub/b.txt");
+    write(base, "kept/old.txt");
+    write(live, "kept/new.txt");
+    // A whiteout or an opaque directory in the layer: only the name is there.
+    fs.writeFileSync(path.join(layer, "gone"), "");
+    fs.mkdirSync(path.join(layer, "kept"));
+    fs.writeFileSync(path.join(layer, "kept", "new.txt"), "x\n");
+    const r = layered([layer]);
+    expect(r.changes.map((c) => [c.path, c.change])).toEqual([
+      ["gone", "deleted"],
+      ["gone/a.txt", "deleted"],
+      ["gone/sub", "deleted"],
+      ["gone/sub/b.txt", "deleted"],
+      ["kept/new.txt", "added"],
+      ["kept/old.txt", "deleted"],
+    ]);
+  });
+
+  it("gives exactly the whole-tree answer when the layers hold every changed path", () => {
+    for (const rel of ["a/1.txt", "a/2.txt", "b/c/3.txt", "d.txt", "e/f/g.txt"]) write(base, rel, `${rel}\n`);
+    for (const rel of ["a/1.txt", "b/c/3.txt", "d.txt", "e/f/g.txt"]) write(live, rel, `${rel}\n`);
+    write(live, "a/1.txt", "changed\n");
+    write(live, "new/x.txt", "new\n");
+    fs.chmodSync(path.join(live, "d.txt"), 0o755);
+    const second = path.join(root, "layer2");
+    for (const rel of ["a/1.txt", "new/x.txt"]) write(layer, rel);
+    fs.writeFileSync(path.join(layer, "a", "2.txt"), "");
+    write(second, "d.txt");
+    expect(layered([layer, second])).toEqual(diff());
+  });
+});

@@ -17,8 +17,14 @@ export interface SandboxSpec {
   layers: string[];
   /** Host directory owned by pyro holding the copy-on-write root layer of this workspace. */
   stateDir: string;
-  /** Host directory mounted at /workspace. pyro never reads inside it from the host. */
+  /** Host directory mounted at /workspace, or holding its upper layer. pyro never reads inside it from the host. */
   workspaceDir: string;
+  /**
+   * A layered workspace (core/workspace-layers.ts): /workspace is an overlay of these read-only
+   * layers (top-most first) under `upper`, mounted in the sandbox's own mount namespace, instead
+   * of a bind of `workspaceDir`.
+   */
+  workspaceLayers?: { lowers: string[]; upper: string; work: string } | null;
   /** Unix socket the host will reach the agent on; in a directory the sandbox cannot see. */
   socketPath: string;
   /** Host file receiving the sandbox launcher's and agent's own stderr (not commands' output). */
@@ -41,6 +47,11 @@ export interface SandboxRecord {
   sandboxStartTime?: number | null;
   /** The sandbox's network helpers and applied policy; absent on records from before networking. */
   network?: SandboxNetwork | null;
+  /**
+   * A layered workspace's /workspace overlay as the launcher's mount namespace shows it: utility
+   * sandboxes join that namespace (`pid`) and bind it from there while the sandbox runs.
+   */
+  workspaceStage?: string | null;
   /** VM backend only: how its guest runs. */
   vm?: VmSandboxInfo | null;
   bootId: string;

@@ -19,10 +19,34 @@ import { PROC_ARGS, hostSystemArgs } from "./bwrap.js";
 import { ConfinedLaunch } from "./launch.js";
 import { feedSeccompProgram } from "./seccomp.js";
 
-export interface UtilityBind {
-  source: string;
-  target: string;
-  readOnly: boolean;
+/**
+ * What a utility sandbox sees at `target`: a host directory or file; a read-only overlay of
+ * host directories (`overlay`, top-most first: a stopped layered workspace, a snapshot); or a
+ * path in the mount namespace a joined launch enters (`inNamespace`: a running workspace's
+ * own /workspace overlay, see `JoinTarget`).
+ */
+export type UtilityBind =
+  | { source: string; target: string; readOnly: boolean }
+  | { overlay: string[]; target: string }
+  | { inNamespace: string; target: string; readOnly: boolean };
+
+/**
+ * A running sandbox whose namespaces a utility sandbox starts in (launch.ts `join`), so it sees
+ * that sandbox's mounts — the same overlay instance, never a second mount of its upper layer.
+ */
+export interface JoinTarget {
+  pid: number;
+  startTime: number | null;
+}
+
+/** Where a utility sandbox finds a whole tree: its binds (the tree at their targets) and the sandbox to join, if any. */
+export interface UtilityView {
+  binds: UtilityBind[];
+  join: JoinTarget | null;
+}
+
+export interface UtilityOptions {
+  join?: JoinTarget | null;
 }
 
 /** Copying a tree faithfully as guest root needs these; nothing else (no mount, no net, no ptrace). */
@@ -35,7 +59,15 @@ const FIRST_STAGED_FD = 4;
 function utilityArgs(binds: UtilityBind[], launch: ConfinedLaunch): string[] {
   const args = ["--tmpfs", "/", "--dir", "/tmp", ...PROC_ARGS, "--dev", "/dev", ...hostSystemArgs()];
   for (const b of agentRuntime().binds) args.push("--ro-bind", launch.reachable(b.source), b.target);
-  for (const b of binds) args.push(b.readOnly ? "--ro-bind" : "--bind", launch.bind(b.source, { readOnly: b.readOnly }), b.target);
+  for (const b of binds) {
+    if ("overlay" in b) {
+      // overlayfs wants two layers or an upper; one layer alone is the same tree bound read-only.
+      const [only, ...rest] = b.overlay;
+      args.push("--ro-bind", rest.length === 0 && only ? launch.bind(only, { readOnly: true }) : launch.overlay(b.overlay, null, null), b.target);
+    }
+    else if ("inNamespace" in b) args.push(b.readOnly ? "--ro-bind" : "--bind", launch.bindInNamespace(b.inNamespace, { readOnly: b.readOnly }), b.target);
+    else args.push(b.readOnly ? "--ro-bind" : "--bind", launch.bind(b.source, { readOnly: b.readOnly }), b.target);
+  }
   args.push(
     "--unshare-all",
     "--die-with-parent",
@@ -54,8 +86,8 @@ function utilityArgs(binds: UtilityBind[], launch: ConfinedLaunch): string[] {
  * Spawns `argv` in a utility sandbox: confined to the sandbox identity, the binds staged by
  * descriptor, the seccomp filter applied. The launch is released once the child exits.
  */
-async function spawnUtility(binds: UtilityBind[], argv: string[], stdio: "pipe" | "ignore"): Promise<ChildProcess> {
-  const launch = await ConfinedLaunch.open(FIRST_STAGED_FD);
+async function spawnUtility(binds: UtilityBind[], argv: string[], stdio: "pipe" | "ignore", join: JoinTarget | null = null): Promise<ChildProcess> {
+  const launch = join ? await ConfinedLaunch.join(join, FIRST_STAGED_FD) : await ConfinedLaunch.open(FIRST_STAGED_FD);
   try {
     const confined = launch.argv(["bwrap", "--seccomp", String(SECCOMP_FD), ...utilityArgs(binds, launch), "--", ...argv]);
     const child = spawn(confined.argv[0]!, confined.argv.slice(1), { stdio: [stdio, "pipe", "pipe", "pipe", ...confined.fds], env: { ...process.env, PATH: systemPath() } });
@@ -80,9 +112,9 @@ export interface UtilityResult {
  * Runs one command (host coreutils/tar) in a utility sandbox; output is capped. `input` is
  * piped to its standard input (a tar stream pyro read from a host path on the sandbox's behalf).
  */
-export async function runUtility(binds: UtilityBind[], argv: string[], options: { timeoutMs?: number; input?: Readable } = {}): Promise<UtilityResult> {
+export async function runUtility(binds: UtilityBind[], argv: string[], options: UtilityOptions & { timeoutMs?: number; input?: Readable } = {}): Promise<UtilityResult> {
   const timeoutMs = options.timeoutMs ?? 600_000;
-  const child = await spawnUtility(binds, argv, options.input ? "pipe" : "ignore");
+  const child = await spawnUtility(binds, argv, options.input ? "pipe" : "ignore", options.join ?? null);
   if (options.input) {
     // A sandbox that exits early closes the pipe: its exit status says why, not an EPIPE.
     child.stdin!.on("error", () => undefined);
@@ -111,8 +143,8 @@ export async function runUtility(binds: UtilityBind[], argv: string[], options: 
 }
 
 /** Runs a command and throws with its stderr when it fails. */
-export async function runUtilityChecked(binds: UtilityBind[], argv: string[], what: string): Promise<string> {
-  const r = await runUtility(binds, argv);
+export async function runUtilityChecked(binds: UtilityBind[], argv: string[], what: string, options: UtilityOptions = {}): Promise<string> {
+  const r = await runUtility(binds, argv, options);
   if (r.code !== 0) {
     throw new PyroError("internal_error", `${what} failed: ${r.stderr.trim().split("\n").slice(-3).join(" ").slice(0, 500) || `exit ${r.code}`}`);
   }
@@ -123,8 +155,8 @@ export async function runUtilityChecked(binds: UtilityBind[], argv: string[], wh
  * Starts the agent in a utility sandbox speaking the protocol over its stdin/stdout, hands the
  * connected client to `fn`, and tears the sandbox down afterwards.
  */
-export async function withUtilityAgent<T>(binds: UtilityBind[], fn: (client: AgentClient) => Promise<T>): Promise<T> {
-  const child = await spawnUtility(binds, [...agentRuntime().command, "--stdio"], "pipe");
+export async function withUtilityAgent<T>(binds: UtilityBind[], fn: (client: AgentClient) => Promise<T>, options: UtilityOptions = {}): Promise<T> {
+  const child = await spawnUtility(binds, [...agentRuntime().command, "--stdio"], "pipe", options.join ?? null);
   const stderr: Buffer[] = [];
   child.stderr!.on("data", (d: Buffer) => stderr.push(d));
   const exited = new Promise<void>((resolve) => child.on("close", () => resolve()));

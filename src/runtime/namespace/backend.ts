@@ -89,14 +89,15 @@ export class NamespaceBackend implements Backend {
     const launch = await ConfinedLaunch.open(FIRST_STAGED_FD);
     try {
       const root = launch.overlay(spec.layers, upper, work);
-      const workspace = launch.bind(spec.workspaceDir);
+      const layered = spec.workspaceLayers ?? null;
+      const workspace = layered ? launch.overlay(layered.lowers, layered.upper, layered.work) : launch.bind(spec.workspaceDir);
       const confined = launch.argv(["bwrap", "--seccomp", String(SECCOMP_FD), ...bwrapArgs(spec, root, workspace, launch)]);
       return await launchSandbox(spec, {
         argv: ["/bin/sh", "-c", JOIN_CGROUP, "pyro-launch", ...confined.argv],
         fds: confined.fds,
         infoPath: path.join(spec.stateDir, "sandbox-info.json"),
         limits: spec.limits,
-        record: { backend: "namespace" },
+        record: { backend: "namespace", workspaceStage: layered ? workspace : null },
         connect: () => AgentClient.connect(spec.socketPath, 10_000),
         failure: { what: "sandbox", hint: "Run `pyro doctor` to check bubblewrap, user namespaces and overlayfs on this host." },
       });

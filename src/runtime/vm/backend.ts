@@ -127,14 +127,15 @@ export class VmBackend implements Backend {
     const launchedAt = Date.now();
     const launch = await ConfinedLaunch.open(FIRST_STAGED_FD);
     try {
-      const jail = this.jailArgs(spec, launch, { kernel: kit.kernel, initramfs: kit.initramfs, agentDisk, rootBase, runDir, kvm: acceleration === "kvm" });
+      const workspace = this.workspaceStage(spec, launch);
+      const jail = this.jailArgs(spec, launch, { kernel: kit.kernel, initramfs: kit.initramfs, agentDisk, rootBase, runDir, workspace, kvm: acceleration === "kvm" });
       const confined = launch.argv(["bwrap", "--seccomp", String(SECCOMP_FD), ...jail]);
       const started = await launchSandbox(spec, {
         argv: ["/bin/sh", "-c", JOIN_CGROUP, "pyro-vm", ...confined.argv],
         fds: confined.fds,
         infoPath: path.join(runDir, "jail-info.json"),
         limits: { ...spec.limits, memMib: spec.limits.memMib + VM_OVERHEAD_MIB[acceleration] },
-        record: { backend: "vm", vm: { acceleration, runDir, nic, bootMs: null } },
+        record: { backend: "vm", vm: { acceleration, runDir, nic, bootMs: null }, workspaceStage: spec.workspaceLayers ? workspace : null },
         connect: (exited) => connectWhileAlive(spec.socketPath, exited, BOOT_TIMEOUT_MS[acceleration]),
         failure: { what: "VM", hint: "Run `pyro doctor` to check QEMU, KVM and the guest kit on this host." },
       }).catch((err: unknown) => {
@@ -149,8 +150,17 @@ export class VmBackend implements Backend {
     }
   }
 
+  /**
+   * /workspace as the jail shows it to virtiofsd: a layered workspace's overlay mounted on the
+   * launch's stage (in the jail's own mount namespace), else a bind of the workspace directory.
+   */
+  private workspaceStage(spec: SandboxSpec, launch: ConfinedLaunch): string {
+    const layered = spec.workspaceLayers ?? null;
+    return layered ? launch.overlay(layered.lowers, layered.upper, layered.work) : launch.bind(spec.workspaceDir);
+  }
+
   /** The jail's bubblewrap arguments; pyro's state files reach it through the launch's stage. */
-  private jailArgs(spec: SandboxSpec, launch: ConfinedLaunch, p: { kernel: string; initramfs: string; agentDisk: string; rootBase: string; runDir: string; kvm: boolean }): string[] {
+  private jailArgs(spec: SandboxSpec, launch: ConfinedLaunch, p: { kernel: string; initramfs: string; agentDisk: string; rootBase: string; runDir: string; workspace: string; kvm: boolean }): string[] {
     const args = ["--tmpfs", "/", "--dir", "/tmp", ...PROC_ARGS, "--dev", "/dev", ...hostSystemArgs()];
     if (p.kvm) args.push("--dev-bind", "/dev/kvm", "/dev/kvm");
     for (const bind of agentRuntime().binds) args.push("--ro-bind", launch.reachable(bind.source), bind.target);
@@ -166,7 +176,7 @@ export class VmBackend implements Backend {
       // The root disk alone, not the state directory: the network helpers keep their files there.
       "--bind", launch.bind(path.join(spec.stateDir, "root.qcow2")), `${JAIL.state}/root.qcow2`,
       "--bind", launch.bind(p.runDir), JAIL.run,
-      "--bind", launch.bind(spec.workspaceDir), JAIL.workspace,
+      "--bind", p.workspace, JAIL.workspace,
       "--bind", launch.bind(spec.logPath), JAIL.log,
       ...confinementArgs(spec.hostname, JAIL_CAPS),
       "--chdir", "/",
