@@ -53,6 +53,8 @@ export interface Leaks {
   processes: string[];
   mounts: string[];
   cgroups: string[];
+  /** Workspace layers (and unfinished layer copies) no workspace or snapshot names. */
+  layers: string[];
 }
 
 /** Everything a state directory's workspaces could leave behind on the host. */
@@ -104,17 +106,17 @@ export function findLeaks(home: string): Leaks {
       if (fs.existsSync(d)) cgroups.push(d);
     }
   }
-  return { workspaces: ids, sockets: list(path.join(home, "run")), processes, mounts, cgroups };
+  return { workspaces: ids, sockets: list(path.join(home, "run")), processes, mounts, cgroups, layers: list(path.join(home, "workspace-layers")) };
 }
 
 export function noLeaks(): Leaks {
-  return { workspaces: [], sockets: [], processes: [], mounts: [], cgroups: [] };
+  return { workspaces: [], sockets: [], processes: [], mounts: [], cgroups: [], layers: [] };
 }
 
 /** Runs the CLI as a user would, with the given state directory. */
-export function cli(home: string, args: string[], options: { input?: string; timeoutMs?: number } = {}) {
+export function cli(home: string, args: string[], options: { input?: string; timeoutMs?: number; env?: Record<string, string> } = {}) {
   const r = spawnSync(process.execPath, [CLI, ...args], {
-    env: { ...process.env, PYRO_HOME: home },
+    env: { ...process.env, ...options.env, PYRO_HOME: home },
     encoding: "utf8",
     input: options.input ?? "",
     timeout: options.timeoutMs ?? 120_000,

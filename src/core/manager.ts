@@ -20,6 +20,7 @@ import { imageEnv } from "./command-env.js";
 import type { StateStore } from "./store.js";
 import { AgentConnections } from "./agent-link.js";
 import { importInto, inspectSource } from "./transfer.js";
+import type { SeedSource } from "./transfer.js";
 import { BASELINE, SnapshotStore } from "./snapshots.js";
 import type { SnapshotInfo } from "./snapshots.js";
 import { collectSecrets, loadSecrets, saveSecrets } from "./secrets.js";
@@ -367,9 +368,9 @@ export class WorkspaceManager {
       last_command: null,
       secret_names: Object.keys(secrets).sort(),
       identity: sandboxIdentity().key,
-      workspace_layout: "layers",
-      workspace_layers: [],
-      workspace_upper: newGeneration(),
+      // PYRO_WORKSPACE_LAYOUT=plain makes a workspace the way pyro did before /workspace was
+      // layered: kept so that layout stays tested while workspaces made that way exist.
+      ...(process.env.PYRO_WORKSPACE_LAYOUT === "plain" ? {} : { workspace_layout: "layers" as const, workspace_layers: [], workspace_upper: newGeneration() }),
     };
     const paths = this.store.paths(id);
     // Name reservation, layer pinning and the record's first write happen under one registry
@@ -388,40 +389,8 @@ export class WorkspaceManager {
       // After the record's first write: a crash from here leaves a record naming the mount.
       await this.disk.provision(record);
       ownByGuestRoot(paths.workspace);
-      await makeUpper(paths.workspace, record.workspace_upper!);
-      await this.store.withLock(id, () => this.store.write(record));
-      // The seed becomes the workspace's bottom layer, copied before the sandbox starts: the
-      // baseline is that layer, so no copy of the seed is ever made for it.
-      const staging = await this.layers.staging();
-      let baseline: SnapshotInfo = { name: BASELINE, created_at: nowIso(), entries: 0, bytes: 0, baseline: true };
-      try {
-        if (seed) {
-          // The limit is /workspace's: a seed larger than it is refused, as a write would be.
-          const room = await this.disk.room(record, { fresh: true });
-          const imported = await importInto({ binds: [{ source: staging, target: "/workspace", readOnly: false }], join: null }, paths.dir, seed, WORKSPACE_GUEST_PATH, room).catch((err: unknown) => {
-            throw this.disk.translate(record, err);
-          });
-          record.workspace_seed = {
-            mode: opts.origin ? "project" : seed.kind === "directory" ? "directory" : "archive",
-            seed_path: opts.origin ? opts.origin.path : seed.path,
-            origin_kind: opts.origin?.kind ?? "host_path",
-            origin_ref: opts.origin?.ref ?? seed.path,
-            entries: imported.entries,
-            bytes: imported.bytes,
-          };
-          baseline = { ...baseline, entries: imported.entries, bytes: imported.bytes };
-        }
-        // Adopted and named under the layers lock: a collection never sees it unnamed.
-        await this.withLayersLock(async () => {
-          record.workspace_layers = [await this.layers.adopt(staging)];
-          await this.store.withLock(id, () => this.store.write(record));
-        });
-      } catch (err) {
-        await removeTree(staging);
-        throw err;
-      }
-      await this.snapshots(id).writeLayered(baseline, record.workspace_layers!);
-      record.sandbox = await this.startSandbox(record);
+      if (isLayered(record)) await this.seedLayers(record, seed, opts.origin);
+      else await this.seedPlain(record, seed, opts.origin);
       record.state = "running";
       record.owner_pid = opts.ephemeral ? process.pid : null;
       if (!opts.ephemeral) record.owner_start_time = null;
@@ -559,6 +528,62 @@ export class WorkspaceManager {
       throw err;
     }
     return this.info(record);
+  }
+
+  /**
+   * A new layered workspace's layers and sandbox: the seed is copied into its bottom layer
+   * before the sandbox starts, and the baseline is that layer (no copy of the seed is made for it).
+   */
+  private async seedLayers(record: LayeredRecord, seed: SeedSource | null, origin: CreateWorkspaceOptions["origin"]): Promise<void> {
+    const id = record.workspace_id;
+    const paths = this.store.paths(id);
+    await makeUpper(paths.workspace, record.workspace_upper);
+    await this.store.withLock(id, () => this.store.write(record));
+    const staging = await this.layers.staging();
+    let baseline: SnapshotInfo = { name: BASELINE, created_at: nowIso(), entries: 0, bytes: 0, baseline: true };
+    try {
+      if (seed) {
+        // The limit is /workspace's: a seed larger than it is refused, as a write would be.
+        const room = await this.disk.room(record, { fresh: true });
+        const imported = await importInto({ binds: [{ source: staging, target: "/workspace", readOnly: false }], join: null }, paths.dir, seed, WORKSPACE_GUEST_PATH, room).catch((err: unknown) => {
+          throw this.disk.translate(record, err);
+        });
+        record.workspace_seed = seedInfo(seed, origin, imported);
+        baseline = { ...baseline, entries: imported.entries, bytes: imported.bytes };
+      }
+      // Adopted and named under the layers lock: a collection never sees it unnamed.
+      await this.withLayersLock(async () => {
+        record.workspace_layers = [await this.layers.adopt(staging)];
+        await this.store.withLock(id, () => this.store.write(record));
+      });
+    } catch (err) {
+      await removeTree(staging);
+      throw err;
+    }
+    await this.snapshots(id).writeLayered(baseline, record.workspace_layers);
+    record.sandbox = await this.startSandbox(record);
+  }
+
+  /** A plain workspace's sandbox and seed (PYRO_WORKSPACE_LAYOUT=plain): the seed copied into /workspace, then into the baseline. */
+  private async seedPlain(record: WorkspaceRecord, seed: SeedSource | null, origin: CreateWorkspaceOptions["origin"]): Promise<void> {
+    const id = record.workspace_id;
+    const paths = this.store.paths(id);
+    await this.store.withLock(id, () => this.store.write(record));
+    record.sandbox = await this.startSandbox(record);
+    // Persist the sandbox before seeding: a crash from here on must leave a record that names the sandbox to clean up.
+    await this.store.withLock(id, () => this.store.write(record));
+    if (!seed) {
+      await this.snapshots(id).createEmptyBaseline();
+      return;
+    }
+    const room = await this.disk.room(record, { fresh: true });
+    const mark = this.disk.mark(record);
+    const imported = await importInto({ binds: [{ source: paths.workspace, target: "/workspace", readOnly: false }], join: null }, paths.dir, seed, WORKSPACE_GUEST_PATH, room).catch((err: unknown) => {
+      throw this.disk.translate(record, err);
+    });
+    await this.disk.checkAfter(record, mark, "the seed", { entries: imported.entries, bytes: imported.bytes });
+    record.workspace_seed = seedInfo(seed, origin, imported);
+    await this.snapshots(id).create(BASELINE, paths.workspace);
   }
 
   /**
@@ -871,6 +896,18 @@ export class WorkspaceManager {
 }
 
 // ---------- helpers ----------
+
+/** What a workspace records about the seed it was made from. */
+function seedInfo(seed: SeedSource, origin: CreateWorkspaceOptions["origin"], imported: { entries: number; bytes: number }): WorkspaceRecord["workspace_seed"] {
+  return {
+    mode: origin ? "project" : seed.kind === "directory" ? "directory" : "archive",
+    seed_path: origin ? origin.path : seed.path,
+    origin_kind: origin?.kind ?? "host_path",
+    origin_ref: origin?.ref ?? seed.path,
+    entries: imported.entries,
+    bytes: imported.bytes,
+  };
+}
 
 /** Moves a fork's copied VM root disk from its copy directory into place (a directory of root changes is in place already). */
 async function placeForkRoot(forkRoot: RootChanges, copied: string): Promise<void> {
