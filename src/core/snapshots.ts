@@ -27,7 +27,7 @@ export const BASELINE = "baseline";
 export interface SnapshotInfo {
   name: string;
   created_at: string;
-  /** Files, directories and links in the snapshot. */
+  /** Files, directories and links the snapshot stores (a layered workspace's: what changed since its last reset; the baseline's: the seed). */
   entries: number;
   bytes: number;
   baseline: boolean;

@@ -386,6 +386,8 @@ export class WorkspaceContent {
         return snapshots.createLayered(name, { upper, stack: record.workspace_layers, view: await this.manager.view(record) }, this.manager.layers, (fn) => this.manager.withLayersLock(fn));
       }),
     );
+    // Also what killed calls left: half-made copies, layers never named.
+    await this.manager.collectLayers();
     await this.manager.touch(id, "snapshot_create", { name, entries: info.entries, bytes: info.bytes });
     return { workspace_id: id, ...info };
   }

@@ -953,13 +953,15 @@ describe("snapshots", () => {
   });
 
   it("never lists, diffs against or resets to a snapshot whose copy was interrupted, and cleans it up on the next create", async () => {
-    // Snapshot trees live under snapshots/trees/, manifests beside it.
-    const dir = path.join(home, "workspaces", ws, "snapshots", "trees");
-    // What a crash leaves: a half-made copy, and a complete tree whose manifest was never written.
-    fs.mkdirSync(path.join(dir, ".tmp-crashed-0000", "half"), { recursive: true });
-    fs.writeFileSync(path.join(dir, ".tmp-crashed-0000", "half", "file"), "partial");
-    fs.mkdirSync(path.join(dir, "orphan"));
-    fs.writeFileSync(path.join(dir, "orphan", "state.txt"), "orphan\n");
+    // A snapshot is a layer in the pool, named by a manifest written last. What a crash leaves:
+    // a half-made copy (its process gone), and a complete layer no manifest ever named.
+    const dir = path.join(home, "workspace-layers");
+    const crashed = path.join(dir, ".tmp-4194000-crashed");
+    const orphan = path.join(dir, "0123456789abcdef");
+    fs.mkdirSync(path.join(crashed, "half"), { recursive: true });
+    fs.writeFileSync(path.join(crashed, "half", "file"), "partial");
+    fs.mkdirSync(orphan);
+    fs.writeFileSync(path.join(orphan, "state.txt"), "orphan\n");
     const names = (await pyro.listSnapshots(ws)).snapshots.map((s) => s.name);
     expect(names).not.toContain("orphan");
     expect(names.some((n) => n.includes("tmp") || n.includes("crashed"))).toBe(false);
@@ -973,7 +975,8 @@ describe("snapshots", () => {
 
     // The name is free: a real snapshot takes it, and the interrupted copy is swept away.
     await pyro.createSnapshot(ws, "orphan");
-    expect(fs.existsSync(path.join(dir, ".tmp-crashed-0000"))).toBe(false);
+    expect(fs.existsSync(crashed)).toBe(false);
+    expect(fs.existsSync(orphan)).toBe(false);
     expect((await pyro.diffWorkspace(ws, { snapshot: "orphan" })).changes).toEqual([]);
   });
 });

@@ -95,7 +95,10 @@ describe("tree diff restricted to the layers two overlays do not share", () => {
   });
 
   it("looks only where a layer holds an entry, so an unchanged tree costs nothing however large", () => {
-    for (let i = 0; i < 50; i++) write(base, `deep/d${i}/f.txt`, "same\n"), write(live, `deep/d${i}/f.txt`, "same\n");
+    for (let i = 0; i < 50; i++) {
+      write(base, `deep/d${i}/f.txt`, "same\n");
+      write(live, `deep/d${i}/f.txt`, "same\n");
+    }
     // Differs, but no layer holds it: the precondition says the trees cannot differ there.
     write(base, "untouched.txt", "a\n");
     write(live, "untouched.txt", "b\n");
