@@ -332,12 +332,13 @@ describe("an export never writes a setuid or setgid bit or a file capability ont
     const hostSetcap = spawnSync("sh", ["-c", "command -v setcap && command -v getcap"], { encoding: "utf8" }).status === 0;
     const guestSetcap = (await pyro.execWorkspace(ws, { command: "command -v setcap" })).exit_code === 0;
     // debian:12 (minbase) has no libcap2-bin, so the capability is usually set from the host side,
-    // on the workspace's directory (namespace backend: /workspace is a host directory).
+    // on the file in the workspace's live upper layer (namespace backend: a host directory).
     if (!guestSetcap && !hostSetcap) ctx.skip();
     await sh("mkdir -p c && cp /bin/true c/capable && cp /bin/true c/plain");
     if (guestSetcap) await sh("setcap cap_setuid=ep c/capable");
     else {
-      const file = path.join(home, "workspaces", ws, "workspace", "c", "capable");
+      const record = JSON.parse(fs.readFileSync(path.join(home, "workspaces", ws, "workspace.json"), "utf8")) as { workspace_upper: string };
+      const file = path.join(home, "workspaces", ws, "workspace", `upper-${record.workspace_upper}`, "c", "capable");
       // As the workspace's guest root, in its user namespace: an ordinary user may not set file
       // capabilities on the host, and the file belongs to the sandbox identity anyway.
       const set = await runConfined((launch) => ["setcap", "cap_setuid=ep", launch.bind(file)]);
