@@ -21,12 +21,22 @@
  *
  * Mounts made here exist only in the holder's namespace, so they vanish with the last process
  * in it, even after `kill -9`.
+ *
+ * A launch may instead *join* a running sandbox (`ConfinedLaunch.join`): its holder enters the
+ * user and mount namespaces of the sandbox's outer process and unshares a private copy of that
+ * mount namespace, so the command sees the very mounts the sandbox sees (its overlay instance,
+ * not a second overlay on the same upper directory) while every mount it adds lives in the copy
+ * and vanishes with it. The copy has to exist before pyro opens anything: a descriptor opened
+ * in the sandbox's own namespace cannot be bound in another one (the kernel refuses with
+ * EINVAL), so host paths are opened through the joining holder's root, never the target's. A
+ * joined launch never signals, maps or mounts anything in the target.
  */
 import { spawn, execFile } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
 import { PyroError } from "../../shared/errors.js";
 import { findExecutable, systemPath } from "../../shared/executables.js";
+import { processStartTime } from "../../shared/process.js";
 import { mapText, sandboxIdentity } from "./identity.js";
 import type { SandboxIdentity } from "./identity.js";
 
@@ -34,35 +44,56 @@ import type { SandboxIdentity } from "./identity.js";
 const MOUNT_SYSCALL: Record<string, number> = { x64: 165, arm64: 40 };
 
 /**
- * The stage: mounts a tmpfs at $stage, then performs the operations before `--`, then closes
- * every descriptor from `close_from` up and execs the rest. Operations (all descriptors are
- * inherited, so /proc/self/fd/N names them without resolving any host path):
- *   bind NAME FD d|f 0|1   NAME becomes a (read-only when 1) bind of descriptor FD
- *   overlay NAME DATA      an overlay on NAME; DATA names its layers as /proc/self/fd/N
+ * The stage: resolves the paths named inside the namespace, mounts a tmpfs at $stage, then
+ * performs the operations before `--`, then closes every descriptor from `close_from` up and
+ * execs the rest. Operations (all descriptors are inherited, so /proc/self/fd/N names them
+ * without resolving any host path):
+ *   bind NAME FD d|f 0|1     NAME becomes a (read-only when 1) bind of descriptor FD
+ *   overlay NAME DATA        an overlay on NAME; DATA names its layers as /proc/self/fd/N
+ *   nsbind NAME PATH 0|1     NAME becomes a (read-only when 1) bind of PATH as it exists in
+ *                            this mount namespace (a joined sandbox's stage: see `join`)
+ * Every nsbind PATH is opened (O_PATH, no symbolic link on the way) before the tmpfs is
+ * mounted, since the new stage may cover the very directory it names.
  * Written in perl (perl-base is essential on Debian) because it needs raw mount(2) calls and
  * costs one exec, where mount(8) would cost one per operation.
  */
 const STAGE_PERL = String.raw`
 use strict;
+use Fcntl qw(O_NOFOLLOW);
 my ($stage, $nr, $close_from) = (shift, 0 + shift, 0 + shift);
 sub mnt { my ($src, $dst, $type, $flags, $data) = @_;
   syscall($nr, $src, $dst, $type, $flags + 0, $data) == 0 or die "pyro-stage: mount $type on $dst: $!\n"; }
-mnt("pyro-stage", $stage, "tmpfs", 2 | 4, "mode=0755,size=64k");
+my @ops;
 while (@ARGV) {
   my $op = shift;
   last if $op eq "--";
-  my $name = shift; my $dst = "$stage/$name";
-  if ($op eq "bind") {
-    my ($fd, $kind, $ro) = (shift, shift, shift);
+  if ($op eq "bind") { push @ops, [$op, splice(@ARGV, 0, 4)]; }
+  elsif ($op eq "overlay") { push @ops, [$op, splice(@ARGV, 0, 2)]; }
+  elsif ($op eq "nsbind") {
+    my ($name, $path, $ro) = splice(@ARGV, 0, 3);
+    my $at = "";
+    for my $part (grep { length } split m{/}, $path) {
+      $at .= "/$part";
+      die "pyro-stage: $at is a symbolic link\n" if -l $at;
+    }
+    sysopen(my $fh, $path, 0x200000 | O_NOFOLLOW) or die "pyro-stage: open $path: $!\n";
+    push @ops, ["nsbind", $name, $fh, (-d $fh ? "d" : "f"), $ro];
+  } else { die "pyro-stage: unknown operation $op\n"; }
+}
+mnt("pyro-stage", $stage, "tmpfs", 2 | 4, "mode=0755,size=64k");
+for my $o (@ops) {
+  my ($op, $name) = @$o; my $dst = "$stage/$name";
+  if ($op eq "bind" || $op eq "nsbind") {
+    my ($src, $kind, $ro) = @$o[2, 3, 4];
+    $src = "/proc/self/fd/" . ($op eq "nsbind" ? fileno($src) : $src);
     if ($kind eq "d") { mkdir($dst) or die "pyro-stage: mkdir $dst: $!\n"; }
     else { open(my $f, ">", $dst) or die "pyro-stage: create $dst: $!\n"; close($f); }
-    mnt("/proc/self/fd/$fd", $dst, "", 4096, "");
+    mnt($src, $dst, "", 4096, "");
     mnt("", $dst, "", 4096 | 32 | 1 | 2 | 4, "") if $ro;
-  } elsif ($op eq "overlay") {
-    my $data = shift;
+  } else {
     mkdir($dst) or die "pyro-stage: mkdir $dst: $!\n";
-    mnt("pyro", $dst, "overlay", 2 | 4, $data);
-  } else { die "pyro-stage: unknown operation $op\n"; }
+    mnt("pyro", $dst, "overlay", 2 | 4, $$o[2]);
+  }
 }
 syscall(436, $close_from, 4294967295, 0) == 0 or do { require POSIX; POSIX::close($_) for $close_from..4095 };
 exec { $ARGV[0] } @ARGV or die "pyro-stage: exec $ARGV[0]: $!\n";
@@ -142,6 +173,79 @@ export async function createHolder(identity: SandboxIdentity = sandboxIdentity()
     });
   }
   return { pid, release };
+}
+
+/** A running sandbox to join: its outer process, trusted only together with its kernel start time. */
+export interface JoinTarget {
+  pid: number;
+  /** From the sandbox's record; null (never recorded) is refused, since it proves nothing. */
+  startTime: number | null;
+}
+
+/** workspace_stopped unless `target.pid` is still the process that started at `target.startTime`. */
+function assertTargetRunning(target: JoinTarget): void {
+  if (target.startTime === null || processStartTime(target.pid) !== target.startTime) {
+    throw new PyroError("workspace_stopped", "the workspace's sandbox is gone", {
+      hint: "Start the workspace again (workspace_start; CLI: `pyro workspace start WS`) or use it while stopped.",
+    });
+  }
+}
+
+/**
+ * A holder inside a running sandbox's user namespace and a private copy of its mount namespace
+ * (see the file comment). The namespaces are opened from /proc/PID/ns first and the start time
+ * checked after, so a pid reused in between cannot lead the holder anywhere else; nothing is
+ * written to the target (its id maps exist already), and releasing ends only the holder.
+ */
+export async function createJoinHolder(target: JoinTarget): Promise<Holder> {
+  const nsenter = required("nsenter", "util-linux");
+  const unshare = required("unshare", "util-linux");
+  const opened: number[] = [];
+  try {
+    for (const ns of ["user", "mnt"]) opened.push(fs.openSync(`/proc/${target.pid}/ns/${ns}`, "r"));
+  } catch (err) {
+    for (const fd of opened) fs.closeSync(fd);
+    assertTargetRunning(target);
+    throw new PyroError("sandbox_start_failed", `cannot open the namespaces of the workspace's sandbox: ${(err as Error).message}`);
+  }
+  let child;
+  try {
+    assertTargetRunning(target);
+    const same = (fd: number, ours: string) => {
+      const a = fs.fstatSync(fd);
+      const b = fs.statSync(ours);
+      return a.ino === b.ino && a.dev === b.dev;
+    };
+    // A recorded pid that is pyro's own kind of process (no sandbox namespaces) must not make a
+    // utility sandbox run in the host's namespaces.
+    if (same(opened[0]!, "/proc/self/ns/user") || same(opened[1]!, "/proc/self/ns/mnt")) {
+      throw new PyroError("internal_error", "refusing to join the host's own namespaces as a sandbox's");
+    }
+    child = spawn(nsenter, ["--user=/proc/self/fd/3", "--mount=/proc/self/fd/4", "--", unshare, "--mount", "--propagation", "private", "--", "/bin/sh", "-c", "echo; exec cat"], {
+      stdio: ["pipe", "pipe", "pipe", opened[0]!, opened[1]!],
+    });
+  } finally {
+    for (const fd of opened) fs.closeSync(fd);
+  }
+  const stderr: Buffer[] = [];
+  child.stderr!.on("data", (d: Buffer) => stderr.push(d));
+  child.stdin!.on("error", () => undefined);
+  const release = () => {
+    child.stdin!.end();
+    child.stdout!.destroy();
+    child.stderr!.destroy();
+  };
+  const ready = await new Promise<boolean>((resolve) => {
+    child.once("error", () => resolve(false));
+    child.once("exit", () => resolve(false));
+    child.stdout!.once("data", () => resolve(true));
+  });
+  if (!ready || child.pid === undefined) {
+    release();
+    assertTargetRunning(target);
+    throw new PyroError("sandbox_start_failed", `cannot join the workspace's sandbox: ${Buffer.concat(stderr).toString("utf8").trim() || "the joining process exited"}`);
+  }
+  return { pid: child.pid, release };
 }
 
 async function writeMaps(pid: number, identity: SandboxIdentity): Promise<void> {
@@ -253,6 +357,8 @@ export class ConfinedLaunch {
     readonly holder: Holder,
     /** The first child descriptor the staged paths use; everything from it up is closed before the command runs. */
     private readonly firstFd: number,
+    /** The running sandbox a joined launch entered (checked again before its argv is handed out). */
+    readonly joined: JoinTarget | null = null,
   ) {}
 
   /**
@@ -261,6 +367,18 @@ export class ConfinedLaunch {
    */
   static async open(firstFd: number, identity: SandboxIdentity = sandboxIdentity()): Promise<ConfinedLaunch> {
     return new ConfinedLaunch(identity, await createHolder(identity), firstFd);
+  }
+
+  /**
+   * Starts a launch inside a running sandbox's namespaces (a private copy of its mount
+   * namespace; see the file comment): `target` is the sandbox's outer process as its record
+   * names it (`SandboxRecord.pid`/`startTime`). A target that is gone, or whose pid now
+   * belongs to another process, is `workspace_stopped`. `identity` must be the one the sandbox
+   * was started under (it says which paths guest root reaches by itself).
+   */
+  static async join(target: JoinTarget, firstFd: number, identity: SandboxIdentity = sandboxIdentity()): Promise<ConfinedLaunch> {
+    assertTargetRunning(target);
+    return new ConfinedLaunch(identity, await createJoinHolder(target), firstFd, { pid: target.pid, startTime: target.startTime });
   }
 
   private openInHolder(hostPath: string, directory: boolean): number {
@@ -272,7 +390,28 @@ export class ConfinedLaunch {
     // Symlinks on the way (a state directory reached through a link) are resolved here first:
     // followed through /proc/HOLDER/root they would land in pyro's mount namespace, not the
     // holder's, and overlayfs and bind mounts refuse a path from another namespace.
-    return fs.openSync(`/proc/${this.holder.pid}/root${fs.realpathSync(hostPath)}`, flags);
+    const real = fs.realpathSync(hostPath);
+    const outside = fs.statSync(real);
+    // The holder's namespace is a copy of the host's taken when it was made — for a joined
+    // launch, when the workspace started: a directory created since is there, a host mount made
+    // since is not, and the same path would name what lies under it (or nothing). Refuse that.
+    const invisible = () =>
+      new PyroError("sandbox_start_failed", `${hostPath} is not visible in the sandbox's mount namespace (a host mount made after the sandbox started)`, {
+        hint: "Restart the workspace so that its sandbox sees the host's current mounts.",
+      });
+    let fd: number;
+    try {
+      fd = fs.openSync(`/proc/${this.holder.pid}/root${real}`, flags);
+    } catch (err) {
+      if (this.joined && ["ENOENT", "ENOTDIR"].includes((err as NodeJS.ErrnoException).code ?? "")) throw invisible();
+      throw err;
+    }
+    const inside = fs.fstatSync(fd);
+    if (inside.dev !== outside.dev || inside.ino !== outside.ino) {
+      fs.closeSync(fd);
+      throw invisible();
+    }
+    return fd;
   }
 
   private childFd(fd: number): number {
@@ -286,6 +425,23 @@ export class ConfinedLaunch {
     const name = `b${this.ops.length}`;
     const fd = this.openInHolder(hostPath, stat.isDirectory());
     this.ops.push("bind", name, String(this.childFd(fd)), stat.isDirectory() ? "d" : "f", options.readOnly ? "1" : "0");
+    return `${this.stage}/${name}`;
+  }
+
+  /**
+   * A path *as it exists in the joined sandbox's mount namespace* (its overlay on the old stage,
+   * say, which no host path names) as the command sees it: a bind on the new stage. The stage
+   * resolves it before covering the old one, refusing symbolic links on the way. Only for a
+   * joined launch; the path comes from pyro's own record, and is still checked strictly.
+   */
+  bindInNamespace(nsPath: string, options: { readOnly?: boolean } = {}): string {
+    if (!this.joined) throw new PyroError("internal_error", "a path inside a namespace can only be bound by a launch that joined a sandbox");
+    const parts = nsPath.split("/");
+    if (!nsPath.startsWith("/") || nsPath.includes("\0") || parts.slice(1).some((p) => p === "" || p === "." || p === "..") || nsPath === "/") {
+      throw new PyroError("internal_error", `not a plain absolute path: ${JSON.stringify(nsPath)}`);
+    }
+    const name = `n${this.ops.length}`;
+    this.ops.push("nsbind", name, nsPath, options.readOnly ? "1" : "0");
     return `${this.stage}/${name}`;
   }
 
@@ -324,6 +480,9 @@ export class ConfinedLaunch {
     const perl = required("perl", "perl-base");
     const nr = MOUNT_SYSCALL[process.arch];
     if (nr === undefined) throw new PyroError("host_unsupported", `pyro's sandboxes are not supported on ${process.arch}`);
+    // Last moment before the command enters: a sandbox that stopped since `join` must not get a
+    // utility working on its overlay while a restart mounts a new one on the same upper.
+    if (this.joined) assertTargetRunning(this.joined);
     return {
       argv: [
         nsenter, `--target=${this.holder.pid}`, "--user", "--mount", "--",
@@ -333,7 +492,10 @@ export class ConfinedLaunch {
     };
   }
 
-  /** Closes pyro's copies of the staged descriptors and lets the holder go. Idempotent. */
+  /**
+   * Closes pyro's copies of the staged descriptors and lets the holder go (for a joined launch
+   * its own joining holder: the target is never signalled). Idempotent.
+   */
   release(): void {
     if (this.released) return;
     this.released = true;

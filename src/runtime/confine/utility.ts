@@ -4,6 +4,11 @@
  * host process itself never opens a path inside a workspace. Each sees only the host's
  * read-only /usr (for cp and tar), the agent runtime, and the directories bound for the job;
  * whatever a hostile tree contains (symlinks, FIFOs, huge files) stays inside that view.
+ *
+ * A utility sandbox may *join* a running workspace's sandbox (`join`): it then starts in a
+ * private copy of that sandbox's mount namespace (launch.ts), where a bind may name a path as it
+ * exists there (`inNamespace`: the running overlay on the workspace's stage) instead of a host
+ * path, so it works on the very overlay instance the workspace uses, never a second one.
  */
 import { spawn } from "node:child_process";
 import type { ChildProcess } from "node:child_process";
@@ -17,12 +22,18 @@ import { systemPath } from "../../shared/executables.js";
 import { SANDBOX_PATH } from "../../protocol/guest.js";
 import { PROC_ARGS, hostSystemArgs } from "./bwrap.js";
 import { ConfinedLaunch } from "./launch.js";
+import type { JoinTarget } from "./launch.js";
 import { feedSeccompProgram } from "./seccomp.js";
 
-export interface UtilityBind {
-  source: string;
-  target: string;
-  readOnly: boolean;
+/**
+ * One directory or file of the utility sandbox: a host path (`source`), or, for a sandbox that
+ * joins a running workspace, a path inside that workspace's mount namespace (`inNamespace`).
+ */
+export type UtilityBind = { source: string; target: string; readOnly: boolean } | { inNamespace: string; target: string; readOnly: boolean };
+
+/** Options every utility sandbox takes: `join` runs it inside a running workspace's sandbox's namespaces. */
+export interface UtilityOptions {
+  join?: JoinTarget;
 }
 
 /** Copying a tree faithfully as guest root needs these; nothing else (no mount, no net, no ptrace). */
@@ -35,7 +46,10 @@ const FIRST_STAGED_FD = 4;
 function utilityArgs(binds: UtilityBind[], launch: ConfinedLaunch): string[] {
   const args = ["--tmpfs", "/", "--dir", "/tmp", ...PROC_ARGS, "--dev", "/dev", ...hostSystemArgs()];
   for (const b of agentRuntime().binds) args.push("--ro-bind", launch.reachable(b.source), b.target);
-  for (const b of binds) args.push(b.readOnly ? "--ro-bind" : "--bind", launch.bind(b.source, { readOnly: b.readOnly }), b.target);
+  for (const b of binds) {
+    const staged = "source" in b ? launch.bind(b.source, { readOnly: b.readOnly }) : launch.bindInNamespace(b.inNamespace, { readOnly: b.readOnly });
+    args.push(b.readOnly ? "--ro-bind" : "--bind", staged, b.target);
+  }
   args.push(
     "--unshare-all",
     "--die-with-parent",
@@ -52,10 +66,12 @@ function utilityArgs(binds: UtilityBind[], launch: ConfinedLaunch): string[] {
 
 /**
  * Spawns `argv` in a utility sandbox: confined to the sandbox identity, the binds staged by
- * descriptor, the seccomp filter applied. The launch is released once the child exits.
+ * descriptor, the seccomp filter applied; inside `join`'s sandbox when given. The launch is
+ * released once the child exits.
  */
-async function spawnUtility(binds: UtilityBind[], argv: string[], stdio: "pipe" | "ignore"): Promise<ChildProcess> {
-  const launch = await ConfinedLaunch.open(FIRST_STAGED_FD);
+async function spawnUtility(binds: UtilityBind[], argv: string[], stdio: "pipe" | "ignore", join: JoinTarget | undefined): Promise<ChildProcess> {
+  if (!join && binds.some((b) => "inNamespace" in b)) throw new PyroError("internal_error", "a utility bind inside a namespace needs a sandbox to join");
+  const launch = join ? await ConfinedLaunch.join(join, FIRST_STAGED_FD) : await ConfinedLaunch.open(FIRST_STAGED_FD);
   try {
     const confined = launch.argv(["bwrap", "--seccomp", String(SECCOMP_FD), ...utilityArgs(binds, launch), "--", ...argv]);
     const child = spawn(confined.argv[0]!, confined.argv.slice(1), { stdio: [stdio, "pipe", "pipe", "pipe", ...confined.fds], env: { ...process.env, PATH: systemPath() } });
@@ -80,9 +96,9 @@ export interface UtilityResult {
  * Runs one command (host coreutils/tar) in a utility sandbox; output is capped. `input` is
  * piped to its standard input (a tar stream pyro read from a host path on the sandbox's behalf).
  */
-export async function runUtility(binds: UtilityBind[], argv: string[], options: { timeoutMs?: number; input?: Readable } = {}): Promise<UtilityResult> {
+export async function runUtility(binds: UtilityBind[], argv: string[], options: UtilityOptions & { timeoutMs?: number; input?: Readable } = {}): Promise<UtilityResult> {
   const timeoutMs = options.timeoutMs ?? 600_000;
-  const child = await spawnUtility(binds, argv, options.input ? "pipe" : "ignore");
+  const child = await spawnUtility(binds, argv, options.input ? "pipe" : "ignore", options.join);
   if (options.input) {
     // A sandbox that exits early closes the pipe: its exit status says why, not an EPIPE.
     child.stdin!.on("error", () => undefined);
@@ -111,8 +127,8 @@ export async function runUtility(binds: UtilityBind[], argv: string[], options: 
 }
 
 /** Runs a command and throws with its stderr when it fails. */
-export async function runUtilityChecked(binds: UtilityBind[], argv: string[], what: string): Promise<string> {
-  const r = await runUtility(binds, argv);
+export async function runUtilityChecked(binds: UtilityBind[], argv: string[], what: string, options: UtilityOptions = {}): Promise<string> {
+  const r = await runUtility(binds, argv, options);
   if (r.code !== 0) {
     throw new PyroError("internal_error", `${what} failed: ${r.stderr.trim().split("\n").slice(-3).join(" ").slice(0, 500) || `exit ${r.code}`}`);
   }
@@ -123,8 +139,8 @@ export async function runUtilityChecked(binds: UtilityBind[], argv: string[], wh
  * Starts the agent in a utility sandbox speaking the protocol over its stdin/stdout, hands the
  * connected client to `fn`, and tears the sandbox down afterwards.
  */
-export async function withUtilityAgent<T>(binds: UtilityBind[], fn: (client: AgentClient) => Promise<T>): Promise<T> {
-  const child = await spawnUtility(binds, [...agentRuntime().command, "--stdio"], "pipe");
+export async function withUtilityAgent<T>(binds: UtilityBind[], fn: (client: AgentClient) => Promise<T>, options: UtilityOptions = {}): Promise<T> {
+  const child = await spawnUtility(binds, [...agentRuntime().command, "--stdio"], "pipe", options.join);
   const stderr: Buffer[] = [];
   child.stderr!.on("data", (d: Buffer) => stderr.push(d));
   const exited = new Promise<void>((resolve) => child.on("close", () => resolve()));
