@@ -19,7 +19,8 @@ import { hostSystemArgs } from "../../src/runtime/confine/bwrap.js";
 import { runUtility, withUtilityAgent } from "../../src/runtime/confine/utility.js";
 import { processStartTime } from "../../src/shared/process.js";
 import { systemPath } from "../../src/shared/executables.js";
-import { expectPyroError, waitFor } from "../helpers.js";
+import { Pyro } from "../../src/index.js";
+import { expectPyroError, testHome, TEST_ENVIRONMENT, waitFor } from "../helpers.js";
 
 /** A running confined process with an overlay staged for it, as a workspace has. */
 interface Target {
@@ -270,5 +271,44 @@ describe("joining a bubblewrap sandbox whose outer process runs as guest root", 
     expect(fs.readFileSync(path.join(sandbox.upper, "shared.txt"), "utf8")).toBe("from-utility\n");
     expect(mountinfo(sandbox)).toBe(before);
     expect(processStartTime(sandbox.join.pid)).toBe(sandbox.join.startTime);
+  });
+});
+
+describe("joining a namespace workspace's sandbox as its record names it", () => {
+  let pyro: Pyro;
+  let home: string;
+  let ws: string;
+  let target: JoinTarget;
+  /** The workspace's root overlay on its stage, found in its mount table. */
+  let root: string;
+
+  beforeAll(async () => {
+    home = testHome("confine-join");
+    pyro = new Pyro({ home });
+    ws = (await pyro.createWorkspace({ environment: TEST_ENVIRONMENT, name: "confine-join", backend: "namespace" })).workspace_id;
+    const record = JSON.parse(fs.readFileSync(path.join(home, "workspaces", ws, "workspace.json"), "utf8")) as { sandbox: { pid: number; startTime: number } };
+    target = { pid: record.sandbox.pid, startTime: record.sandbox.startTime };
+    const overlays = fs
+      .readFileSync(`/proc/${target.pid}/mountinfo`, "utf8")
+      .split("\n")
+      .filter((line) => line.includes(" - overlay pyro "))
+      .map((line) => line.split(" ")[4]!);
+    expect(overlays).toHaveLength(1);
+    root = overlays[0]!;
+  });
+
+  afterAll(async () => {
+    if (ws) await pyro.deleteWorkspace(ws);
+    if (home) fs.rmSync(home, { recursive: true, force: true });
+  });
+
+  it("shares the workspace's root overlay both ways and adds no mount to its sandbox", async () => {
+    expect((await pyro.execWorkspace(ws, { command: "echo from-the-workspace > /root/marker" })).exit_code).toBe(0);
+    const before = fs.readFileSync(`/proc/${target.pid}/mountinfo`, "utf8");
+    const r = await runUtility([{ inNamespace: root, target: "/w", readOnly: false }], ["sh", "-c", "cat /w/root/marker && echo from-the-utility > /w/tmp/joined"], { join: target });
+    expect(r.stderr).toBe("");
+    expect(r.stdout).toBe("from-the-workspace\n");
+    expect((await pyro.execWorkspace(ws, { command: "cat /tmp/joined" })).stdout).toBe("from-the-utility\n");
+    expect(fs.readFileSync(`/proc/${target.pid}/mountinfo`, "utf8")).toBe(before);
   });
 });
