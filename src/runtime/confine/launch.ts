@@ -52,8 +52,9 @@ const MOUNT_SYSCALL: Record<string, number> = { x64: 165, arm64: 40 };
  *   overlay NAME DATA        an overlay on NAME; DATA names its layers as /proc/self/fd/N
  *   nsbind NAME PATH 0|1     NAME becomes a (read-only when 1) bind of PATH as it exists in
  *                            this mount namespace (a joined sandbox's stage: see `join`)
- * Every nsbind PATH is opened (O_PATH, no symbolic link on the way) before the tmpfs is
- * mounted, since the new stage may cover the very directory it names.
+ * Every nsbind PATH is opened (O_PATH, refusing a symbolic link anywhere on the way: it may lead
+ * into a tree the sandbox writes) before the tmpfs is mounted, since the new stage may cover the
+ * very directory it names; from then on it is a bind of that descriptor.
  * Written in perl (perl-base is essential on Debian) because it needs raw mount(2) calls and
  * costs one exec, where mount(8) would cost one per operation.
  */
@@ -63,7 +64,7 @@ use Fcntl qw(O_NOFOLLOW);
 my ($stage, $nr, $close_from) = (shift, 0 + shift, 0 + shift);
 sub mnt { my ($src, $dst, $type, $flags, $data) = @_;
   syscall($nr, $src, $dst, $type, $flags + 0, $data) == 0 or die "pyro-stage: mount $type on $dst: $!\n"; }
-my @ops;
+my (@ops, @keep);
 while (@ARGV) {
   my $op = shift;
   last if $op eq "--";
@@ -71,24 +72,30 @@ while (@ARGV) {
   elsif ($op eq "overlay") { push @ops, [$op, splice(@ARGV, 0, 2)]; }
   elsif ($op eq "nsbind") {
     my ($name, $path, $ro) = splice(@ARGV, 0, 3);
-    my $at = "";
-    for my $part (grep { length } split m{/}, $path) {
-      $at .= "/$part";
-      die "pyro-stage: $at is a symbolic link\n" if -l $at;
+    # openat2(O_PATH | O_CLOEXEC, RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS): the kernel
+    # refuses a symbolic link anywhere on the way, the last component too (O_NOFOLLOW would
+    # open the link itself), atomically. Before Linux 5.6, every prefix is checked with lstat
+    # instead (enough for pyro's stage, which nothing else writes).
+    my $how = pack("QQQ", 0x200000 | 0x80000, 0, 0x04 | 0x02);
+    my $fd = syscall(437, -100, $path, $how, 24);
+    if ($fd < 0 && $!{ENOSYS}) {
+      my $at = "";
+      for my $part (grep { length } split m{/}, $path) { $at .= "/$part"; die "pyro-stage: $at is a symbolic link\n" if -l $at; }
+      my $fh;
+      if (sysopen($fh, $path, 0x200000 | O_NOFOLLOW)) { $fd = fileno($fh); push @keep, $fh; }
     }
-    sysopen(my $fh, $path, 0x200000 | O_NOFOLLOW) or die "pyro-stage: open $path: $!\n";
-    push @ops, ["nsbind", $name, $fh, (-d $fh ? "d" : "f"), $ro];
+    die "pyro-stage: open $path: $!\n" if $fd < 0;
+    push @ops, ["bind", $name, $fd, (-d "/proc/self/fd/$fd" ? "d" : "f"), $ro];
   } else { die "pyro-stage: unknown operation $op\n"; }
 }
 mnt("pyro-stage", $stage, "tmpfs", 2 | 4, "mode=0755,size=64k");
 for my $o (@ops) {
   my ($op, $name) = @$o; my $dst = "$stage/$name";
-  if ($op eq "bind" || $op eq "nsbind") {
-    my ($src, $kind, $ro) = @$o[2, 3, 4];
-    $src = "/proc/self/fd/" . ($op eq "nsbind" ? fileno($src) : $src);
+  if ($op eq "bind") {
+    my ($fd, $kind, $ro) = @$o[2, 3, 4];
     if ($kind eq "d") { mkdir($dst) or die "pyro-stage: mkdir $dst: $!\n"; }
     else { open(my $f, ">", $dst) or die "pyro-stage: create $dst: $!\n"; close($f); }
-    mnt($src, $dst, "", 4096, "");
+    mnt("/proc/self/fd/$fd", $dst, "", 4096, "");
     mnt("", $dst, "", 4096 | 32 | 1 | 2 | 4, "") if $ro;
   } else {
     mkdir($dst) or die "pyro-stage: mkdir $dst: $!\n";

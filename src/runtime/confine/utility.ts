@@ -4,6 +4,11 @@
  * host process itself never opens a path inside a workspace. Each sees only the host's
  * read-only /usr (for cp and tar), the agent runtime, and the directories bound for the job;
  * whatever a hostile tree contains (symlinks, FIFOs, huge files) stays inside that view.
+ *
+ * A utility sandbox may *join* a running workspace's sandbox (`join`): it then starts in a
+ * private copy of that sandbox's mount namespace (launch.ts), where a bind may name a path as it
+ * exists there (`inNamespace`: the running overlay on the workspace's stage) instead of a host
+ * path, so it works on the very overlay instance the workspace uses, never a second one.
  */
 import { spawn } from "node:child_process";
 import type { ChildProcess } from "node:child_process";
@@ -17,27 +22,19 @@ import { systemPath } from "../../shared/executables.js";
 import { SANDBOX_PATH } from "../../protocol/guest.js";
 import { PROC_ARGS, hostSystemArgs } from "./bwrap.js";
 import { ConfinedLaunch } from "./launch.js";
+import type { JoinTarget } from "./launch.js";
 import { feedSeccompProgram } from "./seccomp.js";
 
 /**
- * What a utility sandbox sees at `target`: a host directory or file; a read-only overlay of
- * host directories (`overlay`, top-most first: a stopped layered workspace, a snapshot); or a
- * path in the mount namespace a joined launch enters (`inNamespace`: a running workspace's
- * own /workspace overlay, see `JoinTarget`).
+ * One directory or file of the utility sandbox: a host path (`source`); a read-only overlay of
+ * host directories (`overlay`, top-most first: a stopped layered workspace, a snapshot); or, for
+ * a sandbox that joins a running workspace, a path inside that workspace's mount namespace
+ * (`inNamespace`).
  */
 export type UtilityBind =
   | { source: string; target: string; readOnly: boolean }
   | { overlay: string[]; target: string }
   | { inNamespace: string; target: string; readOnly: boolean };
-
-/**
- * A running sandbox whose namespaces a utility sandbox starts in (launch.ts `join`), so it sees
- * that sandbox's mounts — the same overlay instance, never a second mount of its upper layer.
- */
-export interface JoinTarget {
-  pid: number;
-  startTime: number | null;
-}
 
 /** Where a utility sandbox finds a whole tree: its binds (the tree at their targets) and the sandbox to join, if any. */
 export interface UtilityView {
@@ -45,6 +42,9 @@ export interface UtilityView {
   join: JoinTarget | null;
 }
 
+export type { JoinTarget };
+
+/** Options every utility sandbox takes: `join` runs it inside a running workspace's sandbox's namespaces. */
 export interface UtilityOptions {
   join?: JoinTarget | null;
 }
@@ -64,9 +64,10 @@ function utilityArgs(binds: UtilityBind[], launch: ConfinedLaunch): string[] {
       // overlayfs wants two layers or an upper; one layer alone is the same tree bound read-only.
       const [only, ...rest] = b.overlay;
       args.push("--ro-bind", rest.length === 0 && only ? launch.bind(only, { readOnly: true }) : launch.overlay(b.overlay, null, null), b.target);
+      continue;
     }
-    else if ("inNamespace" in b) args.push(b.readOnly ? "--ro-bind" : "--bind", launch.bindInNamespace(b.inNamespace, { readOnly: b.readOnly }), b.target);
-    else args.push(b.readOnly ? "--ro-bind" : "--bind", launch.bind(b.source, { readOnly: b.readOnly }), b.target);
+    const staged = "source" in b ? launch.bind(b.source, { readOnly: b.readOnly }) : launch.bindInNamespace(b.inNamespace, { readOnly: b.readOnly });
+    args.push(b.readOnly ? "--ro-bind" : "--bind", staged, b.target);
   }
   args.push(
     "--unshare-all",
@@ -84,9 +85,11 @@ function utilityArgs(binds: UtilityBind[], launch: ConfinedLaunch): string[] {
 
 /**
  * Spawns `argv` in a utility sandbox: confined to the sandbox identity, the binds staged by
- * descriptor, the seccomp filter applied. The launch is released once the child exits.
+ * descriptor, the seccomp filter applied; inside `join`'s sandbox when given. The launch is
+ * released once the child exits.
  */
-async function spawnUtility(binds: UtilityBind[], argv: string[], stdio: "pipe" | "ignore", join: JoinTarget | null = null): Promise<ChildProcess> {
+async function spawnUtility(binds: UtilityBind[], argv: string[], stdio: "pipe" | "ignore", join: JoinTarget | null | undefined): Promise<ChildProcess> {
+  if (!join && binds.some((b) => "inNamespace" in b)) throw new PyroError("internal_error", "a utility bind inside a namespace needs a sandbox to join");
   const launch = join ? await ConfinedLaunch.join(join, FIRST_STAGED_FD) : await ConfinedLaunch.open(FIRST_STAGED_FD);
   try {
     const confined = launch.argv(["bwrap", "--seccomp", String(SECCOMP_FD), ...utilityArgs(binds, launch), "--", ...argv]);
@@ -114,7 +117,7 @@ export interface UtilityResult {
  */
 export async function runUtility(binds: UtilityBind[], argv: string[], options: UtilityOptions & { timeoutMs?: number; input?: Readable } = {}): Promise<UtilityResult> {
   const timeoutMs = options.timeoutMs ?? 600_000;
-  const child = await spawnUtility(binds, argv, options.input ? "pipe" : "ignore", options.join ?? null);
+  const child = await spawnUtility(binds, argv, options.input ? "pipe" : "ignore", options.join);
   if (options.input) {
     // A sandbox that exits early closes the pipe: its exit status says why, not an EPIPE.
     child.stdin!.on("error", () => undefined);
@@ -156,7 +159,7 @@ export async function runUtilityChecked(binds: UtilityBind[], argv: string[], wh
  * connected client to `fn`, and tears the sandbox down afterwards.
  */
 export async function withUtilityAgent<T>(binds: UtilityBind[], fn: (client: AgentClient) => Promise<T>, options: UtilityOptions = {}): Promise<T> {
-  const child = await spawnUtility(binds, [...agentRuntime().command, "--stdio"], "pipe", options.join ?? null);
+  const child = await spawnUtility(binds, [...agentRuntime().command, "--stdio"], "pipe", options.join);
   const stderr: Buffer[] = [];
   child.stderr!.on("data", (d: Buffer) => stderr.push(d));
   const exited = new Promise<void>((resolve) => child.on("close", () => resolve()));
