@@ -21,6 +21,12 @@ export interface ProxyBehaviour {
   redirectBlobs?: (digest: string) => string;
   /** Blob digests answered with 503, as a failing registry would. */
   fail?: Set<string>;
+  /**
+   * Blob digests whose bodies stop halfway, the connection held open; `onStall` is told when the
+   * first half is sent, with a promise of the connection's close (the client giving up).
+   */
+  stall?: Set<string>;
+  onStall?: (digest: string, closed: Promise<void>) => void;
   /** Require a Bearer token from `/token` for every /v2/ request. */
   bearer?: boolean;
 }
@@ -99,6 +105,11 @@ export async function startProxy(upstream: LocalRegistry, behaviour: ProxyBehavi
       }
       out["content-length"] = String(body.length);
       res.writeHead(answer.status, out);
+      if (digest && behaviour.stall?.has(digest)) {
+        const closed = new Promise<void>((resolve) => res.once("close", () => resolve()));
+        res.write(body.subarray(0, body.length >> 1), () => behaviour.onStall?.(digest, closed));
+        return;
+      }
       res.end(body);
     })().catch((err: unknown) => {
       res.writeHead(500);
@@ -110,6 +121,11 @@ export async function startProxy(upstream: LocalRegistry, behaviour: ProxyBehavi
     host,
     behaviour,
     requests,
-    stop: () => new Promise((resolve) => server.close(() => resolve())),
+    stop: () =>
+      new Promise((resolve) => {
+        server.close(() => resolve());
+        // A stalled body's connection is not waited for.
+        server.closeAllConnections();
+      }),
   };
 }

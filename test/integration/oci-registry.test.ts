@@ -152,6 +152,33 @@ describe("pulling images from a registry", () => {
     }
   });
 
+  it("cancelling a pull mid-download closes the registry connection, keeps the verified blobs and leaves no staging or record", async () => {
+    const stalled = threeLayers.layers[1]!.digest;
+    const abort = new AbortController();
+    let connectionClosed: Promise<void> | undefined;
+    const proxy = await startProxy(registry, {
+      stall: new Set([stalled]),
+      onStall: (_digest, closed) => {
+        connectionClosed = closed;
+        abort.abort();
+      },
+    });
+    try {
+      // One layer at a time: the first is verified before the second stalls halfway.
+      const err = await expectPyroError(pullImage(home, `${proxy.host}/team/app:1`, { concurrency: 1, signal: abort.signal }), "environment_build_failed");
+      expect(err.details?.cancelled).toBe(true);
+      // The download's request was ended, not left to the registry or a timeout.
+      await connectionClosed;
+      const after = stored(home);
+      expect(after.staging).toEqual([]);
+      expect(after.images).toEqual([]);
+      expect(after.blobs).toContain(threeLayers.layers[0]!.digest.slice(7));
+      expect(after.blobs).not.toContain(stalled.slice(7));
+    } finally {
+      await proxy.stop();
+    }
+  });
+
   it("picks linux/amd64 from an OCI index with two platforms", async () => {
     const amd = await pusher.image("team/multi", "amd64", [{ ...makeLayer({ "arch": "amd64\n" }, "gzip"), mediaType: OCI.layerGzip }]);
     const arm = await pusher.image("team/multi", "arm64", [{ ...makeLayer({ "arch": "arm64\n" }, "gzip"), mediaType: OCI.layerGzip }], { architecture: "arm64" });
