@@ -32,6 +32,7 @@
  * joined launch never signals, maps or mounts anything in the target.
  */
 import { spawn, execFile } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
 import { PyroError } from "../../shared/errors.js";
@@ -146,14 +147,13 @@ function runTool(file: string, args: string[]): Promise<void> {
   });
 }
 
-/** Creates the namespaces and writes their id maps. */
-export async function createHolder(identity: SandboxIdentity = sandboxIdentity()): Promise<Holder> {
-  const unshare = required("unshare", "util-linux");
-  const child = spawn(unshare, ["--user", "--mount", "--propagation", "private", "--", "/bin/sh", "-c", "echo; exec cat"], {
-    stdio: ["pipe", "pipe", "pipe"],
-  });
-  const stderr: Buffer[] = [];
-  child.stderr!.on("data", (d: Buffer) => stderr.push(d));
+/**
+ * Waits until a holder process (`sh -c 'echo; exec cat'` in its namespaces) says it is there:
+ * `ready` false when it exited first. `release` ends it by closing its stdin.
+ */
+async function holderReady(child: ChildProcess): Promise<{ ready: boolean; stderr: () => string; release: () => void }> {
+  const err: Buffer[] = [];
+  child.stderr!.on("data", (d: Buffer) => err.push(d));
   child.stdin!.on("error", () => undefined);
   const release = () => {
     child.stdin!.end();
@@ -165,10 +165,20 @@ export async function createHolder(identity: SandboxIdentity = sandboxIdentity()
     child.once("exit", () => resolve(false));
     child.stdout!.once("data", () => resolve(true));
   });
+  return { ready, stderr: () => Buffer.concat(err).toString("utf8").trim(), release };
+}
+
+/** Creates the namespaces and writes their id maps. */
+export async function createHolder(identity: SandboxIdentity = sandboxIdentity()): Promise<Holder> {
+  const unshare = required("unshare", "util-linux");
+  const child = spawn(unshare, ["--user", "--mount", "--propagation", "private", "--", "/bin/sh", "-c", "echo; exec cat"], {
+    stdio: ["pipe", "pipe", "pipe"],
+  });
+  const { ready, stderr, release } = await holderReady(child);
   const pid = child.pid;
   if (!ready || pid === undefined) {
     release();
-    throw userNamespaceRefused(Buffer.concat(stderr).toString("utf8").trim());
+    throw userNamespaceRefused(stderr());
   }
   try {
     await writeMaps(pid, identity);
@@ -234,23 +244,11 @@ export async function createJoinHolder(target: JoinTarget): Promise<Holder> {
   } finally {
     for (const fd of opened) fs.closeSync(fd);
   }
-  const stderr: Buffer[] = [];
-  child.stderr!.on("data", (d: Buffer) => stderr.push(d));
-  child.stdin!.on("error", () => undefined);
-  const release = () => {
-    child.stdin!.end();
-    child.stdout!.destroy();
-    child.stderr!.destroy();
-  };
-  const ready = await new Promise<boolean>((resolve) => {
-    child.once("error", () => resolve(false));
-    child.once("exit", () => resolve(false));
-    child.stdout!.once("data", () => resolve(true));
-  });
+  const { ready, stderr, release } = await holderReady(child);
   if (!ready || child.pid === undefined) {
     release();
     assertTargetRunning(target);
-    throw new PyroError("sandbox_start_failed", `cannot join the workspace's sandbox: ${Buffer.concat(stderr).toString("utf8").trim() || "the joining process exited"}`);
+    throw new PyroError("sandbox_start_failed", `cannot join the workspace's sandbox: ${stderr() || "the joining process exited"}`);
   }
   return { pid: child.pid, release };
 }
