@@ -698,8 +698,11 @@ export class WorkspaceManager {
       if (record.state === "creating") throw new PyroError("workspace_busy", "the workspace is still being created");
       if (record.layers.length === 0) record.layers = await this.environments.layers(record.environment);
       this.connections.drop(id);
-      // A failed workspace may be one a killed call left with a sandbox it never recorded.
-      if (record.state === "failed") await this.store.sweepSandbox(id);
+      // A failed workspace may be one a killed call left with a sandbox it never recorded. A
+      // layered one may still have a utility sandbox inside its last sandbox's namespace (a sync
+      // push that outlived a stop) holding that sandbox's overlay: a second overlay on the same
+      // upper must never be live beside it, so that one is ended first.
+      if (record.state === "failed" || isLayered(record)) await this.store.sweepSandbox(id);
       await this.disk.dir(id, record);
       record.sandbox = await this.startSandbox(record);
       record.state = "running";
