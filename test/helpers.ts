@@ -113,6 +113,16 @@ export function noLeaks(): Leaks {
   return { workspaces: [], sockets: [], processes: [], mounts: [], cgroups: [], layers: [] };
 }
 
+/**
+ * Where a workspace's live files lie on the host: a layered workspace's upper layer (what it
+ * changed since its seed), or a plain workspace's directory.
+ */
+export function liveFilesOnHost(home: string, id: string): string {
+  const dir = path.join(home, "workspaces", id, "workspace");
+  const record = JSON.parse(fs.readFileSync(path.join(home, "workspaces", id, "workspace.json"), "utf8")) as { workspace_upper?: string };
+  return record.workspace_upper ? path.join(dir, `upper-${record.workspace_upper}`) : dir;
+}
+
 /** Runs the CLI as a user would, with the given state directory. */
 export function cli(home: string, args: string[], options: { input?: string; timeoutMs?: number; env?: Record<string, string> } = {}) {
   const r = spawnSync(process.execPath, [CLI, ...args], {

@@ -18,7 +18,7 @@ import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js"
 import type { CallToolResult } from "@modelcontextprotocol/sdk/types.js";
 import { Pyro, PyroError } from "../../src/index.js";
 import { ERROR_META_KEY } from "../../src/mcp/server.js";
-import { CLI, findLeaks, noLeaks, testHome, TEST_ENVIRONMENT } from "../helpers.js";
+import { CLI, findLeaks, liveFilesOnHost, noLeaks, testHome, TEST_ENVIRONMENT } from "../helpers.js";
 import { runConfined } from "../../src/runtime/confine/launch.js";
 
 let home: string;
@@ -337,8 +337,7 @@ describe("an export never writes a setuid or setgid bit or a file capability ont
     await sh("mkdir -p c && cp /bin/true c/capable && cp /bin/true c/plain");
     if (guestSetcap) await sh("setcap cap_setuid=ep c/capable");
     else {
-      const record = JSON.parse(fs.readFileSync(path.join(home, "workspaces", ws, "workspace.json"), "utf8")) as { workspace_upper: string };
-      const file = path.join(home, "workspaces", ws, "workspace", `upper-${record.workspace_upper}`, "c", "capable");
+      const file = path.join(liveFilesOnHost(home, ws), "c", "capable");
       // As the workspace's guest root, in its user namespace: an ordinary user may not set file
       // capabilities on the host, and the file belongs to the sandbox identity anyway.
       const set = await runConfined((launch) => ["setcap", "cap_setuid=ep", launch.bind(file)]);

@@ -10,7 +10,7 @@ import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Pyro } from "../../src/index.js";
 import { sandboxIdentity, ROOT_RANGE_BASE } from "../../src/runtime/confine/identity.js";
-import { findLeaks, noLeaks, testHome, TEST_ENVIRONMENT } from "../helpers.js";
+import { findLeaks, liveFilesOnHost, noLeaks, testHome, TEST_ENVIRONMENT } from "../helpers.js";
 
 let home: string;
 let pyro: Pyro;
@@ -65,7 +65,7 @@ describe("guest root is never host root", () => {
     const identity = sandboxIdentity();
     const r = await sh("cp /bin/sh /workspace/suid-sh && chmod 4755 /workspace/suid-sh && chown 0:0 /workspace/suid-sh && touch /workspace/plain && ls -ln /workspace/suid-sh");
     expect(r.exit).toBe(0);
-    const workspaceDir = path.join(home, "workspaces", ws, "workspace");
+    const workspaceDir = liveFilesOnHost(home, ws);
     const st = fs.lstatSync(path.join(workspaceDir, "suid-sh"));
     expect(st.uid).toBe(identity.rootUid);
     expect(st.uid).not.toBe(0);
@@ -76,7 +76,7 @@ describe("guest root is never host root", () => {
   it("cannot chown a file to host root: every id guest root can name is in the guest range", async () => {
     const r = await sh("touch /workspace/owned && chown 65534:65534 /workspace/owned && stat -c '%u' /workspace/owned");
     expect(r.out.trim()).toBe("65534");
-    const st = fs.lstatSync(path.join(home, "workspaces", ws, "workspace", "owned"));
+    const st = fs.lstatSync(path.join(liveFilesOnHost(home, ws), "owned"));
     expect(st.uid).not.toBe(0);
     expect(st.uid).not.toBe(65534);
   });
