@@ -36,13 +36,14 @@ const SANDBOX_CAPS = [
  * confine/launch.ts); the agent runtime's sources are host paths the sandbox identity can reach,
  * or staged when it cannot. The agent starts with the environment every sandbox program gets.
  */
-function bwrapArgs(spec: SandboxSpec, root: string, workspace: string, launch: ConfinedLaunch): string[] {
+function bwrapArgs(spec: SandboxSpec, root: string, workspace: string, marker: string, launch: ConfinedLaunch): string[] {
   const runtime = agentRuntime();
   const args = [
     "--bind", root, "/",
     "--bind", workspace, WORKSPACE_GUEST_PATH,
     ...PROC_ARGS,
     ...memoryFilesystemArgs(spec.limits.memMib),
+    "--ro-bind", marker, SANDBOX_MARKER,
   ];
   for (const bind of runtime.binds) args.push("--ro-bind", launch.reachable(bind.source), bind.target);
   const { PATH: _path, ...env } = guestEnv({ HOSTNAME: spec.hostname });
@@ -75,13 +76,22 @@ function memoryFilesystemArgs(memMib: number): string[] {
   ];
 }
 
+/**
+ * Where the sandbox sees an empty directory of its workspace's own, read-only. The root and
+ * /workspace are overlays, which the kernel's mount table names by no host path; this bind names
+ * the workspace's directory in the mount namespace of every process of the sandbox, which is how
+ * a sandbox nobody recorded (a killed create's) is still found and ended (confine/remains.ts).
+ */
+const SANDBOX_MARKER = "/run/pyro-sandbox";
+
 export class NamespaceBackend implements Backend {
   readonly name: BackendName = "namespace";
 
   async start(spec: SandboxSpec): Promise<StartedSandbox> {
     const upper = path.join(spec.stateDir, "rootfs-upper");
     const work = path.join(spec.stateDir, "rootfs-work");
-    for (const dir of [upper, work, spec.workspaceDir, path.dirname(spec.socketPath)]) fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+    const marker = path.join(spec.stateDir, "marker");
+    for (const dir of [upper, work, marker, spec.workspaceDir, path.dirname(spec.socketPath)]) fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
     // The overlay's upper and work directories belong to guest root, like /workspace; the
     // upper directory's mode is the sandbox's `/`, which every guest user must be able to search.
     fs.chmodSync(upper, 0o755);
@@ -91,7 +101,7 @@ export class NamespaceBackend implements Backend {
       const root = launch.overlay(spec.layers, upper, work);
       const layered = spec.workspaceLayers ?? null;
       const workspace = layered ? launch.overlay(layered.lowers, layered.upper, layered.work) : launch.bind(spec.workspaceDir);
-      const confined = launch.argv(["bwrap", "--seccomp", String(SECCOMP_FD), ...bwrapArgs(spec, root, workspace, launch)]);
+      const confined = launch.argv(["bwrap", "--seccomp", String(SECCOMP_FD), ...bwrapArgs(spec, root, workspace, launch.bind(marker, { readOnly: true }), launch)]);
       return await launchSandbox(spec, {
         argv: ["/bin/sh", "-c", JOIN_CGROUP, "pyro-launch", ...confined.argv],
         fds: confined.fds,
