@@ -257,7 +257,9 @@ async function benchLayers(sizes) {
       results[`layers_${files}_create_seeded`] = stats([await time(async () => (ws = await pyro.createWorkspace({ environment: ENV, seedPath: seed })))]);
       const id = ws.workspace_id;
       const layerDir = (layer) => path.join(home, "workspace-layers", layer);
+      // Apparent bytes (what the files hold) and allocated bytes (what the disk gives them).
       const duBytes = (dir) => Number(spawnSync("du", ["-sb", dir], { encoding: "utf8" }).stdout.split("\t")[0]);
+      const duAllocated = (dir) => Number(spawnSync("du", ["-s", "--block-size=1", dir], { encoding: "utf8" }).stdout.split("\t")[0]);
       const stackOf = (name) => JSON.parse(fs.readFileSync(path.join(home, "workspaces", id, "snapshots", `${name}.json`), "utf8")).layers;
       const seedLayer = stackOf("baseline").at(-1);
       const rows = { snapshot_create: [], diff_baseline: [], fork: [], workspace_start: [], reset_to_baseline: [], reset_to_snapshot: [] };
@@ -268,7 +270,8 @@ async function benchLayers(sizes) {
         if (change.exit_code !== 0) throw new Error(`changing 10 files failed: ${change.stderr}`);
         let info;
         rows.snapshot_create.push(await time(async () => (info = await pyro.createSnapshot(id, `s${i}`))));
-        stored.push({ du: duBytes(layerDir(stackOf(`s${i}`)[0])), entries: info.entries, bytes: info.bytes });
+        const newLayer = layerDir(stackOf(`s${i}`)[0]);
+        stored.push({ du: duBytes(newLayer), allocated: duAllocated(newLayer), entries: info.entries, bytes: info.bytes });
         let diff;
         rows.diff_baseline.push(await time(async () => (diff = await pyro.diffWorkspace(id))));
         // A diff that does not see exactly the 10 changed files measures the wrong thing.
@@ -286,8 +289,8 @@ async function benchLayers(sizes) {
       const p50 = (row) => results[`layers_${files}_${row}`].p50_ms;
       const last = stored.at(-1);
       notes.push(
-        `layers, ${files}-file seed (seed layer ${duBytes(layerDir(seedLayer))} bytes on disk, du -sb): a snapshot after changing 10 files stores ` +
-          `${Math.min(...stored.map((s) => s.du))}–${Math.max(...stored.map((s) => s.du))} bytes on disk (du -sb of its new layer; last one: ${last.entries} entries, ${last.bytes} bytes as SnapshotInfo reports); ` +
+        `layers, ${files}-file seed (seed layer: du -sb ${duBytes(layerDir(seedLayer))} bytes, ${duAllocated(layerDir(seedLayer))} allocated): a snapshot after changing 10 files stores ` +
+          `du -sb ${Math.min(...stored.map((s) => s.du))}–${Math.max(...stored.map((s) => s.du))} bytes, ${Math.min(...stored.map((s) => s.allocated))}–${Math.max(...stored.map((s) => s.allocated))} allocated, in its new layer (last one: ${last.entries} entries, ${last.bytes} bytes as SnapshotInfo reports); ` +
           `minus sandbox start (p50 − workspace start p50 ${p50("workspace_start")} ms): reset to baseline ${(p50("reset_to_baseline") - p50("workspace_start")).toFixed(1)} ms, ` +
           `reset to snapshot ${(p50("reset_to_snapshot") - p50("workspace_start")).toFixed(1)} ms, fork ${(p50("fork") - p50("workspace_start")).toFixed(1)} ms`,
       );
