@@ -12,7 +12,13 @@
 // `pyro env pull` (download + verify + unpack + install), each into a fresh state directory; and
 // create → first exec from that image next to the same from ${ENV}. The puller is bundled from
 // src/ with esbuild when the section runs (it is not exported by the SDK).
-// Usage: npm run bench [-- --runs N] [-- --json] [-- --core-only] [-- --cli-only] [-- --only image-pull] [-- --baseline DIR]
+// --only layers measures only the floor and the layered /workspace rows: a workspace seeded with
+// 1 000, 10 000 and 100 000 files (the full bench stops at 10 000), 10 files changed, then run
+// after run: snapshot create, diff against the baseline, reset to the baseline and to the
+// snapshot, fork, and `workspace start` alone (the sandbox start that a reset and a fork include),
+// and what the snapshot's new layer stores on disk. --only snapshots measures only the floor and
+// the older rows that snapshot, reset and diff N files written in the workspace itself.
+// Usage: npm run bench [-- --runs N] [-- --json] [-- --core-only] [-- --cli-only] [-- --only image-pull|layers|snapshots] [-- --baseline DIR]
 import { spawnSync, spawn } from "node:child_process";
 import fs from "node:fs";
 import net from "node:net";
@@ -33,9 +39,10 @@ const asJson = args.includes("--json");
 const coreOnly = args.includes("--core-only");
 // Only the floor and the CLI's start-up rows.
 const cliOnly = args.includes("--cli-only");
-// Only the floor and the image-pull rows.
-const imagePullOnly = args.includes("--only") && args[args.indexOf("--only") + 1] === "image-pull";
-if (args.includes("--only") && !imagePullOnly) throw new Error("--only takes: image-pull");
+// Only the floor and one section's rows: image-pull, layers or snapshots.
+const only = args.includes("--only") ? args[args.indexOf("--only") + 1] : null;
+if (only !== null && !["image-pull", "layers", "snapshots"].includes(only)) throw new Error("--only takes: image-pull, layers, snapshots");
+const imagePullOnly = only === "image-pull";
 const baselineCli = args.includes("--baseline") ? path.join(path.resolve(args[args.indexOf("--baseline") + 1]), "bin", "pyro.js") : null;
 const ENV = "debian:12";
 
@@ -143,6 +150,14 @@ try {
     await benchImagePull();
     throw new CoreDone();
   }
+  if (only === "layers") {
+    await benchLayers([1000, 10000, 100000]);
+    throw new CoreDone();
+  }
+  if (only === "snapshots") {
+    await benchSnapshotFiles();
+    throw new CoreDone();
+  }
 
   log(`[bench] SDK createWorkspace -> first exec returned x${runs}`);
   const create = [];
@@ -174,30 +189,10 @@ try {
   for (let i = 0; i < runs; i++) cliRun.push(await spawnTimed(process.execPath, [cli, "run", ENV, "--", "true"], env));
   results.cli_run = stats(cliRun);
 
-  // Snapshots and reset: a workspace holding N small files, checkpointed and restored.
-  for (const files of [1000, 10000]) {
-    const sw = await pyro.createWorkspace({ environment: ENV });
-    await pyro.execWorkspace(sw.workspace_id, {
-      command: `for d in $(seq 1 ${files / 100}); do mkdir -p d$d; for f in $(seq 1 100); do echo "file $d $f" > d$d/f$f.txt; done; done`,
-      timeoutSeconds: 300,
-    });
-    const snapRuns = Math.max(5, Math.floor(runs / 2));
-    log(`[bench] snapshot create and reset with ${files} files x${snapRuns}`);
-    const snap = [];
-    const reset = [];
-    for (let i = 0; i < snapRuns; i++) {
-      snap.push(await time(() => pyro.createSnapshot(sw.workspace_id, `s${i}`)));
-      reset.push(await time(() => pyro.resetWorkspace(sw.workspace_id, { snapshot: `s${i}` })));
-      await pyro.deleteSnapshot(sw.workspace_id, `s${i}`);
-    }
-    results[`snapshot_create_${files}_files`] = stats(snap);
-    results[`reset_to_snapshot_${files}_files`] = stats(reset);
-    log(`[bench] diff with ${files} files changed x${snapRuns}`);
-    const diff = [];
-    for (let i = 0; i < snapRuns; i++) diff.push(await time(() => pyro.diffWorkspace(sw.workspace_id)));
-    results[`diff_${files}_files_added`] = stats(diff);
-    await pyro.deleteWorkspace(sw.workspace_id);
-  }
+  await benchSnapshotFiles();
+
+  // The layered /workspace; 100 000 files only with --only layers (its seed alone takes minutes).
+  await benchLayers([1000, 10000]);
 
   await benchNetwork();
 
@@ -234,6 +229,108 @@ try {
   for (const w of (await pyro.listWorkspaces()).workspaces) await pyro.deleteWorkspace(w.workspace_id).catch(() => undefined);
   pyro.close();
   fs.rmSync(home, { recursive: true, force: true });
+}
+
+/**
+ * The layered /workspace (core/workspace-layers.ts) at each seed size: a workspace seeded with
+ * `files` small files (100 directories of files/100), then, run after run, 10 files changed (one
+ * exec, not timed) and timed: a snapshot (a fresh name each run: it copies only the live upper),
+ * a diff against the baseline, a fork (deleted again outside the timing), `workspace start` after
+ * a stop (the sandbox start a reset and a fork also pay), a reset to the baseline and a reset back
+ * to the run's snapshot. The snapshots stay named, so the live stack grows by one layer a run, as
+ * it does for a user who snapshots and resets in turn. What each snapshot's new layer stores is
+ * measured on the host with `du -sb`, next to the seed layer's size and the snapshot's own
+ * `entries` and `bytes`.
+ */
+async function benchLayers(sizes) {
+  const seeds = fs.mkdtempSync(path.join(os.tmpdir(), "pyro-bench-seeds-"));
+  try {
+    for (const files of sizes) {
+      const seed = path.join(seeds, String(files));
+      log(`[bench] layers: writing a seed of ${files} files`);
+      for (let d = 1; d <= 100; d++) {
+        fs.mkdirSync(path.join(seed, `d${d}`), { recursive: true });
+        for (let f = 1; f <= files / 100; f++) fs.writeFileSync(path.join(seed, `d${d}`, `f${f}.txt`), `file ${d} ${f}\n`);
+      }
+      log(`[bench] layers: create seeded with ${files} files`);
+      let ws;
+      results[`layers_${files}_create_seeded`] = stats([await time(async () => (ws = await pyro.createWorkspace({ environment: ENV, seedPath: seed })))]);
+      const id = ws.workspace_id;
+      const layerDir = (layer) => path.join(home, "workspace-layers", layer);
+      // Apparent bytes (what the files hold) and allocated bytes (what the disk gives them).
+      const duBytes = (dir) => Number(spawnSync("du", ["-sb", dir], { encoding: "utf8" }).stdout.split("\t")[0]);
+      const duAllocated = (dir) => Number(spawnSync("du", ["-s", "--block-size=1", dir], { encoding: "utf8" }).stdout.split("\t")[0]);
+      const stackOf = (name) => JSON.parse(fs.readFileSync(path.join(home, "workspaces", id, "snapshots", `${name}.json`), "utf8")).layers;
+      const seedLayer = stackOf("baseline").at(-1);
+      const rows = { snapshot_create: [], diff_baseline: [], fork: [], workspace_start: [], reset_to_baseline: [], reset_to_snapshot: [] };
+      const stored = [];
+      log(`[bench] layers with ${files} files: change 10, snapshot, diff, fork, start, reset x${runs}`);
+      for (let i = 0; i < runs; i++) {
+        const change = await pyro.execWorkspace(id, { command: `for d in $(seq 1 10); do echo "run ${i}" >> /workspace/d$d/f1.txt; done` });
+        if (change.exit_code !== 0) throw new Error(`changing 10 files failed: ${change.stderr}`);
+        let info;
+        rows.snapshot_create.push(await time(async () => (info = await pyro.createSnapshot(id, `s${i}`))));
+        const newLayer = layerDir(stackOf(`s${i}`)[0]);
+        stored.push({ du: duBytes(newLayer), allocated: duAllocated(newLayer), entries: info.entries, bytes: info.bytes });
+        let diff;
+        rows.diff_baseline.push(await time(async () => (diff = await pyro.diffWorkspace(id))));
+        // A diff that does not see exactly the 10 changed files measures the wrong thing.
+        if (diff.changes.length !== 10) throw new Error(`diff against baseline saw ${diff.changes.length} changes, not 10`);
+        let fork;
+        rows.fork.push(await time(async () => (fork = await pyro.forkWorkspace(id))));
+        await pyro.deleteWorkspace(fork.workspace_id);
+        await pyro.stopWorkspace(id);
+        rows.workspace_start.push(await time(() => pyro.startWorkspace(id)));
+        rows.reset_to_baseline.push(await time(() => pyro.resetWorkspace(id)));
+        rows.reset_to_snapshot.push(await time(() => pyro.resetWorkspace(id, { snapshot: `s${i}` })));
+        log(`[bench] layers with ${files} files: run ${i + 1}/${runs} done`);
+      }
+      for (const [row, samples] of Object.entries(rows)) results[`layers_${files}_${row}`] = stats(samples);
+      const p50 = (row) => results[`layers_${files}_${row}`].p50_ms;
+      const last = stored.at(-1);
+      notes.push(
+        `layers, ${files}-file seed (seed layer: du -sb ${duBytes(layerDir(seedLayer))} bytes, ${duAllocated(layerDir(seedLayer))} allocated): a snapshot after changing 10 files stores ` +
+          `du -sb ${Math.min(...stored.map((s) => s.du))}–${Math.max(...stored.map((s) => s.du))} bytes, ${Math.min(...stored.map((s) => s.allocated))}–${Math.max(...stored.map((s) => s.allocated))} allocated, in its new layer (last one: ${last.entries} entries, ${last.bytes} bytes as SnapshotInfo reports); ` +
+          `minus sandbox start (p50 − workspace start p50 ${p50("workspace_start")} ms): reset to baseline ${(p50("reset_to_baseline") - p50("workspace_start")).toFixed(1)} ms, ` +
+          `reset to snapshot ${(p50("reset_to_snapshot") - p50("workspace_start")).toFixed(1)} ms, fork ${(p50("fork") - p50("workspace_start")).toFixed(1)} ms`,
+      );
+      await pyro.deleteWorkspace(id);
+      fs.rmSync(seed, { recursive: true, force: true });
+    }
+  } finally {
+    fs.rmSync(seeds, { recursive: true, force: true });
+  }
+}
+
+/**
+ * Snapshots and reset of a workspace holding N small files written in the workspace itself (so,
+ * in the layered layout, all of them in the live upper: a snapshot copies them all).
+ */
+async function benchSnapshotFiles() {
+  for (const files of [1000, 10000]) {
+    const sw = await pyro.createWorkspace({ environment: ENV });
+    await pyro.execWorkspace(sw.workspace_id, {
+      command: `for d in $(seq 1 ${files / 100}); do mkdir -p d$d; for f in $(seq 1 100); do echo "file $d $f" > d$d/f$f.txt; done; done`,
+      timeoutSeconds: 300,
+    });
+    const snapRuns = Math.max(5, Math.floor(runs / 2));
+    log(`[bench] snapshot create and reset with ${files} files x${snapRuns}`);
+    const snap = [];
+    const reset = [];
+    for (let i = 0; i < snapRuns; i++) {
+      snap.push(await time(() => pyro.createSnapshot(sw.workspace_id, `s${i}`)));
+      reset.push(await time(() => pyro.resetWorkspace(sw.workspace_id, { snapshot: `s${i}` })));
+      await pyro.deleteSnapshot(sw.workspace_id, `s${i}`);
+    }
+    results[`snapshot_create_${files}_files`] = stats(snap);
+    results[`reset_to_snapshot_${files}_files`] = stats(reset);
+    log(`[bench] diff with ${files} files changed x${snapRuns}`);
+    const diff = [];
+    for (let i = 0; i < snapRuns; i++) diff.push(await time(() => pyro.diffWorkspace(sw.workspace_id)));
+    results[`diff_${files}_files_added`] = stats(diff);
+    await pyro.deleteWorkspace(sw.workspace_id);
+  }
+
 }
 
 /**
