@@ -15,6 +15,7 @@ import path from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { Pyro, PyroError } from "../../src/index.js";
 import { cli, findLeaks, killedCli, noLeaks, testHome, TEST_BACKEND, TEST_ENVIRONMENT } from "../helpers.js";
+import { MAX_STACK } from "../../src/core/workspace-layers.js";
 
 let home: string;
 let pyro: Pyro;
@@ -248,6 +249,34 @@ describe("layered /workspace", () => {
     await pyro.listWorkspaces();
     await pyro.listWorkspaces();
     expect(findLeaks(home)).toEqual(noLeaks());
+  }, 900_000);
+
+  it("a chain of snapshot-then-reset-to-it as deep as the stack may grow is flattened once, and every snapshot still reads right", async () => {
+    const ws = await pyro.createWorkspace({ environment: TEST_ENVIRONMENT, seedPath: seedDir, memMib: mem });
+    const home_ = (id: string) => path.join(home, "workspaces", ws.workspace_id, "snapshots", `${id}.json`);
+    const stackOf = (name: string) => (JSON.parse(fs.readFileSync(home_(name), "utf8")) as { layers: string[] }).layers.length;
+    // Each round stacks one layer: change, snapshot, reset to that snapshot.
+    for (let i = 1; i <= MAX_STACK; i++) {
+      await sh(ws.workspace_id, `echo ${i} > round.txt && rm -f d${i % 20}/f${i}.txt`);
+      await pyro.createSnapshot(ws.workspace_id, `r${i}`);
+      await pyro.resetWorkspace(ws.workspace_id, { snapshot: `r${i}` });
+    }
+    // r1 sits on the seed; r63 on 63 layers; r64 would have been 65 deep and is one whole layer.
+    expect(stackOf("r1")).toBe(2);
+    expect(stackOf(`r${MAX_STACK - 1}`)).toBe(MAX_STACK);
+    expect(stackOf(`r${MAX_STACK}`)).toBe(1);
+    expect((await pyro.listSnapshots(ws.workspace_id)).snapshots.find((s) => s.name === `r${MAX_STACK}`)!.entries).toBeGreaterThan(SEED_FILES - MAX_STACK);
+    // The flattened one and the deepest stacked one hold exactly what the rounds made.
+    const expected = async () => sh(ws.workspace_id, "cat round.txt; find . -type f | wc -l; test -e d1/f1.txt || echo no-d1-f1; test -e d3/f63.txt || echo no-d3-f63");
+    const atTop = await expected();
+    expect(atTop).toBe(`${MAX_STACK}\n${SEED_FILES + 2 - MAX_STACK}\nno-d1-f1\nno-d3-f63\n`);
+    await pyro.resetWorkspace(ws.workspace_id, { snapshot: `r${MAX_STACK - 1}` });
+    expect(await sh(ws.workspace_id, "cat round.txt; test -e d4/f64.txt && echo d4-f64")).toBe(`${MAX_STACK - 1}\nd4-f64\n`);
+    await pyro.resetWorkspace(ws.workspace_id, { snapshot: `r${MAX_STACK}` });
+    expect(await expected()).toBe(atTop);
+    // And the diff against the baseline sees through the flattened layer: the round file and the deleted ones.
+    const d = await pyro.diffWorkspace(ws.workspace_id);
+    expect(d.summary).toMatchObject({ added: 1, deleted: MAX_STACK, total: MAX_STACK + 1 });
   }, 900_000);
 
   it("a snapshot name that exists, and a reset to a snapshot that does not, leave the workspace as it was", async () => {
