@@ -13,7 +13,7 @@ import fsp from "node:fs/promises";
 import path from "node:path";
 import { randomBytes } from "node:crypto";
 import { runUtilityChecked } from "../runtime/confine/utility.js";
-import type { JoinTarget, UtilityBind } from "../runtime/confine/utility.js";
+import type { UtilityBind, UtilityView } from "../runtime/confine/utility.js";
 import { ownByGuestRoot } from "../runtime/confine/launch.js";
 import { removeTree } from "../runtime/confine/trees.js";
 import { readJsonIfExists, writeJsonAtomic } from "../shared/atomic.js";
@@ -42,8 +42,8 @@ interface Manifest extends SnapshotInfo {
 export interface LayeredSource {
   upper: string;
   stack: string[];
-  /** A utility bind showing the whole live /workspace at `/workspace`, read-only, and how to reach it. */
-  view: { binds: UtilityBind[]; join?: JoinTarget | null };
+  /** The whole live /workspace at `/workspace`, read-only, and how to reach it. */
+  view: UtilityView;
 }
 
 export class SnapshotStore {
@@ -67,17 +67,7 @@ export class SnapshotStore {
   }
 
   async list(): Promise<SnapshotInfo[]> {
-    let names: string[];
-    try {
-      names = await fsp.readdir(this.dir);
-    } catch {
-      return [];
-    }
-    const infos = await Promise.all(names.filter((n) => n.endsWith(".json") && !n.startsWith(".")).map((n) => readJsonIfExists<Manifest>(path.join(this.dir, n))));
-    return infos
-      .filter((i): i is Manifest => i !== undefined)
-      .map(({ layers: _layers, ...info }) => info)
-      .sort((a, b) => a.created_at.localeCompare(b.created_at));
+    return (await this.manifests()).map(({ layers: _layers, ...info }) => info).sort((a, b) => a.created_at.localeCompare(b.created_at));
   }
 
   /** A layered snapshot's layers (top-most first), null for a plain one; snapshot_not_found when there is none. */
@@ -89,9 +79,7 @@ export class SnapshotStore {
 
   /** Every layer any snapshot of this workspace names. */
   async namedLayers(): Promise<string[]> {
-    const names = await fsp.readdir(this.dir).catch(() => [] as string[]);
-    const ms = await Promise.all(names.filter((n) => n.endsWith(".json") && !n.startsWith(".")).map((n) => readJsonIfExists<Manifest>(path.join(this.dir, n))));
-    return ms.flatMap((m) => m?.layers ?? []);
+    return (await this.manifests()).flatMap((m) => m.layers ?? []);
   }
 
   /**
@@ -101,11 +89,7 @@ export class SnapshotStore {
    * the layer and writes the manifest there, so a collection never sees the layer unnamed.
    */
   async createLayered(name: string, source: LayeredSource, pool: LayerPool, underLayersLock: <T>(fn: () => Promise<T>) => Promise<T>, options: { replace?: boolean } = {}): Promise<SnapshotInfo> {
-    if (name !== BASELINE) validateName(name, "snapshot name");
-    await fsp.mkdir(this.dir, { recursive: true, mode: 0o700 });
-    if (!options.replace && (await readJsonIfExists(this.manifest(name)))) {
-      throw new PyroError("snapshot_exists", `a snapshot named ${JSON.stringify(name)} already exists`, { hint: "Choose another name or delete the old snapshot first." });
-    }
+    await this.claim(name, options.replace === true);
     const staging = await pool.staging();
     try {
       const flatten = source.stack.length + 1 > MAX_STACK;
@@ -136,7 +120,7 @@ export class SnapshotStore {
     await writeJsonAtomic(this.manifest(info.name), { ...info, layers } satisfies Manifest);
   }
 
-  /** Every manifest as stored, for a fork to name the same layers. */
+  /** Every manifest as stored (what `list` shows, and the layers each names). */
   async manifests(): Promise<Manifest[]> {
     const names = await fsp.readdir(this.dir).catch(() => [] as string[]);
     const ms = await Promise.all(names.filter((n) => n.endsWith(".json") && !n.startsWith(".")).map((n) => readJsonIfExists<Manifest>(path.join(this.dir, n))));
@@ -145,11 +129,7 @@ export class SnapshotStore {
 
   /** Copies the live workspace directory into a new snapshot. */
   async create(name: string, workspaceDir: string, options: { replace?: boolean } = {}): Promise<SnapshotInfo> {
-    if (name !== BASELINE) validateName(name, "snapshot name");
-    await fsp.mkdir(this.dir, { recursive: true, mode: 0o700 });
-    if (!options.replace && (await readJsonIfExists(this.manifest(name)))) {
-      throw new PyroError("snapshot_exists", `a snapshot named ${JSON.stringify(name)} already exists`, { hint: "Choose another name or delete the old snapshot first." });
-    }
+    await this.claim(name, options.replace === true);
     await this.sweep();
     await fsp.mkdir(path.join(this.dir, "trees"), { recursive: true, mode: 0o700 });
     const tmp = path.join(this.dir, "trees", `.tmp-${name}-${randomBytes(4).toString("hex")}`);
@@ -225,6 +205,15 @@ export class SnapshotStore {
   async adopt(info: SnapshotInfo, staging: string): Promise<void> {
     await fsp.rename(staging, this.treeDir(info.name));
     await writeJsonAtomic(this.manifest(info.name), info);
+  }
+
+  /** Refuses a name that is not valid or, unless `replace`, already taken; makes the directory manifests go in. */
+  private async claim(name: string, replace: boolean): Promise<void> {
+    if (name !== BASELINE) validateName(name, "snapshot name");
+    await fsp.mkdir(this.dir, { recursive: true, mode: 0o700 });
+    if (!replace && (await readJsonIfExists(this.manifest(name)))) {
+      throw new PyroError("snapshot_exists", `a snapshot named ${JSON.stringify(name)} already exists`, { hint: "Choose another name or delete the old snapshot first." });
+    }
   }
 
   /** Removes copies a crash interrupted (they have no manifest). */

@@ -29,7 +29,6 @@
  * the next snapshot (a full copy, once) so the chain of snapshot-of-reset-to-snapshot cannot grow
  * without end.
  */
-import fs from "node:fs";
 import fsp from "node:fs/promises";
 import path from "node:path";
 import { randomBytes } from "node:crypto";
@@ -118,11 +117,6 @@ export class LayerPool {
     return id;
   }
 
-  /** A new empty layer (a workspace with no seed); same rules as `adopt`. */
-  async empty(): Promise<string> {
-    return this.adopt(await this.staging());
-  }
-
   /**
    * Removes every layer that `named` does not contain, and staging directories whose process is
    * gone. Call under the layers lock, with `named` read under it.
@@ -132,9 +126,5 @@ export class LayerPool {
       const tmp = /^\.tmp-(\d+)-/.exec(name);
       if (tmp ? !pidAlive(Number(tmp[1])) : LAYER_ID.test(name) && !named.has(name)) await removeTree(path.join(this.dir, name));
     }
-  }
-
-  exists(id: string): boolean {
-    return fs.existsSync(this.path(id));
   }
 }
