@@ -34,7 +34,9 @@ if ! [[ "$major" =~ ^[0-9]+$ ]] || [ "$major" -lt 20 ]; then
 fi
 
 # One dpkg-query for all packages; one it does not know prints nothing and counts as missing.
-installed=" $(dpkg-query -W -f='${Package} ${Status}\n' "${PACKAGES[@]}" 2>/dev/null | awk '/ install ok installed$/ { sub(/:.*/, "", $1); printf "%s ", $1 }')"
+# dpkg-query exits non-zero when any package was never installed, which on a fresh machine is
+# the normal case: its status must not end this script (set -e, pipefail).
+installed=" $({ dpkg-query -W -f='${Package} ${Status}\n' "${PACKAGES[@]}" 2>/dev/null || true; } | awk '/ install ok installed$/ { sub(/:.*/, "", $1); printf "%s ", $1 }')"
 missing=()
 for p in "${PACKAGES[@]}"; do
   [[ "$installed" == *" $p "* ]] || missing+=("$p")
