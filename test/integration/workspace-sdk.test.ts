@@ -130,7 +130,9 @@ describe("isolation", () => {
     expect(ws.isolation).toContain(TEST_BACKEND);
     if (ws.limits!.memory) {
       // tail holds its whole (newline-free) input in memory: 400 MiB cannot fit in 256 MiB
-      const r = await pyro.execWorkspace(ws.workspace_id, { command: "head -c 400m /dev/zero | tail > /dev/null; echo rc=$?" });
+      // An emulated guest (no KVM) pipes those bytes slowly on a busy host: the default 30 s
+      // timeout could end the command before memory runs out, which is not what this checks.
+      const r = await pyro.execWorkspace(ws.workspace_id, { command: "head -c 400m /dev/zero | tail > /dev/null; echo rc=$?", timeoutSeconds: 240 });
       // The out-of-memory killer takes `tail` (the shell reports 137), or, on a loaded host
       // where the shell itself was picked, the result says the command was OOM-killed.
       expect(r.stdout === "rc=137\n" || r.oom_killed === true, JSON.stringify({ stdout: r.stdout, outcome: r.outcome, signal: r.signal, oom_killed: r.oom_killed })).toBe(true);
