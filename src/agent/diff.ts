@@ -11,7 +11,7 @@ import { formatPatch, structuredPatch } from "diff";
 import type { StructuredPatch } from "diff";
 import { displayName, entryType, isText } from "./paths.js";
 import { AgentFailure } from "./failure.js";
-import { num, str } from "./handler.js";
+import { nonNegativeInteger, num, str } from "./handler.js";
 import type { Handlers } from "./handler.js";
 import { DIFF_CHANGES_MAX, DIFF_CHANGES_MAX_BYTES, DIFF_OMITTED_MAX, DIFF_OMITTED_MAX_BYTES } from "../protocol/messages.js";
 import type { DiffChange, EntryType, TreeDiffRequest, TreeDiffResult } from "../protocol/messages.js";
@@ -307,7 +307,18 @@ export function treeDiff(req: TreeDiffRequest): TreeDiffResult & { patch: string
   };
 
   const subLatin1 = sub ? Buffer.from(sub, "utf8").toString("latin1") : null;
+  // The work so far against `limit`: entries compared, and bytes of the files among them (what a
+  // comparison may read).
+  let entries = 0;
+  let bytes = 0;
   for (const [rel, b, l] of bothTrees(req.base, req.live, subLatin1, req.layers ?? null)) {
+    if (req.limit) {
+      entries++;
+      bytes += (b?.type === "file" ? b.size : 0) + (l?.type === "file" ? l.size : 0);
+      if (entries > req.limit.entries || bytes > req.limit.bytes) {
+        return { changes: [], changes_omitted: 0, summary: { added: 0, deleted: 0, modified: 0, type_changed: 0, mode_changed: 0, total: 0 }, patch: "", patch_truncated: false, omitted_files: [], omitted_files_total: 0, over_limit: true };
+      }
+    }
     // The live tree can change while it is compared (a build still running): an entry that
     // vanished or changed type between its lstat and a read is looked at again, and past that
     // taken as absent on that side — never an error for the whole diff.
@@ -348,10 +359,16 @@ export const diffHandlers: Handlers<"tree_diff"> = {
     const { patch, ...result } = treeDiff({ base: str(h.base, "base"), live: str(h.live, "live"), path: typeof h.path === "string" ? h.path : null,
       maxBytes: num(h.maxBytes, 65536),
       ...(Array.isArray(h.layers) ? { layers: h.layers.map((v, i) => str(v, `layers[${i}]`)) } : {}),
+      ...(h.limit !== undefined && h.limit !== null ? { limit: diffLimit(h.limit) } : {}),
     });
     return { result, payload: Buffer.from(patch, "utf8") };
   },
 };
+
+function diffLimit(v: unknown): { entries: number; bytes: number } {
+  const o = (typeof v === "object" && v !== null ? v : {}) as Record<string, unknown>;
+  return { entries: nonNegativeInteger(o.entries, "limit.entries"), bytes: nonNegativeInteger(o.bytes, "limit.bytes") };
+}
 
 /** Relative path helper for callers that pass absolute paths under /workspace. */
 export function relativeToWorkspace(p: string | null): string | null {

@@ -14,11 +14,12 @@ import type { ExportOutcome, ImportResult, OutputOptions } from "./transfer.js";
 import { BASELINE } from "./snapshots.js";
 import type { SnapshotInfo } from "./snapshots.js";
 import { withUtilityAgent, runUtilityChecked } from "../runtime/confine/utility.js";
-import type { UtilityView } from "../runtime/confine/utility.js";
+import type { UtilityBind, UtilityView } from "../runtime/confine/utility.js";
 import { isLayered } from "./workspace-layers.js";
 import type { AgentClient } from "../protocol/client.js";
-import { DIFF_CHANGES_MAX, DIFF_OMITTED_MAX, MAX_FILE_LIST_BYTES } from "../protocol/messages.js";
-import type { DiffChange, FileEntry, FileReadHeader, PatchFileResult, TreeDiffResult } from "../protocol/messages.js";
+import { DIFF_CHANGES_MAX, DIFF_OMITTED_MAX, MAX_FILE_LIST_BYTES, WORKSPACE_GUEST_PATH } from "../protocol/messages.js";
+import type { DiffChange, FileEntry, FileReadHeader, PatchFileResult, TreeDiffRequest, TreeDiffResult } from "../protocol/messages.js";
+import type { WorkspaceRecord } from "./types.js";
 import { PyroError } from "../shared/errors.js";
 import { validatePositiveInt } from "./validate.js";
 import { loadSecrets, secretRedactor } from "./secrets.js";
@@ -32,6 +33,11 @@ export const MAX_FILE_WRITE_BYTES = 16 * 1024 * 1024 - 4096;
 export const DEFAULT_FILE_LIST_MAX_ENTRIES = 1000;
 export const MAX_FILE_LIST_ENTRIES = 100_000;
 export const DEFAULT_DIFF_MAX_BYTES = 65536;
+/**
+ * The most a running workspace's own agent compares for a diff before handing it to a utility
+ * sandbox: a few hundred milliseconds of its time at most (see `diffInWorkspace`).
+ */
+const DIFF_IN_WORKSPACE_LIMIT = { entries: 5000, bytes: 64 * 1024 * 1024 };
 
 export type { DiffChange, FileEntry } from "../protocol/messages.js";
 
@@ -294,16 +300,16 @@ export class WorkspaceContent {
       const g = guestDestination(options.path);
       rel = g === "/workspace" ? null : g.slice("/workspace/".length);
     }
-    const inputs = await this.diffInputs(id, against);
-    const r = await withUtilityAgent(
-      inputs.binds,
-      async (client) => {
-        const { header, payload } = await client.request({ type: "tree_diff", base: "/baseline", live: "/workspace", path: rel, maxBytes, ...(inputs.layers ? { layers: inputs.layers } : {}) });
-        if (payload.length > maxBytes) throw new PyroError("agent_protocol_error", "diff patch larger than its budget");
-        return { ...header, patch: payload.toString("utf8") };
-      },
-      { join: inputs.join },
-    ).catch((err: unknown) => {
+    const record = await this.manager.reconciled(id);
+    const stack = await this.manager.snapshots(id).stack(against);
+    const treeDiff = async (client: AgentClient, request: Omit<TreeDiffRequest, "path" | "maxBytes">) => {
+      const { header, payload } = await client.request({ type: "tree_diff", ...request, path: rel, maxBytes });
+      if (payload.length > maxBytes) throw new PyroError("agent_protocol_error", "diff patch larger than its budget");
+      return { ...header, patch: payload.toString("utf8") };
+    };
+    const here = this.diffInWorkspace(record, stack);
+    const fast = here ? await treeDiff(await this.link.client(id), here) : null;
+    const r = fast && !fast.over_limit ? fast : await this.diffInUtility(record, against, stack, treeDiff).catch((err: unknown) => {
       // The diff's agent holds one directory's names per level, so what can still stop it is a
       // single directory of millions of entries (its heap) — a narrower path is the way on.
       if (err instanceof PyroError && err.code === "agent_unreachable") {
@@ -345,30 +351,49 @@ export class WorkspaceContent {
   }
 
   /**
-   * What a diff against snapshot `against` compares: the snapshot at /baseline, the live tree at
-   * /workspace, and for a layered workspace the layers only one of them has (the live upper
-   * always among them) at /layers/N, where alone the two can differ.
+   * A diff the running workspace's own agent can make, where its sandbox sees its layers
+   * (`guestLayers`: the namespace backend): no sandbox to start, so it costs what changed. Only
+   * against a snapshot of one layer (the baseline is one) that the sandbox sees; then the live
+   * tree is /workspace and the layers the two trees do not share are the upper and every other
+   * live layer. Bounded (`DIFF_IN_WORKSPACE_LIMIT`): that agent also serves the workspace's
+   * commands and shells, so a larger diff is a utility sandbox's work. Like a file read, this
+   * diff is computed inside the workspace, by an agent its own commands run next to.
    */
-  private async diffInputs(id: string, against: string): Promise<UtilityView & { layers: string[] | null }> {
-    const record = await this.manager.reconciled(id);
-    const snapshots = this.manager.snapshots(id);
-    const stack = await snapshots.stack(against);
+  private diffInWorkspace(record: WorkspaceRecord, stack: string[] | null): Omit<TreeDiffRequest, "path" | "maxBytes"> | null {
+    const seen = record.state === "running" ? record.sandbox?.guestLayers : null;
+    if (!seen || !isLayered(record) || stack?.length !== 1) return null;
+    const base = stack[0]!;
+    const differing = record.workspace_layers.filter((l) => l !== base);
+    if (![base, ...differing].every((l) => seen.layers.includes(l))) return null;
+    return {
+      base: `${seen.dir}/${base}`,
+      live: WORKSPACE_GUEST_PATH,
+      layers: [`${seen.dir}/upper`, ...differing.map((l) => `${seen.dir}/${l}`)],
+      limit: DIFF_IN_WORKSPACE_LIMIT,
+    };
+  }
+
+  /**
+   * A diff in a utility sandbox, against snapshot `against`: the snapshot at /baseline, the
+   * live tree at /workspace, and for a layered workspace the layers only one of them has (the
+   * live upper always among them) at /layers/N, where alone the two can differ.
+   */
+  private async diffInUtility<T>(record: WorkspaceRecord, against: string, stack: string[] | null, treeDiff: (client: AgentClient, request: Omit<TreeDiffRequest, "path" | "maxBytes">) => Promise<T>): Promise<T> {
     const live = await this.manager.view(record);
+    const request = { base: "/baseline", live: WORKSPACE_GUEST_PATH };
     if (!isLayered(record) || !stack) {
-      return { binds: [{ source: await snapshots.tree(against), target: "/baseline", readOnly: true }, ...live.binds], join: live.join, layers: null };
+      const binds = [{ source: await this.manager.snapshots(record.workspace_id).tree(against), target: "/baseline", readOnly: true }, ...live.binds];
+      return withUtilityAgent(binds, (client) => treeDiff(client, request), { join: live.join });
     }
     const pool = this.manager.layers;
     const { upper } = await this.manager.upper(record);
     const differing = [upper, ...record.workspace_layers.filter((l) => !stack.includes(l)).map((l) => pool.path(l)), ...stack.filter((l) => !record.workspace_layers.includes(l)).map((l) => pool.path(l))];
-    return {
-      binds: [
-        { overlay: stack.map((l) => pool.path(l)), target: "/baseline" },
-        ...live.binds,
-        ...differing.map((source, i) => ({ source, target: `/layers/${i}`, readOnly: true })),
-      ],
-      join: live.join,
-      layers: differing.map((_, i) => `/layers/${i}`),
-    };
+    const binds: UtilityBind[] = [
+      { overlay: stack.map((l) => pool.path(l)), target: "/baseline" },
+      ...live.binds,
+      ...differing.map((source, i) => ({ source, target: `/layers/${i}`, readOnly: true })),
+    ];
+    return withUtilityAgent(binds, (client) => treeDiff(client, { ...request, layers: differing.map((_, i) => `/layers/${i}`) }), { join: live.join });
   }
 
   // ---------- snapshots ----------

@@ -19,6 +19,12 @@ export const PROTOCOL_VERSION = 2;
 /** Where the agent runtime (node, its libraries, the agent bundle) appears inside a sandbox. */
 export const AGENT_RUNTIME_DIR = "/run/pyro/agent";
 export const WORKSPACE_GUEST_PATH = "/workspace";
+/**
+ * Where a namespace sandbox of a layered workspace sees the layers of its own /workspace,
+ * read-only: `upper` (the live changes) and each read-only layer under its id. Its own agent
+ * diffs there (core/workspace-content.ts); nothing else in the sandbox needs them.
+ */
+export const WORKSPACE_LAYERS_GUEST_DIR = "/run/pyro/layers";
 
 /** The version handshake, the first request on every connection. */
 export interface HelloRequest {
@@ -177,6 +183,13 @@ export interface TreeDiffRequest {
    * layers hold entries (see agent/diff.ts). Absent: both trees are walked whole.
    */
   layers?: string[];
+  /**
+   * The most work this diff may do: entries compared, and bytes of files that are read. A diff
+   * that would do more stops and answers `over_limit` (no changes, no patch). The host gives a
+   * limit to a workspace's own running agent, which also serves its commands and shells, and
+   * takes a larger diff to a utility sandbox's agent instead. Absent: no limit.
+   */
+  limit?: { entries: number; bytes: number };
 }
 
 /** One changed entry of a `tree_diff`. */
@@ -210,6 +223,8 @@ export interface TreeDiffResult {
   omitted_files: string[];
   /** How many files the patch left out in all. */
   omitted_files_total: number;
+  /** The diff stopped at the request's `limit`: everything else in this result is empty. */
+  over_limit?: boolean;
 }
 
 export interface ExportCopyRequest {

@@ -134,6 +134,32 @@ describe("layered /workspace", () => {
     expect(layersOnHost().length).toBe(pool - 1);
   }, 600_000);
 
+  it("a running workspace's diff, made by its own agent up to a limit and in a utility sandbox past it, is the stopped workspace's; its layers are read-only inside", async () => {
+    const ws = await pyro.createWorkspace({ environment: TEST_ENVIRONMENT, seedPath: seedDir, memMib: mem });
+    const id = ws.workspace_id;
+    await sh(id, "echo x > d0/f0.txt && rm d1/f1.txt && chmod 700 d2/f2.txt");
+    const small = { all: await pyro.diffWorkspace(id), under: await pyro.diffWorkspace(id, { path: "d0" }) };
+    expect(changeList(small.all)).toEqual(["modified d0/f0.txt", "deleted d1/f1.txt", "mode_changed d2/f2.txt"]);
+    // More entries than the running agent compares: the same answer comes from a utility sandbox.
+    await sh(id, "mkdir many && cd many && for i in $(seq 1 6000); do echo $i > $i; done");
+    const large = await pyro.diffWorkspace(id);
+    expect(large.summary).toEqual({ added: 6001, deleted: 1, modified: 1, type_changed: 0, mode_changed: 1, total: 6004 });
+    if (TEST_BACKEND === "namespace") {
+      // The guest sees its own layers as they are stored, and cannot change them.
+      const inside = await pyro.execWorkspace(id, { command: "ls /run/pyro/layers; cat /run/pyro/layers/upper/d0/f0.txt; touch /run/pyro/layers/upper/new 2>&1; rm /run/pyro/layers/*/README 2>&1; echo rc=$?" });
+      expect(inside.stdout).toContain("upper\n");
+      expect(inside.stdout).toContain("x\n");
+      expect(inside.stdout).toMatch(/touch: cannot touch '\/run\/pyro\/layers\/upper\/new': Read-only file system/);
+      expect(inside.stdout).toMatch(/rm: cannot remove '[^']*README': Read-only file system\nrc=1/);
+    }
+    await sh(id, "rm -r many");
+    const again = await pyro.diffWorkspace(id);
+    await pyro.stopWorkspace(id);
+    expect(await pyro.diffWorkspace(id)).toEqual(again);
+    expect(again).toEqual(small.all);
+    expect(await pyro.diffWorkspace(id, { path: "d0" })).toEqual(small.under);
+  }, 300_000);
+
   it("sync push into a running workspace shows at once inside it, in export and in diff", async () => {
     const ws = await pyro.createWorkspace({ environment: TEST_ENVIRONMENT, seedPath: seedDir, memMib: mem });
     const push = fs.mkdtempSync(path.join(os.tmpdir(), "pyro-layered-push-"));

@@ -145,3 +145,24 @@ describe("tree diff restricted to the layers two overlays do not share", () => {
     expect(layered([layer, second])).toEqual(diff());
   });
 });
+
+describe("tree diff within a limit", () => {
+  const limited = (entries: number, bytes: number) => treeDiff({ base, live, path: null, maxBytes: 65536, limit: { entries, bytes } });
+
+  it("answers as without one while the work stays within it", () => {
+    for (let i = 0; i < 20; i++) write(live, `d/f${i}.txt`, "0123456789\n");
+    const r = limited(21, 20 * 11);
+    expect(r.over_limit).toBeUndefined();
+    expect(r).toEqual(diff());
+  });
+
+  it("stops with over_limit and nothing else once it would compare more entries or bytes", () => {
+    for (let i = 0; i < 20; i++) write(live, `d/f${i}.txt`, "0123456789\n");
+    for (const r of [limited(20, 1 << 20), limited(1000, 20 * 11 - 1)]) {
+      expect(r.over_limit).toBe(true);
+      expect(r.changes).toEqual([]);
+      expect(r.summary.total).toBe(0);
+      expect(r.patch).toBe("");
+    }
+  });
+});

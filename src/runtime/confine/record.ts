@@ -52,6 +52,12 @@ export interface SandboxRecord {
    * sandboxes join that namespace (`pid`) and bind it from there while the sandbox runs.
    */
   workspaceStage?: string | null;
+  /**
+   * A layered workspace's layers as its sandbox sees them, read-only: in `dir`, the live upper
+   * as `upper` and each of `layers` (ids, top-most first) under its id. Absent where the guest
+   * does not see them (the VM backend, sandboxes started by earlier pyro).
+   */
+  guestLayers?: { dir: string; layers: string[] } | null;
   /** VM backend only: how its guest runs. */
   vm?: VmSandboxInfo | null;
   bootId: string;

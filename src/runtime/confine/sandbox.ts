@@ -36,7 +36,7 @@ export interface SandboxLaunch {
   fds: number[];
   infoPath: string;
   limits: Limits;
-  record: Pick<SandboxRecord, "backend"> & Partial<Pick<SandboxRecord, "vm" | "workspaceStage">>;
+  record: Pick<SandboxRecord, "backend"> & Partial<Pick<SandboxRecord, "vm" | "workspaceStage" | "guestLayers">>;
   /** Connects and handshakes with the agent; `exited` tells whether the launcher is gone. */
   connect: (exited: () => boolean) => Promise<AgentClient>;
   failure: { what: string; hint: string };

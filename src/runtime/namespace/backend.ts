@@ -18,7 +18,7 @@ import { killExecProcesses } from "../confine/exec-kill.js";
 import { configureSandboxNetwork, launchSandbox, publishSandboxPort, sandboxLiveness, stopSandbox, takeSandboxDenials, unpublishSandboxPort } from "../confine/sandbox.js";
 import { AgentClient } from "../../protocol/client.js";
 import { guestEnv } from "../../protocol/guest.js";
-import { WORKSPACE_GUEST_PATH } from "../../protocol/messages.js";
+import { WORKSPACE_GUEST_PATH, WORKSPACE_LAYERS_GUEST_DIR } from "../../protocol/messages.js";
 
 /**
  * Capabilities kept inside the sandbox: what package managers and build tools need as root
@@ -46,6 +46,14 @@ function bwrapArgs(spec: SandboxSpec, root: string, workspace: string, marker: s
     "--ro-bind", marker, SANDBOX_MARKER,
   ];
   for (const bind of runtime.binds) args.push("--ro-bind", launch.reachable(bind.source), bind.target);
+  // The workspace's own layers, read-only, for its agent's diff (guestLayers). Nothing the guest
+  // did not already have: its own files, seen as they are stored. It cannot write them: the
+  // binds are read-only, and remounting needs CAP_SYS_ADMIN and mount(2), both denied.
+  const layered = spec.workspaceLayers;
+  if (layered) {
+    args.push("--ro-bind", launch.bind(layered.upper, { readOnly: true }), `${WORKSPACE_LAYERS_GUEST_DIR}/upper`);
+    for (const lower of layered.lowers) args.push("--ro-bind", launch.bind(lower, { readOnly: true }), `${WORKSPACE_LAYERS_GUEST_DIR}/${path.basename(lower)}`);
+  }
   const { PATH: _path, ...env } = guestEnv({ HOSTNAME: spec.hostname });
   args.push(
     ...confinementArgs(spec.hostname, SANDBOX_CAPS),
@@ -107,7 +115,11 @@ export class NamespaceBackend implements Backend {
         fds: confined.fds,
         infoPath: path.join(spec.stateDir, "sandbox-info.json"),
         limits: spec.limits,
-        record: { backend: "namespace", workspaceStage: layered ? workspace : null },
+        record: {
+          backend: "namespace",
+          workspaceStage: layered ? workspace : null,
+          guestLayers: layered ? { dir: WORKSPACE_LAYERS_GUEST_DIR, layers: layered.lowers.map((l) => path.basename(l)) } : null,
+        },
         connect: () => AgentClient.connect(spec.socketPath, 10_000),
         failure: { what: "sandbox", hint: "Run `pyro doctor` to check bubblewrap, user namespaces and overlayfs on this host." },
       });
