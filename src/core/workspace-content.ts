@@ -14,7 +14,7 @@ import type { ExportOutcome, ImportResult, OutputOptions } from "./transfer.js";
 import { BASELINE } from "./snapshots.js";
 import type { SnapshotInfo } from "./snapshots.js";
 import { withUtilityAgent, runUtilityChecked } from "../runtime/confine/utility.js";
-import type { UtilityBind, UtilityView } from "../runtime/confine/utility.js";
+import type { UtilityBind } from "../runtime/confine/utility.js";
 import { isLayered } from "./workspace-layers.js";
 import type { AgentClient } from "../protocol/client.js";
 import { DIFF_CHANGES_MAX, DIFF_OMITTED_MAX, MAX_FILE_LIST_BYTES, WORKSPACE_GUEST_PATH } from "../protocol/messages.js";
