@@ -10,7 +10,7 @@
  * crash safety) is the manager's (manager.ts `fork`).
  */
 import fsp from "node:fs/promises";
-import { runUtilityChecked } from "../runtime/confine/utility.js";
+import { parseTreeSize, runUtilityChecked, treeSizeScript } from "../runtime/confine/utility.js";
 import type { UtilityBind } from "../runtime/confine/utility.js";
 import { ownByGuestRoot } from "../runtime/confine/launch.js";
 import type { RootChanges } from "../runtime/backend.js";
@@ -76,10 +76,8 @@ export async function copyWorkspaceState(plan: ForkCopyPlan): Promise<{ entries:
     binds.push({ source: s.to, target: `/to/snapshots/${i}`, readOnly: false });
     steps.push(`cp -a --reflink=auto /from/snapshots/${i}/. /to/snapshots/${i}/`);
   });
-  steps.push("find /to/workspace -mindepth 1 | wc -l", "du -sb /to/workspace | cut -f1");
-  const out = await runUtilityChecked(binds, ["sh", "-c", `set -e\n${steps.join("\n")}`], "fork copy");
-  const [entries, bytes] = out.trim().split("\n").map(Number);
-  return { entries: entries ?? 0, bytes: bytes ?? 0 };
+  steps.push(treeSizeScript("/to/workspace"));
+  return parseTreeSize(await runUtilityChecked(binds, ["sh", "-c", `set -e\n${steps.join("\n")}`], "fork copy"));
 }
 
 /** An empty directory for the copy to fill, owned by guest root like the tree it will hold. */

@@ -482,11 +482,17 @@ export class WorkspaceManager {
       await this.store.write(record);
     });
     try {
-      await this.disk.provision(record);
-      ownByGuestRoot(paths.workspace);
-      if (isLayered(record)) await makeUpper(paths.workspace, record.workspace_upper);
-      await this.store.withLock(id, () => this.store.write(record));
-      const copied = await this.store.withLock(sourceId, () =>
+      // The fork's /workspace filesystem (an image, for a kernel disk limit) and its empty upper.
+      // A layered fork's copy goes to the layer pool, not there, so both are made at once.
+      const prepareWorkspace = async (): Promise<void> => {
+        await this.disk.provision(record);
+        ownByGuestRoot(paths.workspace);
+        if (isLayered(record)) await makeUpper(paths.workspace, record.workspace_upper);
+        await this.store.withLock(id, () => this.store.write(record));
+      };
+      const prepared = isLayered(record) ? prepareWorkspace() : null;
+      if (!prepared) await prepareWorkspace();
+      const copying = this.store.withLock(sourceId, () =>
         this.store.withLock(`${sourceId}.snapshots`, async () => {
           const current = (await this.reconcile(await this.store.load(sourceId))).record;
           const backend = await this.backendOf(current);
@@ -514,6 +520,11 @@ export class WorkspaceManager {
           return result;
         }),
       );
+      // Both settle before anything is rolled back: a disk still being mounted is not left behind.
+      const [copy, prepare] = await Promise.allSettled([copying, prepared]);
+      if (copy.status === "rejected") throw copy.reason;
+      if (prepare.status === "rejected") throw prepare.reason;
+      const copied = copy.value;
       if (this.disk.enforcement(record) === "watched") await this.disk.measure(record);
       record.sandbox = await this.startSandbox(record);
       record.state = "running";
@@ -603,9 +614,9 @@ export class WorkspaceManager {
         const top = result.entries > 0 ? [await this.layers.adopt(staging)] : [];
         fork.workspace_layers = [...top, ...source.workspace_layers];
         await this.store.withLock(fork.workspace_id, () => this.store.write(fork));
-        for (const { layers, ...info } of manifests) {
-          if (layers) await this.snapshots(fork.workspace_id).writeLayered(info, layers);
-        }
+        // At once: each is its own file, and their syncs overlap.
+        const forkSnapshots = this.snapshots(fork.workspace_id);
+        await Promise.all(manifests.map(({ layers, ...info }) => (layers ? forkSnapshots.writeLayered(info, layers) : undefined)));
       });
       return result;
     } finally {

@@ -12,7 +12,7 @@
 import fsp from "node:fs/promises";
 import path from "node:path";
 import { randomBytes } from "node:crypto";
-import { runUtilityChecked } from "../runtime/confine/utility.js";
+import { parseTreeSize, runUtilityChecked, treeSizeScript } from "../runtime/confine/utility.js";
 import type { UtilityBind, UtilityView } from "../runtime/confine/utility.js";
 import { ownByGuestRoot } from "../runtime/confine/launch.js";
 import { removeTree } from "../runtime/confine/trees.js";
@@ -95,14 +95,8 @@ export class SnapshotStore {
       const flatten = source.stack.length + 1 > MAX_STACK;
       const binds: UtilityBind[] = flatten ? [...source.view.binds] : [{ source: source.upper, target: "/workspace", readOnly: true }];
       binds.push({ source: staging, target: "/snapshot", readOnly: false });
-      const out = await runUtilityChecked(
-        binds,
-        ["sh", "-c", "cp -a /workspace/. /snapshot/ && find /snapshot -mindepth 1 | wc -l && du -sb /snapshot | cut -f1"],
-        "snapshot copy",
-        flatten ? { join: source.view.join ?? null } : {},
-      );
-      const [entries, bytes] = out.trim().split("\n").map(Number);
-      const info: SnapshotInfo = { name, created_at: new Date().toISOString(), entries: entries ?? 0, bytes: bytes ?? 0, baseline: name === BASELINE };
+      const out = await runUtilityChecked(binds, ["sh", "-c", `cp -a /workspace/. /snapshot/ && ${treeSizeScript("/snapshot")}`], "snapshot copy", flatten ? { join: source.view.join ?? null } : {});
+      const info: SnapshotInfo = { name, created_at: new Date().toISOString(), ...parseTreeSize(out), baseline: name === BASELINE };
       await underLayersLock(async () => {
         const layer = await pool.adopt(staging);
         await writeJsonAtomic(this.manifest(name), { ...info, layers: flatten ? [layer] : [layer, ...source.stack] } satisfies Manifest);
@@ -141,13 +135,12 @@ export class SnapshotStore {
           { source: workspaceDir, target: "/workspace", readOnly: true },
           { source: tmp, target: "/snapshot", readOnly: false },
         ],
-        ["sh", "-c", 'cp -a --reflink=auto /workspace/. /snapshot/ && find /snapshot -mindepth 1 | wc -l && du -sb /snapshot | cut -f1'],
+        ["sh", "-c", `cp -a --reflink=auto /workspace/. /snapshot/ && ${treeSizeScript("/snapshot")}`],
         "snapshot copy",
       );
-      const [entries, bytes] = out.trim().split("\n").map(Number);
       await removeTree(this.treeDir(name));
       await fsp.rename(tmp, this.treeDir(name));
-      const info: SnapshotInfo = { name, created_at: new Date().toISOString(), entries: entries ?? 0, bytes: bytes ?? 0, baseline: name === BASELINE };
+      const info: SnapshotInfo = { name, created_at: new Date().toISOString(), ...parseTreeSize(out), baseline: name === BASELINE };
       await writeJsonAtomic(this.manifest(name), info);
       return info;
     } catch (err) {

@@ -12,7 +12,7 @@ import { randomBytes } from "node:crypto";
 import * as tar from "tar";
 import { createReadStream } from "node:fs";
 import type { Readable } from "node:stream";
-import { runUtility, withUtilityAgent } from "../runtime/confine/utility.js";
+import { parseTreeSize, runUtility, treeSizeScript, withUtilityAgent } from "../runtime/confine/utility.js";
 import type { UtilityBind, UtilityView } from "../runtime/confine/utility.js";
 import { PyroError } from "../shared/errors.js";
 import { archiveKind, checkArchiveEntry, DEFAULT_ARCHIVE_MAX_BYTES, DEFAULT_ARCHIVE_MAX_ENTRIES } from "../shared/archive.js";
@@ -107,7 +107,7 @@ export function guestDestination(dest: string | undefined): string {
  * extracted into a staging directory first, so a broken archive changes nothing. Files belong
  * to guest root whatever their owner on the host. With a room (bytes /workspace may still take)
  * the staged copy is measured first and refused whole when it does not fit, so a push past the
- * disk limit writes nothing. Prints "entries bytes" of what was imported.
+ * disk limit writes nothing. Prints the size of what was imported (treeSizeScript).
  */
 const IMPORT_SCRIPT = `
 set -e
@@ -118,8 +118,7 @@ if [ -n "$room" ]; then need=$(du -s -B1 /staging | cut -f1); if [ "$need" -gt "
 if [ -e "$dest" ] && [ ! -d "$dest" ]; then echo "destination is not a directory" >&2; exit 5; fi
 mkdir -p -- "$dest" 2>/dev/null || { echo "destination is not a directory" >&2; exit 5; }
 cp -R -P --preserve=mode,timestamps,links -- /staging/. "$dest"/
-n=$(find /staging -mindepth 1 | wc -l); b=$(du -sb /staging | cut -f1)
-echo "$n $b"
+${treeSizeScript("/staging")}
 `;
 
 /** The seed as a tar stream read by pyro: a directory through host tar, an archive as it is. */
@@ -158,8 +157,7 @@ export async function importInto(view: UtilityView, scratchDir: string, source: 
         ...(r.code === 4 ? {} : { hint: "Part of the source may have been written; check with workspace_file_list, or reset the workspace." }),
       });
     }
-    const [entries, bytes] = r.stdout.trim().split(/\s+/).map(Number);
-    return { source: source.path, kind: source.kind, dest: guestDest, entries: entries ?? 0, bytes: bytes ?? 0 };
+    return { source: source.path, kind: source.kind, dest: guestDest, ...parseTreeSize(r.stdout) };
   } finally {
     await removeTree(staging);
   }

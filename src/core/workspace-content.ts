@@ -401,6 +401,10 @@ export class WorkspaceContent {
   async snapshotCreate(ref: string, name: string): Promise<SnapshotInfo & { workspace_id: string }> {
     const id = await this.manager.resolve(ref);
     if (name === BASELINE) throw new PyroError("invalid_argument", "`baseline` is made at create time and cannot be replaced", { hint: "Choose another snapshot name." });
+    // Also what killed calls left: half-made copies, layers never named. Meanwhile, not after:
+    // the collection leaves this process's staging alone and takes the layers lock, as the
+    // adoption of the new layer does.
+    const collected = this.manager.collectLayers();
     // Under the workspace's lock too: a reset meanwhile would replace the upper being copied.
     const info = await this.manager.store.withLock(id, () =>
       this.manager.store.withLock(`${id}.snapshots`, async () => {
@@ -410,9 +414,7 @@ export class WorkspaceContent {
         const { upper } = await this.manager.upper(record);
         return snapshots.createLayered(name, { upper, stack: record.workspace_layers, view: await this.manager.view(record) }, this.manager.layers, (fn) => this.manager.withLayersLock(fn));
       }),
-    );
-    // Also what killed calls left: half-made copies, layers never named.
-    await this.manager.collectLayers();
+    ).finally(() => collected);
     await this.manager.touch(id, "snapshot_create", { name, entries: info.entries, bytes: info.bytes });
     return { workspace_id: id, ...info };
   }

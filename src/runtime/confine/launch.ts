@@ -148,8 +148,15 @@ function runTool(file: string, args: string[]): Promise<void> {
 }
 
 /**
- * Waits until a holder process (`sh -c 'echo; exec cat'` in its namespaces) says it is there:
- * `ready` false when it exited first. `release` ends it by closing its stdin.
+ * What a holder runs in its namespaces: it says it is there, then waits for the end of its
+ * standard input, which `release` closes. The shell's own `read` does the waiting: one exec
+ * fewer than `exec cat`, and every sandbox launch pays for each exec.
+ */
+const HOLDER_SCRIPT = "echo; read _";
+
+/**
+ * Waits until a holder process (HOLDER_SCRIPT in its namespaces) says it is there: `ready`
+ * false when it exited first. `release` ends it by closing its stdin.
  */
 async function holderReady(child: ChildProcess): Promise<{ ready: boolean; stderr: () => string; release: () => void }> {
   const err: Buffer[] = [];
@@ -171,7 +178,7 @@ async function holderReady(child: ChildProcess): Promise<{ ready: boolean; stder
 /** Creates the namespaces and writes their id maps. */
 export async function createHolder(identity: SandboxIdentity = sandboxIdentity()): Promise<Holder> {
   const unshare = required("unshare", "util-linux");
-  const child = spawn(unshare, ["--user", "--mount", "--propagation", "private", "--", "/bin/sh", "-c", "echo; exec cat"], {
+  const child = spawn(unshare, ["--user", "--mount", "--propagation", "private", "--", "/bin/sh", "-c", HOLDER_SCRIPT], {
     stdio: ["pipe", "pipe", "pipe"],
   });
   const { ready, stderr, release } = await holderReady(child);
@@ -238,7 +245,7 @@ export async function createJoinHolder(target: JoinTarget): Promise<Holder> {
     if (same(opened[0]!, "/proc/self/ns/user") || same(opened[1]!, "/proc/self/ns/mnt")) {
       throw new PyroError("internal_error", "refusing to join the host's own namespaces as a sandbox's");
     }
-    child = spawn(nsenter, ["--user=/proc/self/fd/3", "--mount=/proc/self/fd/4", "--", unshare, "--mount", "--propagation", "private", "--", "/bin/sh", "-c", "echo; exec cat"], {
+    child = spawn(nsenter, ["--user=/proc/self/fd/3", "--mount=/proc/self/fd/4", "--", unshare, "--mount", "--propagation", "private", "--", "/bin/sh", "-c", HOLDER_SCRIPT], {
       stdio: ["pipe", "pipe", "pipe", opened[0]!, opened[1]!],
     });
   } finally {

@@ -145,6 +145,23 @@ export async function runUtility(binds: UtilityBind[], argv: string[], options: 
   });
 }
 
+/**
+ * A shell command printing the size of the tree at `dir` (a fixed path, never a name from a
+ * tree) for `parseTreeSize`: its entries below it, a hard link counted each time as `find`
+ * would, then its apparent bytes. Two execs and no pipe: starting a program costs milliseconds
+ * on a virtual machine, and snapshots, forks and imports pay this every time.
+ */
+export function treeSizeScript(dir: string): string {
+  return `du -s -l --inodes ${dir} && du -sb ${dir}`;
+}
+
+/** Reads what `treeSizeScript` printed last in `out`: the entries below its directory and their bytes. */
+export function parseTreeSize(out: string): { entries: number; bytes: number } {
+  const [inodes, bytes] = out.trim().split("\n").slice(-2).map((line) => Number(line.split("\t")[0]));
+  // du counts the directory itself among the inodes.
+  return { entries: Number.isFinite(inodes) ? Math.max(0, inodes! - 1) : 0, bytes: Number.isFinite(bytes) ? bytes! : 0 };
+}
+
 /** Runs a command and throws with its stderr when it fails. */
 export async function runUtilityChecked(binds: UtilityBind[], argv: string[], what: string, options: UtilityOptions = {}): Promise<string> {
   const r = await runUtility(binds, argv, options);
