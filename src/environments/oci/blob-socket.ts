@@ -24,7 +24,10 @@ const HEAD_END = Buffer.from("\r\n\r\n");
 /** What node:http would send as a header value (it throws on anything else: those are declined). */
 const HEADER_VALUE = /^[\t\x20-\x7e]*$/;
 
-/** Whether the body was read to its announced end, or the answer was declined (and its status). */
+/**
+ * Whether the body was read to its announced end, or the answer was declined: with its status,
+ * or 0 when the request was not sent or the head was unreadable, too large or a 200 not taken.
+ */
 export type BlobAnswer = { read: true } | { read: false; status: number };
 
 /**
