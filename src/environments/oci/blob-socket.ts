@@ -112,6 +112,9 @@ export function readBlobAnswer(url: URL, headers: Record<string, string>, size: 
         ? tls.connect({ host, port: Number(url.port) || 443, servername: net.isIP(host) ? undefined : host, onread } as tls.ConnectionOptions)
         : net.connect({ host, port: Number(url.port) || 80, onread });
     signal.addEventListener("abort", onAbort, { once: true });
+    // A socket that ignored `onread` (a Node whose TLS socket does not take it) hands its bytes
+    // to 'data' instead, before any reached `callback`: the answer is declined, not lost.
+    socket.on("data", () => settle({ answer: { read: false, status: 0 } }));
     socket.on("error", (err) => settle({ error: err }));
     socket.on("close", () => {
       const err = Object.assign(new Error(bodyStarted ? "the registry closed the connection before the whole blob arrived" : "socket hang up"), { code: "ECONNRESET" });
