@@ -16,16 +16,18 @@
  * Why `node:http` and not `fetch`: a pull is bound by this one JavaScript thread, and fetch's
  * web-stream body costs about twice the CPU of a plain socket stream for the same bytes. Blob
  * bodies are piped straight into the file (hashed on the same buffers, written with writev when
- * several are queued), so the only per-chunk work is the hash and a counter.
+ * several are queued), so the only per-chunk work is the hash and a counter. A blob the registry
+ * serves itself, whole, is read without Node's HTTP parser at all (blob-socket.ts says why).
  */
 import { createHash } from "node:crypto";
-import { createWriteStream } from "node:fs";
+import { createWriteStream, writeSync } from "node:fs";
 import fs from "node:fs/promises";
 import http from "node:http";
 import type { IncomingMessage } from "node:http";
 import https from "node:https";
 import { pipeline } from "node:stream/promises";
 import { PyroError } from "../../shared/errors.js";
+import { readBlobAnswer } from "./blob-socket.js";
 import { basicAuthorization, dockerCredentials, parseAuthChallenge, tokenFromAnswer, tokenRequestUrl } from "./auth.js";
 import type { AuthChallenge, RegistryCredentials } from "./auth.js";
 import { formatImageReference, isLoopbackRegistry, registryHostname } from "./reference.js";
@@ -95,6 +97,8 @@ export class RegistryClient {
   private credentials: RegistryCredentials | null | undefined;
   /** The Authorization value that last worked (or was issued) for this registry's origin. */
   private authorization: string | undefined;
+  /** Set once the registry answers a blob's GET with a redirect (see readBlobDirect). */
+  private blobsRedirected = false;
 
   constructor(registry: string, options: RegistryClientOptions = {}) {
     this.registry = registry;
@@ -156,32 +160,41 @@ export class RegistryClient {
     const watchdog = new Watchdog(this.timeoutMs, signal);
     const handle = await fs.open(file, "wx", 0o600);
     try {
-      const res = await this.get(ref, `blobs/${descriptor.digest}`, undefined, watchdog);
-      const declared = res.header("content-length");
-      if (declared !== null && Number(declared) !== descriptor.size) {
-        discard(res);
-        throw mismatch(ref, descriptor, `the registry announced ${declared} bytes, the manifest says ${descriptor.size}`);
-      }
       const hash = createHash("sha256");
       let done = 0;
-      // The same buffers are counted, hashed and written: no copies, and the file stream
-      // batches what queues up while a write is in flight into one writev.
-      await pipeline(
-        res.body,
-        async function* (source: AsyncIterable<Buffer>) {
-          for await (const chunk of source) {
-            watchdog.arm();
-            done += chunk.length;
-            if (done > descriptor.size) throw mismatch(ref, descriptor, "the registry sent more bytes than the manifest says");
-            hash.update(chunk);
-            onBytes(done);
-            yield chunk;
-          }
-        },
-        // On the bare descriptor, not the FileHandle: a FileHandle's stream holds it open until
-        // the stream closes it, and the handle must stay open for the datasync below.
-        createWriteStream("", { fd: handle.fd, autoClose: false, emitClose: false, highWaterMark: BLOB_WRITE_BUFFER }),
-      );
+      const take = (chunk: Buffer): void => {
+        watchdog.arm();
+        done += chunk.length;
+        if (done > descriptor.size) throw mismatch(ref, descriptor, "the registry sent more bytes than the manifest says");
+        hash.update(chunk);
+        onBytes(done);
+      };
+      const direct = await this.readBlobDirect(ref, descriptor, watchdog, (chunk) => {
+        take(chunk);
+        writeFully(handle.fd, chunk);
+      });
+      if (!direct) {
+        const res = await this.get(ref, `blobs/${descriptor.digest}`, undefined, watchdog);
+        const declared = res.header("content-length");
+        if (declared !== null && Number(declared) !== descriptor.size) {
+          discard(res);
+          throw mismatch(ref, descriptor, `the registry announced ${declared} bytes, the manifest says ${descriptor.size}`);
+        }
+        // The same buffers are counted, hashed and written: no copies, and the file stream
+        // batches what queues up while a write is in flight into one writev.
+        await pipeline(
+          res.body,
+          async function* (source: AsyncIterable<Buffer>) {
+            for await (const chunk of source) {
+              take(chunk);
+              yield chunk;
+            }
+          },
+          // On the bare descriptor, not the FileHandle: a FileHandle's stream holds it open until
+          // the stream closes it, and the handle must stay open for the datasync below.
+          createWriteStream("", { fd: handle.fd, autoClose: false, emitClose: false, highWaterMark: BLOB_WRITE_BUFFER }),
+        );
+      }
       verify(ref, descriptor, done, `sha256:${hash.digest("hex")}`);
       await handle.datasync();
     } catch (err) {
@@ -191,6 +204,25 @@ export class RegistryClient {
       // Waits for a write still in flight when the pipeline broke off.
       await handle.close();
     }
+  }
+
+  /**
+   * The blob's GET read without Node's HTTP parser (blob-socket.ts), each read handed to
+   * `onChunk`: true when the registry answered it with the whole blob, false when it answered
+   * anything else and nothing was handed on (downloadBlob then asks again through `get`). A
+   * registry that redirected a blob once is asked through `get` directly from then on: its blobs
+   * live elsewhere, and the redirect would cost every blob a request.
+   */
+  private async readBlobDirect(ref: ImageReference, descriptor: Descriptor, watchdog: Watchdog, onChunk: (chunk: Buffer) => void): Promise<boolean> {
+    if (this.blobsRedirected) return false;
+    const url = new URL(`/v2/${ref.repository}/blobs/${descriptor.digest}`, this.base);
+    // As follow() would send them for this URL of the registry's own origin.
+    const headers: Record<string, string> = { "accept-encoding": "identity", "user-agent": "pyro" };
+    if (this.authorization) headers.authorization = this.authorization;
+    watchdog.arm();
+    const answer = await readBlobAnswer(url, headers, descriptor.size, watchdog.signal, onChunk);
+    if (!answer.read && REDIRECT_STATUSES.has(answer.status)) this.blobsRedirected = true;
+    return answer.read;
   }
 
   private async fetchManifest(
@@ -466,6 +498,11 @@ async function readStart(res: Answer, max: number): Promise<string> {
  */
 function discard(res: Answer): void {
   if (!res.body.complete) res.body.destroy();
+}
+
+/** Writes all of `bytes` at the file's position before returning, so their buffer can be reused. */
+function writeFully(fd: number, bytes: Uint8Array): void {
+  for (let written = 0; written < bytes.length; ) written += writeSync(fd, bytes, written);
 }
 
 function sha256(bytes: Uint8Array): string {
