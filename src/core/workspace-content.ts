@@ -39,6 +39,17 @@ export const DEFAULT_DIFF_MAX_BYTES = 65536;
  */
 const DIFF_IN_WORKSPACE_LIMIT = { entries: 5000, bytes: 64 * 1024 * 1024 };
 
+/** What a diff compares and where the agent sees it; the path and patch budget are the caller's. */
+type DiffTrees = Omit<TreeDiffRequest, "path" | "maxBytes">;
+
+/**
+ * The layers only one of two stacks (top-most first) has: where alone two overlays sharing the
+ * rest can differ (agent/diff.ts `bothTrees`).
+ */
+function unsharedLayers(live: string[], stack: string[]): string[] {
+  return [...live.filter((l) => !stack.includes(l)), ...stack.filter((l) => !live.includes(l))];
+}
+
 export type { DiffChange, FileEntry } from "../protocol/messages.js";
 
 export interface FileListResult {
@@ -302,7 +313,7 @@ export class WorkspaceContent {
     }
     const record = await this.manager.reconciled(id);
     const stack = await this.manager.snapshots(id).stack(against);
-    const treeDiff = async (client: AgentClient, request: Omit<TreeDiffRequest, "path" | "maxBytes">) => {
+    const treeDiff = async (client: AgentClient, request: DiffTrees) => {
       const { header, payload } = await client.request({ type: "tree_diff", ...request, path: rel, maxBytes });
       if (payload.length > maxBytes) throw new PyroError("agent_protocol_error", "diff patch larger than its budget");
       return { ...header, patch: payload.toString("utf8") };
@@ -359,11 +370,11 @@ export class WorkspaceContent {
    * commands and shells, so a larger diff is a utility sandbox's work. Like a file read, this
    * diff is computed inside the workspace, by an agent its own commands run next to.
    */
-  private diffInWorkspace(record: WorkspaceRecord, stack: string[] | null): Omit<TreeDiffRequest, "path" | "maxBytes"> | null {
+  private diffInWorkspace(record: WorkspaceRecord, stack: string[] | null): DiffTrees | null {
     const seen = record.state === "running" ? record.sandbox?.guestLayers : null;
     if (!seen || !isLayered(record) || stack?.length !== 1) return null;
     const base = stack[0]!;
-    const differing = record.workspace_layers.filter((l) => l !== base);
+    const differing = unsharedLayers(record.workspace_layers, stack);
     if (![base, ...differing].every((l) => seen.layers.includes(l))) return null;
     return {
       base: `${seen.dir}/${base}`,
@@ -378,7 +389,7 @@ export class WorkspaceContent {
    * live tree at /workspace, and for a layered workspace the layers only one of them has (the
    * live upper always among them) at /layers/N, where alone the two can differ.
    */
-  private async diffInUtility<T>(record: WorkspaceRecord, against: string, stack: string[] | null, treeDiff: (client: AgentClient, request: Omit<TreeDiffRequest, "path" | "maxBytes">) => Promise<T>): Promise<T> {
+  private async diffInUtility<T>(record: WorkspaceRecord, against: string, stack: string[] | null, treeDiff: (client: AgentClient, request: DiffTrees) => Promise<T>): Promise<T> {
     const live = await this.manager.view(record);
     const request = { base: "/baseline", live: WORKSPACE_GUEST_PATH };
     if (!isLayered(record) || !stack) {
@@ -387,7 +398,7 @@ export class WorkspaceContent {
     }
     const pool = this.manager.layers;
     const { upper } = await this.manager.upper(record);
-    const differing = [upper, ...record.workspace_layers.filter((l) => !stack.includes(l)).map((l) => pool.path(l)), ...stack.filter((l) => !record.workspace_layers.includes(l)).map((l) => pool.path(l))];
+    const differing = [upper, ...unsharedLayers(record.workspace_layers, stack).map((l) => pool.path(l))];
     const binds: UtilityBind[] = [
       { overlay: stack.map((l) => pool.path(l)), target: "/baseline" },
       ...live.binds,

@@ -216,11 +216,8 @@ export class RegistryClient {
   private async readBlobDirect(ref: ImageReference, descriptor: Descriptor, watchdog: Watchdog, onChunk: (chunk: Buffer) => void): Promise<boolean> {
     if (this.blobsRedirected) return false;
     const url = new URL(`/v2/${ref.repository}/blobs/${descriptor.digest}`, this.base);
-    // As follow() would send them for this URL of the registry's own origin.
-    const headers: Record<string, string> = { "accept-encoding": "identity", "user-agent": "pyro" };
-    if (this.authorization) headers.authorization = this.authorization;
     watchdog.arm();
-    const answer = await readBlobAnswer(url, headers, descriptor.size, watchdog.signal, onChunk);
+    const answer = await readBlobAnswer(url, this.headersFor(url, undefined), descriptor.size, watchdog.signal, onChunk);
     if (!answer.read && REDIRECT_STATUSES.has(answer.status)) this.blobsRedirected = true;
     return answer.read;
   }
@@ -275,11 +272,8 @@ export class RegistryClient {
   private async follow(start: URL, accept: string | undefined, watchdog: Watchdog): Promise<Answer> {
     let url = start;
     for (let hop = 0; hop <= MAX_REDIRECTS; hop += 1) {
-      const headers: Record<string, string> = { "accept-encoding": "identity", "user-agent": "pyro" };
-      if (accept) headers.accept = accept;
-      if (this.authorization && url.origin === this.base.origin) headers.authorization = this.authorization;
       watchdog.arm();
-      const res = await request(url, headers, watchdog.signal);
+      const res = await request(url, this.headersFor(url, accept), watchdog.signal);
       const location = res.header("location");
       if (!REDIRECT_STATUSES.has(res.status) || !location) return res;
       discard(res);
@@ -291,6 +285,14 @@ export class RegistryClient {
       hint: "Check the registry's address and configuration.",
       details: { registry: this.registry },
     });
+  }
+
+  /** The headers of a GET to `url`: the authorization that worked goes only to the registry's own origin. */
+  private headersFor(url: URL, accept: string | undefined): Record<string, string> {
+    const headers: Record<string, string> = { "accept-encoding": "identity", "user-agent": "pyro" };
+    if (accept) headers.accept = accept;
+    if (this.authorization && url.origin === this.base.origin) headers.authorization = this.authorization;
+    return headers;
   }
 
   private checkRedirect(from: URL, to: URL): void {
