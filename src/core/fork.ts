@@ -10,7 +10,7 @@
  * crash safety) is the manager's (manager.ts `fork`).
  */
 import fsp from "node:fs/promises";
-import { parseTreeSize, runUtilityChecked, treeSizeScript } from "../runtime/confine/utility.js";
+import { copyMeasuringScript, parseTreeSize, runUtilityChecked } from "../runtime/confine/utility.js";
 import type { UtilityBind } from "../runtime/confine/utility.js";
 import { ownByGuestRoot } from "../runtime/confine/launch.js";
 import type { RootChanges } from "../runtime/backend.js";
@@ -59,8 +59,9 @@ export async function copyWorkspaceState(plan: ForkCopyPlan): Promise<{ entries:
     { source: plan.workspace.from, target: "/from/workspace", readOnly: true },
     { source: plan.workspace.to, target: "/to/workspace", readOnly: false },
   ];
-  // Fixed paths only: no name from a record or a tree ever reaches the shell.
-  const steps = ["cp -a --reflink=auto /from/workspace/. /to/workspace/"];
+  // Fixed paths only: no name from a record or a tree ever reaches the shell. The other copies
+  // run beside /workspace's.
+  const steps: string[] = [];
   if (plan.root.from) {
     binds.push({ source: plan.root.to, target: "/to/root", readOnly: false });
     if (plan.root.from.kind === "directory") {
@@ -76,8 +77,8 @@ export async function copyWorkspaceState(plan: ForkCopyPlan): Promise<{ entries:
     binds.push({ source: s.to, target: `/to/snapshots/${i}`, readOnly: false });
     steps.push(`cp -a --reflink=auto /from/snapshots/${i}/. /to/snapshots/${i}/`);
   });
-  steps.push(treeSizeScript("/to/workspace"));
-  return parseTreeSize(await runUtilityChecked(binds, ["sh", "-c", `set -e\n${steps.join("\n")}`], "fork copy"));
+  const script = copyMeasuringScript("/from/workspace", "/to/workspace", "-a --reflink=auto", steps);
+  return parseTreeSize(await runUtilityChecked(binds, ["sh", "-c", `set -e\n${script}`], "fork copy"));
 }
 
 /** An empty directory for the copy to fill, owned by guest root like the tree it will hold. */

@@ -29,7 +29,7 @@ import { validateLabels, validatePositive, validatePositiveInt, validateWorkspac
 import type { WorkspaceEvent, WorkspaceInfo, WorkspaceRecord } from "./types.js";
 import { networkConfig, networkFromOptions, networkInfo, specOf } from "./network.js";
 import type { NetworkOptions } from "./network.js";
-import { assertUserNamespacesAllowed, ownByGuestRoot } from "../runtime/confine/launch.js";
+import { assertUserNamespacesAllowed, ownByGuestRoot, prepareLaunch } from "../runtime/confine/launch.js";
 import { requireEgress } from "../runtime/network/netns.js";
 import { sandboxIdentity } from "../runtime/confine/identity.js";
 import { removeTree } from "../runtime/confine/trees.js";
@@ -414,6 +414,8 @@ export class WorkspaceManager {
    * started, as a created workspace is. A running VM is refused: its root disk is being written.
    */
   async fork(ref: string, opts: ForkWorkspaceOptions = {}): Promise<WorkspaceInfo> {
+    // The copy's sandbox comes first; its holder is made while the records are.
+    prepareLaunch();
     await this.store.init();
     await this.store.finishInterrupted();
     const sourceId = await this.resolve(ref);
@@ -489,9 +491,12 @@ export class WorkspaceManager {
         ownByGuestRoot(paths.workspace);
         if (isLayered(record)) await makeUpper(paths.workspace, record.workspace_upper);
         await this.store.withLock(id, () => this.store.write(record));
+        // The fork's sandbox starts next: its holder is made while the copy runs (after the
+        // mount above, which it must see).
+        prepareLaunch();
       };
-      const prepared = isLayered(record) ? prepareWorkspace() : null;
-      if (!prepared) await prepareWorkspace();
+      const layered = isLayered(record);
+      if (!layered) await prepareWorkspace();
       const copying = this.store.withLock(sourceId, () =>
         this.store.withLock(`${sourceId}.snapshots`, async () => {
           const current = (await this.reconcile(await this.store.load(sourceId))).record;
@@ -520,6 +525,9 @@ export class WorkspaceManager {
           return result;
         }),
       );
+      // Started after the copy, which is the longer of the two and must not wait for the
+      // disk's execs to be spawned first.
+      const prepared = layered ? prepareWorkspace() : null;
       // Both settle before anything is rolled back: a disk still being mounted is not left behind.
       const [copy, prepare] = await Promise.allSettled([copying, prepared]);
       if (copy.status === "rejected") throw copy.reason;
@@ -613,10 +621,13 @@ export class WorkspaceManager {
       await this.withLayersLock(async () => {
         const top = result.entries > 0 ? [await this.layers.adopt(staging)] : [];
         fork.workspace_layers = [...top, ...source.workspace_layers];
-        await this.store.withLock(fork.workspace_id, () => this.store.write(fork));
-        // At once: each is its own file, and their syncs overlap.
+        // At once: each is its own file, and their syncs overlap. Both name the layers under
+        // this lock, so no collection sees one named and the other not yet.
         const forkSnapshots = this.snapshots(fork.workspace_id);
-        await Promise.all(manifests.map(({ layers, ...info }) => (layers ? forkSnapshots.writeLayered(info, layers) : undefined)));
+        await Promise.all([
+          this.store.withLock(fork.workspace_id, () => this.store.write(fork)),
+          ...manifests.map(({ layers, ...info }) => (layers ? forkSnapshots.writeLayered(info, layers) : undefined)),
+        ]);
       });
       return result;
     } finally {

@@ -12,7 +12,7 @@
 import fsp from "node:fs/promises";
 import path from "node:path";
 import { randomBytes } from "node:crypto";
-import { parseTreeSize, runUtilityChecked, treeSizeScript } from "../runtime/confine/utility.js";
+import { copyMeasuringScript, parseTreeSize, runUtilityChecked } from "../runtime/confine/utility.js";
 import type { UtilityBind, UtilityView } from "../runtime/confine/utility.js";
 import { ownByGuestRoot } from "../runtime/confine/launch.js";
 import { removeTree } from "../runtime/confine/trees.js";
@@ -95,7 +95,7 @@ export class SnapshotStore {
       const flatten = source.stack.length + 1 > MAX_STACK;
       const binds: UtilityBind[] = flatten ? [...source.view.binds] : [{ source: source.upper, target: "/workspace", readOnly: true }];
       binds.push({ source: staging, target: "/snapshot", readOnly: false });
-      const out = await runUtilityChecked(binds, ["sh", "-c", `cp -a /workspace/. /snapshot/ && ${treeSizeScript("/snapshot")}`], "snapshot copy", flatten ? { join: source.view.join ?? null } : {});
+      const out = await runUtilityChecked(binds, ["sh", "-c", `set -e\n${copyMeasuringScript("/workspace", "/snapshot", "-a")}`], "snapshot copy", flatten ? { join: source.view.join ?? null } : {});
       const info: SnapshotInfo = { name, created_at: new Date().toISOString(), ...parseTreeSize(out), baseline: name === BASELINE };
       await underLayersLock(async () => {
         const layer = await pool.adopt(staging);
@@ -135,7 +135,7 @@ export class SnapshotStore {
           { source: workspaceDir, target: "/workspace", readOnly: true },
           { source: tmp, target: "/snapshot", readOnly: false },
         ],
-        ["sh", "-c", `cp -a --reflink=auto /workspace/. /snapshot/ && ${treeSizeScript("/snapshot")}`],
+        ["sh", "-c", `set -e\n${copyMeasuringScript("/workspace", "/snapshot", "-a --reflink=auto")}`],
         "snapshot copy",
       );
       await removeTree(this.treeDir(name));

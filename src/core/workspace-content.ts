@@ -24,7 +24,7 @@ import { PyroError } from "../shared/errors.js";
 import { validatePositiveInt } from "./validate.js";
 import { loadSecrets, secretRedactor } from "./secrets.js";
 import { Redactor } from "../shared/redact.js";
-import { ownByGuestRoot } from "../runtime/confine/launch.js";
+import { ownByGuestRoot, prepareLaunch } from "../runtime/confine/launch.js";
 import { giveToHostUser, removeTree } from "../runtime/confine/trees.js";
 
 export const DEFAULT_FILE_READ_MAX_BYTES = 65536;
@@ -410,6 +410,8 @@ export class WorkspaceContent {
   // ---------- snapshots ----------
 
   async snapshotCreate(ref: string, name: string): Promise<SnapshotInfo & { workspace_id: string }> {
+    // The copy's sandbox: its holder is made while the locks are taken.
+    prepareLaunch();
     const id = await this.manager.resolve(ref);
     if (name === BASELINE) throw new PyroError("invalid_argument", "`baseline` is made at create time and cannot be replaced", { hint: "Choose another snapshot name." });
     // Also what killed calls left: half-made copies, layers never named. Meanwhile, not after:

@@ -13,8 +13,9 @@
  *    under /root is mode 0700). So pyro, still itself, opens every host path the command needs
  *    *through the holder's root* (`/proc/HOLDER/root/…`: the descriptors then belong to the
  *    holder's mount namespace) and hands them over as inherited descriptors.
- * 3. The launcher enters the namespaces (`nsenter --user --mount`, becoming guest root with
- *    capabilities only there), mounts a small tmpfs *stage* over an unimportant directory, and
+ * 3. The launcher enters the namespaces (setns(2) on the holder's, as `nsenter --user --mount`
+ *    would, becoming guest root with capabilities only there), mounts a small tmpfs *stage* over
+ *    an unimportant directory, and
  *    mounts each descriptor onto it — a bind, or an overlay whose layers are descriptors — then
  *    closes them and execs the command, which sees only stage paths. The host never resolves a
  *    path on the sandbox's behalf, and the sandbox never resolves a host path of pyro's.
@@ -41,14 +42,20 @@ import { processStartTime } from "../../shared/process.js";
 import { mapText, sandboxIdentity } from "./identity.js";
 import type { SandboxIdentity } from "./identity.js";
 
-/** mount(2) on the architectures pyro runs on (Node's process.arch names). */
-const MOUNT_SYSCALL: Record<string, number> = { x64: 165, arm64: 40 };
+/**
+ * The system calls the stage makes, on the architectures pyro runs on (Node's process.arch
+ * names), in the order the stage takes them: mount, setns, setgroups, setresgid, setresuid.
+ */
+const STAGE_SYSCALLS: Record<string, string> = { x64: "165,308,116,119,117", arm64: "40,268,159,149,147" };
 
 /**
- * The stage: resolves the paths named inside the namespace, mounts a tmpfs at $stage, then
- * performs the operations before `--`, then closes every descriptor from `close_from` up and
- * execs the rest. Operations (all descriptors are inherited, so /proc/self/fd/N names them
- * without resolving any host path):
+ * The stage: enters the holder's user and mount namespaces (descriptors USERNS and MNTNS) and
+ * becomes root there, as `nsenter --user --mount` does (supplementary groups dropped where the
+ * namespace allows it), resolves the paths named inside the namespace, mounts a tmpfs at
+ * $stage, then performs the operations before `--`, then closes every descriptor from
+ * `close_from` up and execs the rest. Entering here rather than through nsenter saves an exec,
+ * and every sandbox start pays for each one. Operations (all descriptors are inherited, so
+ * /proc/self/fd/N names them without resolving any host path):
  *   bind NAME FD d|f 0|1     NAME becomes a (read-only when 1) bind of descriptor FD
  *   overlay NAME DATA        an overlay on NAME; DATA names its layers as /proc/self/fd/N
  *   nsbind NAME PATH 0|1     NAME becomes a (read-only when 1) bind of PATH as it exists in
@@ -62,7 +69,14 @@ const MOUNT_SYSCALL: Record<string, number> = { x64: 165, arm64: 40 };
 const STAGE_PERL = String.raw`
 use strict;
 use Fcntl qw(O_NOFOLLOW);
-my ($stage, $nr, $close_from) = (shift, 0 + shift, 0 + shift);
+my ($stage, $nrs, $userns, $mntns, $close_from) = (shift, shift, 0 + shift, 0 + shift, 0 + shift);
+my ($nr, $setns, $setgroups, $setresgid, $setresuid) = split /,/, $nrs;
+syscall($setgroups, 0, 0);
+syscall($setns, $userns, 0x10000000) == 0 or die "pyro-stage: enter the user namespace: $!\n";
+syscall($setns, $mntns, 0x00020000) == 0 or die "pyro-stage: enter the mount namespace: $!\n";
+syscall($setgroups, 0, 0);
+syscall($setresgid, 0, 0, 0) == 0 or die "pyro-stage: setresgid: $!\n";
+syscall($setresuid, 0, 0, 0) == 0 or die "pyro-stage: setresuid: $!\n";
 sub mnt { my ($src, $dst, $type, $flags, $data) = @_;
   syscall($nr, $src, $dst, $type, $flags + 0, $data) == 0 or die "pyro-stage: mount $type on $dst: $!\n"; }
 my (@ops, @keep);
@@ -128,8 +142,10 @@ function stageLocation(): string {
 /** An open holder: the namespaces exist while it (or anything that entered them) runs. */
 export interface Holder {
   pid: number;
-  /** Lets the holder exit; processes that already entered keep the namespaces alive. */
+  /** Lets the holder exit; processes that already entered keep the namespaces alive. Idempotent. */
   release(): void;
+  /** Whether the holder keeps Node's event loop alive (a spare waiting for a launch must not). */
+  keepAlive(on: boolean): void;
 }
 
 function required(name: string, pkg: string): string {
@@ -158,21 +174,30 @@ const HOLDER_SCRIPT = "echo; read _";
  * Waits until a holder process (HOLDER_SCRIPT in its namespaces) says it is there: `ready`
  * false when it exited first. `release` ends it by closing its stdin.
  */
-async function holderReady(child: ChildProcess): Promise<{ ready: boolean; stderr: () => string; release: () => void }> {
+async function holderReady(child: ChildProcess): Promise<{ ready: boolean; stderr: () => string; release: () => void; keepAlive: (on: boolean) => void }> {
   const err: Buffer[] = [];
   child.stderr!.on("data", (d: Buffer) => err.push(d));
   child.stdin!.on("error", () => undefined);
+  let released = false;
   const release = () => {
+    if (released) return;
+    released = true;
     child.stdin!.end();
     child.stdout!.destroy();
     child.stderr!.destroy();
+  };
+  const keepAlive = (on: boolean) => {
+    for (const handle of [child, child.stdin, child.stdout, child.stderr] as Array<{ ref(): void; unref(): void } | null>) {
+      if (on) handle?.ref();
+      else handle?.unref();
+    }
   };
   const ready = await new Promise<boolean>((resolve) => {
     child.once("error", () => resolve(false));
     child.once("exit", () => resolve(false));
     child.stdout!.once("data", () => resolve(true));
   });
-  return { ready, stderr: () => Buffer.concat(err).toString("utf8").trim(), release };
+  return { ready, stderr: () => Buffer.concat(err).toString("utf8").trim(), release, keepAlive };
 }
 
 /** Creates the namespaces and writes their id maps. */
@@ -181,7 +206,7 @@ export async function createHolder(identity: SandboxIdentity = sandboxIdentity()
   const child = spawn(unshare, ["--user", "--mount", "--propagation", "private", "--", "/bin/sh", "-c", HOLDER_SCRIPT], {
     stdio: ["pipe", "pipe", "pipe"],
   });
-  const { ready, stderr, release } = await holderReady(child);
+  const { ready, stderr, release, keepAlive } = await holderReady(child);
   const pid = child.pid;
   if (!ready || pid === undefined) {
     release();
@@ -196,7 +221,80 @@ export async function createHolder(identity: SandboxIdentity = sandboxIdentity()
       hint: identity.hint ?? "Run `pyro doctor`: it says how this host maps sandbox ids.",
     });
   }
-  return { pid, release };
+  return { pid, release, keepAlive };
+}
+
+/** How long a spare holder waits for a launch before it is let go. */
+const SPARE_HOLDER_MS = 5000;
+
+let spare: { identity: string; holder: Promise<Holder>; timer: NodeJS.Timeout } | null = null;
+
+/**
+ * Starts making the holder the next launch of this process will use, so that its two execs
+ * (`unshare`, the shell) overlap the caller's own work — taking locks, writing records,
+ * copying — instead of preceding the sandbox. An operation that is about to start a sandbox
+ * calls it first; a spare nobody takes is let go after a few seconds, and never keeps the
+ * process alive. Failures are not reported here: the launch then makes its own holder and
+ * reports that.
+ */
+export function prepareLaunch(identity: SandboxIdentity = sandboxIdentity()): void {
+  if (spare) return;
+  const holder = createHolder(identity).then((h) => {
+    h.keepAlive(false);
+    return h;
+  });
+  holder.catch(() => undefined);
+  const timer = setTimeout(() => dropSpare(), SPARE_HOLDER_MS).unref();
+  spare = { identity: identity.key, holder, timer };
+}
+
+function dropSpare(): void {
+  const s = spare;
+  spare = null;
+  if (!s) return;
+  clearTimeout(s.timer);
+  s.holder.then((h) => h.release(), () => undefined);
+}
+
+/**
+ * The mounts a mount table lists (device, root, mount point), sorted: what a namespace's copy
+ * keeps (the copy lists them in tree order, and with ids of its own).
+ */
+function mountList(pid: number | "self"): string {
+  return fs
+    .readFileSync(`/proc/${pid}/mountinfo`, "utf8")
+    .split("\n")
+    .map((line) => line.split(" ").slice(2, 5).join(" "))
+    .sort()
+    .join("\n");
+}
+
+/**
+ * A holder for a new launch: the spare when there is one for this identity whose namespace
+ * still lists the host's mounts (a mount made since it was copied would be missing from it,
+ * and paths under it would name what lies beneath), else a new one.
+ */
+async function holderFor(identity: SandboxIdentity): Promise<Holder> {
+  const s = spare;
+  if (s && s.identity === identity.key) {
+    spare = null;
+    clearTimeout(s.timer);
+    const holder = await s.holder.catch(() => null);
+    if (holder) {
+      let current = false;
+      try {
+        current = mountList(holder.pid) === mountList("self");
+      } catch {
+        // the holder is gone
+      }
+      if (current) {
+        holder.keepAlive(true);
+        return holder;
+      }
+      holder.release();
+    }
+  }
+  return createHolder(identity);
 }
 
 /** A running sandbox to join: its outer process, trusted only together with its kernel start time. */
@@ -251,20 +349,23 @@ export async function createJoinHolder(target: JoinTarget): Promise<Holder> {
   } finally {
     for (const fd of opened) fs.closeSync(fd);
   }
-  const { ready, stderr, release } = await holderReady(child);
+  const { ready, stderr, release, keepAlive } = await holderReady(child);
   if (!ready || child.pid === undefined) {
     release();
     assertTargetRunning(target);
     throw new PyroError("sandbox_start_failed", `cannot join the workspace's sandbox: ${stderr() || "the joining process exited"}`);
   }
-  return { pid: child.pid, release };
+  return { pid: child.pid, release, keepAlive };
 }
 
 async function writeMaps(pid: number, identity: SandboxIdentity): Promise<void> {
   if (identity.kind === "subids") {
     const flat = (m: SandboxIdentity["uidMap"]) => m.flatMap((r) => [String(r.inside), String(r.outside), String(r.count)]);
-    await runTool(required("newuidmap", "uidmap"), [String(pid), ...flat(identity.uidMap)]);
-    await runTool(required("newgidmap", "uidmap"), [String(pid), ...flat(identity.gidMap)]);
+    // At once: the two maps are independent, and each tool is an exec.
+    await Promise.all([
+      runTool(required("newuidmap", "uidmap"), [String(pid), ...flat(identity.uidMap)]),
+      runTool(required("newgidmap", "uidmap"), [String(pid), ...flat(identity.gidMap)]),
+    ]);
     return;
   }
   // Written whole, in one write(2) each: the kernel takes a map in a single write only.
@@ -361,6 +462,8 @@ export function ownByGuestRoot(dir: string, identity: SandboxIdentity = sandboxI
 export class ConfinedLaunch {
   private readonly ops: string[] = [];
   private readonly fds: number[] = [];
+  /** The child descriptors of the holder's user and mount namespaces, once `argv` opened them. */
+  private namespaces: [string, string] | undefined;
   private released = false;
   readonly stage = stageLocation();
 
@@ -378,7 +481,7 @@ export class ConfinedLaunch {
    * seccomp program) and reach the command; staged ones are numbered from `firstFd` up.
    */
   static async open(firstFd: number, identity: SandboxIdentity = sandboxIdentity()): Promise<ConfinedLaunch> {
-    return new ConfinedLaunch(identity, await createHolder(identity), firstFd);
+    return new ConfinedLaunch(identity, await holderFor(identity), firstFd);
   }
 
   /**
@@ -488,17 +591,17 @@ export class ConfinedLaunch {
    * `firstFd`, `firstFd + 1`, … (spawn's stdio entries).
    */
   argv(command: string[]): { argv: string[]; fds: number[] } {
-    const nsenter = required("nsenter", "util-linux");
     const perl = required("perl", "perl-base");
-    const nr = MOUNT_SYSCALL[process.arch];
-    if (nr === undefined) throw new PyroError("host_unsupported", `pyro's sandboxes are not supported on ${process.arch}`);
+    const nrs = STAGE_SYSCALLS[process.arch];
+    if (nrs === undefined) throw new PyroError("host_unsupported", `pyro's sandboxes are not supported on ${process.arch}`);
     // Last moment before the command enters: a sandbox that stopped since `join` must not get a
     // utility working on its overlay while a restart mounts a new one on the same upper.
     if (this.joined) assertTargetRunning(this.joined);
+    // The holder is pyro's own child and alive until `release`: its pid names it.
+    this.namespaces ??= ["user", "mnt"].map((ns) => String(this.childFd(fs.openSync(`/proc/${this.holder.pid}/ns/${ns}`, "r")))) as [string, string];
     return {
       argv: [
-        nsenter, `--target=${this.holder.pid}`, "--user", "--mount", "--",
-        perl, "-e", STAGE_PERL, this.stage, String(nr), String(this.firstFd), ...this.ops, "--", ...command,
+        perl, "-e", STAGE_PERL, this.stage, nrs, ...this.namespaces, String(this.firstFd), ...this.ops, "--", ...command,
       ],
       fds: [...this.fds],
     };

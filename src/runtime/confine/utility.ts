@@ -2,7 +2,8 @@
  * Utility sandboxes: short-lived bubblewrap sandboxes that do bulk file work on workspace trees
  * — snapshot copies, restores, seeding, diffs, exports, reading a stopped workspace — so the
  * host process itself never opens a path inside a workspace. Each sees only the host's
- * read-only /usr (for cp and tar), the agent runtime, and the directories bound for the job;
+ * read-only /usr (for cp and tar), the agent runtime when it runs the agent, and the
+ * directories bound for the job;
  * whatever a hostile tree contains (symlinks, FIFOs, huge files) stays inside that view.
  *
  * A utility sandbox may *join* a running workspace's sandbox (`join`): it then starts in a
@@ -56,9 +57,10 @@ const UTILITY_CAPS = ["CAP_CHOWN", "CAP_FOWNER", "CAP_DAC_OVERRIDE", "CAP_DAC_RE
 const SECCOMP_FD = 3;
 const FIRST_STAGED_FD = 4;
 
-function utilityArgs(binds: UtilityBind[], launch: ConfinedLaunch): string[] {
+function utilityArgs(binds: UtilityBind[], launch: ConfinedLaunch, withAgent: boolean): string[] {
   const args = ["--tmpfs", "/", "--dir", "/tmp", ...PROC_ARGS, "--dev", "/dev", ...hostSystemArgs()];
-  for (const b of agentRuntime().binds) args.push("--ro-bind", launch.reachable(b.source), b.target);
+  // Only the agent needs its runtime: each bind is a mount the sandbox's start pays for.
+  if (withAgent) for (const b of agentRuntime().binds) args.push("--ro-bind", launch.reachable(b.source), b.target);
   for (const b of binds) {
     if ("overlay" in b) {
       // overlayfs wants two layers or an upper; one layer alone is the same tree bound read-only.
@@ -88,11 +90,11 @@ function utilityArgs(binds: UtilityBind[], launch: ConfinedLaunch): string[] {
  * descriptor, the seccomp filter applied; inside `join`'s sandbox when given. The launch is
  * released once the child exits.
  */
-async function spawnUtility(binds: UtilityBind[], argv: string[], stdio: "pipe" | "ignore", join: JoinTarget | null | undefined): Promise<ChildProcess> {
+async function spawnUtility(binds: UtilityBind[], argv: string[], stdio: "pipe" | "ignore", join: JoinTarget | null | undefined, withAgent = false): Promise<ChildProcess> {
   if (!join && binds.some((b) => "inNamespace" in b)) throw new PyroError("internal_error", "a utility bind inside a namespace needs a sandbox to join");
   const launch = join ? await ConfinedLaunch.join(join, FIRST_STAGED_FD) : await ConfinedLaunch.open(FIRST_STAGED_FD);
   try {
-    const confined = launch.argv(["bwrap", "--seccomp", String(SECCOMP_FD), ...utilityArgs(binds, launch), "--", ...argv]);
+    const confined = launch.argv(["bwrap", "--seccomp", String(SECCOMP_FD), ...utilityArgs(binds, launch, withAgent), "--", ...argv]);
     const child = spawn(confined.argv[0]!, confined.argv.slice(1), { stdio: [stdio, "pipe", "pipe", "pipe", ...confined.fds], env: { ...process.env, PATH: systemPath() } });
     feedSeccompProgram(child, SECCOMP_FD);
     child.once("close", () => launch.release());
@@ -155,6 +157,16 @@ export function treeSizeScript(dir: string): string {
   return `du -s -l --inodes ${dir} && du -sb ${dir}`;
 }
 
+/**
+ * Shell lines that copy the tree at `from` into `to` (fixed paths; `cpOptions` fixed flags)
+ * while `treeSizeScript` measures `from` and then the `meanwhile` lines run, and fail when the
+ * copy fails (under `set -e`, which the caller's script sets). The copy and its source hold the
+ * same entries, and execs that overlap the copy cost nothing on the way to its end.
+ */
+export function copyMeasuringScript(from: string, to: string, cpOptions: string, meanwhile: string[] = []): string {
+  return [`cp ${cpOptions} ${from}/. ${to}/ & pyro_copy=$!`, treeSizeScript(from), ...meanwhile, "wait $pyro_copy"].join("\n");
+}
+
 /** Reads what `treeSizeScript` printed last in `out`: the entries below its directory and their bytes. */
 export function parseTreeSize(out: string): { entries: number; bytes: number } {
   const [inodes, bytes] = out.trim().split("\n").slice(-2).map((line) => Number(line.split("\t")[0]));
@@ -176,7 +188,7 @@ export async function runUtilityChecked(binds: UtilityBind[], argv: string[], wh
  * connected client to `fn`, and tears the sandbox down afterwards.
  */
 export async function withUtilityAgent<T>(binds: UtilityBind[], fn: (client: AgentClient) => Promise<T>, options: UtilityOptions = {}): Promise<T> {
-  const child = await spawnUtility(binds, [...agentRuntime().command, "--stdio"], "pipe", options.join);
+  const child = await spawnUtility(binds, [...agentRuntime().command, "--stdio"], "pipe", options.join, true);
   const stderr: Buffer[] = [];
   child.stderr!.on("data", (d: Buffer) => stderr.push(d));
   const exited = new Promise<void>((resolve) => child.on("close", () => resolve()));
