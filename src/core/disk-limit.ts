@@ -102,7 +102,7 @@ export class WorkspaceDisk {
   async provision(record: WorkspaceRecord): Promise<void> {
     const blocker = kernelDiskBlocker();
     if (blocker === null) {
-      await makeWorkspaceDisk(this.image(record.workspace_id), this.store.paths(record.workspace_id).workspace, record.disk_mib!);
+      await makeWorkspaceDisk(this.image(record.workspace_id), this.store.paths(record.workspace_id).workspace, record.disk_mib!, this.store.layout.diskTemplates);
       record.disk_enforcement = "kernel";
       record.disk_note = null;
     } else {

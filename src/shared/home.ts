@@ -19,6 +19,8 @@ export function homeLayout(home: string) {
     workspaces: path.join(home, "workspaces"),
     /** Read-only layers of layered workspaces, shared by a workspace, its snapshots and its forks. */
     workspaceLayers: path.join(home, "workspace-layers"),
+    /** Fresh workspace filesystems by size, copied into each new disk image (runtime/confine/disk.ts). */
+    diskTemplates: path.join(home, "disk-templates"),
     run: path.join(home, "run"),
     locks: path.join(home, "locks"),
     tmp: path.join(home, "tmp"),

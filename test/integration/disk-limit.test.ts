@@ -8,6 +8,7 @@
  * bad values are `invalid_argument` on the CLI, the SDK and MCP without creating anything.
  */
 import fs from "node:fs";
+import { spawnSync } from "node:child_process";
 import os from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -122,6 +123,31 @@ describe("a workspace's disk limit", () => {
     expect(status.disk.used_bytes).toBeLessThan(EXPECTED === "kernel" ? 10 * MIB : 64 * MIB);
     await pyro.deleteWorkspace(id);
     expect(fs.readFileSync("/proc/mounts", "utf8")).not.toContain(id);
+  });
+
+  it.skipIf(EXPECTED !== "kernel")("gives each workspace a filesystem of its own, copied from one template per size that mkfs made once", { timeout: 120_000 }, async () => {
+    const a = await pyro.createWorkspace({ environment: TEST_ENVIRONMENT, diskMib: 96 });
+    const b = await pyro.createWorkspace({ environment: TEST_ENVIRONMENT, diskMib: 96 });
+    const templates = fs.readdirSync(path.join(home, "disk-templates"));
+    expect(templates.filter((n) => n.startsWith("96-"))).toHaveLength(1);
+    // Nothing a killed maker would leave: no scratch image, no unrenamed template.
+    expect(templates.filter((n) => n.startsWith("."))).toEqual([]);
+    expect((await pyro.execWorkspace(a.workspace_id, { command: "echo a > /workspace/only-a && df -m /workspace | tail -1" })).exit_code).toBe(0);
+    const inB = await pyro.execWorkspace(b.workspace_id, { command: "ls -A /workspace; df -m /workspace | tail -1 | tr -s ' ' | cut -d' ' -f2" });
+    // An empty /workspace of the asked size, not a second view of a's.
+    expect(inB.stdout.trim()).toMatch(/^\d+$/);
+    expect(Number(inB.stdout.trim())).toBeGreaterThan(80);
+    expect(Number(inB.stdout.trim())).toBeLessThanOrEqual(96);
+    for (const ws of [a, b]) {
+      const dir = path.join(home, "workspaces", ws.workspace_id);
+      await pyro.stopWorkspace(ws.workspace_id);
+      // A clean filesystem, checked read-only on a copy (the image may still be mounted).
+      fs.copyFileSync(path.join(dir, "workspace.ext4"), path.join(files, "check.ext4"));
+      const fsck = spawnSync("e2fsck", ["-fn", path.join(files, "check.ext4")], { encoding: "utf8" });
+      expect(fsck.status, fsck.stdout + fsck.stderr).toBe(0);
+      fs.rmSync(path.join(files, "check.ext4"));
+      await pyro.deleteWorkspace(ws.workspace_id);
+    }
   });
 
   it("refuses a sync push or file write that does not fit, whole, and takes one that does", { timeout: 120_000 }, async () => {

@@ -16,12 +16,15 @@
  * inside a workspace: only the image file, the mount point and the filesystem's statistics.
  */
 import { execFile } from "node:child_process";
+import { createHash, randomBytes } from "node:crypto";
 import fs from "node:fs";
 import fsp from "node:fs/promises";
 import path from "node:path";
 import { promisify } from "node:util";
 import { findExecutable, systemPath } from "../../shared/executables.js";
 import { PyroError } from "../../shared/errors.js";
+import { writeFileAtomic } from "../../shared/atomic.js";
+import { pidAlive } from "../../shared/process.js";
 import { runUtility } from "./utility.js";
 
 const run = promisify(execFile);
@@ -39,6 +42,8 @@ export const DISK_IMAGE = "workspace.ext4";
  * zeros over them (megabytes, competing with every fsync on the disk) is work for nothing.
  */
 const MOUNT_OPTIONS = "loop,nosuid,nodev,noatime,discard,noinit_itable";
+
+const MIB = 1024 * 1024;
 
 /** How long a watched measurement may take before pyro gives up on it (and says so). */
 export const MEASURE_TIMEOUT_SECONDS = 10;
@@ -89,22 +94,133 @@ async function exec(argv: string[], what: string): Promise<void> {
 }
 
 /**
- * Makes a sparse ext4 image of `mib` MiB and mounts it on `mountPoint` (an empty directory).
- * The journal is capped at 16 MiB, so a large limit costs the host little until used, and is not
- * zeroed (`lazy_journal_init`: a fresh sparse file reads as zeros already, and 16 MiB of written
- * zeros would sit in the host's writeback queue ahead of the next fsync); no blocks are reserved
- * for root (guest root is not root here, and the limit is the whole filesystem).
- * lost+found is removed: /workspace starts empty, as on a workspace without a limit.
+ * The mkfs.ext4 command for an image of `mib` MiB. The journal is capped at 16 MiB, so a large
+ * limit costs the host little until used, and is not zeroed (`lazy_journal_init`: a fresh sparse
+ * file reads as zeros already, and 16 MiB of written zeros would sit in the host's writeback
+ * queue ahead of the next fsync); no blocks are reserved for root (guest root is not root here,
+ * and the limit is the whole filesystem).
  */
-export async function makeWorkspaceDisk(image: string, mountPoint: string, mib: number): Promise<void> {
+function mkfsArgv(image: string, mib: number): string[] {
+  const journal = mib >= 1024 ? ["-J", "size=16"] : [];
+  return [tool("mkfs.ext4")!, "-q", "-F", "-m", "0", "-L", "pyro-workspace", ...journal, "-E", "nodiscard,lazy_itable_init=1,lazy_journal_init=1", image];
+}
+
+/** A fresh filesystem as the parts of its image that hold data: everything else is a hole. */
+interface DiskTemplate {
+  size: number;
+  extents: Array<{ offset: number; data: Buffer }>;
+}
+
+/** Templates read by this process, by file. */
+const templates = new Map<string, DiskTemplate>();
+
+/**
+ * Prints the data extents of a sparse file as "offset length" lines (SEEK_DATA, SEEK_HOLE):
+ * what mkfs wrote, without reading the holes of an image that may be gigabytes large.
+ */
+const EXTENTS_PERL = 'open(my $f, "<", $ARGV[0]) or die "$!\\n"; my $o = 0; while (defined(my $d = sysseek($f, $o, 3))) { my $h = sysseek($f, $d, 4); print 0 + $d, " ", $h - $d, "\\n"; $o = $h; }';
+
+/**
+ * The template of a fresh `mib` MiB filesystem, made once per size and mkfs (its command, the
+ * binary and its configuration file: an upgrade makes a new one) in `dir`: mkfs.ext4 on a
+ * scratch image, then only its data extents kept, in one file (a JSON line, then the bytes)
+ * written whole and renamed into place, so a reader never sees half of one and two makers
+ * cannot mix theirs.
+ */
+async function diskTemplate(dir: string, mib: number): Promise<DiskTemplate> {
+  const stamp = (file: string) => {
+    try {
+      const st = fs.statSync(file);
+      return `${st.size}:${st.mtimeMs}`;
+    } catch {
+      return "-";
+    }
+  };
+  const tag = createHash("sha256")
+    .update(JSON.stringify([mkfsArgv("IMAGE", mib), stamp(tool("mkfs.ext4")!), stamp("/etc/mke2fs.conf")]))
+    .digest("hex")
+    .slice(0, 16);
+  const file = path.join(dir, `${mib}-${tag}.template`);
+  const cached = templates.get(file);
+  if (cached) return cached;
+  let raw: Buffer | null = await fsp.readFile(file).catch(() => null);
+  if (raw === null) {
+    await fsp.mkdir(dir, { recursive: true, mode: 0o700 });
+    // What a maker killed midway left: its scratch image and its unrenamed template.
+    for (const name of await fsp.readdir(dir)) {
+      const owner = /^\.scratch-(\d+)-/.exec(name) ?? /\.(\d+)\.[0-9a-f]{8}\.tmp$/.exec(name);
+      if (owner && !pidAlive(Number(owner[1]))) await fsp.rm(path.join(dir, name), { force: true });
+    }
+    const scratch = path.join(dir, `.scratch-${process.pid}-${randomBytes(4).toString("hex")}`);
+    try {
+      const fh = await fsp.open(`${scratch}.ext4`, "wx", 0o600);
+      try {
+        await fh.truncate(mib * MIB);
+      } finally {
+        await fh.close();
+      }
+      await exec(mkfsArgv(`${scratch}.ext4`, mib), "making the workspace's filesystem");
+      const { stdout } = await run(tool("perl") ?? "perl", ["-e", EXTENTS_PERL, `${scratch}.ext4`], { env: { ...process.env, PATH: systemPath() }, maxBuffer: 16 << 20 });
+      const image = await fsp.open(`${scratch}.ext4`, "r");
+      const parts: Buffer[] = [];
+      const extents: Array<[number, number]> = [];
+      try {
+        for (const line of stdout.trim().split("\n").filter(Boolean)) {
+          const [offset, length] = line.split(" ").map(Number) as [number, number];
+          const data = Buffer.alloc(length);
+          const { bytesRead } = await image.read(data, 0, length, offset);
+          if (bytesRead !== length) throw new Error(`short read of the template at ${offset}`);
+          extents.push([offset, length]);
+          parts.push(data);
+        }
+      } finally {
+        await image.close();
+      }
+      raw = Buffer.concat([Buffer.from(`${JSON.stringify({ size: mib * MIB, extents })}\n`), ...parts]);
+      await writeFileAtomic(file, raw);
+    } finally {
+      await fsp.rm(`${scratch}.ext4`, { force: true });
+    }
+  }
+  const newline = raw.indexOf(0x0a);
+  const header = JSON.parse(raw.subarray(0, newline).toString("utf8")) as { size: number; extents: Array<[number, number]> };
+  let at = newline + 1;
+  const template: DiskTemplate = {
+    size: header.size,
+    extents: header.extents.map(([offset, length]) => {
+      const data = raw.subarray(at, at + length);
+      at += length;
+      return { offset, data };
+    }),
+  };
+  if (template.size !== mib * MIB || at !== raw.length) throw new Error(`the disk template ${file} is damaged`);
+  templates.set(file, template);
+  return template;
+}
+
+/**
+ * Makes a sparse ext4 image of `mib` MiB and mounts it on `mountPoint` (an empty directory).
+ * The image is a copy of the size's template (`diskTemplate`, in `templatesDir`): a few hundred
+ * kilobytes written where mkfs wrote them, with no exec and none of mkfs's work on the way to
+ * the sandbox. Every workspace's filesystem then has the same UUID, which nothing reads (pyro
+ * mounts each image by path, never by UUID). lost+found is removed: /workspace starts empty,
+ * as on a workspace without a limit.
+ */
+export async function makeWorkspaceDisk(image: string, mountPoint: string, mib: number, templatesDir: string): Promise<void> {
+  let template: DiskTemplate | null = null;
+  try {
+    template = await diskTemplate(templatesDir, mib);
+  } catch {
+    // Made the plain way below: a template is only a faster route to the same filesystem.
+  }
   const fh = await fsp.open(image, "wx", 0o600);
   try {
-    await fh.truncate(mib * 1024 * 1024);
+    await fh.truncate(mib * MIB);
+    if (template) for (const e of template.extents) await fh.write(e.data, 0, e.data.length, e.offset);
   } finally {
     await fh.close();
   }
-  const journal = mib >= 1024 ? ["-J", "size=16"] : [];
-  await exec([tool("mkfs.ext4")!, "-q", "-F", "-m", "0", "-L", "pyro-workspace", ...journal, "-E", "nodiscard,lazy_itable_init=1,lazy_journal_init=1", image], "making the workspace's filesystem");
+  if (!template) await exec(mkfsArgv(image, mib), "making the workspace's filesystem");
   await mountWorkspaceDisk(image, mountPoint);
   await fsp.rmdir(path.join(mountPoint, "lost+found")).catch(() => undefined);
 }
