@@ -564,7 +564,8 @@ export class WorkspaceManager {
       if (seed) {
         // The limit is /workspace's: a seed larger than it is refused, as a write would be.
         const room = await this.disk.room(record, { fresh: true });
-        const imported = await importInto({ binds: [{ source: staging, target: "/workspace", readOnly: false }], join: null }, paths.dir, seed, WORKSPACE_GUEST_PATH, room).catch((err: unknown) => {
+        // The layer is new and empty, and goes whole if the import fails: the stream lands in it directly.
+        const imported = await importInto({ binds: [{ source: staging, target: "/workspace", readOnly: false }], join: null }, paths.dir, seed, WORKSPACE_GUEST_PATH, room, { fresh: true }).catch((err: unknown) => {
           throw this.disk.translate(record, err);
         });
         record.workspace_seed = seedInfo(seed, origin, imported);

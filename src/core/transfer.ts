@@ -107,18 +107,25 @@ export function guestDestination(dest: string | undefined): string {
  * extracted into a staging directory first, so a broken archive changes nothing. Files belong
  * to guest root whatever their owner on the host. With a room (bytes /workspace may still take)
  * the staged copy is measured first and refused whole when it does not fit, so a push past the
- * disk limit writes nothing. Prints the size of what was imported (treeSizeScript).
+ * disk limit writes nothing. Prints the size of what was imported (treeSizeScript), then empties
+ * the staging directory here, where deleting a large tree is one quick `find`, not a walk by
+ * the host. A *fresh* destination (`fresh`: an empty tree that is thrown away whole if the
+ * import fails, a new workspace's seed layer) takes the stream directly: no staging, no copy.
  */
 const IMPORT_SCRIPT = `
 set -e
-dest=$(realpath -m -- "$1"); gz=$2; room=$3
+dest=$(realpath -m -- "$1"); gz=$2; room=$3; fresh=$4
 case "$dest" in /workspace|/workspace/*) ;; *) echo "destination leads outside /workspace" >&2; exit 3 ;; esac
-tar -x $gz -f - -C /staging --no-same-owner --delay-directory-restore || { echo "archive extraction failed" >&2; exit 4; }
-if [ -n "$room" ]; then need=$(du -s -B1 /staging | cut -f1); if [ "$need" -gt "$room" ]; then echo "$need"; exit 6; fi; fi
-if [ -e "$dest" ] && [ ! -d "$dest" ]; then echo "destination is not a directory" >&2; exit 5; fi
-mkdir -p -- "$dest" 2>/dev/null || { echo "destination is not a directory" >&2; exit 5; }
-cp -R -P --preserve=mode,timestamps,links -- /staging/. "$dest"/
-${treeSizeScript("/staging")}
+if [ "$fresh" = fresh ]; then from=$dest; else from=/staging; fi
+tar -x $gz -f - -C "$from" --no-same-owner --delay-directory-restore || { echo "archive extraction failed" >&2; exit 4; }
+if [ -n "$room" ]; then need=$(du -s -B1 "$from" | cut -f1); if [ "$need" -gt "$room" ]; then echo "$need"; exit 6; fi; fi
+if [ "$fresh" != fresh ]; then
+  if [ -e "$dest" ] && [ ! -d "$dest" ]; then echo "destination is not a directory" >&2; exit 5; fi
+  mkdir -p -- "$dest" 2>/dev/null || { echo "destination is not a directory" >&2; exit 5; }
+  cp -R -P --preserve=mode,timestamps,links -- /staging/. "$dest"/
+fi
+${treeSizeScript('"$from"')}
+if [ "$fresh" != fresh ]; then find /staging -mindepth 1 -delete; fi
 `;
 
 /** The seed as a tar stream read by pyro: a directory through host tar, an archive as it is. */
@@ -135,15 +142,18 @@ function sourceStream(source: SeedSource): { stream: Readable; gz: string; done:
  * `room`: the bytes /workspace may still take under its disk limit (null: no limit); a source
  * that needs more is `disk_limit_exceeded` and nothing is copied.
  */
-export async function importInto(view: UtilityView, scratchDir: string, source: SeedSource, dest: string, room: number | null = null): Promise<ImportResult> {
+export async function importInto(view: UtilityView, scratchDir: string, source: SeedSource, dest: string, room: number | null = null, options: { fresh?: boolean } = {}): Promise<ImportResult> {
   const guestDest = guestDestination(dest);
-  const staging = path.join(scratchDir, `staging-${randomBytes(4).toString("hex")}`);
-  await fsp.mkdir(staging, { recursive: true, mode: 0o700 });
-  ownByGuestRoot(staging);
+  const staging = options.fresh ? null : path.join(scratchDir, `staging-${randomBytes(4).toString("hex")}`);
+  if (staging) {
+    await fsp.mkdir(staging, { recursive: true, mode: 0o700 });
+    ownByGuestRoot(staging);
+  }
   try {
-    const binds: UtilityBind[] = [...view.binds, { source: staging, target: "/staging", readOnly: false }];
+    const binds: UtilityBind[] = [...view.binds, ...(staging ? [{ source: staging, target: "/staging", readOnly: false }] : [])];
     const input = sourceStream(source);
-    const r = await runUtility(binds, ["sh", "-c", IMPORT_SCRIPT, "pyro-import", guestDest, input.gz, room === null ? "" : String(Math.max(0, Math.floor(room)))], { input: input.stream, join: view.join });
+    const args = [guestDest, input.gz, room === null ? "" : String(Math.max(0, Math.floor(room))), options.fresh ? "fresh" : ""];
+    const r = await runUtility(binds, ["sh", "-c", IMPORT_SCRIPT, "pyro-import", ...args], { input: input.stream, join: view.join });
     const readFailure = await input.done;
     if (readFailure !== null) throw new PyroError("seed_path_invalid", `cannot read ${source.path}: ${readFailure}`);
     if (r.code === 3) throw new PyroError("path_outside_workspace", `${dest} leads outside /workspace through a symbolic link`);
@@ -159,7 +169,7 @@ export async function importInto(view: UtilityView, scratchDir: string, source: 
     }
     return { source: source.path, kind: source.kind, dest: guestDest, ...parseTreeSize(r.stdout) };
   } finally {
-    await removeTree(staging);
+    if (staging) await removeTree(staging);
   }
 }
 

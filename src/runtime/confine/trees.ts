@@ -5,26 +5,44 @@
  * host: what the host cannot remove itself is removed from inside the user namespace, where
  * guest root may. Never follows a symlink and never removes anything outside `dir`.
  */
+import { execFile } from "node:child_process";
 import fs from "node:fs/promises";
+import { promisify } from "node:util";
 import { PyroError } from "../../shared/errors.js";
 import { runConfined } from "./launch.js";
 import { sandboxIdentity } from "./identity.js";
+import { systemPath } from "../../shared/executables.js";
+
+const run = promisify(execFile);
 
 /**
- * Removes `dir` and everything in it; a missing `dir` is fine. Root removes it directly; an
- * ordinary user empties it from inside the user namespace first (trying from the host first
- * would not save that: fs.rm removes siblings concurrently and goes on after the first refusal).
+ * Removes `dir` and everything in it; a missing `dir` is fine, an empty one costs no exec. Root
+ * removes it with `rm -rf --one-file-system`: GNU rm walks by directory descriptor and never
+ * follows a symbolic link or enters another filesystem (a workspace's disk still mounted), and
+ * a tree of 100 000 files takes it a fraction of what Node's recursive fs.rm takes — which also
+ * starts every removal of a large tree at once and leaves the process hundreds of megabytes
+ * larger, making every later spawn slower. An ordinary user empties it from inside the user
+ * namespace first (from the host it could not remove what its subordinate ids own).
  */
 export async function removeTree(dir: string): Promise<void> {
-  if (sandboxIdentity().kind !== "root-range") {
-    try {
-      await fs.lstat(dir);
-    } catch {
-      return;
-    }
-    await emptyConfined(dir);
+  try {
+    await fs.rmdir(dir);
+    return;
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === "ENOENT") return;
+    // Anything else (not empty, not a directory, no permission) is the walk's to settle.
   }
-  await fs.rm(dir, { recursive: true, force: true });
+  if (sandboxIdentity().kind !== "root-range") {
+    await emptyConfined(dir);
+    await fs.rm(dir, { recursive: true, force: true });
+    return;
+  }
+  try {
+    await run("rm", ["-rf", "--one-file-system", "--", dir], { env: { ...process.env, PATH: systemPath() }, timeout: 600_000 });
+  } catch (err) {
+    throw new PyroError("internal_error", `cannot remove ${dir}: ${String((err as { stderr?: string }).stderr ?? (err as Error).message).trim().slice(-300)}`);
+  }
 }
 
 /**
