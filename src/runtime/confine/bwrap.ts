@@ -7,12 +7,6 @@
 import fs from "node:fs";
 import { SANDBOX_PATH } from "../../protocol/guest.js";
 
-/**
- * Joins the workspace's cgroup as pyro itself (the sandbox identity may not write there), then
- * execs the confined launch (launch.ts): namespaces, stage, bubblewrap.
- */
-export const JOIN_CGROUP = 'for f in $PYRO_CGROUP_PROCS; do echo $$ > "$f" || exit 125; done; exec "$@"';
-
 /** Child descriptors of a workspace launch: 3 the agent's socket, 4 bubblewrap's info, 5 the seccomp program, staged paths from 6. */
 export const SECCOMP_FD = 5;
 export const FIRST_STAGED_FD = 6;

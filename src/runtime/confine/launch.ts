@@ -49,13 +49,17 @@ import type { SandboxIdentity } from "./identity.js";
 const STAGE_SYSCALLS: Record<string, string> = { x64: "165,308,116,119,117", arm64: "40,268,159,149,147" };
 
 /**
- * The stage: enters the holder's user and mount namespaces (descriptors USERNS and MNTNS) and
+ * The stage: with CGROUP "cgroup", first joins the workspace's cgroup as pyro itself (the
+ * sandbox identity may not write there) by writing its pid to each file PYRO_CGROUP_PROCS
+ * names, exiting 125 when one is gone (a sweep removed the cgroup: nothing may start outside
+ * it); then enters the holder's user and mount namespaces (descriptors USERNS and MNTNS) and
  * becomes root there, as `nsenter --user --mount` does (supplementary groups dropped where the
  * namespace allows it), resolves the paths named inside the namespace, mounts a tmpfs at
  * $stage, then performs the operations before `--`, then closes every descriptor from
- * `close_from` up and execs the rest. Entering here rather than through nsenter saves an exec,
- * and every sandbox start pays for each one. Operations (all descriptors are inherited, so
- * /proc/self/fd/N names them without resolving any host path):
+ * `close_from` up and execs the rest. Joining and entering here rather than through a shell and
+ * nsenter saves two execs, and every sandbox start pays for each one; for the same reason the
+ * script loads no module (Fcntl only on kernels without openat2). Operations (all descriptors
+ * are inherited, so /proc/self/fd/N names them without resolving any host path):
  *   bind NAME FD d|f 0|1     NAME becomes a (read-only when 1) bind of descriptor FD
  *   overlay NAME DATA        an overlay on NAME; DATA names its layers as /proc/self/fd/N
  *   nsbind NAME PATH 0|1     NAME becomes a (read-only when 1) bind of PATH as it exists in
@@ -67,10 +71,13 @@ const STAGE_SYSCALLS: Record<string, string> = { x64: "165,308,116,119,117", arm
  * costs one exec, where mount(8) would cost one per operation.
  */
 const STAGE_PERL = String.raw`
-use strict;
-use Fcntl qw(O_NOFOLLOW);
-my ($stage, $nrs, $userns, $mntns, $close_from) = (shift, shift, 0 + shift, 0 + shift, 0 + shift);
+my ($stage, $nrs, $cgroup, $userns, $mntns, $close_from) = (shift, shift, shift, 0 + shift, 0 + shift, 0 + shift);
 my ($nr, $setns, $setgroups, $setresgid, $setresuid) = split /,/, $nrs;
+if ($cgroup eq "cgroup") {
+  for my $f (split ' ', ($ENV{PYRO_CGROUP_PROCS} // '')) {
+    open(my $c, ">", $f) or exit 125; print $c "$$\n"; close($c) or exit 125;
+  }
+}
 syscall($setgroups, 0, 0);
 syscall($setns, $userns, 0x10000000) == 0 or die "pyro-stage: enter the user namespace: $!\n";
 syscall($setns, $mntns, 0x00020000) == 0 or die "pyro-stage: enter the mount namespace: $!\n";
@@ -97,7 +104,8 @@ while (@ARGV) {
       my $at = "";
       for my $part (grep { length } split m{/}, $path) { $at .= "/$part"; die "pyro-stage: $at is a symbolic link\n" if -l $at; }
       my $fh;
-      if (sysopen($fh, $path, 0x200000 | O_NOFOLLOW)) { $fd = fileno($fh); push @keep, $fh; }
+      require Fcntl;
+      if (sysopen($fh, $path, 0x200000 | Fcntl::O_NOFOLLOW())) { $fd = fileno($fh); push @keep, $fh; }
     }
     die "pyro-stage: open $path: $!\n" if $fd < 0;
     push @ops, ["bind", $name, $fd, (-d "/proc/self/fd/$fd" ? "d" : "f"), $ro];
@@ -590,7 +598,7 @@ export class ConfinedLaunch {
    * The argv that runs `command` confined, and the descriptors to hand the child at
    * `firstFd`, `firstFd + 1`, … (spawn's stdio entries).
    */
-  argv(command: string[]): { argv: string[]; fds: number[] } {
+  argv(command: string[], options: { joinCgroup?: boolean } = {}): { argv: string[]; fds: number[] } {
     const perl = required("perl", "perl-base");
     const nrs = STAGE_SYSCALLS[process.arch];
     if (nrs === undefined) throw new PyroError("host_unsupported", `pyro's sandboxes are not supported on ${process.arch}`);
@@ -601,10 +609,21 @@ export class ConfinedLaunch {
     this.namespaces ??= ["user", "mnt"].map((ns) => String(this.childFd(fs.openSync(`/proc/${this.holder.pid}/ns/${ns}`, "r")))) as [string, string];
     return {
       argv: [
-        perl, "-e", STAGE_PERL, this.stage, nrs, ...this.namespaces, String(this.firstFd), ...this.ops, "--", ...command,
+        perl, "-e", STAGE_PERL, this.stage, nrs, options.joinCgroup ? "cgroup" : "-", ...this.namespaces, String(this.firstFd), ...this.ops, "--",
+        this.program(command[0]!), ...command.slice(1),
       ],
       fds: [...this.fds],
     };
+  }
+
+  /**
+   * `name` by its path when guest root can run it from there: the stage's exec would otherwise
+   * try each directory of PATH in turn, some of them pyro's own that guest root may not search.
+   */
+  private program(name: string): string {
+    if (name.includes("/")) return name;
+    const found = findExecutable(name);
+    return found && reachableByGuestRoot(this.identity, found) ? found : name;
   }
 
   /**

@@ -206,7 +206,7 @@ export async function stopSandbox(record: SandboxRecord): Promise<void> {
  * names it rather than by a pid: its cgroup (named by `sandboxId`) and the host directories
  * its mounts come from (`dirs`: the workspace's directory, the VM's run directory). Waits until
  * every process found is gone. A launcher that had not joined its cgroup yet finds it removed
- * and exits before starting anything (JOIN_CGROUP), so a second pass of the cgroup ends the
+ * and exits before starting anything (the stage, launch.ts), so a second pass of the cgroup ends the
  * race with a start in flight. Idempotent; cheap when nothing is left, apart from one scan of
  * /proc (one readlink per process, one mount table per mount namespace).
  */

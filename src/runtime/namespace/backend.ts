@@ -11,7 +11,7 @@ import fs from "node:fs";
 import path from "node:path";
 import type { Backend, BackendName, NetworkDenial, NetworkSpec, PublishedPort, RootChanges, SandboxLiveness, SandboxNetwork, SandboxRecord, SandboxSpec, StartedSandbox } from "../backend.js";
 import { agentRuntime } from "../confine/agent-runtime.js";
-import { FIRST_STAGED_FD, JOIN_CGROUP, PROC_ARGS, SECCOMP_FD, confinementArgs } from "../confine/bwrap.js";
+import { FIRST_STAGED_FD, PROC_ARGS, SECCOMP_FD, confinementArgs } from "../confine/bwrap.js";
 import { ConfinedLaunch, ownByGuestRoot } from "../confine/launch.js";
 import { cgroupOomKills } from "../confine/cgroups.js";
 import { killExecProcesses } from "../confine/exec-kill.js";
@@ -109,9 +109,9 @@ export class NamespaceBackend implements Backend {
       const root = launch.overlay(spec.layers, upper, work);
       const layered = spec.workspaceLayers ?? null;
       const workspace = layered ? launch.overlay(layered.lowers, layered.upper, layered.work) : launch.bind(spec.workspaceDir);
-      const confined = launch.argv(["bwrap", "--seccomp", String(SECCOMP_FD), ...bwrapArgs(spec, root, workspace, launch.bind(marker, { readOnly: true }), launch)]);
+      const confined = launch.argv(["bwrap", "--seccomp", String(SECCOMP_FD), ...bwrapArgs(spec, root, workspace, launch.bind(marker, { readOnly: true }), launch)], { joinCgroup: true });
       return await launchSandbox(spec, {
-        argv: ["/bin/sh", "-c", JOIN_CGROUP, "pyro-launch", ...confined.argv],
+        argv: confined.argv,
         fds: confined.fds,
         infoPath: path.join(spec.stateDir, "sandbox-info.json"),
         limits: spec.limits,

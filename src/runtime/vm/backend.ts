@@ -20,7 +20,7 @@ import { AgentClient } from "../../protocol/client.js";
 import { PyroError } from "../../shared/errors.js";
 import { AGENT_RUNTIME_DIR } from "../../protocol/messages.js";
 import { SLIRP_DNS } from "../../protocol/guest.js";
-import { FIRST_STAGED_FD, JOIN_CGROUP, PROC_ARGS, SECCOMP_FD, confinementArgs, hostSystemArgs } from "../confine/bwrap.js";
+import { FIRST_STAGED_FD, PROC_ARGS, SECCOMP_FD, confinementArgs, hostSystemArgs } from "../confine/bwrap.js";
 import { ConfinedLaunch, ownByGuestRoot } from "../confine/launch.js";
 import { configureSandboxNetwork, launchSandbox, publishSandboxPort, sandboxLiveness, stopSandbox, takeSandboxDenials, unpublishSandboxPort } from "../confine/sandbox.js";
 import { agentImage, createRootOverlay, guestKit, requireVmTools, rootImage, supervisorBundlePath, virtiofsdPath } from "./kit.js";
@@ -129,9 +129,9 @@ export class VmBackend implements Backend {
     try {
       const workspace = this.workspaceStage(spec, launch);
       const jail = this.jailArgs(spec, launch, { kernel: kit.kernel, initramfs: kit.initramfs, agentDisk, rootBase, runDir, workspace, kvm: acceleration === "kvm" });
-      const confined = launch.argv(["bwrap", "--seccomp", String(SECCOMP_FD), ...jail]);
+      const confined = launch.argv(["bwrap", "--seccomp", String(SECCOMP_FD), ...jail], { joinCgroup: true });
       const started = await launchSandbox(spec, {
-        argv: ["/bin/sh", "-c", JOIN_CGROUP, "pyro-vm", ...confined.argv],
+        argv: confined.argv,
         fds: confined.fds,
         infoPath: path.join(runDir, "jail-info.json"),
         limits: { ...spec.limits, memMib: spec.limits.memMib + VM_OVERHEAD_MIB[acceleration] },
