@@ -32,17 +32,26 @@ import type { NetworkOptions } from "./network.js";
 import { assertUserNamespacesAllowed, ownByGuestRoot, prepareLaunch } from "../runtime/confine/launch.js";
 import { requireEgress } from "../runtime/network/netns.js";
 import { sandboxIdentity } from "../runtime/confine/identity.js";
-import { removeTree } from "../runtime/confine/trees.js";
+import { removeTree, removeTrees } from "../runtime/confine/trees.js";
 import { sweepSandboxCgroup } from "../runtime/confine/sandbox.js";
 import { logTail, pidAlive, processStartTime } from "../shared/process.js";
 import { validateDiskMib, WorkspaceDisk } from "./disk-limit.js";
 import { copyTarget, copyWorkspaceState, derivedForkName } from "./fork.js";
-import { LayerPool, isLayered, makeUpper, newGeneration, removeStaleUppers, upperDirs } from "./workspace-layers.js";
+import { LayerPool, isLayered, makeUpper, newGeneration, staleUppers, upperDirs } from "./workspace-layers.js";
 import type { LayeredRecord } from "./workspace-layers.js";
 import type { UtilityView } from "../runtime/confine/utility.js";
 
 export const DEFAULT_VCPU_COUNT = 1;
 export const DEFAULT_MEM_MIB = 1024;
+/** A root layer a reset set aside: `sandbox.stale-<gen>` beside the workspace's `sandbox` directory. */
+const STALE_ROOT = ".stale-";
+
+/** The root layers resets set aside in workspace directory `dir` and have not removed yet. */
+async function staleRoots(dir: string): Promise<string[]> {
+  const names = await fsp.readdir(dir).catch(() => [] as string[]);
+  return names.filter((n) => /^sandbox\.stale-[0-9a-f]{8}$/.test(n)).map((n) => path.join(dir, n));
+}
+
 /**
  * The least memory a workspace may be given, per backend: below it the sandbox does not start
  * (the agent is killed as it connects, which surfaced as an ECONNRESET). The namespace backend's
@@ -775,8 +784,11 @@ export class WorkspaceManager {
       record.failure = { reason: `a reset to ${JSON.stringify(snapshot)} began and has not finished: it is still running, or the call making it was killed (then call reset again)`, log_tail: "", at: nowIso() };
       await this.store.write(record);
       const p = this.store.paths(id);
-      // A fresh root layer: back to exactly what the environment ships.
-      await removeTree(p.sandboxState);
+      // A fresh root layer: back to exactly what the environment ships. The old one is set aside
+      // (a rename) and removed once the reset is done, with the replaced upper, in one exec.
+      await fsp.rename(p.sandboxState, `${p.sandboxState}${STALE_ROOT}${newGeneration()}`).catch((err: NodeJS.ErrnoException) => {
+        if (err.code !== "ENOENT") throw err;
+      });
       if (isLayered(record) && stack) {
         // The snapshot's layers become the live stack under a fresh, empty upper: nothing is
         // copied. The old upper stays until the record names the new one, so a reset killed
@@ -796,7 +808,9 @@ export class WorkspaceManager {
       record.reset_count = (record.reset_count ?? 0) + 1;
       record.last_reset_at = record.last_activity_at;
       await this.store.write(record);
-      if (isLayered(record)) await removeStaleUppers(p.workspace, record.workspace_upper);
+      // Now that the record names the new upper: a reset killed before this left the old one
+      // named, and whole. Also what earlier, killed resets set aside.
+      await removeTrees([...(await staleRoots(p.dir)), ...(isLayered(record) ? await staleUppers(p.workspace, record.workspace_upper) : [])]);
       return this.info(record);
     }));
     await this.collectLayers();

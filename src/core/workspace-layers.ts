@@ -33,7 +33,7 @@ import fsp from "node:fs/promises";
 import path from "node:path";
 import { randomBytes } from "node:crypto";
 import { ownByGuestRoot } from "../runtime/confine/launch.js";
-import { removeTree } from "../runtime/confine/trees.js";
+import { removeTrees } from "../runtime/confine/trees.js";
 import { pidAlive } from "../shared/process.js";
 import type { WorkspaceRecord } from "./types.js";
 
@@ -79,14 +79,12 @@ export async function makeUpper(workspaceDir: string, gen: string): Promise<{ up
 }
 
 /**
- * Removes every upper and work directory in the workspace directory but the live generation's:
- * those a reset replaced, and those a killed reset made and never named.
+ * Every upper and work directory in the workspace directory but the live generation's: those a
+ * reset replaced, and those a killed reset made and never named. For `removeTrees`.
  */
-export async function removeStaleUppers(workspaceDir: string, live: string): Promise<void> {
-  for (const name of await fsp.readdir(workspaceDir).catch(() => [] as string[])) {
-    const m = /^(upper|work)-([0-9a-f]{8})$/.exec(name);
-    if (m && m[2] !== live) await removeTree(path.join(workspaceDir, name));
-  }
+export async function staleUppers(workspaceDir: string, live: string): Promise<string[]> {
+  const names = await fsp.readdir(workspaceDir).catch(() => [] as string[]);
+  return names.filter((name) => /^(upper|work)-([0-9a-f]{8})$/.exec(name)?.[2] !== undefined && !name.endsWith(`-${live}`)).map((name) => path.join(workspaceDir, name));
 }
 
 /** The pool of workspace layers under the state directory. */
@@ -122,9 +120,10 @@ export class LayerPool {
    * gone. Call under the layers lock, with `named` read under it.
    */
   async collect(named: Set<string>): Promise<void> {
-    for (const name of await fsp.readdir(this.dir).catch(() => [] as string[])) {
+    const doomed = (await fsp.readdir(this.dir).catch(() => [] as string[])).filter((name) => {
       const tmp = /^\.tmp-(\d+)-/.exec(name);
-      if (tmp ? !pidAlive(Number(tmp[1])) : LAYER_ID.test(name) && !named.has(name)) await removeTree(path.join(this.dir, name));
-    }
+      return tmp ? !pidAlive(Number(tmp[1])) : LAYER_ID.test(name) && !named.has(name);
+    });
+    await removeTrees(doomed.map((name) => path.join(this.dir, name)));
   }
 }

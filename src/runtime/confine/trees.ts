@@ -25,35 +25,43 @@ const run = promisify(execFile);
  * namespace first (from the host it could not remove what its subordinate ids own).
  */
 export async function removeTree(dir: string): Promise<void> {
-  try {
-    await fs.rmdir(dir);
-    return;
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    if (code === "ENOENT") return;
-    // Anything else (not empty, not a directory, no permission) is the walk's to settle.
+  await removeTrees([dir]);
+}
+
+/** Removes several trees (see `removeTree`) with one exec between them. */
+export async function removeTrees(dirs: string[]): Promise<void> {
+  const left: string[] = [];
+  for (const dir of dirs) {
+    try {
+      await fs.rmdir(dir);
+    } catch (err) {
+      // Anything but a missing directory (not empty, not a directory) is the walk's to settle.
+      if ((err as NodeJS.ErrnoException).code !== "ENOENT") left.push(dir);
+    }
   }
+  if (left.length === 0) return;
   if (sandboxIdentity().kind !== "root-range") {
-    await emptyConfined(dir);
-    await fs.rm(dir, { recursive: true, force: true });
+    await emptyConfined(left);
+    for (const dir of left) await fs.rm(dir, { recursive: true, force: true });
     return;
   }
   try {
-    await run("rm", ["-rf", "--one-file-system", "--", dir], { env: { ...process.env, PATH: systemPath() }, timeout: 600_000 });
+    await run("rm", ["-rf", "--one-file-system", "--", ...left], { env: { ...process.env, PATH: systemPath() }, timeout: 600_000 });
   } catch (err) {
-    throw new PyroError("internal_error", `cannot remove ${dir}: ${String((err as { stderr?: string }).stderr ?? (err as Error).message).trim().slice(-300)}`);
+    throw new PyroError("internal_error", `cannot remove ${left.join(", ")}: ${String((err as { stderr?: string }).stderr ?? (err as Error).message).trim().slice(-300)}`);
   }
 }
 
 /**
- * Deletes everything below `dir` as guest root: `find -delete` works depth-first, never follows
- * a link, and first makes each directory searchable (overlayfs leaves `work/work` at mode 000).
+ * Deletes everything below each of `dirs` as guest root: `find -delete` works depth-first, never
+ * follows a link, and first makes each directory searchable (overlayfs leaves `work/work` at
+ * mode 000).
  */
-async function emptyConfined(dir: string): Promise<void> {
+async function emptyConfined(dirs: string[]): Promise<void> {
   const r = await runConfined((launch) => [
-    "/bin/sh", "-c", 'find "$1" -mindepth 1 -type d ! -perm -u=rwx -exec chmod u+rwx {} + ; find "$1" -mindepth 1 -delete', "pyro-remove", launch.bind(dir),
+    "/bin/sh", "-c", 'for d; do find "$d" -mindepth 1 -type d ! -perm -u=rwx -exec chmod u+rwx {} + ; find "$d" -mindepth 1 -delete || exit; done', "pyro-remove", ...dirs.map((d) => launch.bind(d)),
   ]);
-  if (r.code !== 0) throw new PyroError("internal_error", `cannot remove ${dir}: ${r.stderr.trim().slice(-300)}`);
+  if (r.code !== 0) throw new PyroError("internal_error", `cannot remove ${dirs.join(", ")}: ${r.stderr.trim().slice(-300)}`);
 }
 
 /**
