@@ -565,6 +565,8 @@ export class WorkspaceManager {
   private async seedLayers(record: LayeredRecord, seed: SeedSource | null, origin: CreateWorkspaceOptions["origin"]): Promise<void> {
     const id = record.workspace_id;
     const paths = this.store.paths(id);
+    // For the seed's copy (after the disk's mount, which its namespace must see).
+    if (seed) prepareLaunch();
     await makeUpper(paths.workspace, record.workspace_upper);
     await this.store.withLock(id, () => this.store.write(record));
     const staging = await this.layers.staging();
@@ -580,6 +582,8 @@ export class WorkspaceManager {
         record.workspace_seed = seedInfo(seed, origin, imported);
         baseline = { ...baseline, entries: imported.entries, bytes: imported.bytes };
       }
+      // The sandbox's, made while the layer is adopted and the records written.
+      prepareLaunch();
       // Adopted and named under the layers lock: a collection never sees it unnamed.
       await this.withLayersLock(async () => {
         record.workspace_layers = [await this.layers.adopt(staging)];
@@ -709,12 +713,15 @@ export class WorkspaceManager {
   /** Records activity: bumps last_activity_at and appends to the review journal. */
   async touch(id: string, kind: WorkspaceEvent["kind"], details: Record<string, unknown> = {}): Promise<void> {
     const at = nowIso();
-    await this.store.withLock(id, async () => {
-      const record = await this.store.load(id);
-      record.last_activity_at = at;
-      await this.store.write(record);
-    });
-    await this.store.appendEvent(id, { at, kind, details });
+    // At once: two files, whose syncs overlap.
+    await Promise.all([
+      this.store.withLock(id, async () => {
+        const record = await this.store.load(id);
+        record.last_activity_at = at;
+        await this.store.write(record);
+      }),
+      this.store.appendEvent(id, { at, kind, details }),
+    ]);
   }
 
   /** The snapshot store of one workspace. */
@@ -723,6 +730,8 @@ export class WorkspaceManager {
   }
 
   async start(ref: string): Promise<WorkspaceInfo> {
+    // The sandbox's namespaces are made while the record is read and checked.
+    prepareLaunch();
     const id = await this.resolve(ref);
     return this.store.withLock(id, async () => {
       const { record } = await this.reconcile(await this.store.load(id));
@@ -766,6 +775,8 @@ export class WorkspaceManager {
    * packages installed since create are gone with the old root layer.
    */
   async reset(ref: string, options: { snapshot?: string } = {}): Promise<WorkspaceInfo & { reset_to: string }> {
+    // The new sandbox's namespaces are made while the old one stops.
+    prepareLaunch();
     const id = await this.resolve(ref);
     const snapshot = options.snapshot ?? BASELINE;
     // The snapshots' lock too: a snapshot deleted meanwhile would take the layers reset stacks on.
