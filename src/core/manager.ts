@@ -542,14 +542,17 @@ export class WorkspaceManager {
       if (copy.status === "rejected") throw copy.reason;
       if (prepare.status === "rejected") throw prepare.reason;
       const copied = copy.value;
-      if (this.disk.enforcement(record) === "watched") await this.disk.measure(record);
+      // A layered fork's upper is new and empty: provision's measurement of nothing stands.
+      if (this.disk.enforcement(record) === "watched" && !layered) await this.disk.measure(record);
       record.sandbox = await this.startSandbox(record);
       record.state = "running";
       record.owner_pid = null;
       record.owner_start_time = null;
       record.last_activity_at = nowIso();
-      await this.store.withLock(id, () => this.store.write(record));
-      await this.store.appendEvent(id, { at: record.last_activity_at, kind: "fork", details: { forked_from: sourceId, entries: copied.entries, bytes: copied.bytes } });
+      await Promise.all([
+        this.store.withLock(id, () => this.store.write(record)),
+        this.store.appendEvent(id, { at: record.last_activity_at, kind: "fork", details: { forked_from: sourceId, entries: copied.entries, bytes: copied.bytes } }),
+      ]);
     } catch (err) {
       // The source was only read: the fork alone is rolled back.
       await this.rollBackNew(record);
