@@ -43,13 +43,22 @@ import type { UtilityView } from "../runtime/confine/utility.js";
 
 export const DEFAULT_VCPU_COUNT = 1;
 export const DEFAULT_MEM_MIB = 1024;
-/** A root layer a reset set aside: `sandbox.stale-<gen>` beside the workspace's `sandbox` directory. */
-const STALE_ROOT = ".stale-";
+/**
+ * Sets a workspace's root layer (its sandbox state directory) aside for a reset: renamed to
+ * `<dir>.stale-<gen>` beside it, removed once the reset is done (`staleRoots`). None is fine.
+ */
+async function setRootAside(sandboxState: string): Promise<void> {
+  await fsp.rename(sandboxState, `${sandboxState}.stale-${newGeneration()}`).catch((err: NodeJS.ErrnoException) => {
+    if (err.code !== "ENOENT") throw err;
+  });
+}
 
-/** The root layers resets set aside in workspace directory `dir` and have not removed yet. */
-async function staleRoots(dir: string): Promise<string[]> {
+/** The root layers resets set aside (`setRootAside`) and have not removed yet. */
+async function staleRoots(sandboxState: string): Promise<string[]> {
+  const dir = path.dirname(sandboxState);
+  const prefix = `${path.basename(sandboxState)}.stale-`;
   const names = await fsp.readdir(dir).catch(() => [] as string[]);
-  return names.filter((n) => /^sandbox\.stale-[0-9a-f]{8}$/.test(n)).map((n) => path.join(dir, n));
+  return names.filter((n) => n.startsWith(prefix) && /^[0-9a-f]{8}$/.test(n.slice(prefix.length))).map((n) => path.join(dir, n));
 }
 
 /**
@@ -800,9 +809,7 @@ export class WorkspaceManager {
       const p = this.store.paths(id);
       // A fresh root layer: back to exactly what the environment ships. The old one is set aside
       // (a rename) and removed once the reset is done, with the replaced upper, in one exec.
-      await fsp.rename(p.sandboxState, `${p.sandboxState}${STALE_ROOT}${newGeneration()}`).catch((err: NodeJS.ErrnoException) => {
-        if (err.code !== "ENOENT") throw err;
-      });
+      await setRootAside(p.sandboxState);
       if (isLayered(record) && stack) {
         // The snapshot's layers become the live stack under a fresh, empty upper: nothing is
         // copied. The old upper stays until the record names the new one, so a reset killed
@@ -824,7 +831,7 @@ export class WorkspaceManager {
       await this.store.write(record);
       // Now that the record names the new upper: a reset killed before this left the old one
       // named, and whole. Also what earlier, killed resets set aside.
-      await removeTrees([...(await staleRoots(p.dir)), ...(isLayered(record) ? await staleUppers(p.workspace, record.workspace_upper) : [])]);
+      await removeTrees([...(await staleRoots(p.sandboxState)), ...(isLayered(record) ? await staleUppers(p.workspace, record.workspace_upper) : [])]);
       return this.info(record);
     }));
     await this.collectLayers();

@@ -84,7 +84,12 @@ export async function makeUpper(workspaceDir: string, gen: string): Promise<{ up
  */
 export async function staleUppers(workspaceDir: string, live: string): Promise<string[]> {
   const names = await fsp.readdir(workspaceDir).catch(() => [] as string[]);
-  return names.filter((name) => /^(upper|work)-([0-9a-f]{8})$/.exec(name)?.[2] !== undefined && !name.endsWith(`-${live}`)).map((name) => path.join(workspaceDir, name));
+  return names
+    .filter((name) => {
+      const m = /^(upper|work)-([0-9a-f]{8})$/.exec(name);
+      return m !== null && m[2] !== live;
+    })
+    .map((name) => path.join(workspaceDir, name));
 }
 
 /** The pool of workspace layers under the state directory. */

@@ -256,12 +256,17 @@ export function prepareLaunch(identity: SandboxIdentity = sandboxIdentity()): vo
   spare = { identity: identity.key, holder, timer };
 }
 
-function dropSpare(): void {
+/** Takes the spare (for `identity`, when given) out of waiting: no launch will find it again. */
+function takeSpare(identity?: SandboxIdentity): Promise<Holder> | null {
   const s = spare;
+  if (!s || (identity && s.identity !== identity.key)) return null;
   spare = null;
-  if (!s) return;
   clearTimeout(s.timer);
-  s.holder.then((h) => h.release(), () => undefined);
+  return s.holder;
+}
+
+function dropSpare(): void {
+  takeSpare()?.then((h) => h.release(), () => undefined);
 }
 
 /**
@@ -283,11 +288,9 @@ function mountList(pid: number | "self"): string {
  * and paths under it would name what lies beneath), else a new one.
  */
 async function holderFor(identity: SandboxIdentity): Promise<Holder> {
-  const s = spare;
-  if (s && s.identity === identity.key) {
-    spare = null;
-    clearTimeout(s.timer);
-    const holder = await s.holder.catch(() => null);
+  const taken = takeSpare(identity);
+  if (taken) {
+    const holder = await taken.catch(() => null);
     if (holder) {
       let current = false;
       try {
