@@ -19,7 +19,8 @@ export const EXPENDABLE_OOM_SCORE_ADJ = 1000;
 
 /** A VM guest's cgroups (runtime/vm/guest-init.ts sets them up; the agent may not import it). */
 const GUEST_AGENT_PROCS = "/sys/fs/cgroup/pyro-agent/cgroup.procs";
-const GUEST_WORKLOAD_PROCS = "/sys/fs/cgroup/pyro-workload/cgroup.procs";
+const WORKLOAD = "/sys/fs/cgroup/pyro-workload";
+const GUEST_WORKLOAD_PROCS = `${WORKLOAD}/cgroup.procs`;
 
 /** Moves the agent into a guest cgroup; false where there is none (a namespace sandbox). */
 function join(procs: string): boolean {
@@ -68,14 +69,18 @@ function withHighestScore<T>(start: () => T): T {
 }
 
 let ownKernel = false;
+/** Workload processes the pressure guard killed (they count as OOM kills). */
+let guardKills = 0;
 
 /**
  * Called once by a VM guest's agent: its kernel is the guest's own, so the kernel-wide OOM kill
  * counter counts only the workspace's processes. In a namespace sandbox it would count the
- * whole host's, so there the host answers from the workspace's cgroup instead.
+ * whole host's, so there the host answers from the workspace's cgroup instead. It also starts
+ * the guard against thrashing.
  */
 export function countOomKillsHere(): void {
   ownKernel = true;
+  guardWorkloadMemory();
 }
 
 /** The kernel's OOM kill count (`/proc/vmstat` oom_kill), or null where it is not the workspace's own. */
@@ -83,8 +88,100 @@ export function oomKillCount(): number | null {
   if (!ownKernel) return null;
   try {
     const m = /^oom_kill (\d+)$/m.exec(fs.readFileSync("/proc/vmstat", "utf8"));
-    return m ? Number(m[1]) : null;
+    return m ? Number(m[1]) + guardKills : null;
   } catch {
     return null;
   }
+}
+
+/**
+ * The guard against thrashing: the kernel's OOM killer acts only when reclaim makes no
+ * progress, and in a guest without swap reclaim keeps making a little by evicting the
+ * command's own program pages, which it then reads back from disk. A 700 MiB balloon in a
+ * 512 MiB emulated guest was seen to go on like that for five minutes before its timeout, with
+ * the workload stalled nearly all the time. So the agent watches the workload cgroup's memory
+ * pressure (PSI; the guest's kernel command line turns it on with `psi=1`) and, when every workload task
+ * has been stalled on memory for over half of the last several seconds while the cgroup is at
+ * its limit, does what the OOM killer would: kills the workload process with the highest
+ * `oom_score`. Such a command was making no progress; its result says `oom_killed`.
+ */
+export const PRESSURE_GUARD = { tickMs: 1000, windowTicks: 8, stallShare: 0.5, nearLimitShare: 0.9 };
+
+/** Microseconds all of a cgroup's tasks were stalled on memory, from its `memory.pressure`. */
+export function fullStallMicros(pressure: string): number | null {
+  const m = /^full .*total=(\d+)/m.exec(pressure);
+  return m ? Number(m[1]) : null;
+}
+
+/** Whether the stalls over a window of samples say the workload is thrashing. */
+export function thrashing(samples: Array<{ stallUs: number; wallUs: number }>): boolean {
+  if (samples.length < PRESSURE_GUARD.windowTicks) return false;
+  const stall = samples.reduce((n, s) => n + s.stallUs, 0);
+  const wall = samples.reduce((n, s) => n + s.wallUs, 0);
+  return wall > 0 && stall / wall >= PRESSURE_GUARD.stallShare;
+}
+
+function readNumber(file: string): number | null {
+  try {
+    const text = fs.readFileSync(file, "utf8").trim();
+    return /^\d+$/.test(text) ? Number(text) : null;
+  } catch {
+    return null;
+  }
+}
+
+function guardWorkloadMemory(): void {
+  let last: { stallUs: number; at: number } | null = null;
+  const samples: Array<{ stallUs: number; wallUs: number }> = [];
+  const tick = (): void => {
+    let stallUs: number | null;
+    try {
+      stallUs = fullStallMicros(fs.readFileSync(`${WORKLOAD}/memory.pressure`, "utf8"));
+    } catch {
+      stallUs = null;
+    }
+    if (stallUs === null) {
+      // No PSI in this kernel: the OOM killer alone decides, as before.
+      clearInterval(timer);
+      return;
+    }
+    const at = performance.now();
+    if (last) {
+      samples.push({ stallUs: stallUs - last.stallUs, wallUs: (at - last.at) * 1000 });
+      if (samples.length > PRESSURE_GUARD.windowTicks) samples.shift();
+    }
+    last = { stallUs, at };
+    if (!thrashing(samples)) return;
+    const current = readNumber(`${WORKLOAD}/memory.current`);
+    const max = readNumber(`${WORKLOAD}/memory.max`);
+    if (current === null || max === null || current < max * PRESSURE_GUARD.nearLimitShare) return;
+    const victim = likeliestVictim();
+    if (victim === null) return;
+    try {
+      process.kill(victim.pid, "SIGKILL");
+      guardKills++;
+      process.stderr.write(`pyro-agent: the workload thrashed at its memory limit; killed process ${victim.pid}\n`);
+    } catch {
+      // It exited on its own meanwhile.
+    }
+    samples.length = 0;
+  };
+  const timer = setInterval(tick, PRESSURE_GUARD.tickMs);
+  timer.unref();
+}
+
+/** The workload process the OOM killer would choose: the highest `oom_score`. */
+function likeliestVictim(): { pid: number } | null {
+  let best: { pid: number; score: number } | null = null;
+  let pids: number[];
+  try {
+    pids = fs.readFileSync(`${WORKLOAD}/cgroup.procs`, "utf8").split("\n").filter(Boolean).map(Number);
+  } catch {
+    return null;
+  }
+  for (const pid of pids) {
+    const score = readNumber(`/proc/${pid}/oom_score`);
+    if (score !== null && (!best || score > best.score)) best = { pid, score };
+  }
+  return best;
 }

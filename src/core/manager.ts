@@ -762,8 +762,17 @@ export class WorkspaceManager {
       record.failure = null;
       record.last_activity_at = nowIso();
       await this.store.write(record);
+      // A workspace a killed reset left failed, started again rather than reset: what that
+      // reset set aside is of no use to anyone now.
+      await this.removeResetLeftovers(record);
       return this.info(record);
     });
+  }
+
+  /** Removes the root layers and uppers resets set aside and the record no longer names. */
+  private async removeResetLeftovers(record: WorkspaceRecord): Promise<void> {
+    const p = this.store.paths(record.workspace_id);
+    await removeTrees([...(await staleRoots(p.sandboxState)), ...(isLayered(record) ? await staleUppers(p.workspace, record.workspace_upper) : [])]);
   }
 
   async stop(ref: string): Promise<WorkspaceInfo> {
@@ -831,7 +840,7 @@ export class WorkspaceManager {
       await this.store.write(record);
       // Now that the record names the new upper: a reset killed before this left the old one
       // named, and whole. Also what earlier, killed resets set aside.
-      await removeTrees([...(await staleRoots(p.sandboxState)), ...(isLayered(record) ? await staleUppers(p.workspace, record.workspace_upper) : [])]);
+      await this.removeResetLeftovers(record);
       return this.info(record);
     }));
     await this.collectLayers();

@@ -181,7 +181,11 @@ describe("an exhausted VM workspace", () => {
     // (One 700 MiB allocation would be refused outright by the guest's overcommit check.)
     // The balloon goes first: in an emulated guest (no KVM, Debian's 6.1 guest kernel) a balloon
     // right after a fork bomb was seen to reclaim for about five minutes before the OOM kill,
-    // where alone it is killed within seconds.
+    // where alone it is killed within seconds. Once (a busy host, a fresh guest) even alone it
+    // reclaimed until its timeout: since then the agent's guard kills a workload that thrashes at
+    // its limit, reading the workload's memory pressure — which the guest must therefore have.
+    const pressure = await pyro.execWorkspace(ws.workspace_id, { command: "cat /sys/fs/cgroup/pyro-workload/memory.pressure", timeoutSeconds: 120 });
+    expect(pressure.stdout).toMatch(/^full avg10=.* total=\d+$/m);
     const balloonAt = Date.now();
     const balloon = await pyro.execWorkspace(ws.workspace_id, { command: ["perl", "-e", 'my @a; push @a, "x" x 1048576 for 1 .. 700; print scalar(@a)'], timeoutSeconds: 300 });
     console.log(`VM balloon after ${Date.now() - balloonAt} ms: exit ${balloon.exit_code}, signal ${balloon.signal}, oom_killed ${balloon.oom_killed}, stderr ${balloon.stderr.slice(0, 200)}`);

@@ -42,6 +42,8 @@ describe("the QEMU microvm command line", () => {
     expect(argOf(argv, "-monitor")).toEqual(["none"]);
     expect(argOf(argv, "-qmp")).toEqual(["unix:/vm/run/control.sock,server=on,wait=off"]);
     expect(argOf(argv, "-append")[0]).toContain("pyro.hostname=ws-1");
+    // Memory pressure (PSI) is what the agent's guard against thrashing reads.
+    expect(argOf(argv, "-append")[0]?.split(" ")).toContain("psi=1");
   });
 
   it("boots a probe guest with nothing attached", () => {

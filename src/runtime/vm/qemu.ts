@@ -89,7 +89,7 @@ export const qemuMicrovm: VmLauncher = {
   name: "qemu-microvm",
 
   argv(binary, c) {
-    const append = ["console=ttyS0", "pci=off", "panic=-1", "reboot=t", "random.trust_cpu=on", ...tcgClock(c.acceleration), `pyro.hostname=${c.hostname}`, ...(c.pidsMax ? [`pyro.pids=${c.pidsMax}`] : []), ...(c.probe ? ["pyro.probe=1"] : [])];
+    const append = ["console=ttyS0", "pci=off", "panic=-1", "reboot=t", "random.trust_cpu=on", "psi=1", ...tcgClock(c.acceleration), `pyro.hostname=${c.hostname}`, ...(c.pidsMax ? [`pyro.pids=${c.pidsMax}`] : []), ...(c.probe ? ["pyro.probe=1"] : [])];
     const args = [
       binary,
       "-name", `pyro,debug-threads=off`,
