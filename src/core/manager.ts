@@ -180,6 +180,22 @@ export class WorkspaceManager {
     return { binds: [{ overlay: [upper, ...record.workspace_layers.map((l) => this.layers.path(l))], target }], join: null };
   }
 
+  /**
+   * Runs `read` with a read-only view of a workspace's /workspace (`view`). A running
+   * workspace's view joins its sandbox and holds nothing. A stopped or failed one's is a utility
+   * sandbox's own mount of the workspace's directories, which a start (its sweep ends every
+   * process holding them), a reset or a delete would pull from under the read: the workspace's
+   * lock is held until the read is done, so those wait for it. `read` must not take that lock.
+   */
+  async withView<T>(id: string, read: (record: WorkspaceRecord, view: UtilityView) => Promise<T>): Promise<T> {
+    const record = await this.reconciled(id);
+    if (record.state === "running") return read(record, await this.view(record));
+    return this.store.withLock(id, async () => {
+      const now = (await this.reconcile(await this.store.load(id))).record;
+      return read(now, await this.view(now));
+    });
+  }
+
   // ---------- discovery ----------
 
   /** Resolves an id, unique id prefix or name to a workspace id. */

@@ -14,7 +14,7 @@ import type { ExportOutcome, ImportResult, OutputOptions } from "./transfer.js";
 import { BASELINE } from "./snapshots.js";
 import type { SnapshotInfo } from "./snapshots.js";
 import { withUtilityAgent, runUtilityChecked } from "../runtime/confine/utility.js";
-import type { UtilityBind } from "../runtime/confine/utility.js";
+import type { UtilityBind, UtilityView } from "../runtime/confine/utility.js";
 import { isLayered } from "./workspace-layers.js";
 import type { AgentClient } from "../protocol/client.js";
 import { DIFF_CHANGES_MAX, DIFF_OMITTED_MAX, MAX_FILE_LIST_BYTES, WORKSPACE_GUEST_PATH } from "../protocol/messages.js";
@@ -297,7 +297,7 @@ export class WorkspaceContent {
     const id = await this.manager.resolve(ref);
     // The export stays byte-exact (the files are the user's); the values are only looked for.
     const secretValues = Object.values(await loadSecrets(this.paths(id).secrets));
-    const result = await exportFrom(await this.manager.view(await this.manager.reconciled(id)), guestPath, output, options.force === true, { ...this.outputOptions(), secretValues });
+    const result = await this.manager.withView(id, (_, view) => exportFrom(view, guestPath, output, options.force === true, { ...this.outputOptions(), secretValues }));
     await this.manager.touch(id, "export", { path: result.workspace_path, output: result.output_path, files: result.files, bytes: result.bytes });
     return { workspace_id: id, ...result };
   }
@@ -320,7 +320,8 @@ export class WorkspaceContent {
     };
     const here = this.diffInWorkspace(record, stack);
     const fast = here ? await treeDiff(await this.link.client(id), here) : null;
-    const r = fast && !fast.over_limit ? fast : await this.diffInUtility(record, against, stack, treeDiff).catch((err: unknown) => {
+    const inUtility = () => this.manager.withView(id, (now, live) => this.diffInUtility(now, live, against, stack, treeDiff));
+    const r = fast && !fast.over_limit ? fast : await inUtility().catch((err: unknown) => {
       // The diff's agent holds one directory's names per level, so what can still stop it is a
       // single directory of millions of entries (its heap) — a narrower path is the way on.
       if (err instanceof PyroError && err.code === "agent_unreachable") {
@@ -389,8 +390,7 @@ export class WorkspaceContent {
    * live tree at /workspace, and for a layered workspace the layers only one of them has (the
    * live upper always among them) at /layers/N, where alone the two can differ.
    */
-  private async diffInUtility<T>(record: WorkspaceRecord, against: string, stack: string[] | null, treeDiff: (client: AgentClient, request: DiffTrees) => Promise<T>): Promise<T> {
-    const live = await this.manager.view(record);
+  private async diffInUtility<T>(record: WorkspaceRecord, live: UtilityView, against: string, stack: string[] | null, treeDiff: (client: AgentClient, request: DiffTrees) => Promise<T>): Promise<T> {
     const request = { base: "/baseline", live: WORKSPACE_GUEST_PATH };
     if (!isLayered(record) || !stack) {
       const binds = [{ source: await this.manager.snapshots(record.workspace_id).tree(against), target: "/baseline", readOnly: true }, ...live.binds];
@@ -461,14 +461,12 @@ export class WorkspaceContent {
 
   async diskList(ref: string, options: { path?: string; recursive?: boolean; maxEntries?: number } = {}): Promise<FileListResult> {
     const id = await this.stopped(ref);
-    const view = await this.manager.view(await this.manager.store.load(id));
-    return withUtilityAgent(view.binds, (client) => this.list(id, client, options, "workspace disk list"), { join: view.join });
+    return this.manager.withView(id, (_, view) => withUtilityAgent(view.binds, (client) => this.list(id, client, options, "workspace disk list"), { join: view.join }));
   }
 
   async diskRead(ref: string, filePath: string, options: { maxBytes?: number; offset?: number } = {}): Promise<FileReadResult> {
     const id = await this.stopped(ref);
-    const view = await this.manager.view(await this.manager.store.load(id));
-    return withUtilityAgent(view.binds, (client) => this.read(id, client, filePath, options, "workspace disk read"), { join: view.join });
+    return this.manager.withView(id, (_, view) => withUtilityAgent(view.binds, (client) => this.read(id, client, filePath, options, "workspace disk read"), { join: view.join }));
   }
 
   /** Writes the stopped workspace's /workspace as a .tar archive on the host. */
@@ -479,8 +477,7 @@ export class WorkspaceContent {
     await fsp.mkdir(temp, { mode: 0o700 });
     ownByGuestRoot(temp);
     try {
-      const view = await this.manager.view(await this.manager.store.load(id));
-      await runUtilityChecked([...view.binds, { source: temp, target: "/export", readOnly: false }], ["tar", "-cf", "/export/workspace.tar", "-C", "/workspace", "."], "disk export", { join: view.join });
+      await this.manager.withView(id, (_, view) => runUtilityChecked([...view.binds, { source: temp, target: "/export", readOnly: false }], ["tar", "-cf", "/export/workspace.tar", "-C", "/workspace", "."], "disk export", { join: view.join }));
       await giveToHostUser(path.join(temp, "workspace.tar"));
       await placeOutput(path.join(temp, "workspace.tar"), out, options.force === true);
       const { size } = await fsp.stat(out);

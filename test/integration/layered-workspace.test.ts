@@ -160,6 +160,31 @@ describe("layered /workspace", () => {
     expect(await pyro.diffWorkspace(id, { path: "d0" })).toEqual(small.under);
   }, 300_000);
 
+  it("a diff, an export and a disk read of a stopped workspace finish whole when a start comes meanwhile", async () => {
+    const ws = await pyro.createWorkspace({ environment: TEST_ENVIRONMENT, seedPath: seedDir, memMib: mem });
+    const id = ws.workspace_id;
+    await sh(id, "mkdir many && cd many && for i in $(seq 1 4000); do echo $i > $i; done");
+    await pyro.stopWorkspace(id);
+    const out = fs.mkdtempSync(path.join(os.tmpdir(), "pyro-layered-race-"));
+    try {
+      // The reads run in utility sandboxes of their own, mounting the workspace's layers; the
+      // start, which ends whatever holds them, comes while they run and waits for them.
+      const diff = pyro.diffWorkspace(id);
+      const exported = pyro.exportWorkspace(id, "many", { outputPath: path.join(out, "many") });
+      const read = pyro.readWorkspaceDisk(id, "many/4000");
+      await new Promise((r) => setTimeout(r, 50));
+      const started = pyro.startWorkspace(id);
+      expect((await diff).summary.added).toBe(4001);
+      expect((await exported).files).toBe(4000);
+      expect(fs.readdirSync(path.join(out, "many")).length).toBe(4000);
+      expect((await read).content).toBe("4000\n");
+      expect((await started).state).toBe("running");
+      expect(await sh(id, "ls many | wc -l")).toBe("4000\n");
+    } finally {
+      fs.rmSync(out, { recursive: true, force: true });
+    }
+  }, 300_000);
+
   it("sync push into a running workspace shows at once inside it, in export and in diff", async () => {
     const ws = await pyro.createWorkspace({ environment: TEST_ENVIRONMENT, seedPath: seedDir, memMib: mem });
     const push = fs.mkdtempSync(path.join(os.tmpdir(), "pyro-layered-push-"));
