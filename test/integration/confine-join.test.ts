@@ -115,12 +115,15 @@ function firstChild(pid: number): number | null {
 const mountinfo = (t: Target) => fs.readFileSync(`/proc/${t.join.pid}/mountinfo`, "utf8");
 
 /**
- * Mounts in `after` that `before` did not have. Only additions count: other users of this host
- * may unmount their own mounts from every namespace meanwhile (a deleted workspace's disk).
+ * Mounts in `after` that `before` did not have, by mount id: a mount's line can change while it
+ * stays the same mount (another test's workspace directory, holding a disk mount copied into this
+ * namespace, renamed as that workspace is deleted). Only additions count: other users of this
+ * host may unmount their own mounts from every namespace meanwhile.
  */
 function addedMounts(before: string, after: string): string[] {
-  const had = new Set(before.split("\n"));
-  return after.split("\n").filter((line) => line && !had.has(line));
+  const id = (line: string) => line.split(" ")[0];
+  const had = new Set(before.split("\n").map(id));
+  return after.split("\n").filter((line) => line && !had.has(id(line)));
 }
 
 let plain: Target;
