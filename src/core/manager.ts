@@ -771,7 +771,8 @@ export class WorkspaceManager {
       // layered one may still have a utility sandbox inside its last sandbox's namespace (a sync
       // push that outlived a stop) holding that sandbox's overlay: a second overlay on the same
       // upper must never be live beside it, so that one is ended first.
-      if (record.state === "failed" || isLayered(record)) await this.store.sweepSandbox(id);
+      const failed = record.state === "failed";
+      if (failed || isLayered(record)) await this.store.sweepSandbox(id);
       await this.disk.dir(id, record);
       record.sandbox = await this.startSandbox(record);
       record.state = "running";
@@ -779,8 +780,8 @@ export class WorkspaceManager {
       record.last_activity_at = nowIso();
       await this.store.write(record);
       // A workspace a killed reset left failed, started again rather than reset: what that
-      // reset set aside is of no use to anyone now.
-      await this.removeResetLeftovers(record);
+      // reset set aside is of no use to anyone now. (Only a failed one can have any.)
+      if (failed) await this.removeResetLeftovers(record);
       return this.info(record);
     });
   }
