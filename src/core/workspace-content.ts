@@ -448,9 +448,17 @@ export class WorkspaceContent {
 
   // ---------- disk tools (stopped workspaces) ----------
 
+  /**
+   * Refuses a workspace that is running or being created when the call comes. Judged without
+   * waiting for the workspace's lock: a read asked of a stopped workspace is admitted at once and
+   * then finishes whole, even when a start takes the lock first (it then reads the running
+   * workspace, which holds the same /workspace).
+   */
   private async stopped(ref: string): Promise<string> {
     const id = await this.manager.resolve(ref);
-    const info = await this.manager.status(id);
+    const seen = await this.manager.store.load(id);
+    const running = seen.state === "running" && (await this.manager.isRunning(id));
+    const info = seen.state === "creating" ? await this.manager.status(id) : { state: running ? "running" : seen.state, name: seen.name };
     if (info.state === "running" || info.state === "creating") {
       throw new PyroError("invalid_argument", `workspace ${info.name ?? id} is ${info.state}; disk tools read stopped workspaces only`, {
         hint: "Use workspace_file_list / workspace_file_read on a running workspace, or stop it first.",
