@@ -99,11 +99,11 @@ export function oomKillCount(): number | null {
  * progress, and in a guest without swap reclaim keeps making a little by evicting the
  * command's own program pages, which it then reads back from disk. A 700 MiB balloon in a
  * 512 MiB emulated guest was seen to go on like that for five minutes, until its timeout. So
- * the agent watches the workload cgroup's memory
- * pressure (PSI; the guest's kernel command line turns it on with `psi=1`) and, when every workload task
- * has been stalled on memory for over half of the last several seconds while the cgroup is at
- * its limit, does what the OOM killer would: kills the workload process with the highest
- * `oom_score`. Such a command was making no progress; its result says `oom_killed`.
+ * the agent watches the workload cgroup's memory pressure (PSI; the guest's kernel command line
+ * turns it on with `psi=1`) and, when every workload task has been stalled on memory for over
+ * half of the last several seconds while the cgroup is at its limit, does what the OOM killer
+ * would: kills the workload process with the highest `oom_score`. Such a command was making no
+ * progress; its result says `oom_killed`.
  */
 export const PRESSURE_GUARD = { tickMs: 1000, windowTicks: 8, stallShare: 0.5, nearLimitShare: 0.9 };
 

@@ -224,7 +224,7 @@ export class WorkspaceManager {
   }
 
   /** Whether the record's sandbox is up, asked of the backend that started it. */
-  private async sandboxAlive(record: WorkspaceRecord): Promise<boolean> {
+  async sandboxAlive(record: WorkspaceRecord): Promise<boolean> {
     return record.state === "running" && record.sandbox !== null && (await this.backendOf(record)).liveness(record.sandbox) === "alive";
   }
 

@@ -457,10 +457,10 @@ export class WorkspaceContent {
   private async stopped(ref: string): Promise<string> {
     const id = await this.manager.resolve(ref);
     const seen = await this.manager.store.load(id);
-    const running = seen.state === "running" && (await this.manager.isRunning(id));
-    const info = seen.state === "creating" ? await this.manager.status(id) : { state: running ? "running" : seen.state, name: seen.name };
-    if (info.state === "running" || info.state === "creating") {
-      throw new PyroError("invalid_argument", `workspace ${info.name ?? id} is ${info.state}; disk tools read stopped workspaces only`, {
+    // One still being created is asked of status, which finds it failed if its creator was killed.
+    const state = seen.state === "creating" ? (await this.manager.status(id)).state : (await this.manager.sandboxAlive(seen)) ? "running" : seen.state;
+    if (state === "running" || state === "creating") {
+      throw new PyroError("invalid_argument", `workspace ${seen.name ?? id} is ${state}; disk tools read stopped workspaces only`, {
         hint: "Use workspace_file_list / workspace_file_read on a running workspace, or stop it first.",
       });
     }
