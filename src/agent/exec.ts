@@ -1,8 +1,9 @@
 /**
  * Runs one command inside the sandbox: argv or shell form, separate capped stdout/stderr,
  * stdin bytes, and a timeout that kills the whole process tree — including children that
- * changed process group or session — by tagging every process of the exec with an
- * environment marker and sweeping /proc for it. The host may name the marker, so that it can
+ * changed process group or session: in a VM guest the command runs in a cgroup of its own,
+ * killed whole (expendable.ts); everywhere every process of the exec is tagged with an
+ * environment marker, and /proc is swept for it. The host may name the marker, so that it can
  * kill the same processes from outside when the agent itself is starved (a fork bomb shares the
  * workspace's CPU quota with it). Every command starts as the OOM killer's first choice
  * (expendable.ts), and its result says whether the OOM killer struck while it ran.
@@ -17,11 +18,18 @@ import { argvOf, invalid, num, stringRecord } from "./handler.js";
 import type { Handlers, Incoming } from "./handler.js";
 import { requireDirectory } from "./paths.js";
 import { currentRedactor, secretEnv } from "./secrets.js";
-import { oomKillCount, spawnExpendable } from "./expendable.js";
+import { commandGroup, oomKillCount, spawnExpendable } from "./expendable.js";
 
 export { EXEC_MARKER_VAR };
 /** After the command exits, how long to wait for background children to release stdout/stderr. */
 const STDIO_DRAIN_MS = 200;
+/**
+ * After a timeout's kill, how long the answer waits for the command to be gone. Every process
+ * has its SIGKILL by then, but a tree that filled its memory limit can take half a minute to
+ * die in an emulated guest; the result (timed out, killed) is known, and the host's deadline
+ * for the answer runs.
+ */
+const KILLED_ANSWER_MS = 2000;
 
 /** Checks an exec request; the secrets it maps are resolved separately (secrets.ts). */
 function parseExec(h: Incoming<"exec">): ExecRequest {
@@ -105,26 +113,39 @@ export async function runExec(req: ExecRequest, stdin: Buffer, secrets: Record<s
   const t0 = performance.now();
   const oomKillsBefore = oomKillCount();
 
+  const group = commandGroup(marker);
+  let killedWhole = false;
   const result = await new Promise<Pick<ExecResultHeader, "exitCode" | "signal" | "timedOut" | "startError">>((resolve) => {
     let settled = false;
     let timedOut = false;
-    const child = spawnExpendable(() =>
-      spawn(argv[0]!, argv.slice(1), {
-        cwd: req.cwd,
-        env,
-        stdio: [req.stdinBytes > 0 ? "pipe" : "ignore", "pipe", "pipe"],
-        detached: true,
-      }),
+    let dying: NodeJS.Timeout | undefined;
+    const child = spawnExpendable(
+      () =>
+        spawn(argv[0]!, argv.slice(1), {
+          cwd: req.cwd,
+          env,
+          stdio: [req.stdinBytes > 0 ? "pipe" : "ignore", "pipe", "pipe"],
+          detached: true,
+        }),
+      group,
     );
     const finish = (value: Pick<ExecResultHeader, "exitCode" | "signal" | "timedOut" | "startError">) => {
       if (settled) return;
       settled = true;
       clearTimeout(timer);
+      clearTimeout(dying);
       resolve(value);
     };
     const timer = setTimeout(() => {
       timedOut = true;
-      killExecTree(child.pid, marker);
+      // The group takes the whole tree at once; without one, the sweep finds it.
+      killedWhole = group?.kill() ?? false;
+      if (!killedWhole) killExecTree(child.pid, marker);
+      dying = setTimeout(() => {
+        child.stdout!.destroy();
+        child.stderr!.destroy();
+        finish({ exitCode: null, signal: "SIGKILL", timedOut: true, startError: null });
+      }, KILLED_ANSWER_MS);
     }, req.timeoutMs);
     child.stdout!.on("data", (d: Buffer) => stdout.push(redactOut.push(d)));
     child.stderr!.on("data", (d: Buffer) => stderr.push(redactErr.push(d)));
@@ -162,7 +183,12 @@ export async function runExec(req: ExecRequest, stdin: Buffer, secrets: Record<s
       }, STDIO_DRAIN_MS).unref();
     });
   });
-  if (result.timedOut) killExecTree(undefined, marker);
+  // What a sweep-killed tree forked meanwhile. A group's kill needs no sweep: it failed the
+  // forks under way, and only guest root can leave a VM guest's group, which can end the agent
+  // too (the guest is its own; the host's boundary is the VM). Sweeping thousands of dying
+  // processes' environments there took seconds.
+  if (result.timedOut && !killedWhole) killExecTree(undefined, marker);
+  group?.release();
   stdout.push(redactOut.end());
   stderr.push(redactErr.end());
 

@@ -34,11 +34,12 @@ function join(procs: string): boolean {
 
 /**
  * Runs `start` (a synchronous spawn) so that the process it starts inherits the highest OOM
- * score and, in a VM guest, starts in the workload's cgroup: the agent steps in for the spawn
- * and back out, so not even the first fork of the command happens on the agent's side.
+ * score and, in a VM guest, starts in the workload's cgroup (or in `group`, a command's own
+ * cgroup inside it): the agent steps in for the spawn and back out, so not even the first fork
+ * of the command happens on the agent's side.
  */
-export function spawnExpendable<T>(start: () => T): T {
-  const moved = ownKernel && join(GUEST_WORKLOAD_PROCS);
+export function spawnExpendable<T>(start: () => T, group?: CommandGroup | null): T {
+  const moved = ownKernel && join(group ? `${group.dir}/cgroup.procs` : GUEST_WORKLOAD_PROCS);
   try {
     return withHighestScore(start);
   } finally {
@@ -66,6 +67,66 @@ function withHighestScore<T>(start: () => T): T {
       }
     }
   }
+}
+
+/**
+ * A command's own cgroup inside the workload's, in a VM guest: a timeout then ends the command
+ * with one write to `cgroup.kill`, which takes every process in it at once and fails the forks
+ * still under way. Sweeping /proc for the command's marker cannot keep up with a fork bomb in
+ * an emulated guest: each round reads thousands of environments while the bomb refills them.
+ * The workload's limits still hold (they are its parent's); memory pressure is counted at the
+ * workload's level only (`cgroup.pressure` off here), so a busy command pays no third level of
+ * accounting on every task switch.
+ */
+export interface CommandGroup {
+  dir: string;
+  /** Kills every process in the group; false when the kernel could not (the caller sweeps). */
+  kill(): boolean;
+  /** Removes the group once empty; one a background process still holds is retried later. */
+  release(): void;
+}
+
+/** Groups whose commands left background processes behind, removed once those are gone. */
+const lingering = new Set<string>();
+
+function removeEmpty(dir: string): boolean {
+  try {
+    fs.rmdirSync(dir);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === "ENOENT";
+  }
+}
+
+/** A command group named for `marker` (hex), or null outside a VM guest. */
+export function commandGroup(marker: string): CommandGroup | null {
+  if (!ownKernel) return null;
+  for (const dir of lingering) if (removeEmpty(dir)) lingering.delete(dir);
+  const dir = `${WORKLOAD}/command-${marker}`;
+  try {
+    fs.mkdirSync(dir);
+  } catch {
+    return null;
+  }
+  try {
+    fs.writeFileSync(`${dir}/cgroup.pressure`, "0");
+  } catch {
+    // A kernel without per-group pressure switches: the level is counted, nothing else changes.
+  }
+  return {
+    dir,
+    kill: () => {
+      try {
+        fs.writeFileSync(`${dir}/cgroup.kill`, "1");
+        return true;
+      } catch {
+        return false;
+      }
+    },
+    release: () => {
+      if (!removeEmpty(dir)) lingering.add(dir);
+    },
+  };
 }
 
 let ownKernel = false;
@@ -121,6 +182,14 @@ export function thrashing(samples: Array<{ stallUs: number; wallUs: number }>): 
   return wall > 0 && stall / wall >= PRESSURE_GUARD.stallShare;
 }
 
+function readText(file: string): string {
+  try {
+    return fs.readFileSync(file, "utf8");
+  } catch {
+    return "";
+  }
+}
+
 function readNumber(file: string): number | null {
   try {
     const text = fs.readFileSync(file, "utf8").trim();
@@ -173,15 +242,28 @@ function guardWorkloadMemory(): void {
 /** The workload process the OOM killer would choose: the highest `oom_score`. */
 function likeliestVictim(): { pid: number } | null {
   let best: { pid: number; score: number } | null = null;
-  let pids: number[];
-  try {
-    pids = fs.readFileSync(`${WORKLOAD}/cgroup.procs`, "utf8").split("\n").filter(Boolean).map(Number);
-  } catch {
-    return null;
-  }
-  for (const pid of pids) {
+  for (const pid of workloadPids()) {
+    // One killed already (dying or unreaped) would be chosen again and again.
+    if (/^\d+ \(.*\) [ZX]/s.test(readText(`/proc/${pid}/stat`))) continue;
     const score = readNumber(`/proc/${pid}/oom_score`);
     if (score !== null && (!best || score > best.score)) best = { pid, score };
   }
   return best;
+}
+
+/** Every process in the workload's cgroup and the groups below it (commands' own, any the workload made). */
+function workloadPids(dir = WORKLOAD, depth = 0): number[] {
+  const pids: number[] = [];
+  try {
+    pids.push(...fs.readFileSync(`${dir}/cgroup.procs`, "utf8").split("\n").filter(Boolean).map(Number));
+  } catch {
+    return pids;
+  }
+  if (depth >= 8) return pids;
+  try {
+    for (const e of fs.readdirSync(dir, { withFileTypes: true })) if (e.isDirectory()) pids.push(...workloadPids(`${dir}/${e.name}`, depth + 1));
+  } catch {
+    // The group went away while we looked.
+  }
+  return pids;
 }

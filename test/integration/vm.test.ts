@@ -192,8 +192,9 @@ describe("an exhausted VM workspace", () => {
     expect(balloon.oom_killed).toBe(true);
     expect(balloon.signal).toBe("SIGKILL");
     expect((await pyro.statusWorkspace(ws.workspace_id)).state).toBe("running");
-    const next = await pyro.execWorkspace(ws.workspace_id, { command: "echo alive", timeoutSeconds: 120 });
-    expect(next.stdout).toBe("alive\n");
+    // Each command runs in a cgroup of its own, removed once it has ended: only this one's is left.
+    const next = await pyro.execWorkspace(ws.workspace_id, { command: "echo alive; ls -d /sys/fs/cgroup/pyro-workload/command-*", timeoutSeconds: 120 });
+    expect(next.stdout).toMatch(/^alive\n\/sys\/fs\/cgroup\/pyro-workload\/command-[0-9a-f]+\n$/);
 
     const started = Date.now();
     const bomb = await pyro.execWorkspace(ws.workspace_id, { command: "b() { b | b & }; b; sleep 600", timeoutSeconds: 10 });
