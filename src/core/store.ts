@@ -36,10 +36,27 @@ function ownerTag(): string {
   return `${process.pid}.${processStartTime(process.pid) ?? 0}`;
 }
 
-/** Whether the process an owner tag names still runs; a bare pid (older pyro) is checked by pid alone. */
+/**
+ * Names a lock's holder. Written whole (a sibling renamed over it): a waiter must never read
+ * the empty file a plain write shows between its create and its write, take it for a dead
+ * holder's, and break a lock that is being taken — two callers would then both hold it.
+ * The temporary file starts with the lock's name, so a workspace's removal sweeps one left by
+ * a killed holder.
+ */
+function writeOwner(ownerPath: string, tag: string): void {
+  const tmp = `${ownerPath}.${process.pid}.tmp`;
+  fs.writeFileSync(tmp, tag, { mode: 0o600 });
+  fs.renameSync(tmp, ownerPath);
+}
+
+/**
+ * Whether the process an owner tag names still runs; a bare pid (older pyro) is checked by pid
+ * alone. A tag that names no process proves nothing and counts as alive: such a lock is judged
+ * by staleness.
+ */
 function ownerAlive(tag: string): boolean {
   const [pid, start] = tag.split(".").map(Number);
-  if (!pid) return false;
+  if (!pid || !Number.isInteger(pid) || pid <= 0) return true;
   const actual = processStartTime(pid);
   return actual !== null && (start === undefined || Number.isNaN(start) || actual === start);
 }
@@ -110,7 +127,7 @@ export class StateStore {
           onCompromised: () => undefined,
         });
         const tag = ownerTag();
-        fs.writeFileSync(ownerPath, tag, { mode: 0o600 });
+        writeOwner(ownerPath, tag);
         return async () => {
           try {
             if (fs.readFileSync(ownerPath, "utf8") === tag) fs.rmSync(ownerPath, { force: true });
@@ -407,7 +424,9 @@ function breakDeadLock(lockPath: string, ownerPath: string): boolean {
     const lock = fs.statSync(lockPath);
     if (!(lock.birthtimeMs > 0 && owner.mtimeMs >= lock.birthtimeMs)) return false;
     if (ownerAlive(fs.readFileSync(ownerPath, "utf8").trim())) return false;
-    if (fs.statSync(lockPath).birthtimeMs !== lock.birthtimeMs) return false;
+    // Still the same lock (not one taken since by a live caller): same inode, same birth.
+    const now = fs.statSync(lockPath);
+    if (now.birthtimeMs !== lock.birthtimeMs || now.ino !== lock.ino) return false;
     fs.rmSync(ownerPath, { force: true });
     fs.rmdirSync(lockPath);
     return true;

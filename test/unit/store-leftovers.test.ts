@@ -52,6 +52,46 @@ describe("leftovers of killed calls", () => {
     expect(fs.readdirSync(store.layout.locks)).toEqual([]);
   });
 
+  it("a lock whose owner file is still empty (its holder is writing it) is not taken for a dead holder's", async () => {
+    const store = await freshStore();
+    const lock = leaveLock(store, "busy", "", { freshForAnHour: true });
+    let ran = false;
+    const taking = store.withLock("busy", async () => {
+      ran = true;
+    });
+    await new Promise((r) => setTimeout(r, 400));
+    expect(ran).toBe(false);
+    // Its holder releases it: the waiter takes it then.
+    fs.rmSync(`${lock}.owner`);
+    fs.rmdirSync(lock);
+    await taking;
+    expect(ran).toBe(true);
+  });
+
+  it("processes taking one lock in turn never hold it together: a counter they all increment loses nothing", () => {
+    const store = new StateStore(fs.mkdtempSync(path.join(os.tmpdir(), "pyro-lock-")));
+    homes.push(store.home);
+    const counter = path.join(store.home, "counter");
+    fs.writeFileSync(counter, "0");
+    // Each increment reads, yields to the event loop, and writes: two holders at once would lose one.
+    const script = `
+      import fs from "node:fs";
+      import { StateStore } from ${JSON.stringify(path.resolve("src/core/store.ts"))};
+      const store = new StateStore(process.argv[1]);
+      await store.init();
+      for (let i = 0; i < 40; i++) {
+        await store.withLock("counter", async () => {
+          const value = Number(fs.readFileSync(${JSON.stringify(counter)}, "utf8"));
+          await new Promise((r) => setImmediate(r));
+          fs.writeFileSync(${JSON.stringify(counter)}, String(value + 1));
+        });
+      }`;
+    const processes = 8;
+    const run = spawnSync("bash", ["-c", `for i in $(seq ${processes}); do "$0" --import tsx --input-type=module -e "$1" "$2" & done; wait`, process.execPath, script, store.home], { encoding: "utf8", timeout: 120_000 });
+    expect(run.stderr).toBe("");
+    expect(Number(fs.readFileSync(counter, "utf8"))).toBe(processes * 40);
+  }, 150_000);
+
   it("a half-deleted workspace is removed by the next call, its secrets with it, together with its sockets and locks", async () => {
     const store = await freshStore();
     const id = newWorkspaceId();
