@@ -30,8 +30,14 @@ export const DEFAULT_TIMEOUT_SECONDS = 30;
 export const MAX_TIMEOUT_SECONDS = 24 * 3600;
 /** stdin is carried in one frame; larger inputs belong in a file (sync push / file write). */
 export const MAX_STDIN_BYTES = 16 * 1024 * 1024;
-/** After the deadline, how long the agent has to end the command before the host kills it. */
-const HOST_KILL_GRACE_MS = 2000;
+/**
+ * After the deadline, when the host kills the command's processes itself. A namespace sandbox's
+ * agent shares the workspace's CPU with the command, so a fork bomb delays its timer by seconds
+ * (measured: 2.7–3.5 s past a 5 s deadline): the host, which the bomb does not starve, kills at
+ * the deadline. A VM guest's processes are out of the host's reach; there the kill only starts
+ * the wait for the agent's answer.
+ */
+const HOST_KILL_GRACE_MS = { namespace: 0, vm: 2000 };
 /**
  * After that, how long the agent has to answer before the workspace is restarted: a VM guest's
  * agent kills the command itself (its kernel is out of the host's sight) and a TCG guest under
@@ -100,6 +106,9 @@ export class WorkspaceExec {
     const diskMark = this.manager.disk.mark(record);
     const backend = await this.manager.backendOf(record);
     const marker = randomBytes(16).toString("hex");
+    // The host's kill can land before the agent's own timer fires (the agent started its clock
+    // later and may be starved): a command it killed ended by its timeout all the same.
+    let hostKilled = false;
     const oomKillsBefore = record.sandbox ? backend.oomKills(record.sandbox) : null;
     let frame;
     try {
@@ -117,16 +126,20 @@ export class WorkspaceExec {
         },
         stdin,
       );
-      frame = await this.withDeadline(id, record, request, timeoutSeconds * 1000, (sandbox) => backend.killExec(sandbox, marker));
+      frame = await this.withDeadline(id, record, request, timeoutSeconds * 1000, (sandbox) => {
+        hostKilled = true;
+        return backend.killExec(sandbox, marker);
+      });
     } finally {
       await endOperation();
     }
     const header = frame.header;
+    const timedOut = header.timedOut || (hostKilled && header.signal === "SIGKILL");
     const oomKillsAfter = record.sandbox ? backend.oomKills(record.sandbox) : null;
     const oomKills = header.oomKills ?? (oomKillsBefore === null || oomKillsAfter === null ? 0 : oomKillsAfter - oomKillsBefore);
     // The OOM killer struck while the command ran, and the command died of a SIGKILL (or its
     // shell reports a child that did): the command ran out of the workspace's memory.
-    const oomKilled = !header.timedOut && oomKills > 0 && (header.signal === "SIGKILL" || header.exitCode === 137);
+    const oomKilled = !timedOut && oomKills > 0 && (header.signal === "SIGKILL" || header.exitCode === 137);
     const { stdoutBytes, stderrBytes } = splitOutput(frame.payload, header);
     // The command line itself may carry a secret (`curl -H "token: $VALUE"` typed literally).
     const command = redactor.redactValue(hasCommand ? opts.command! : [opts.shell!]);
@@ -142,7 +155,7 @@ export class WorkspaceExec {
         cwd: redactor.redact(cwd),
         exit_code: header.exitCode,
         signal: header.signal,
-        timed_out: header.timedOut,
+        timed_out: timedOut,
         duration_ms: header.durationMs,
         started_at: header.startedAt,
         stdout_bytes: header.stdout.total_bytes,
@@ -161,9 +174,9 @@ export class WorkspaceExec {
       cwd,
       exit_code: header.exitCode,
       signal: header.signal,
-      timed_out: header.timedOut,
+      timed_out: timedOut,
       oom_killed: oomKilled,
-      outcome: header.timedOut ? "timed_out" : header.startError ? "not_started" : header.signal ? "signaled" : "exited",
+      outcome: timedOut ? "timed_out" : header.startError ? "not_started" : header.signal ? "signaled" : "exited",
       duration_ms: header.durationMs,
       started_at: header.startedAt,
       stdout: renderCapped(stdoutBytes, header.stdout),
@@ -191,7 +204,7 @@ export class WorkspaceExec {
         setTimeout(() => {
           if (record.sandbox) void kill(record.sandbox).catch(() => false);
           timers.push(setTimeout(() => resolve("late"), record.backend === "vm" ? AGENT_ANSWER_GRACE_MS.vm : AGENT_ANSWER_GRACE_MS.namespace));
-        }, timeoutMs + HOST_KILL_GRACE_MS),
+        }, timeoutMs + HOST_KILL_GRACE_MS[record.backend === "vm" ? "vm" : "namespace"]),
       );
     });
     try {
