@@ -199,12 +199,13 @@ export class WorkspaceExec {
    */
   private async withDeadline<T>(id: string, record: { sandbox: SandboxRecord | null; backend: string }, answer: Promise<T>, timeoutMs: number, kill: (sandbox: SandboxRecord) => Promise<boolean>): Promise<T> {
     const timers: NodeJS.Timeout[] = [];
+    const kind = record.backend === "vm" ? "vm" : "namespace";
     const late = new Promise<"late">((resolve) => {
       timers.push(
         setTimeout(() => {
           if (record.sandbox) void kill(record.sandbox).catch(() => false);
-          timers.push(setTimeout(() => resolve("late"), record.backend === "vm" ? AGENT_ANSWER_GRACE_MS.vm : AGENT_ANSWER_GRACE_MS.namespace));
-        }, timeoutMs + HOST_KILL_GRACE_MS[record.backend === "vm" ? "vm" : "namespace"]),
+          timers.push(setTimeout(() => resolve("late"), AGENT_ANSWER_GRACE_MS[kind]));
+        }, timeoutMs + HOST_KILL_GRACE_MS[kind]),
       );
     });
     try {

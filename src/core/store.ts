@@ -41,7 +41,8 @@ function ownerTag(): string {
  * the empty file a plain write shows between its create and its write, take it for a dead
  * holder's, and break a lock that is being taken — two callers would then both hold it.
  * The temporary file starts with the lock's name, so a workspace's removal sweeps one left by
- * a killed holder.
+ * a killed holder. Not `writeFileAtomic`: its fsyncs would cost every lock taken, and a holder's
+ * name matters only while the holder runs, never across a crash of the host.
  */
 function writeOwner(ownerPath: string, tag: string): void {
   const tmp = `${ownerPath}.${process.pid}.tmp`;
@@ -56,7 +57,7 @@ function writeOwner(ownerPath: string, tag: string): void {
  */
 function ownerAlive(tag: string): boolean {
   const [pid, start] = tag.split(".").map(Number);
-  if (!pid || !Number.isInteger(pid) || pid <= 0) return true;
+  if (pid === undefined || !Number.isInteger(pid) || pid <= 0) return true;
   const actual = processStartTime(pid);
   return actual !== null && (start === undefined || Number.isNaN(start) || actual === start);
 }
